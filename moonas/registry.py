@@ -1,0 +1,53 @@
+"""Name -> component registries, so names in configs map to code and typos get a suggestion."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Callable, Generic, Iterator, TypeVar
+
+from moonas.errors import ConfigError
+
+__all__ = ["Registry", "closest"]
+
+T = TypeVar("T")
+
+
+def closest(name: str, valid: list[str] | tuple[str, ...]) -> str:
+    """A ' (did you mean X?)' hint for the nearest valid name, or ''."""
+    match = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.5)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+class Registry(Generic[T]):
+    """A named table of components; `get` fails with the list of valid names."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        def add(item: T) -> T:
+            if name in self._items:
+                raise ValueError(f"{self.kind} {name!r} registered twice")
+            self._items[name] = item
+            return item
+
+        return add
+
+    def get(self, name: str) -> T:
+        try:
+            return self._items[name]
+        except KeyError:
+            valid = ", ".join(sorted(self._items))
+            raise ConfigError(
+                f"unknown {self.kind} {name!r}{closest(name, tuple(self._items))}; valid: {valid}"
+            ) from None
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(sorted(self._items))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())

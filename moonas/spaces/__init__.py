@@ -1,0 +1,17 @@
+"""Search spaces (choices only, no torch) and their registry."""
+
+from __future__ import annotations
+
+from moonas.registry import Registry
+from moonas.spaces._base import Arch, ArchError, Choice, SearchSpace
+from moonas.spaces.nb201 import NB201Space
+
+__all__ = ["Arch", "ArchError", "Choice", "SearchSpace", "SPACES", "NB201Space", "build_space"]
+
+SPACES: Registry[type[SearchSpace]] = Registry("search space")
+SPACES.register("nb201")(NB201Space)
+
+
+def build_space(name: str, **settings: object) -> SearchSpace:
+    """The space `name` with its settings (already type-checked by the config layer)."""
+    return SPACES.get(name)(**settings)

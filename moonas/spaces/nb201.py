@@ -1,0 +1,73 @@
+"""The NAS-Bench-201 cell space: 5 operations on the 6 edges of a 4-node cell (15,625 cells)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import ClassVar, Sequence
+
+from moonas.spaces._base import Arch, ArchError, Choice, SearchSpace
+
+__all__ = ["NB201Space", "NB201_OPS", "NB201_EDGES"]
+
+NB201_OPS: tuple[str, ...] = (
+    "none",
+    "skip_connect",
+    "nor_conv_1x1",
+    "nor_conv_3x3",
+    "avg_pool_3x3",
+)
+#: (to_node, from_node) per edge, in the benchmark's order.
+NB201_EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
+
+_TOKEN = re.compile(r"^([a-z0-9_]+)~(\d+)$")
+
+
+@dataclass(frozen=True)
+class NB201Space(SearchSpace):
+    """NAS-Bench-201: stem, 3 stages of `cells_per_stage` cells (width C, 2C, 4C), residual
+    reduction blocks between stages, global pool, linear. One cell shared by all positions."""
+
+    name: ClassVar[str] = "nb201"
+
+    channels: int = 16
+    cells_per_stage: int = 5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.channels < 1 or self.cells_per_stage < 1:
+            raise ArchError("space.channels and space.cells_per_stage must be >= 1")
+
+    def _choices(self) -> tuple[Choice, ...]:
+        return tuple(Choice(f"edge{to}<-{frm}", NB201_OPS) for to, frm in NB201_EDGES)
+
+    def to_str(self, arch: Sequence[int]) -> str:
+        """The benchmark's `arch_str`, e.g. `|nor_conv_3x3~0|+|none~0|skip_connect~1|+|...|`."""
+        arch = self.validate(arch)
+        nodes = []
+        for node in (1, 2, 3):
+            tokens = [
+                f"{NB201_OPS[arch[e]]}~{frm}"
+                for e, (to, frm) in enumerate(NB201_EDGES)
+                if to == node
+            ]
+            nodes.append("|" + "|".join(tokens) + "|")
+        return "+".join(nodes)
+
+    def from_str(self, text: str) -> Arch:
+        nodes = text.strip().split("+")
+        if len(nodes) != 3:
+            raise ArchError(f"{text!r} is not an nb201 arch_str (expected 3 '+'-separated nodes)")
+        out: list[int] = []
+        for node_index, node in enumerate(nodes, start=1):
+            tokens = [t for t in node.split("|") if t]
+            if len(tokens) != node_index:
+                raise ArchError(f"{text!r}: node {node_index} needs {node_index} inputs")
+            for frm, token in enumerate(tokens):
+                match = _TOKEN.match(token)
+                if not match or match.group(1) not in NB201_OPS or int(match.group(2)) != frm:
+                    raise ArchError(
+                        f"{text!r}: bad token {token!r} (expected OP~{frm}, OP in {NB201_OPS})"
+                    )
+                out.append(NB201_OPS.index(match.group(1)))
+        return tuple(out)
