@@ -34,7 +34,15 @@ def _linear(module: nn.Linear, inputs: tuple, output: torch.Tensor) -> None:
     module.total_ops += torch.tensor([float(per_output * output.numel())], dtype=torch.float64)
 
 
+def _conv(module: nn.Conv2d, inputs: tuple, output: torch.Tensor) -> None:
+    # thop 0.1.1 drops the bias of convolutions; the convention counts it like the linear one.
+    kh, kw = module.kernel_size
+    per_output = module.in_channels // module.groups * kh * kw + (module.bias is not None)
+    module.total_ops += torch.tensor([float(per_output * output.numel())], dtype=torch.float64)
+
+
 _CUSTOM_OPS = {
+    nn.Conv2d: _conv,
     nn.BatchNorm1d: _zero,
     nn.BatchNorm2d: _zero,
     nn.LayerNorm: _zero,

@@ -46,5 +46,20 @@ class Supernet(nn.Module):
     def _build_standalone(self, arch: Arch) -> nn.Module:
         raise NotImplementedError
 
+    def standalone_keys(self, arch: Sequence[int]) -> dict[str, str]:
+        """Supernet state key -> standalone state key, for the entries `arch` uses."""
+        arch = self.space.validate(arch)
+        out = {}
+        for key in self.state_dict():
+            mapped = self._standalone_key(key, arch)
+            if mapped is not None:
+                out[key] = mapped
+        return out
+
     def _standalone_state(self, arch: Arch) -> dict[str, torch.Tensor]:
+        state = self.state_dict()
+        return {new: state[old].detach().clone() for old, new in self.standalone_keys(arch).items()}
+
+    def _standalone_key(self, key: str, arch: Arch) -> str | None:
+        """The standalone key of supernet entry `key`, or None when `arch` does not use it."""
         raise NotImplementedError

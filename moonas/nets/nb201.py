@@ -135,17 +135,14 @@ class NB201Supernet(Supernet):
     def _build_standalone(self, arch: Arch) -> nn.Module:
         return NB201Net(self.space, arch)
 
-    def _standalone_state(self, arch: Arch) -> dict[str, torch.Tensor]:
-        state = {}
-        for key, value in self.net.state_dict().items():
-            parts = key.split(".")
-            if len(parts) > 4 and parts[0] == "cells" and parts[2] == "edges":
-                edge, option = int(parts[3]), int(parts[4])
-                if option != arch[edge]:
-                    continue
-                key = ".".join(parts[:4] + parts[5:])
-            state[key] = value.detach().clone()
-        return state
+    def _standalone_key(self, key: str, arch: Arch) -> str | None:
+        # "net.cells.3.edges.<edge>.<option>.rest" -> "cells.3.edges.<edge>.rest"
+        parts = key.split(".")[1:]
+        if len(parts) > 4 and parts[0] == "cells" and parts[2] == "edges":
+            if int(parts[4]) != arch[int(parts[3])]:
+                return None
+            parts = parts[:4] + parts[5:]
+        return ".".join(parts)
 
     def option_parameters(self, choice: int, option: int) -> list[nn.Parameter]:
         return [

@@ -1,0 +1,128 @@
+"""The `moonas` command line: parses arguments, configures logging, turns errors into one line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from moonas.errors import MoonasError
+
+__all__ = ["main", "build_parser"]
+
+log = logging.getLogger("moonas")
+
+#: Subcommands that later work will make real, and where that work is tracked.
+_PLANNED = {
+    "search": "Core search",
+    "pick": "Deploy",
+    "export": "Deploy",
+    "train": "Deploy",
+    "plot": "Deploy",
+    "bench": "External ground truth (NAS-Bench-201 harness)",
+    "profile": "Deploy",
+}
+
+_HELP = {
+    "search": "run a multi-budget architecture search -> a Pareto front in a run directory",
+    "pick": "pick the best architecture of a run's front per device budget",
+    "export": "export a picked network to TorchScript, ONNX or a state dict",
+    "train": "retrain a picked network standalone on the run's dataset",
+    "plot": "plot fronts, budgets and how the distributions settled",
+    "bench": "benchmark strategies on the NAS-Bench-201 ground truth",
+    "profile": "measure an additive latency table on this machine",
+    "cost": "price architectures (params, MACs) without training",
+}
+
+
+def _cmd_cost(args: argparse.Namespace) -> int:
+    from moonas.pricing import price_architectures, space_extremes
+
+    if args.extremes:
+        for record in space_extremes(args.config, args.set):
+            print(json.dumps(record))
+        return 0
+    texts = list(args.arch)
+    if args.from_file:
+        path = Path(args.from_file)
+        if not path.is_file():
+            raise MoonasError(f"--from {args.from_file}: no such file")
+        texts += [line for line in path.read_text().splitlines()
+                  if line.strip() and not line.lstrip().startswith("#")]
+    if not texts:
+        raise MoonasError(
+            "no architectures given: pass them as arguments, with --from FILE, "
+            "or use --extremes for the cheapest and dearest of the space"
+        )
+    for record in price_architectures(args.config, texts, args.set):
+        print(json.dumps(record))
+    return 0
+
+
+def _planned(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        raise MoonasError(
+            f"'moonas {name}' is not built yet (planned in the issue '{_PLANNED[name]}')"
+        )
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="moonas",
+        description="Multi-budget one-shot neural architecture search: one run, several budget "
+        "distributions updated jointly by importance sampling, a Pareto front of accuracy vs cost.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    for name in ("search", "pick", "export", "train", "plot", "bench", "profile"):
+        planned = sub.add_parser(name, help=f"{_HELP[name]} (not built yet)",
+                                 description=_HELP[name])
+        planned.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        planned.set_defaults(func=_planned(name))
+
+    cost = sub.add_parser("cost", help=_HELP["cost"], description=_HELP["cost"] + ". Prints one "
+                          "JSON object per architecture with arch, arch_str, params and macs.")
+    cost.add_argument("arch", nargs="*", help="an arch_str (nb201), a JSON list of ints, or ints")
+    cost.add_argument("--config", default=None,
+                      help="YAML config or packaged name (default: the embedded default)")
+    cost.add_argument("--from", dest="from_file", metavar="FILE",
+                      help="read architectures from FILE, one per line")
+    cost.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a config key, e.g. --set space.channels=16")
+    cost.add_argument("--extremes", action="store_true",
+                      help="print the cheapest and dearest architecture per cost instead")
+    cost.set_defaults(func=_cmd_cost)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except MoonasError as err:
+        print(f"moonas {args.command}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"moonas {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

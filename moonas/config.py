@@ -1,0 +1,388 @@
+"""Typed, frozen run configuration: YAML + `--set key=value` overrides -> validated records.
+
+Unknown keys, wrong types and invalid values fail with one line naming the key and the
+closest valid key or the allowed values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+
+from moonas.errors import ConfigError, MoonasError
+from moonas.registry import closest
+from moonas.spaces import SPACES, SearchSpace
+
+__all__ = [
+    "DataConfig",
+    "SpaceConfig",
+    "TrainConfig",
+    "SearchConfig",
+    "RunConfig",
+    "load_config",
+    "apply_overrides",
+    "config_to_dict",
+    "parse_amount",
+    "packaged_config",
+    "PACKAGED_CONFIGS",
+]
+
+PACKAGED_CONFIGS = Path(__file__).parent / "configs"
+
+_AMOUNT = re.compile(r"^\s*([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*([kKmMgG]?)\s*$")
+_SCALE = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9}
+
+
+def parse_amount(text: str) -> float:
+    """`'120k'` -> 120000.0, `'3.5M'` -> 3500000.0, `'2e6'` -> 2000000.0."""
+    match = _AMOUNT.match(str(text))
+    if not match:
+        raise ValueError(f"{text!r} is not a number (examples: 120000, 120k, 3.5M)")
+    return float(match.group(1)) * _SCALE[match.group(2).lower()]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset, where it lives, how it is split and batched."""
+
+    name: str = "digits"
+    root: str | None = None
+    download: bool = False
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    image_size: int | None = None
+    augment: bool = False
+    batch_size: int = 64
+    max_train: int | None = None
+
+    def __post_init__(self) -> None:
+        from moonas.data import DATASETS
+
+        if self.name not in DATASETS:
+            raise ConfigError(
+                f"unknown dataset {self.name!r}{closest(self.name, DATASETS)}; "
+                f"valid: {', '.join(DATASETS)}"
+            )
+        if self.batch_size < 1:
+            raise ConfigError(f"data.batch_size must be >= 1, got {self.batch_size}")
+        if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1
+                and self.val_fraction + self.test_fraction < 1):
+            raise ConfigError(
+                "data.val_fraction and data.test_fraction must be in [0, 1) with a sum below 1"
+            )
+
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    """The search space's name and settings; `None` data settings come from the dataset."""
+
+    name: str = "nb201"
+    settings: tuple[tuple[str, Any], ...] = ()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return dict(self.settings).get(key, default)
+
+    def build(self, input_size: int, in_channels: int, n_classes: int) -> SearchSpace:
+        """The space, with the data's shape filling the settings left unset."""
+        values = dict(self.settings)
+        for key, value in (("input_size", input_size), ("in_channels", in_channels),
+                           ("n_classes", n_classes)):
+            if values.get(key) is None:
+                values[key] = value
+        return SPACES.get(self.name)(**values)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Supernet weight training: SGD with momentum, cosine learning rate, clipping."""
+
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 4e-5
+    grad_clip: float | None = 5.0
+    lr_min: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr must be > 0, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"train.momentum must be in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"train.weight_decay must be >= 0, got {self.weight_decay}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ConfigError("train.grad_clip must be > 0 (or null for no clipping)")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """The architecture search: strategy, objectives, budgets and the step schedule."""
+
+    strategy: str = "multi-asng"
+    cost: str = "params"
+    budgets: tuple[float, ...] | None = None
+    n_budgets: int = 5
+    coefficients: tuple[float, ...] | None = None
+    samples_per_dist: int = 2
+    utility: Literal["weighted-quantile", "rank"] = "weighted-quantile"
+    delta0: float = 1.0
+    alpha: float = 1.5
+    epochs: int = 30
+    warmup_epochs: int = 5
+    front_samples: int = 64
+    bn: Literal["train", "recalibrate"] = "train"
+
+    def __post_init__(self) -> None:
+        if self.budgets is not None:
+            if len(self.budgets) < 1:
+                raise ConfigError("search.budgets is empty: give at least one budget or null")
+            if any(b <= 0 for b in self.budgets):
+                raise ConfigError(f"search.budgets must be positive, got {list(self.budgets)}")
+            if any(b2 <= b1 for b1, b2 in zip(self.budgets, self.budgets[1:])):
+                raise ConfigError(
+                    f"search.budgets must be strictly increasing, got {list(self.budgets)}: "
+                    "sort them and drop duplicates"
+                )
+        if self.budgets is not None and self.coefficients is not None:
+            raise ConfigError("give search.budgets or search.coefficients, not both")
+        for key in ("n_budgets", "samples_per_dist", "epochs", "front_samples"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"search.{key} must be >= 1, got {getattr(self, key)}")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ConfigError(
+                f"search.warmup_epochs must be in [0, epochs={self.epochs}), got {self.warmup_epochs}"
+            )
+        if self.delta0 <= 0 or self.alpha <= 0:
+            raise ConfigError("search.delta0 and search.alpha must be > 0")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one run needs; saved resolved as `config.yaml` in the run directory."""
+
+    seed: int = 0
+    threads: int | None = None
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+
+
+# -- validation ------------------------------------------------------------------------------
+def _unknown_key(path: str, key: str, valid: list[str]) -> ConfigError:
+    match = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    hint = f" (did you mean {_join(path, match[0])!r}?)" if match else ""
+    return ConfigError(
+        f"unknown config key {_join(path, key)!r}{hint}; valid keys: {', '.join(valid)}"
+    )
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, path: str) -> Any:
+    """`value` as type `tp`, or a ConfigError naming `path`."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, path)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if len(errors) == 1 else
+                          f"config key {path!r}: expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value not in args:
+            allowed = ", ".join(repr(a) for a in args)
+            raise ConfigError(f"config key {path!r} is {value!r}; allowed values: {allowed}")
+        return value
+    if origin is tuple:
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {path!r}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"config key {path!r}: expected {len(args)} items, got {value!r}")
+        return tuple(_coerce(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key {path!r}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                amount = parse_amount(value)
+                if amount.is_integer():
+                    return int(amount)
+            except ValueError:
+                pass
+        raise ConfigError(f"config key {path!r}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return parse_amount(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"config key {path!r}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"config key {path!r}: expected a string, got {value!r}")
+    raise ConfigError(f"config key {path!r}: unsupported type {_type_name(tp)}")
+
+
+def _build(cls: type, data: Any, path: str) -> Any:
+    if cls is SpaceConfig:
+        return _build_space(data, path)
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config section {path or 'top level'!r} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    for key in data:
+        if key not in names:
+            raise _unknown_key(path, str(key), names)
+    values = {k: _coerce(v, hints[k], _join(path, k)) for k, v in data.items()}
+    return cls(**values)
+
+
+def _build_space(data: Any, path: str) -> SpaceConfig:
+    if isinstance(data, SpaceConfig):
+        return data
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config section {path!r} must be a mapping with a 'name'")
+    data = dict(data)
+    name = data.pop("name", SpaceConfig.name)
+    space_cls = SPACES.get(str(name))
+    hints = typing.get_type_hints(space_cls)
+    names = [f.name for f in fields(space_cls)]
+    settings = {}
+    for key, value in data.items():
+        if key not in names:
+            raise _unknown_key(path, str(key), ["name", *names])
+        tp = hints[key]
+        # The data's shape may be left to the dataset.
+        if key in ("input_size", "in_channels", "n_classes"):
+            tp = int | None
+        settings[key] = _coerce(value, tp, _join(path, key))
+    # Validate the settings now (with placeholder data shape) so errors surface at load time.
+    probe = {k: v for k, v in settings.items()}
+    for key in ("input_size", "in_channels", "n_classes"):
+        if probe.get(key) is None:
+            probe[key] = 32 if key == "input_size" else 3 if key == "in_channels" else 10
+    try:
+        space_cls(**probe)
+    except MoonasError as err:
+        raise ConfigError(str(err)) from None
+    return SpaceConfig(name=str(name), settings=tuple(sorted(settings.items())))
+
+
+# -- loading ---------------------------------------------------------------------------------
+def packaged_config(name: str) -> Path | None:
+    """Path of a config shipped with moonas (`default`, `smoke`, ...), if there is one."""
+    candidate = PACKAGED_CONFIGS / (name if name.endswith(".yaml") else f"{name}.yaml")
+    return candidate if candidate.is_file() else None
+
+
+def _read_yaml(source: str | Path) -> dict:
+    path = Path(source)
+    if not path.is_file():
+        shipped = packaged_config(str(source))
+        if shipped is None:
+            names = sorted(p.stem for p in PACKAGED_CONFIGS.glob("*.yaml"))
+            raise ConfigError(
+                f"config file {str(source)!r} not found; give a YAML path or one of: "
+                f"{', '.join(names)}"
+            )
+        path = shipped
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return data
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply `a.b=c` overrides (values parsed as YAML) to nested `data` (a copy is returned)."""
+    import copy
+
+    out = copy.deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set search.epochs=10")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def load_config(source: str | Path | Mapping | None = None, overrides: list[str] = ()) -> RunConfig:
+    """A validated `RunConfig` from a YAML path (or packaged name, or mapping) plus overrides.
+
+    `None` means the packaged default (`configs/default.yaml`).
+    """
+    if source is None:
+        data = _read_yaml(PACKAGED_CONFIGS / "default.yaml")
+    elif isinstance(source, Mapping):
+        data = dict(source)
+    else:
+        data = _read_yaml(source)
+    data = apply_overrides(data, list(overrides))
+    return _build(RunConfig, data, "")
+
+
+def config_to_dict(config: Any) -> Any:
+    """Plain data (dicts, lists, scalars) of a config record, as saved to `config.yaml`."""
+    if isinstance(config, SpaceConfig):
+        return {"name": config.name, **{k: config_to_dict(v) for k, v in config.settings}}
+    if dataclasses.is_dataclass(config):
+        return {f.name: config_to_dict(getattr(config, f.name)) for f in fields(config)}
+    if isinstance(config, tuple):
+        return [config_to_dict(v) for v in config]
+    return config

@@ -1,0 +1,108 @@
+"""Datasets by name: static info, seeded train/val/test splits, and deterministic loaders."""
+
+from __future__ import annotations
+
+import difflib
+import os
+
+from moonas.data._digits import DIGITS_INFO, load_digits_splits
+from moonas.data._splits import DatasetInfo, DataSplits, check_fractions, make_loader
+from moonas.data._vision import IMAGEFOLDER_INFO, VISION_INFOS, load_imagefolder_splits, load_torchvision_splits
+from moonas.errors import ConfigError, DataError
+
+__all__ = ["DATASETS", "DatasetInfo", "DataSplits", "dataset_info", "load_dataset", "make_loader"]
+
+DATASETS: tuple[str, ...] = ("digits", "cifar10", "cifar100", "mnist", "fashion_mnist", "imagefolder")
+
+_INFOS: dict[str, DatasetInfo] = {"digits": DIGITS_INFO, **VISION_INFOS, "imagefolder": IMAGEFOLDER_INFO}
+
+
+def _check_name(name: str) -> None:
+    if name in DATASETS:
+        return
+    close = difflib.get_close_matches(str(name), DATASETS, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise DataError(f"unknown dataset {name!r}: {hint}valid names are {', '.join(DATASETS)}")
+
+
+def _check_image_size(image_size: int | None) -> None:
+    if image_size is None:
+        return
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise ConfigError(f"data.image_size={image_size!r} must be a positive integer (e.g. 32) or null")
+
+
+def dataset_info(name: str, *, image_size: int | None = None) -> DatasetInfo:
+    """What is known about `name` without loading it; `image_size` overrides the native side.
+
+    For imagefolder, n_classes and class_names are None, and input_size is None unless
+    `image_size` is given (loading then resizes to 32).
+    """
+    _check_name(name)
+    _check_image_size(image_size)
+    info = _INFOS[name]
+    if image_size is None:
+        return info
+    return DatasetInfo(info.name, image_size, info.in_channels, info.n_classes, info.class_names, info.mean, info.std)
+
+
+def load_dataset(
+    name: str,
+    *,
+    root: str | os.PathLike[str] | None = None,
+    download: bool = False,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+    image_size: int | None = None,
+    augment: bool = False,
+    max_train: int | None = None,
+) -> DataSplits:
+    """Load `name` and split it deterministically from `seed`.
+
+    - digits: scikit-learn's bundled 8x8 digits; `root` and `download` are unused.
+    - cifar10, cifar100, mnist, fashion_mnist: torchvision under `root` (default ./data);
+      the official train set is split into train/val by `val_fraction`, the official test
+      set is the test split, and `test_fraction` is ignored.
+    - imagefolder: one subfolder of images per class under `root`, resized to `image_size`
+      (default 32), split into train/val/test by the fractions.
+
+    Splits are stratified by class; `max_train` caps the train split (a stratified subset).
+    Only the train split is augmented, and only when `augment` is true (random crop with
+    padding and horizontal flip for CIFAR and imagefolder; nothing for the others).
+    `image_size` other than the native side resizes every image.
+    """
+    _check_name(name)
+    _check_image_size(image_size)
+    uses_test = name in ("digits", "imagefolder")
+    check_fractions(val_fraction, test_fraction, uses_test=uses_test)
+    if name == "digits":
+        return load_digits_splits(
+            seed=seed,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            image_size=image_size,
+            augment=augment,
+            max_train=max_train,
+        )
+    root_str = None if root is None else os.fspath(root)
+    if name == "imagefolder":
+        return load_imagefolder_splits(
+            root=root_str,
+            seed=seed,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            image_size=image_size,
+            augment=augment,
+            max_train=max_train,
+        )
+    return load_torchvision_splits(
+        name,
+        root=root_str,
+        download=download,
+        seed=seed,
+        val_fraction=val_fraction,
+        image_size=image_size,
+        augment=augment,
+        max_train=max_train,
+    )

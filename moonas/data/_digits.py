@@ -1,0 +1,58 @@
+"""scikit-learn's 8x8 digits (1,797 images, bundled, no download) split in memory."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+import torch
+
+from moonas.data._splits import DatasetInfo, DataSplits, SplitView, TensorImages, split_indices, split_seeds
+
+__all__ = ["DIGITS_INFO", "load_digits_splits"]
+
+logger = logging.getLogger(__name__)
+
+# Pixel mean and std of all 1,797 images after scaling 0..16 to [0, 1].
+DIGITS_INFO = DatasetInfo(
+    name="digits",
+    input_size=8,
+    in_channels=1,
+    n_classes=10,
+    class_names=tuple(str(d) for d in range(10)),
+    mean=(0.3053,),
+    std=(0.3760,),
+)
+
+
+def load_digits_splits(
+    *,
+    seed: int,
+    val_fraction: float,
+    test_fraction: float,
+    image_size: int | None,
+    augment: bool,
+    max_train: int | None,
+) -> DataSplits:
+    """Stratified train/val/test splits of the digits; `image_size` resizes (bilinear) on access."""
+    from sklearn.datasets import load_digits  # imported here: sklearn is slow to import
+
+    bunch = load_digits()
+    images = torch.from_numpy(np.asarray(bunch.images, dtype=np.float32) / 16.0).unsqueeze(1)  # (N, 1, 8, 8)
+    labels = torch.from_numpy(np.asarray(bunch.target, dtype=np.int64))
+    size = None if image_size in (None, DIGITS_INFO.input_size) else image_size
+    source = TensorImages(images, labels, size=size)
+    split_rng, _ = split_seeds(seed)
+    train, val, test = split_indices(labels.numpy(), val_fraction, test_fraction, split_rng, max_train=max_train)
+    if augment:
+        logger.info("digits has no augmentation; augment=True changes nothing")
+    info = dataclasses.replace(DIGITS_INFO, input_size=image_size or DIGITS_INFO.input_size)
+    mean, std = info.mean, info.std
+    logger.info("digits: %d train, %d val, %d test", len(train), len(val), len(test))
+    return DataSplits(
+        info=info,
+        train=SplitView(source, train, labels[train], mean, std),
+        val=SplitView(source, val, labels[val], mean, std),
+        test=SplitView(source, test, labels[test], mean, std),
+    )

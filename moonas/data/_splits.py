@@ -1,0 +1,211 @@
+"""Dataset records, seeded stratified splits, split views with augmentation, and loaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from moonas.errors import ConfigError, DataError
+
+__all__ = [
+    "DatasetInfo",
+    "DataSplits",
+    "ImageSource",
+    "TensorImages",
+    "SplitView",
+    "RandomCropFlip",
+    "check_fractions",
+    "split_indices",
+    "split_seeds",
+    "make_loader",
+]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What is known about a dataset without loading it (resolved fully by loading)."""
+
+    name: str
+    input_size: int | None  # square image side; None = known only after loading
+    in_channels: int
+    n_classes: int | None
+    class_names: tuple[str, ...] | None
+    mean: tuple[float, ...]  # per-channel normalisation applied to every split
+    std: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    """The three splits of one dataset; items are (x float (C, H, W) normalised, y int64)."""
+
+    info: DatasetInfo
+    train: Dataset
+    val: Dataset  # never augmented: the search ranks architectures on it
+    test: Dataset
+
+
+class ImageSource(Protocol):
+    """Indexable images: item i is (x float (C, H, W) in [0, 1], integer label)."""
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]: ...
+
+    def __len__(self) -> int: ...
+
+
+class TensorImages:
+    """Images held in memory as one (N, C, H, W) tensor, uint8 (0..255) or float ([0, 1])."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, size: int | None = None) -> None:
+        if images.ndim != 4 or len(images) != len(labels):
+            raise ValueError(f"expected images (N, C, H, W) and N labels, got {tuple(images.shape)}, {len(labels)}")
+        self.images = images
+        self.labels = labels.to(torch.int64)
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        x = self.images[index]
+        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+        if self.size is not None and tuple(x.shape[-2:]) != (self.size, self.size):
+            x = F.interpolate(
+                x.unsqueeze(0), size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True
+            ).squeeze(0).clamp_(0.0, 1.0)
+        return x, int(self.labels[index])
+
+
+class RandomCropFlip:
+    """Random crop after zero padding, then a horizontal flip with probability 1/2.
+
+    Works on one (C, H, W) tensor before normalisation (zero padding = black, as in the
+    usual CIFAR recipe) and draws from its own generator, so a seed fixes the sequence.
+    """
+
+    def __init__(self, padding: int, generator: torch.Generator, *, flip: bool = True) -> None:
+        self.padding = padding
+        self.generator = generator
+        self.flip = flip
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.padding
+        if p > 0:
+            h, w = x.shape[-2:]
+            padded = F.pad(x, (p, p, p, p))
+            top, left = torch.randint(0, 2 * p + 1, (2,), generator=self.generator).tolist()
+            x = padded[..., top : top + h, left : left + w]
+        if self.flip and torch.rand(1, generator=self.generator).item() < 0.5:
+            x = x.flip(-1)
+        return x.contiguous()
+
+
+class SplitView(Dataset):
+    """The items of `source` at `indices`, optionally augmented, then normalised.
+
+    Attributes: `indices` (n,) positions in the source, `labels` (n,) int64 labels.
+    """
+
+    def __init__(
+        self,
+        source: ImageSource,
+        indices: np.ndarray,
+        labels: torch.Tensor,
+        mean: Sequence[float],
+        std: Sequence[float],
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        self.source = source
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.labels = torch.as_tensor(labels, dtype=torch.int64)
+        if len(self.labels) != len(self.indices):
+            raise ValueError("labels must match indices")
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.source[int(self.indices[index])]
+        if self.augment is not None:
+            x = self.augment(x)
+        x = (x - self.mean) / self.std
+        return x, torch.tensor(y, dtype=torch.int64)
+
+
+def check_fractions(val_fraction: float, test_fraction: float, *, uses_test: bool = True) -> None:
+    """Raise ConfigError unless 0 < val, 0 <= test and (when the test split is carved) val + test < 1."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ConfigError(f"data.val_fraction={val_fraction} is out of range: use a value in (0, 1), e.g. 0.2")
+    if not 0.0 <= test_fraction < 1.0:
+        raise ConfigError(f"data.test_fraction={test_fraction} is out of range: use a value in [0, 1), e.g. 0.2")
+    if uses_test and val_fraction + test_fraction >= 1.0:
+        raise ConfigError(
+            f"data.val_fraction + data.test_fraction = {val_fraction + test_fraction:g} leaves no training data: "
+            "make their sum below 1, e.g. 0.2 and 0.2"
+        )
+
+
+def split_seeds(seed: int) -> tuple[np.random.Generator, torch.Generator]:
+    """Independent streams from one seed: (numpy rng for the split, torch generator for augmentation)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed={seed!r} is not a non-negative integer: use e.g. seed=0")
+    split_ss, augment_ss = np.random.SeedSequence(int(seed)).spawn(2)
+    generator = torch.Generator().manual_seed(int(augment_ss.generate_state(1)[0]))
+    return np.random.default_rng(split_ss), generator
+
+
+def _count(n: int, fraction: float) -> int:
+    return 0 if fraction <= 0.0 else max(1, int(round(n * fraction)))
+
+
+def split_indices(
+    labels: np.ndarray,
+    val_fraction: float,
+    test_fraction: float,
+    rng: np.random.Generator,
+    *,
+    max_train: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Disjoint (train, val, test) index arrays, stratified by label, each sorted.
+
+    Sizes are round(n * fraction) (at least 1 for a positive fraction); train keeps the rest,
+    capped at `max_train` by a stratified subset. Raises DataError if train would be empty.
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    n_val, n_test = _count(n, val_fraction), _count(n, test_fraction)
+    if n - n_val - n_test < 1:
+        raise DataError(
+            f"only {n} samples, too few for val_fraction={val_fraction:g} and test_fraction={test_fraction:g}: "
+            "use more data or smaller fractions"
+        )
+    # Each class spreads evenly over [0, 1) in random order; cutting the global order by rank
+    # gives every prefix (and so every split) about the class proportions of the whole.
+    rank = np.empty(n, dtype=np.float64)
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        rank[members] = (np.arange(len(members)) + rng.random()) / len(members)
+    order = np.argsort(rank, kind="stable")
+    test, val, train = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
+    if max_train is not None:
+        if isinstance(max_train, bool) or not isinstance(max_train, (int, np.integer)) or max_train < 1:
+            raise ConfigError(f"data.max_train={max_train!r} must be a positive integer or null")
+        train = train[:max_train]
+    return np.sort(train), np.sort(val), np.sort(test)
+
+
+def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int, drop_last: bool = False) -> DataLoader:
+    """A single-process DataLoader whose order is fixed by `seed` (its own torch.Generator)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size!r} must be a positive integer, e.g. 64")
+    generator = torch.Generator().manual_seed(int(seed))
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, num_workers=0, generator=generator
+    )

@@ -1,0 +1,248 @@
+"""torchvision datasets (CIFAR, MNIST-likes, ImageFolder); the package's only torchvision import."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import pickle
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from moonas.data._splits import (
+    DatasetInfo,
+    DataSplits,
+    RandomCropFlip,
+    SplitView,
+    TensorImages,
+    split_indices,
+    split_seeds,
+)
+from moonas.errors import DataError
+
+__all__ = [
+    "DEFAULT_ROOT",
+    "DEFAULT_IMAGE_SIZE",
+    "VISION_INFOS",
+    "IMAGEFOLDER_INFO",
+    "load_torchvision_splits",
+    "load_imagefolder_splits",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ROOT = "data"  # where torchvision datasets live when data.root is not given (relative to the cwd)
+DEFAULT_IMAGE_SIZE = 32  # imagefolder images are resized to this side when image_size is not given
+
+_CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+_CIFAR100_NAMES = tuple(
+    """apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly
+    camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup
+    dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo keyboard lamp lawn_mower
+    leopard lion lizard lobster man maple_tree motorcycle mountain mouse mushroom oak_tree orange orchid
+    otter palm_tree pear pickup_truck pine_tree plain plate poppy porcupine possum rabbit raccoon ray road
+    rocket rose sea seal shark shrew skunk skyscraper snail snake spider squirrel streetcar sunflower
+    sweet_pepper table tank telephone television tiger tractor train trout tulip turtle wardrobe whale
+    willow_tree wolf woman worm""".split()
+)
+_FASHION_NAMES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _VisionSpec:
+    info: DatasetInfo
+    torchvision_class: str  # attribute of torchvision.datasets
+    holds: str  # what data.root must contain, for the not-found message
+    crop_flip: bool  # whether augment=True adds random crop + horizontal flip
+    names_from_files: bool  # CIFAR reads class names from its meta file; MNIST-likes' are fixed
+
+
+_SPECS: dict[str, _VisionSpec] = {
+    "cifar10": _VisionSpec(
+        DatasetInfo("cifar10", 32, 3, 10, _CIFAR10_NAMES, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+        "CIFAR10",
+        "cifar-10-batches-py",
+        crop_flip=True,
+        names_from_files=True,
+    ),
+    "cifar100": _VisionSpec(
+        DatasetInfo("cifar100", 32, 3, 100, _CIFAR100_NAMES, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+        "CIFAR100",
+        "cifar-100-python",
+        crop_flip=True,
+        names_from_files=True,
+    ),
+    "mnist": _VisionSpec(
+        DatasetInfo("mnist", 28, 1, 10, tuple(str(d) for d in range(10)), (0.1307,), (0.3081,)),
+        "MNIST",
+        "MNIST/raw",
+        crop_flip=False,
+        names_from_files=False,
+    ),
+    "fashion_mnist": _VisionSpec(
+        DatasetInfo("fashion_mnist", 28, 1, 10, _FASHION_NAMES, (0.2860,), (0.3530,)),
+        "FashionMNIST",
+        "FashionMNIST/raw",
+        crop_flip=False,
+        names_from_files=False,
+    ),
+}
+
+VISION_INFOS: dict[str, DatasetInfo] = {name: spec.info for name, spec in _SPECS.items()}
+
+IMAGEFOLDER_INFO = DatasetInfo(
+    name="imagefolder",
+    input_size=None,
+    in_channels=3,
+    n_classes=None,
+    class_names=None,
+    mean=(0.5, 0.5, 0.5),
+    std=(0.5, 0.5, 0.5),
+)
+
+_FOLDER_FIX = "set data.root to a folder with one subfolder of images (.png, .jpg, ...) per class"
+
+
+def _one_line(exc: BaseException, limit: int = 160) -> str:
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _resolve_root(root: str | os.PathLike[str] | None) -> str:
+    return os.path.abspath(os.path.expanduser(os.fspath(root if root is not None else DEFAULT_ROOT)))
+
+
+def _open(name: str, spec: _VisionSpec, root: str, *, train: bool, download: bool) -> Any:
+    """The torchvision dataset object, with its failures turned into one-line DataErrors."""
+    from torchvision import datasets
+
+    cls = getattr(datasets, spec.torchvision_class)
+    try:
+        return cls(root, train=train, download=download)
+    except (RuntimeError, OSError) as exc:  # OSError covers FileNotFoundError and URLError
+        if download:
+            raise DataError(
+                f"{name} download into {root} failed ({_one_line(exc)}): check the network, or copy "
+                f"{spec.holds} into {root} by hand"
+            ) from exc
+        raise DataError(
+            f"{name} not found under {root}: pass data.download=true to fetch it, "
+            f"or set data.root to the folder that holds {spec.holds}"
+        ) from exc
+    except (EOFError, ValueError, pickle.UnpicklingError) as exc:
+        raise DataError(
+            f"{name} under {root} could not be read ({_one_line(exc)}): delete {os.path.join(root, spec.holds)} "
+            "and pass data.download=true to fetch it again"
+        ) from exc
+
+
+def _in_memory(dataset: Any, size: int | None) -> TensorImages:
+    """The torchvision dataset's arrays as (N, C, H, W) uint8 images and int64 labels."""
+    data = dataset.data
+    if isinstance(data, np.ndarray):  # CIFAR: (N, H, W, C) uint8
+        images = torch.from_numpy(data).permute(0, 3, 1, 2).contiguous()
+    else:  # MNIST-likes: (N, H, W) uint8 tensor
+        images = torch.as_tensor(data).unsqueeze(1)
+    labels = torch.as_tensor(np.asarray(dataset.targets), dtype=torch.int64)
+    return TensorImages(images, labels, size=size)
+
+
+def _augmenter(enabled: bool, size: int, generator: torch.Generator) -> RandomCropFlip | None:
+    # Pad by 1/8 of the side: 4 pixels at 32, the standard CIFAR recipe.
+    return RandomCropFlip(max(1, size // 8), generator) if enabled else None
+
+
+def load_torchvision_splits(
+    name: str,
+    *,
+    root: str | None,
+    download: bool,
+    seed: int,
+    val_fraction: float,
+    image_size: int | None,
+    augment: bool,
+    max_train: int | None,
+) -> DataSplits:
+    """Official train set split into train/val by `val_fraction`; the official test set is the test split."""
+    spec = _SPECS[name]
+    root_path = _resolve_root(root)
+    train_set = _open(name, spec, root_path, train=True, download=download)
+    test_set = _open(name, spec, root_path, train=False, download=False)
+    native = spec.info.input_size or 0  # always set for torchvision datasets
+    size = image_size or native
+    train_source = _in_memory(train_set, None if size == native else size)
+    test_source = _in_memory(test_set, None if size == native else size)
+
+    split_rng, generator = split_seeds(seed)
+    train, val, _ = split_indices(train_source.labels.numpy(), val_fraction, 0.0, split_rng, max_train=max_train)
+    if augment and not spec.crop_flip:
+        logger.info("%s has no augmentation; augment=True changes nothing", name)
+    names = tuple(train_set.classes) if spec.names_from_files else tuple(spec.info.class_names or ())
+    info = dataclasses.replace(spec.info, input_size=size, n_classes=len(names), class_names=names)
+    labels = train_source.labels
+    logger.info("%s from %s: %d train, %d val, %d test", name, root_path, len(train), len(val), len(test_source))
+    return DataSplits(
+        info=info,
+        train=SplitView(
+            train_source,
+            train,
+            labels[train],
+            info.mean,
+            info.std,
+            augment=_augmenter(augment and spec.crop_flip, size, generator),
+        ),
+        val=SplitView(train_source, val, labels[val], info.mean, info.std),
+        test=SplitView(test_source, np.arange(len(test_source)), test_source.labels, info.mean, info.std),
+    )
+
+
+def load_imagefolder_splits(
+    *,
+    root: str | None,
+    seed: int,
+    val_fraction: float,
+    test_fraction: float,
+    image_size: int | None,
+    augment: bool,
+    max_train: int | None,
+) -> DataSplits:
+    """ImageFolder at `root` (RGB, resized to `image_size`), split train/val/test by the fractions."""
+    from torchvision import datasets, transforms
+
+    if root is None:
+        raise DataError(f"imagefolder needs data.root: {_FOLDER_FIX}")
+    root_path = _resolve_root(root)
+    if not os.path.isdir(root_path):
+        raise DataError(f"imagefolder root {root_path} does not exist: {_FOLDER_FIX}")
+    size = image_size or DEFAULT_IMAGE_SIZE
+    to_tensor = transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor()])
+    try:
+        folder = datasets.ImageFolder(root_path, transform=to_tensor)
+    except (RuntimeError, OSError) as exc:  # torchvision raises FileNotFoundError for no classes / no images
+        raise DataError(f"imagefolder at {root_path} has no usable images ({_one_line(exc)}): {_FOLDER_FIX}") from exc
+
+    labels = torch.as_tensor(np.asarray(folder.targets), dtype=torch.int64)
+    split_rng, generator = split_seeds(seed)
+    try:
+        train, val, test = split_indices(labels.numpy(), val_fraction, test_fraction, split_rng, max_train=max_train)
+    except DataError as exc:
+        raise DataError(f"imagefolder at {root_path}: {exc}") from exc
+    names = tuple(folder.classes)
+    info = dataclasses.replace(IMAGEFOLDER_INFO, input_size=size, n_classes=len(names), class_names=names)
+    logger.info(
+        "imagefolder %s: %d classes, %d train, %d val, %d test", root_path, len(names), len(train), len(val), len(test)
+    )
+    return DataSplits(
+        info=info,
+        train=SplitView(
+            folder, train, labels[train], info.mean, info.std, augment=_augmenter(augment, size, generator)
+        ),
+        val=SplitView(folder, val, labels[val], info.mean, info.std),
+        test=SplitView(folder, test, labels[test], info.mean, info.std),
+    )

@@ -1,0 +1,64 @@
+"""Price architectures of a configured space without training: what `moonas cost` prints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+import numpy as np
+
+from moonas.config import RunConfig, load_config
+from moonas.costs import CostTable, build_cost_table
+from moonas.errors import ConfigError
+from moonas.spaces import SearchSpace
+
+__all__ = ["static_space", "price_architectures", "space_extremes", "cost_record"]
+
+
+def static_space(config: RunConfig) -> SearchSpace:
+    """The configured space, its data shape from the settings or the dataset's static info."""
+    from moonas.data import dataset_info
+
+    info = dataset_info(config.data.name, image_size=config.data.image_size)
+    shape = {"input_size": info.input_size, "in_channels": info.in_channels,
+             "n_classes": info.n_classes}
+    for key, value in shape.items():
+        if config.space.get(key) is None and value is None:
+            raise ConfigError(
+                f"space.{key} is unknown before loading {config.data.name!r}: "
+                f"set it, e.g. --set space.{key}=10"
+            )
+    return config.space.build(**{k: config.space.get(k, v) or v for k, v in shape.items()})
+
+
+def cost_record(space: SearchSpace, table: CostTable, arch: Sequence[int]) -> dict:
+    """`{"arch", "arch_str", "params", "macs"}` of one architecture (costs as ints)."""
+    costs = table.price(np.asarray(arch))[0]
+    record: dict = {"arch": list(arch), "arch_str": space.to_str(arch)}
+    record.update({name: int(round(value)) for name, value in zip(table.names, costs)})
+    return record
+
+
+def _resolve(source: str | Path | Mapping | None, overrides: Sequence[str]):
+    config = load_config(source, list(overrides))
+    space = static_space(config)
+    return space, build_cost_table(space)
+
+
+def price_architectures(source: str | Path | Mapping | None, texts: Sequence[str],
+                        overrides: Sequence[str] = ()) -> Iterator[dict]:
+    """One cost record per architecture text (arch_str, JSON list or ints)."""
+    space, table = _resolve(source, overrides)
+    for text in texts:
+        yield cost_record(space, table, space.parse(text))
+
+
+def space_extremes(source: str | Path | Mapping | None,
+                   overrides: Sequence[str] = ()) -> Iterator[dict]:
+    """The cheapest and dearest architecture under each cost, with `extreme` and `cost` keys."""
+    space, table = _resolve(source, overrides)
+    for name in table.names:
+        for cheapest in (True, False):
+            _, arch = table.extreme(name, cheapest)
+            record = cost_record(space, table, arch)
+            yield {"extreme": f"{'min' if cheapest else 'max'}_{name}", **record}

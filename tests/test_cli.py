@@ -1,0 +1,76 @@
+"""The command line: help, `cost`, and one-line errors with non-zero exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from moonas.cli import main
+
+SUBCOMMANDS = ("search", "pick", "export", "train", "plot", "bench", "profile", "cost")
+
+
+def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", "moonas", *args], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=300)
+
+
+def test_help_lists_every_subcommand() -> None:
+    result = _run("--help")
+    assert result.returncode == 0
+    for name in SUBCOMMANDS:
+        assert name in result.stdout
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).with_name("moonas")
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "cost" in result.stdout
+
+
+def test_cost_prints_one_json_object_per_architecture(tmp_path: Path, nb201_rows) -> None:
+    rows = nb201_rows[:3]
+    listing = tmp_path / "archs.txt"
+    listing.write_text("# two more\n" + rows[1]["arch_str"] + "\n[0, 1, 2, 3, 4, 0]\n")
+    result = _run("cost", "--config", "nb201_cifar10", rows[0]["arch_str"], "--from", str(listing))
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 3
+    for record, row in zip(records[:2], rows[:2]):
+        assert record["arch_str"] == row["arch_str"]
+        assert round(record["params"] / 1e6, 6) == float(row["params_MB_c10"])
+        assert round(record["macs"] / 1e6, 5) == float(row["flops_M_c10"])
+    assert records[2]["arch"] == [0, 1, 2, 3, 4, 0]
+
+
+def test_cost_extremes_and_overrides(capsys) -> None:
+    assert main(["cost", "--extremes", "--set", "space.channels=4"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    by_kind = {r["extreme"]: r for r in records}
+    assert by_kind["min_params"]["params"] < by_kind["max_params"]["params"]
+    assert by_kind["min_macs"]["macs"] < by_kind["max_macs"]["macs"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["cost", "[9, 0, 0, 0, 0, 0]"], "choice 0"),
+        (["cost", "--set", "space.chanels=3", "[0,0,0,0,0,0]"], "did you mean 'space.channels'"),
+        (["cost", "--config", "nope.yaml", "[0,0,0,0,0,0]"], "not found"),
+        (["cost"], "no architectures given"),
+        (["cost", "--from", "/no/such/file"], "no such file"),
+        (["search"], "not built yet"),
+    ],
+)
+def test_errors_are_one_line_without_traceback(args: list[str], message: str) -> None:
+    result = _run(*args)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr

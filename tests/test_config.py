@@ -1,0 +1,91 @@
+"""Configs: packaged YAMLs, overrides, and one clear line for every bad key, type or value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from moonas.config import (PACKAGED_CONFIGS, RunConfig, config_to_dict, load_config,
+                           parse_amount)
+from moonas.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads(path: Path) -> None:
+    config = load_config(path)
+    assert isinstance(config, RunConfig)
+
+
+def test_repo_configs_are_the_packaged_ones() -> None:
+    assert (REPO / "configs").resolve() == PACKAGED_CONFIGS.resolve()
+
+
+def test_default_is_the_embedded_digits_run() -> None:
+    config = load_config()
+    assert config.data.name == "digits"
+    assert config.space.name == "nb201"
+    assert config.search.n_budgets == 5 and config.search.strategy == "multi-asng"
+
+
+def test_overrides_and_types() -> None:
+    config = load_config("smoke", ["search.epochs=7", "space.channels=12", "data.root=/tmp/x",
+                                   "search.budgets=[20k, 3.5e4, 0.1M]", "train.grad_clip=null"])
+    assert config.search.epochs == 7
+    assert config.space.get("channels") == 12
+    assert config.data.root == "/tmp/x"
+    assert config.search.budgets == (20_000.0, 35_000.0, 100_000.0)
+    assert config.train.grad_clip is None
+
+
+def test_resolved_config_round_trips(tmp_path: Path) -> None:
+    config = load_config("nb201_cifar10", ["search.budgets=[1e5, 2e5]"])
+    saved = tmp_path / "config.yaml"
+    saved.write_text(yaml.safe_dump(config_to_dict(config)))
+    assert load_config(saved) == config
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (["search.epochz=3"], r"unknown config key 'search.epochz' \(did you mean 'search.epochs'\?\)"),
+        (["space.chanels=3"], r"did you mean 'space.channels'"),
+        (["serach.epochs=3"], r"unknown config key 'serach' \(did you mean 'search'\?\)"),
+        (["data.batch_size=abc"], r"'data.batch_size': expected an integer, got 'abc'"),
+        (["data.download=maybe"], r"'data.download': expected true or false"),
+        (["search.utility=best"], r"'search.utility' is 'best'; allowed values: 'weighted-quantile', 'rank'"),
+        (["search.budgets=[3, 2]"], r"strictly increasing"),
+        (["search.budgets=5"], r"'search.budgets': expected a list"),
+        (["space.name=nb20"], r"unknown search space 'nb20' \(did you mean 'nb201'\?\); valid:"),
+        (["space.channels=0"], r"channels"),
+        (["train.lr=-1"], r"train.lr must be > 0"),
+        (["search.warmup_epochs=99"], r"warmup_epochs"),
+        (["data.val_fraction=0.9"], r"val_fraction"),
+        (["data.name=cifar"], r"unknown dataset 'cifar'.*cifar10"),
+        (["nonsense"], r"expected KEY=VALUE"),
+    ],
+)
+def test_bad_input_is_one_clear_line(override: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config("smoke", override)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_and_broken_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found; give a YAML path or one of: .*default"):
+        load_config(tmp_path / "nope.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("search: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(broken)
+
+
+def test_parse_amount() -> None:
+    assert parse_amount("120k") == 120_000
+    assert parse_amount("3.5M") == 3_500_000
+    assert parse_amount("2e6") == 2_000_000
+    with pytest.raises(ValueError):
+        parse_amount("12 parsecs")

@@ -1,0 +1,413 @@
+"""Tests for moonas.data: digits splits, loaders, imagefolder, and torchvision on generated stand-ins."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import struct
+from pathlib import Path
+from urllib.error import URLError
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+from moonas.data import DATASETS, DataSplits, dataset_info, load_dataset, make_loader
+from moonas.errors import ConfigError, DataError
+
+N_DIGITS = 1797
+
+
+def _indices(split: torch.utils.data.Dataset) -> np.ndarray:
+    return np.asarray(split.indices)
+
+
+def _stack(split: torch.utils.data.Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    xs, ys = zip(*(split[i] for i in range(len(split))))
+    return torch.stack(xs), torch.stack(ys)
+
+
+def _one_line(exc: pytest.ExceptionInfo[BaseException]) -> str:
+    message = str(exc.value)
+    assert "\n" not in message
+    return message
+
+
+# ---------------------------------------------------------------- digits
+
+
+@pytest.fixture(scope="module")
+def digits() -> DataSplits:
+    return load_dataset("digits", seed=0)
+
+
+def test_digits_shapes_and_classes(digits: DataSplits) -> None:
+    info = digits.info
+    assert (info.name, info.input_size, info.in_channels, info.n_classes) == ("digits", 8, 1, 10)
+    assert info.class_names == tuple(str(d) for d in range(10))
+    assert info == dataset_info("digits")
+    for split in (digits.train, digits.val, digits.test):
+        x, y = split[0]
+        assert x.shape == (1, 8, 8) and x.dtype == torch.float32
+        assert y.dtype == torch.int64 and y.ndim == 0
+        _, ys = _stack(split)
+        assert set(ys.tolist()) == set(range(10))
+
+
+def test_digits_splits_are_disjoint_and_cover_everything(digits: DataSplits) -> None:
+    train, val, test = (_indices(s) for s in (digits.train, digits.val, digits.test))
+    assert (len(train), len(val), len(test)) == (N_DIGITS - 2 * 359, 359, 359)
+    assert not set(train) & set(val) and not set(train) & set(test) and not set(val) & set(test)
+    assert sorted(np.concatenate([train, val, test]).tolist()) == list(range(N_DIGITS))
+
+
+def test_digits_splits_are_stratified(digits: DataSplits) -> None:
+    all_labels = torch.cat([digits.train.labels, digits.val.labels, digits.test.labels])
+    totals = torch.bincount(all_labels, minlength=10).double()
+    for split in (digits.val, digits.test):
+        counts = torch.bincount(split.labels, minlength=10).double()
+        assert torch.all((counts - totals * len(split) / N_DIGITS).abs() <= 2)
+
+
+def test_digits_labels_attribute_matches_items(digits: DataSplits) -> None:
+    _, ys = _stack(digits.val)
+    assert torch.equal(ys, digits.val.labels)
+
+
+def test_digits_same_seed_same_splits_other_seed_different() -> None:
+    a, b, c = load_dataset("digits", seed=3), load_dataset("digits", seed=3), load_dataset("digits", seed=4)
+    for name in ("train", "val", "test"):
+        assert np.array_equal(_indices(getattr(a, name)), _indices(getattr(b, name)))
+        assert not np.array_equal(_indices(getattr(a, name)), _indices(getattr(c, name)))
+    xa, ya = _stack(a.val)
+    xb, yb = _stack(b.val)
+    assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_digits_are_normalised(digits: DataSplits) -> None:
+    x, _ = _stack(digits.train)
+    assert abs(x.mean().item()) < 0.05
+    assert abs(x.std().item() - 1.0) < 0.05
+    # The raw scale is 0..16 mapped to [0, 1]: the smallest value is the normalised 0.
+    assert x.min().item() == pytest.approx((0.0 - digits.info.mean[0]) / digits.info.std[0], abs=1e-5)
+
+
+def test_digits_max_train_and_image_size() -> None:
+    splits = load_dataset("digits", seed=1, max_train=50, image_size=16)
+    assert len(splits.train) == 50 and len(splits.val) == 359
+    assert set(splits.train.labels.tolist()) == set(range(10))  # the cap keeps every class
+    assert splits.train[0][0].shape == (1, 16, 16)
+    assert splits.info.input_size == 16
+
+
+def test_digits_fractions_change_sizes() -> None:
+    splits = load_dataset("digits", val_fraction=0.1, test_fraction=0.3)
+    assert (len(splits.val), len(splits.test)) == (180, 539)
+
+
+@pytest.mark.parametrize(
+    ("val_fraction", "test_fraction"), [(0.6, 0.4), (0.7, 0.5), (-0.1, 0.2), (0.2, -0.1), (0.0, 0.2), (1.0, 0.0)]
+)
+def test_fractions_out_of_range_raise_config_error(val_fraction: float, test_fraction: float) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_dataset("digits", val_fraction=val_fraction, test_fraction=test_fraction)
+    assert "fraction" in _one_line(exc)
+
+
+@pytest.mark.parametrize("kwargs", [{"max_train": 0}, {"image_size": 0}, {"seed": -1}])
+def test_bad_values_raise_config_error(kwargs: dict[str, int]) -> None:
+    with pytest.raises(ConfigError):
+        load_dataset("digits", **kwargs)
+
+
+# ---------------------------------------------------------------- names and static info
+
+
+@pytest.mark.parametrize("call", [load_dataset, dataset_info])
+def test_unknown_name_lists_valid_names_and_closest(call: object) -> None:
+    with pytest.raises(DataError) as exc:
+        call("cifar-10")  # type: ignore[operator]
+    message = _one_line(exc)
+    assert all(name in message for name in DATASETS)
+    assert "did you mean 'cifar10'" in message
+
+
+def test_dataset_info_without_loading() -> None:
+    cifar = dataset_info("cifar10")
+    assert (cifar.input_size, cifar.in_channels, cifar.n_classes, len(cifar.mean)) == (32, 3, 10, 3)
+    assert cifar.class_names is not None and cifar.class_names[0] == "airplane"
+    assert len(dataset_info("cifar100").class_names or ()) == 100
+    assert dataset_info("mnist").in_channels == 1
+    folder = dataset_info("imagefolder")
+    assert (folder.input_size, folder.n_classes, folder.class_names) == (None, None, None)
+    assert dataset_info("imagefolder", image_size=24).input_size == 24
+    for name in DATASETS:
+        info = dataset_info(name)
+        assert info.name == name and len(info.mean) == len(info.std) == info.in_channels
+
+
+# ---------------------------------------------------------------- loaders
+
+
+def _batches(loader: torch.utils.data.DataLoader) -> list[torch.Tensor]:
+    return [y for _, y in loader]
+
+
+def test_make_loader_is_deterministic_for_a_seed(digits: DataSplits) -> None:
+    first = _batches(make_loader(digits.train, 64, shuffle=True, seed=7))
+    again = _batches(make_loader(digits.train, 64, shuffle=True, seed=7))
+    other = _batches(make_loader(digits.train, 64, shuffle=True, seed=8))
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(first, other, strict=True))
+    assert torch.equal(torch.cat(first).sort().values, digits.train.labels.sort().values)
+
+
+def test_make_loader_without_shuffle_keeps_order_and_drop_last(digits: DataSplits) -> None:
+    loader = make_loader(digits.val, 100, shuffle=False, seed=0, drop_last=True)
+    batches = _batches(loader)
+    assert len(batches) == len(digits.val) // 100
+    assert torch.equal(torch.cat(batches), digits.val.labels[: 100 * len(batches)])
+    x, _ = next(iter(loader))
+    assert x.shape == (100, 1, 8, 8)
+
+
+def test_make_loader_rejects_bad_batch_size(digits: DataSplits) -> None:
+    with pytest.raises(ConfigError):
+        make_loader(digits.train, 0, shuffle=True, seed=0)
+
+
+# ---------------------------------------------------------------- imagefolder
+
+_FOLDER_COLOURS = {"cat": (255, 0, 0), "dog": (0, 255, 0), "eel": (0, 0, 255)}
+
+
+def _write_folder(root: Path, per_class: int = 6) -> None:
+    for name, colour in _FOLDER_COLOURS.items():
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            size = (10 + i, 7 + 2 * i)  # varied sizes: loading must resize
+            Image.new("RGB", size, colour).save(root / name / f"{i}.png")
+    # A grayscale image must come back as RGB.
+    Image.new("L", (9, 9), 128).save(root / "cat" / "gray.png")
+    (root / "dog" / "notes.txt").write_text("not an image")
+
+
+def test_imagefolder_loads_classes_and_sizes(tmp_path: Path) -> None:
+    _write_folder(tmp_path / "imgs")
+    splits = load_dataset("imagefolder", root=str(tmp_path / "imgs"), image_size=12, seed=0)
+    info = splits.info
+    assert info.class_names == ("cat", "dog", "eel") and info.n_classes == 3
+    assert (info.input_size, info.in_channels) == (12, 3)
+    sizes = [len(s) for s in (splits.train, splits.val, splits.test)]
+    assert sum(sizes) == 19 and sizes[1] == sizes[2] == 4
+    for split in (splits.train, splits.val, splits.test):
+        for i in range(len(split)):
+            x, y = split[i]
+            assert x.shape == (3, 12, 12)
+            pixel = x[:, 6, 6] * 0.5 + 0.5  # undo mean/std 0.5
+            name = info.class_names[int(y)]
+            if not torch.allclose(pixel, pixel[0].expand(3)):  # the gray image has equal channels
+                assert int(pixel.argmax()) == int(np.argmax(_FOLDER_COLOURS[name]))
+
+
+def test_imagefolder_default_size_is_32(tmp_path: Path) -> None:
+    _write_folder(tmp_path / "imgs")
+    splits = load_dataset("imagefolder", root=tmp_path / "imgs")
+    assert splits.info.input_size == 32 and splits.val[0][0].shape == (3, 32, 32)
+
+
+def test_imagefolder_val_is_never_augmented(tmp_path: Path) -> None:
+    _write_folder(tmp_path / "imgs")
+    plain = load_dataset("imagefolder", root=tmp_path / "imgs", seed=2)
+    augmented = load_dataset("imagefolder", root=tmp_path / "imgs", seed=2, augment=True)
+    assert torch.equal(_stack(plain.val)[0], _stack(augmented.val)[0])
+    assert not torch.equal(_stack(plain.train)[0], _stack(augmented.train)[0])
+
+
+def test_imagefolder_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as exc:
+        load_dataset("imagefolder")
+    assert "data.root" in _one_line(exc)
+    missing = tmp_path / "missing"
+    with pytest.raises(DataError) as exc:
+        load_dataset("imagefolder", root=missing)
+    assert str(missing) in _one_line(exc)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError) as exc:
+        load_dataset("imagefolder", root=empty)
+    assert str(empty) in _one_line(exc)
+    (empty / "cat").mkdir()
+    with pytest.raises(DataError) as exc:
+        load_dataset("imagefolder", root=empty)
+    assert "subfolder" in _one_line(exc)
+
+
+# ---------------------------------------------------------------- CIFAR-10 stand-in
+
+_CIFAR_NAMES = ["plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def _write_cifar10(
+    root: Path, monkeypatch: pytest.MonkeyPatch, per_batch: int = 8, n_test: int = 10
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A cifar-10-batches-py folder in the real pickle format; the class's md5 list is pointed at it.
+
+    Returns (train images (N, 32, 32, 3) uint8, train labels, test images).
+    """
+    rng = np.random.default_rng(0)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+
+    def dump(name: str, entry: dict[str, object]) -> list[str]:
+        path = folder / name
+        path.write_bytes(pickle.dumps(entry, protocol=2))
+        return [name, _md5(path)]
+
+    images, labels, train_list = [], [], []
+    for b in range(1, 6):
+        data = rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8)
+        batch_labels = [int(v) for v in rng.integers(0, 10, size=per_batch)]
+        train_list.append(dump(f"data_batch_{b}", {"batch_label": f"batch {b}", "data": data, "labels": batch_labels}))
+        images.append(data)
+        labels += batch_labels
+    test_data = rng.integers(0, 256, size=(n_test, 3072), dtype=np.uint8)
+    test_list = [dump("test_batch", {"data": test_data, "labels": [int(v) for v in rng.integers(0, 10, n_test)]})]
+    meta_md5 = dump("batches.meta", {"label_names": _CIFAR_NAMES, "num_vis": 3072})[1]
+
+    # torchvision checks each file's md5 against the real dataset's; point it at the stand-in's
+    # so the real integrity check and loading code run unchanged.
+    cls = torchvision.datasets.CIFAR10
+    monkeypatch.setattr(cls, "train_list", train_list)
+    monkeypatch.setattr(cls, "test_list", test_list)
+    monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": meta_md5})
+
+    def hwc(flat: np.ndarray) -> np.ndarray:
+        return flat.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+
+    return hwc(np.vstack(images)), np.asarray(labels), hwc(test_data)
+
+
+def _normalised(images: np.ndarray, info_mean: tuple[float, ...], info_std: tuple[float, ...]) -> torch.Tensor:
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(info_mean).view(1, -1, 1, 1)
+    std = torch.tensor(info_std).view(1, -1, 1, 1)
+    return (x - mean) / std
+
+
+def test_cifar10_standin_loads_through_torchvision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    train_images, train_labels, test_images = _write_cifar10(tmp_path, monkeypatch)
+    splits = load_dataset("cifar10", root=str(tmp_path), val_fraction=0.25, test_fraction=0.9, seed=0)
+    info = splits.info
+    assert info.class_names == tuple(_CIFAR_NAMES)  # from the meta file
+    assert (info.input_size, info.in_channels, info.n_classes) == (32, 3, 10)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (30, 10, 10)  # test_fraction is ignored
+    assert sorted(np.concatenate([_indices(splits.train), _indices(splits.val)]).tolist()) == list(range(40))
+    expected = _normalised(train_images, info.mean, info.std)
+    x, y = _stack(splits.val)
+    assert torch.allclose(x, expected[_indices(splits.val)], atol=1e-6)
+    assert torch.equal(y, torch.from_numpy(train_labels[_indices(splits.val)]))
+    x_test, _ = _stack(splits.test)
+    assert torch.allclose(x_test, _normalised(test_images, info.mean, info.std), atol=1e-6)
+
+
+def test_cifar10_augments_train_only_and_deterministically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    train_images, _, _ = _write_cifar10(tmp_path, monkeypatch)
+    splits = load_dataset("cifar10", root=tmp_path, augment=True, seed=5)
+    info = splits.info
+    expected = _normalised(train_images, info.mean, info.std)
+    # val: exactly the stored images, every time
+    for _ in range(2):
+        assert torch.allclose(_stack(splits.val)[0], expected[_indices(splits.val)], atol=1e-6)
+    # train: cropped/flipped copies, so not all equal the stored images; same seed, same sequence
+    train_x = _stack(splits.train)[0]
+    assert train_x.shape == (len(splits.train), 3, 32, 32)
+    assert not torch.allclose(train_x, expected[_indices(splits.train)])
+    again = load_dataset("cifar10", root=tmp_path, augment=True, seed=5)
+    assert torch.equal(_stack(again.train)[0], train_x)
+    plain = load_dataset("cifar10", root=tmp_path, augment=False, seed=5)
+    assert torch.allclose(_stack(plain.train)[0], expected[_indices(plain.train)], atol=1e-6)
+
+
+def test_cifar10_resize(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _write_cifar10(tmp_path, monkeypatch)
+    splits = load_dataset("cifar10", root=tmp_path, image_size=16, augment=True)
+    assert splits.info.input_size == 16
+    assert splits.train[0][0].shape == splits.val[0][0].shape == splits.test[0][0].shape == (3, 16, 16)
+
+
+def test_cifar10_wrong_checksums_count_as_missing(tmp_path: Path) -> None:
+    # Without the md5 patch the real files' checksums are expected: the stand-in is rejected.
+    with pytest.MonkeyPatch.context() as patch:
+        _write_cifar10(tmp_path, patch)
+    with pytest.raises(DataError) as exc:
+        load_dataset("cifar10", root=tmp_path)
+    assert str(tmp_path) in _one_line(exc)
+
+
+@pytest.mark.parametrize(("name", "holds"), [("cifar10", "cifar-10-batches-py"), ("cifar100", "cifar-100-python"),
+                                             ("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])  # fmt: skip
+def test_missing_dataset_names_path_and_fix(tmp_path: Path, name: str, holds: str) -> None:
+    root = tmp_path / "nowhere"
+    with pytest.raises(DataError) as exc:
+        load_dataset(name, root=str(root), download=False)
+    message = _one_line(exc)
+    assert name in message and str(root) in message and "download" in message and holds in message
+
+
+def test_failed_download_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def offline(*args: object, **kwargs: object) -> None:
+        raise URLError("[Errno -3] Temporary failure in name resolution\nmore detail")
+
+    monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", offline)
+    with pytest.raises(DataError) as exc:
+        load_dataset("cifar10", root=tmp_path, download=True)
+    message = _one_line(exc)
+    assert "download" in message and str(tmp_path) in message and "URLError" in message
+
+
+# ---------------------------------------------------------------- MNIST-like stand-ins
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    """The idx format: 0, 0, type code 0x08 (uint8), number of dims, big-endian int32 dims, data."""
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}i", *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def _write_mnist(root: Path, folder: str, n_train: int = 40, n_test: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True)
+    train = rng.integers(0, 256, size=(n_train, 28, 28), dtype=np.uint8)
+    test = rng.integers(0, 256, size=(n_test, 28, 28), dtype=np.uint8)
+    _write_idx(raw / "train-images-idx3-ubyte", train)
+    _write_idx(raw / "train-labels-idx1-ubyte", np.arange(n_train) % 10)
+    _write_idx(raw / "t10k-images-idx3-ubyte", test)
+    _write_idx(raw / "t10k-labels-idx1-ubyte", np.arange(n_test) % 10)
+    return train, test
+
+
+@pytest.mark.parametrize(("name", "folder"), [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
+def test_mnist_standins_load_through_torchvision(tmp_path: Path, name: str, folder: str) -> None:
+    train, test = _write_mnist(tmp_path, folder)
+    splits = load_dataset(name, root=tmp_path, val_fraction=0.25, augment=True, seed=0)
+    info = splits.info
+    assert info == dataset_info(name)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (30, 10, 12)
+    assert set(splits.val.labels.tolist()) == set(range(10))  # stratified: 4 of each class, 1 of each in val
+    expected = (torch.from_numpy(train).float().unsqueeze(1) / 255.0 - info.mean[0]) / info.std[0]
+    for split in (splits.train, splits.val):  # no augmentation for MNIST-likes, even with augment=True
+        x, y = _stack(split)
+        assert x.shape == (len(split), 1, 28, 28)
+        assert torch.allclose(x, expected[_indices(split)], atol=1e-6)
+        assert torch.equal(y, torch.from_numpy(_indices(split) % 10))
+    x_test, y_test = _stack(splits.test)
+    assert torch.allclose(x_test, (torch.from_numpy(test).float().unsqueeze(1) / 255.0 - info.mean[0]) / info.std[0])
+    assert torch.equal(y_test, torch.arange(12) % 10)
