@@ -76,18 +76,14 @@ def build_cost_table(space: SearchSpace) -> CostTable:
     `cost(ref with x_d = k) - cost(ref)`; tests check the sum against counts of random
     extracted networks.
     """
-    import torch
-
     from moonas.costs.counting import count_macs, count_params
-    from moonas.nets import build_supernet
+    from moonas.nets import SUPERNETS
 
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        supernet = build_supernet(space)
+    standalone = SUPERNETS.get(space.name).standalone
     shape = (space.in_channels, space.input_size, space.input_size)
 
     def counts(arch: Arch) -> np.ndarray:
-        net = supernet._build_standalone(arch)
+        net = standalone(space, arch)
         return np.array([count_params(net), count_macs(net, shape)], dtype=np.float64)
 
     n_options = space.n_options

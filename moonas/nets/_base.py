@@ -20,6 +20,9 @@ class Supernet(nn.Module):
     function as `forward(x, arch)` (in eval mode).
     """
 
+    #: The standalone network class: `standalone(space, arch)` builds one without a supernet.
+    standalone: type[nn.Module]
+
     def __init__(self, space: SearchSpace) -> None:
         super().__init__()
         self.space = space
@@ -30,7 +33,7 @@ class Supernet(nn.Module):
     def extract(self, arch: Sequence[int]) -> nn.Module:
         """A standalone network for `arch` with copies of the supernet's weights."""
         arch = self.space.validate(arch)
-        net = self._build_standalone(arch)
+        net = self.standalone(self.space, arch)
         net.load_state_dict(self._standalone_state(arch))
         net.train(self.training)
         return net
@@ -41,9 +44,6 @@ class Supernet(nn.Module):
 
     # -- hooks for subclasses --------------------------------------------------------------
     def _forward(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:
-        raise NotImplementedError
-
-    def _build_standalone(self, arch: Arch) -> nn.Module:
         raise NotImplementedError
 
     def standalone_keys(self, arch: Sequence[int]) -> dict[str, str]:

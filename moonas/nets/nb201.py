@@ -79,7 +79,11 @@ class _InferCell(nn.Module):
         self.edges = nn.ModuleList(_make_op(NB201_OPS[op], channels) for op in arch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _run_cell(x, list(self.edges))
+        # Written out (not via _run_cell) so the standalone network stays TorchScript-able.
+        e = self.edges
+        node1 = e[0](x)
+        node2 = e[1](x) + e[2](node1)
+        return e[3](x) + e[4](node1) + e[5](node2)
 
 
 class _Skeleton(nn.Module):
@@ -132,8 +136,7 @@ class NB201Supernet(Supernet):
             x = cell(x, arch) if isinstance(cell, _SearchCell) else cell(x)
         return self.net.head(x)
 
-    def _build_standalone(self, arch: Arch) -> nn.Module:
-        return NB201Net(self.space, arch)
+    standalone = NB201Net
 
     def _standalone_key(self, key: str, arch: Arch) -> str | None:
         # "net.cells.3.edges.<edge>.<option>.rest" -> "cells.3.edges.<edge>.rest"

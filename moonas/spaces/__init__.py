@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from moonas.registry import Registry
 from moonas.spaces._base import Arch, ArchError, Choice, SearchSpace
+from moonas.spaces.mobilenet import MobileNetSpace
 from moonas.spaces.nb201 import NB201Space
 
-__all__ = ["Arch", "ArchError", "Choice", "SearchSpace", "SPACES", "NB201Space", "build_space"]
+__all__ = [
+    "Arch",
+    "ArchError",
+    "Choice",
+    "SearchSpace",
+    "SPACES",
+    "NB201Space",
+    "MobileNetSpace",
+    "build_space",
+]
 
 SPACES: Registry[type[SearchSpace]] = Registry("search space")
 SPACES.register("nb201")(NB201Space)
+SPACES.register("mobilenet")(MobileNetSpace)
 
 
 def build_space(name: str, **settings: object) -> SearchSpace:
