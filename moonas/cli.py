@@ -17,7 +17,6 @@ log = logging.getLogger("moonas")
 
 #: Subcommands that later work will make real, and where that work is tracked.
 _PLANNED = {
-    "search": "Core search",
     "pick": "Deploy",
     "export": "Deploy",
     "train": "Deploy",
@@ -62,6 +61,66 @@ def _cmd_cost(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Bar:
+    """A tqdm bar (ETA, step, losses) fed by the library's progress callback."""
+
+    def __init__(self, desc: str) -> None:
+        from tqdm import tqdm
+
+        self._tqdm = tqdm
+        self.desc = desc
+        self.bar = None
+        self.phase = None
+
+    def __call__(self, done: int, total: int, info: dict) -> None:
+        phase = info.get("phase", "train")
+        if phase != self.phase:
+            self.close()
+            self.phase = phase
+            self.bar = self._tqdm(total=total or None, desc=f"{self.desc} {phase}",
+                                  unit="step" if phase == "train" else "arch",
+                                  dynamic_ncols=True, file=sys.stderr)
+        self.bar.n = done
+        post = {}
+        if "epoch" in info:
+            post["epoch"] = info["epoch"]
+        if "train_loss" in info:
+            post["train"] = f"{info['train_loss']:.3f}"
+        if "val_loss" in info:
+            post["val"] = "/".join(f"{v:.2f}" for v in info["val_loss"])
+        self.bar.set_postfix(post, refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from moonas.search import search
+
+    bar = _Bar("search")
+    try:
+        run = search(args.config, args.resume or args.out, overrides=tuple(args.set),
+                     resume=bool(args.resume), force=args.force,
+                     progress=None if args.quiet else bar)
+    finally:
+        bar.close()
+    front = run.front
+    print(f"front of {len(front.architectures)} architectures -> {run.dir}/pareto.json")
+    for k, pick in enumerate(front.picks):
+        limit = (f"{front.cost} <= {front.budgets[k]:g}" if front.budgets is not None
+                 else f"eps = {front.coefficients[k]:g}")
+        if pick is None:
+            print(f"  budget {k} ({limit}): nothing on the front fits")
+            continue
+        c = next(a for a in front.architectures if a.id == pick)
+        print(f"  budget {k} ({limit}): id {c.id}  accuracy {c.accuracy:.4f}  "
+              f"params {c.params:,}  macs {c.macs:,}  {c.arch_str}")
+    return 0
+
+
 def _planned(name: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         raise MoonasError(
@@ -80,7 +139,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    for name in ("search", "pick", "export", "train", "plot", "bench", "profile"):
+    search = sub.add_parser("search", help=_HELP["search"], description=_HELP["search"])
+    search.add_argument("config", nargs="?", default=None,
+                        help="YAML config or packaged name (default: the embedded default, "
+                        "digits + nb201 + 5 budgets)")
+    search.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set search.epochs=50")
+    search.add_argument("--out", default=None,
+                        help="run directory (default: runs/SPACE-DATASET-STRATEGY-TIME)")
+    search.add_argument("--resume", metavar="DIR", default=None,
+                        help="continue the run in DIR from its last checkpoint")
+    search.add_argument("--force", action="store_true",
+                        help="overwrite the run already in --out")
+    search.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    search.set_defaults(func=_cmd_search)
+
+    for name in ("pick", "export", "train", "plot", "bench", "profile"):
         planned = sub.add_parser(name, help=f"{_HELP[name]} (not built yet)",
                                  description=_HELP[name])
         planned.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)

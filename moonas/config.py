@@ -110,6 +110,7 @@ class TrainConfig:
     weight_decay: float = 4e-5
     grad_clip: float | None = 5.0
     lr_min: float = 0.0
+    paths_per_step: int = 2
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
@@ -118,6 +119,8 @@ class TrainConfig:
             raise ConfigError(f"train.momentum must be in [0, 1), got {self.momentum}")
         if self.weight_decay < 0:
             raise ConfigError(f"train.weight_decay must be >= 0, got {self.weight_decay}")
+        if self.paths_per_step < 1:
+            raise ConfigError(f"train.paths_per_step must be >= 1, got {self.paths_per_step}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ConfigError("train.grad_clip must be > 0 (or null for no clipping)")
 
@@ -131,7 +134,7 @@ class SearchConfig:
     budgets: tuple[float, ...] | None = None
     n_budgets: int = 5
     coefficients: tuple[float, ...] | None = None
-    samples_per_dist: int = 2
+    samples_per_dist: int | None = None
     utility: Literal["weighted-quantile", "rank"] = "weighted-quantile"
     delta0: float = 1.0
     alpha: float = 1.5
@@ -139,6 +142,7 @@ class SearchConfig:
     warmup_epochs: int = 5
     front_samples: int = 64
     bn: Literal["train", "recalibrate"] = "train"
+    bn_batches: int = 8
 
     def __post_init__(self) -> None:
         if self.budgets is not None:
@@ -153,7 +157,9 @@ class SearchConfig:
                 )
         if self.budgets is not None and self.coefficients is not None:
             raise ConfigError("give search.budgets or search.coefficients, not both")
-        for key in ("n_budgets", "samples_per_dist", "epochs", "front_samples"):
+        if self.samples_per_dist is not None and self.samples_per_dist < 1:
+            raise ConfigError(f"search.samples_per_dist must be >= 1, got {self.samples_per_dist}")
+        for key in ("n_budgets", "epochs", "front_samples", "bn_batches"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"search.{key} must be >= 1, got {getattr(self, key)}")
         if not 0 <= self.warmup_epochs < self.epochs:

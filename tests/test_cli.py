@@ -65,7 +65,8 @@ def test_cost_extremes_and_overrides(capsys) -> None:
         (["cost", "--config", "nope.yaml", "[0,0,0,0,0,0]"], "not found"),
         (["cost"], "no architectures given"),
         (["cost", "--from", "/no/such/file"], "no such file"),
-        (["search"], "not built yet"),
+        (["pick"], "not built yet"),
+        (["search", "--set", "search.strategy=nope"], "unknown strategy"),
     ],
 )
 def test_errors_are_one_line_without_traceback(args: list[str], message: str) -> None:

@@ -1,0 +1,190 @@
+"""Run directories: the records a search writes (front, candidates) and reading them back."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from moonas.atomic import write_json, write_text
+from moonas.config import RunConfig, load_config
+from moonas.errors import MoonasError
+
+__all__ = ["Candidate", "ParetoFront", "Run", "RunFiles", "load_run", "write_candidates",
+           "write_front", "is_run_dir"]
+
+_CSV_FIELDS = ("id", "arch", "arch_str", "accuracy", "loss", "params", "macs", "mode_of",
+               "on_front")
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """Paths of everything a run directory holds."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "log.jsonl"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / "checkpoint.pt"
+
+    @property
+    def candidates(self) -> Path:
+        return self.root / "candidates.csv"
+
+    @property
+    def pareto_json(self) -> Path:
+        return self.root / "pareto.json"
+
+    @property
+    def pareto_csv(self) -> Path:
+        return self.root / "pareto.csv"
+
+    @property
+    def pareto_png(self) -> Path:
+        return self.root / "pareto.png"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One architecture evaluated for the front (accuracy on the validation split, shared
+    weights); `mode_of` is the index of the distribution whose mode it is, else None."""
+
+    id: int
+    arch: tuple[int, ...]
+    arch_str: str
+    accuracy: float
+    loss: float
+    params: int
+    macs: int
+    mode_of: int | None
+    on_front: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "arch": list(self.arch), "arch_str": self.arch_str,
+                "accuracy": self.accuracy, "loss": self.loss, "params": self.params, "macs": self.macs,
+                "mode_of": self.mode_of}
+
+
+@dataclass(frozen=True)
+class ParetoFront:
+    """The non-dominated candidates of a run under (accuracy, `cost`), cheapest first, and per
+    budget the id of the most accurate member within it (`picks`, None if none fits)."""
+
+    space: str
+    dataset: str
+    objectives: tuple[str, ...]
+    cost: str
+    budgets: tuple[float, ...] | None
+    coefficients: tuple[float, ...] | None
+    architectures: tuple[Candidate, ...]
+    picks: tuple[int | None, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "space": self.space,
+            "dataset": self.dataset,
+            "objectives": list(self.objectives),
+            "cost": self.cost,
+            "budgets": None if self.budgets is None else list(self.budgets),
+            "coefficients": None if self.coefficients is None else list(self.coefficients),
+            "architectures": [c.to_json() for c in self.architectures],
+            "picks": list(self.picks),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ParetoFront":
+        archs = tuple(
+            Candidate(id=int(a["id"]), arch=tuple(int(v) for v in a["arch"]),
+                      arch_str=str(a["arch_str"]), accuracy=float(a["accuracy"]),
+                      loss=float(a.get("loss", "nan")),
+                      params=int(a["params"]), macs=int(a["macs"]),
+                      mode_of=None if a["mode_of"] is None else int(a["mode_of"]), on_front=True)
+            for a in data["architectures"]
+        )
+        return cls(space=data["space"], dataset=data["dataset"],
+                   objectives=tuple(data["objectives"]), cost=data["cost"],
+                   budgets=None if data.get("budgets") is None else tuple(data["budgets"]),
+                   coefficients=None if data.get("coefficients") is None
+                   else tuple(data["coefficients"]),
+                   architectures=archs, picks=tuple(data.get("picks", ())))
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished run as read from its directory."""
+
+    dir: Path
+    config: RunConfig
+    front: ParetoFront
+    candidates: tuple[Candidate, ...]
+
+
+def is_run_dir(path: Path) -> bool:
+    files = RunFiles(path)
+    return files.config.is_file() or files.checkpoint.is_file()
+
+
+def write_candidates(path: Path, candidates: Sequence[Candidate]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=_CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for c in candidates:
+        row = asdict(c)
+        row["arch"] = json.dumps(list(c.arch))
+        row["accuracy"] = f"{c.accuracy:.6f}"
+        row["loss"] = f"{c.loss:.6f}"
+        row["mode_of"] = "" if c.mode_of is None else c.mode_of
+        row["on_front"] = int(c.on_front)
+        writer.writerow(row)
+    write_text(path, buffer.getvalue())
+
+
+def read_candidates(path: Path) -> tuple[Candidate, ...]:
+    with path.open(newline="") as handle:
+        return tuple(
+            Candidate(id=int(r["id"]), arch=tuple(json.loads(r["arch"])), arch_str=r["arch_str"],
+                      accuracy=float(r["accuracy"]), loss=float(r["loss"]), params=int(r["params"]),
+                      macs=int(r["macs"]), mode_of=int(r["mode_of"]) if r["mode_of"] else None,
+                      on_front=r["on_front"] == "1")
+            for r in csv.DictReader(handle)
+        )
+
+
+def write_front(files: RunFiles, front: ParetoFront) -> None:
+    write_candidates(files.pareto_csv, front.architectures)
+    write_json(files.pareto_json, front.to_json())
+
+
+def load_run(path: str | Path) -> Run:
+    """Read a finished run: its resolved config, front and candidates."""
+    files = RunFiles(Path(path))
+    if not files.root.is_dir():
+        raise MoonasError(f"{files.root} is not a directory: give a run directory of moonas search")
+    if not files.config.is_file():
+        raise MoonasError(f"{files.root} is not a moonas run (no config.yaml): give the --out "
+                          "directory of a moonas search")
+    if not files.pareto_json.is_file():
+        raise MoonasError(f"run {files.root} has no front yet (pareto.json): finish it with "
+                          f"'moonas search --resume {files.root}'")
+    try:
+        front = ParetoFront.from_json(json.loads(files.pareto_json.read_text()))
+        candidates = read_candidates(files.candidates) if files.candidates.is_file() else ()
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise MoonasError(f"run {files.root} has a corrupt front file ({err}): run the search "
+                          "again with --force") from None
+    return Run(files.root, load_config(files.config), front, candidates)

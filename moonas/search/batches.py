@@ -1,0 +1,74 @@
+"""Minibatches for the search, deterministic per (seed, epoch) so a resumed run sees the same data."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from moonas.data import make_loader
+
+__all__ = ["Batches", "epoch_seed"]
+
+#: Splits up to this many bytes are stacked into one tensor once (no per-item work per epoch).
+_IN_MEMORY_BYTES = 512 * 2**20
+
+
+def epoch_seed(seed: int, epoch: int, stream: int) -> int:
+    """An independent 32-bit seed for (run seed, epoch, stream)."""
+    return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1)[0])
+
+
+class Batches:
+    """Shuffled minibatches of one split; `epoch(e)` yields the same batches for the same e.
+
+    A split without augmentation is stacked in memory (fast); an augmented one goes through a
+    seeded DataLoader whose augmentation generator is reseeded per epoch.
+    """
+
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int, stream: int,
+                 drop_last: bool) -> None:
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.seed = seed
+        self.stream = stream
+        self.drop_last = drop_last
+        self._tensors: tuple[torch.Tensor, torch.Tensor] | None = None
+        augment = getattr(dataset, "augment", None)
+        if augment is None and len(dataset) > 0:
+            x0, _ = dataset[0]
+            if x0.numel() * 4 * len(dataset) <= _IN_MEMORY_BYTES:
+                self._tensors = stack(dataset)
+
+    def __len__(self) -> int:
+        n = len(self.dataset)
+        if self.drop_last:
+            return max(1, n // self.batch_size)
+        return -(-n // self.batch_size)
+
+    def epoch(self, epoch: int, shuffle: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        seed = epoch_seed(self.seed, epoch, self.stream)
+        if self._tensors is not None:
+            x, y = self._tensors
+            n = len(y)
+            order = (np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n))
+            size = min(self.batch_size, n)
+            stop = n - n % size if self.drop_last else n
+            for start in range(0, stop, size):
+                index = torch.from_numpy(order[start:start + size])
+                yield x[index], y[index]
+            return
+        generator = getattr(getattr(self.dataset, "augment", None), "generator", None)
+        if isinstance(generator, torch.Generator):
+            generator.manual_seed(seed)
+        loader = make_loader(self.dataset, self.batch_size, shuffle=shuffle, seed=seed,
+                             drop_last=self.drop_last and len(self.dataset) >= self.batch_size)
+        yield from loader
+
+
+def stack(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """All items of `dataset` as `(x (N, C, H, W), y (N,))`."""
+    xs, ys = zip(*(dataset[i] for i in range(len(dataset))))
+    return torch.stack(xs), torch.as_tensor([int(y) for y in ys], dtype=torch.int64)

@@ -1,0 +1,89 @@
+"""Everything a search run is built from, assembled once from the resolved config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from moonas.config import RunConfig
+from moonas.costs import CostTable, build_cost_table
+from moonas.data import DataSplits, load_dataset
+from moonas.nets import Supernet, build_supernet
+from moonas.search.batches import Batches
+from moonas.search.objective import Objective, resolve_objective
+from moonas.search.strategies import SINGLE_DISTRIBUTION, STRATEGIES, Strategy, build_strategy
+from moonas.spaces import SearchSpace
+
+__all__ = ["SearchContext", "build_context"]
+
+# Independent random streams of one run, by purpose.
+STREAM_OBJECTIVE, STREAM_SEARCH, STREAM_TRAIN_BATCHES, STREAM_VAL_BATCHES = 1, 2, 3, 4
+
+
+@dataclass
+class SearchContext:
+    """The components of one run (mutable ones: supernet, optimizer, scheduler, strategy, rng)."""
+
+    config: RunConfig
+    data: DataSplits
+    space: SearchSpace
+    table: CostTable
+    objective: Objective
+    strategy: Strategy
+    supernet: Supernet
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    rng: np.random.Generator
+    train_batches: Batches
+    val_batches: Batches
+    eval_batches: Batches
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.train_batches)
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.config.search.epochs
+
+
+def seeds(seed: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, stream]))
+
+
+def build_context(config: RunConfig) -> SearchContext:
+    """Load the data and build every component, seeded from `config.seed`."""
+    STRATEGIES.get(config.search.strategy)  # unknown strategy -> one line before any work
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    d = config.data
+    data = load_dataset(d.name, root=d.root, download=d.download, seed=config.seed,
+                        val_fraction=d.val_fraction, test_fraction=d.test_fraction,
+                        image_size=d.image_size, augment=d.augment, max_train=d.max_train)
+    info = data.info
+    space = config.space.build(info.input_size, info.in_channels, info.n_classes)
+    table = build_cost_table(space)
+    search = config.search
+    objective = resolve_objective(search, table, seeds(config.seed, STREAM_OBJECTIVE),
+                                  single=search.strategy in SINGLE_DISTRIBUTION)
+    strategy = build_strategy(search.strategy, space.n_options, objective, search)
+    torch.manual_seed(config.seed)
+    supernet = build_supernet(space)
+    t = config.train
+    optimizer = torch.optim.SGD(supernet.parameters(), lr=t.lr, momentum=t.momentum,
+                                nesterov=t.nesterov and t.momentum > 0,
+                                weight_decay=t.weight_decay)
+    train_batches = Batches(data.train, d.batch_size, config.seed, STREAM_TRAIN_BATCHES,
+                            drop_last=True)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=len(train_batches) * search.epochs, eta_min=t.lr_min)
+    return SearchContext(
+        config=config, data=data, space=space, table=table, objective=objective,
+        strategy=strategy, supernet=supernet, optimizer=optimizer, scheduler=scheduler,
+        rng=seeds(config.seed, STREAM_SEARCH), train_batches=train_batches,
+        val_batches=Batches(data.val, d.batch_size, config.seed, STREAM_VAL_BATCHES,
+                            drop_last=True),
+        eval_batches=Batches(data.val, max(d.batch_size, 256), config.seed, 0, drop_last=False),
+    )

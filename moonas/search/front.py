@@ -1,0 +1,109 @@
+"""The dense front: the strategy's candidates evaluated on the whole validation split with the
+shared weights, their non-dominated set, and per budget the best member within it."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from moonas.pareto import non_dominated
+from moonas.run import Candidate, ParetoFront
+from moonas.search.context import SearchContext
+from moonas.search.loop import Progress
+from moonas.search.measure import split_accuracy
+
+__all__ = ["build_front", "front_from_candidates"]
+
+#: Epoch index of the (fixed) training batches used to recalibrate batch-norm statistics.
+_CALIBRATION_EPOCH = 10**6
+
+
+def _evaluator(ctx: SearchContext, progress: Progress | None):
+    search = ctx.config.search
+    done = [0]
+
+    def evaluate(archs: np.ndarray) -> np.ndarray:
+        """(n, D) -> (n, 2): validation accuracy and mean loss of each architecture."""
+        out = np.empty((len(archs), 2))
+        for i, arch in enumerate(archs):
+            calibration = itertools.islice(ctx.train_batches.epoch(_CALIBRATION_EPOCH),
+                                           search.bn_batches)
+            out[i] = split_accuracy(ctx.supernet, tuple(int(v) for v in arch),
+                                    ctx.eval_batches.epoch(0, shuffle=False), bn=search.bn,
+                                    calibration=calibration)
+            done[0] += 1
+            if progress is not None:
+                progress(done[0], 0, {"phase": "front"})
+        return out
+
+    return evaluate
+
+
+def build_front(ctx: SearchContext, progress: Progress | None = None
+                ) -> tuple[list[Candidate], ParetoFront]:
+    """Evaluate the strategy's candidates and keep the non-dominated ones."""
+    evaluate = _evaluator(ctx, progress)
+    archs, mode_of = ctx.strategy.candidates(
+        ctx.rng, lambda a: _minimised(evaluate(a), ctx.table.cost(ctx.objective.cost, a)))
+    measured = evaluate(archs)
+    costs = ctx.table.price(archs)
+    candidates = [
+        Candidate(id=i, arch=tuple(int(v) for v in arch), arch_str=ctx.space.to_str(arch),
+                  accuracy=round(float(acc), 6), loss=round(float(loss), 6),
+                  params=int(round(c[0])),
+                  macs=int(round(c[1])), mode_of=m, on_front=False)
+        for i, (arch, (acc, loss), c, m) in enumerate(zip(archs, measured, costs, mode_of))
+    ]
+    return front_from_candidates(ctx.config.space.name, ctx.config.data.name, ctx.objective,
+                                 candidates)
+
+
+def _minimised(measured: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    return np.column_stack([1.0 - measured[:, 0], cost])
+
+
+def front_from_candidates(space: str, dataset: str, objective, candidates: list[Candidate]
+                          ) -> tuple[list[Candidate], ParetoFront]:
+    """Mark the non-dominated candidates under (accuracy, cost) and build the front record."""
+    cost = np.array([getattr(c, objective.cost) for c in candidates], dtype=np.float64)
+    accuracy = np.array([c.accuracy for c in candidates])
+    on_front = non_dominated(np.column_stack([-accuracy, cost]))
+    # Candidates with identical objectives (often the same function: e.g. nb201 cells that
+    # reduce to a skip) would crowd the front: keep one, a mode first, then the fewest MACs.
+    representative: dict[tuple[float, float], int] = {}
+    for i in np.flatnonzero(on_front):
+        key = (float(accuracy[i]), float(cost[i]))
+        j = representative.get(key)
+        if j is None or _preference(candidates[i]) < _preference(candidates[j]):
+            representative[key] = int(i)
+    keep = set(representative.values())
+    marked = [Candidate(**{**c.__dict__, "on_front": i in keep}) for i, c in enumerate(candidates)]
+    members = sorted((c for c in marked if c.on_front),
+                     key=lambda c: (getattr(c, objective.cost), -c.accuracy, c.id))
+    if objective.budgets is not None:
+        picks = tuple(_best_within(members, objective.cost, b) for b in objective.budgets)
+    else:
+        # Coefficient k's pick minimises its own objective, loss + eps_k * cost / cost_max.
+        loss = np.array([c.loss for c in members])
+        member_cost = np.array([getattr(c, objective.cost) for c in members], dtype=np.float64)
+        picks = tuple(
+            int(members[int(np.argmin(loss + eps * member_cost / objective.cost_max))].id)
+            for eps in objective.coefficients
+        )
+    front = ParetoFront(space=space, dataset=dataset, objectives=("accuracy", objective.cost),
+                        cost=objective.cost, budgets=objective.budgets,
+                        coefficients=objective.coefficients, architectures=tuple(members),
+                        picks=picks)
+    return marked, front
+
+
+def _preference(c: Candidate) -> tuple:
+    return (c.mode_of is None, c.macs, c.params, c.id)
+
+
+def _best_within(members: list[Candidate], cost: str, budget: float) -> int | None:
+    fitting = [c for c in members if getattr(c, cost) <= budget]
+    if not fitting:
+        return None
+    return max(fitting, key=lambda c: (c.accuracy, -getattr(c, cost))).id

@@ -1,0 +1,153 @@
+"""The search loop: a supernet weight step on a training batch, then a distribution step on a
+validation batch; a checkpoint at every epoch end so a killed run resumes identically."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from moonas.checkpoint import load_checkpoint, save_checkpoint
+from moonas.errors import CheckpointError, MoonasError
+from moonas.search.context import SearchContext
+from moonas.search.measure import path_losses
+
+__all__ = ["train", "Progress", "truncate_log"]
+
+log = logging.getLogger(__name__)
+
+#: progress(done_steps, total_steps, info) -- the CLI draws a bar from it.
+Progress = Callable[[int, int, dict], None]
+
+CHECKPOINT_FORMAT = 1
+
+
+def _val_stream(ctx: SearchContext, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Validation minibatches for one training epoch, reshuffled whenever exhausted."""
+    for cycle in itertools.count():
+        yield from ctx.val_batches.epoch(epoch * 1_000 + cycle)
+
+
+def _weight_step(ctx: SearchContext, x: torch.Tensor, y: torch.Tensor) -> float:
+    t = ctx.config.train
+    paths = ctx.strategy.train_paths(ctx.rng, t.paths_per_step)
+    ctx.supernet.train()
+    ctx.optimizer.zero_grad(set_to_none=True)
+    total = 0.0
+    for arch in paths:
+        loss = nn.functional.cross_entropy(ctx.supernet(x, tuple(int(v) for v in arch)), y)
+        if not torch.isfinite(loss):
+            raise MoonasError(
+                f"the training loss became {float(loss)} at step {ctx.scheduler.last_epoch}: lower "
+                f"train.lr (now {t.lr:g}) or set train.grad_clip; the last good checkpoint is "
+                "kept, resume with --resume after changing nothing else"
+            )
+        (loss / len(paths)).backward()
+        total += float(loss.detach())
+    if t.grad_clip is not None:
+        nn.utils.clip_grad_norm_(ctx.supernet.parameters(), t.grad_clip)
+    ctx.optimizer.step()
+    ctx.scheduler.step()
+    return total / len(paths)
+
+
+def _distribution_step(ctx: SearchContext, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+    archs = ctx.strategy.ask(ctx.rng)
+    if archs is None:
+        return {}
+    losses = path_losses(ctx.supernet, archs, x, y)
+    if not np.all(np.isfinite(losses)):
+        raise MoonasError("a validation loss became NaN or infinite: lower train.lr or set "
+                          "train.grad_clip; the last good checkpoint is kept")
+    costs = ctx.table.cost(ctx.objective.cost, archs)
+    fields = ctx.strategy.tell(archs, losses, costs)
+    # Losses per distribution: samples come grouped by the distribution that drew them.
+    per = np.asarray(losses).reshape(ctx.objective.n_dists, -1).mean(axis=1)
+    return {"val_loss": [round(float(v), 6) for v in per], **fields}
+
+
+def _state(ctx: SearchContext, epoch: int) -> dict[str, Any]:
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "epoch": epoch,
+        "supernet": ctx.supernet.state_dict(),
+        "optimizer": ctx.optimizer.state_dict(),
+        "scheduler": ctx.scheduler.state_dict(),
+        "strategy": ctx.strategy.state_dict(),
+        "rng": ctx.rng.bit_generator.state,
+    }
+
+
+def restore(ctx: SearchContext, path: Path) -> int:
+    """Load a checkpoint into `ctx`; returns the number of completed epochs."""
+    state = load_checkpoint(path)
+    try:
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"checkpoint {path} has format {state.get('format')}, this "
+                                  f"moonas writes {CHECKPOINT_FORMAT}: start the run again")
+        ctx.supernet.load_state_dict(state["supernet"])
+        ctx.optimizer.load_state_dict(state["optimizer"])
+        ctx.scheduler.load_state_dict(state["scheduler"])
+        ctx.strategy.load_state_dict(state["strategy"])
+        ctx.rng.bit_generator.state = state["rng"]
+        return int(state["epoch"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as err:
+        raise CheckpointError(f"checkpoint {path} does not match this run's config ({err}): "
+                              "start again with --force") from None
+
+
+def truncate_log(path: Path, last_step: int) -> None:
+    """Drop log lines past `last_step` (written after the checkpoint a resume starts from)."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", -1) <= last_step:
+                keep.append(line)
+        except json.JSONDecodeError:
+            break  # a torn last line from a kill mid-write
+    from moonas.atomic import write_text
+
+    write_text(path, "".join(f"{line}\n" for line in keep))
+
+
+def train(ctx: SearchContext, checkpoint: Path, log_path: Path, start_epoch: int = 0,
+          progress: Progress | None = None) -> None:
+    """Run the epochs from `start_epoch`, checkpointing after each."""
+    search = ctx.config.search
+    total = ctx.total_steps
+    step = start_epoch * ctx.steps_per_epoch
+    for epoch in range(start_epoch, search.epochs):
+        lines: list[str] = []
+        learn = epoch >= search.warmup_epochs
+        val = _val_stream(ctx, epoch)
+        for x, y in ctx.train_batches.epoch(epoch):
+            lr = ctx.optimizer.param_groups[0]["lr"]
+            train_loss = _weight_step(ctx, x, y)
+            entry: dict[str, Any] = {"step": step + 1, "epoch": epoch, "lr": round(lr, 8),
+                                     "train_loss": round(train_loss, 6)}
+            if learn:
+                vx, vy = next(val)
+                entry.update(_distribution_step(ctx, vx, vy))
+            step += 1
+            lines.append(json.dumps(entry))
+            if progress is not None:
+                progress(step, total, entry)
+        modes = ctx.strategy.modes()
+        theta = getattr(getattr(ctx.strategy, "core", None), "thetas", None)
+        lines.append(json.dumps({
+            "step": step, "epoch": epoch, "kind": "epoch",
+            "modes": None if modes is None else modes.tolist(),
+            "theta": None if theta is None else np.round(theta, 5).tolist(),
+        }))
+        with log_path.open("a") as handle:
+            handle.write("".join(f"{line}\n" for line in lines))
+        save_checkpoint(checkpoint, _state(ctx, epoch + 1))
+        log.debug("epoch %d done (step %d of %d)", epoch, step, total)

@@ -1,0 +1,90 @@
+"""Supernet measurements: validation losses of sampled paths, accuracy of candidates on a split."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterable, Iterator, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from moonas.nets import Supernet
+
+__all__ = ["path_losses", "split_accuracy", "frozen_bn_stats"]
+
+
+@contextmanager
+def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
+    """Batch-norm in train mode (batch statistics) without touching the running statistics,
+    so validation data never leaks into them."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    was_training = model.training
+    model.train()
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum in zip(bns, saved):
+            m.momentum = momentum
+        model.train(was_training)
+
+
+@torch.no_grad()
+def path_losses(supernet: Supernet, archs: np.ndarray, x: torch.Tensor,
+                y: torch.Tensor) -> np.ndarray:
+    """Cross-entropy of every architecture `(M, D)` on one batch -> `(M,)`; repeats run once."""
+    unique, inverse = np.unique(archs, axis=0, return_inverse=True)
+    losses = np.empty(len(unique))
+    with frozen_bn_stats(supernet):
+        for i, arch in enumerate(unique):
+            logits = supernet(x, tuple(int(v) for v in arch))
+            losses[i] = float(nn.functional.cross_entropy(logits, y))
+    return losses[np.asarray(inverse).reshape(-1)]
+
+
+@torch.no_grad()
+def split_accuracy(supernet: Supernet, arch: tuple[int, ...],
+                   batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                   bn: Literal["train", "recalibrate"] = "train",
+                   calibration: Iterable[tuple[torch.Tensor, torch.Tensor]] = ()) -> tuple[float, float]:
+    """(accuracy, mean loss) of `arch` over `batches` with the shared weights.
+
+    `bn="train"` normalises with each batch's statistics; `"recalibrate"` first re-estimates
+    the running statistics of the path on `calibration` batches and evaluates in eval mode.
+    """
+    if bn == "recalibrate":
+        bns = [m for m in supernet.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        saved = [(m.momentum, m.running_mean.clone(), m.running_var.clone(),
+                  m.num_batches_tracked.clone()) for m in bns]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the calibration batches
+        supernet.train()
+        for x, _ in calibration:
+            supernet(x, arch)
+        supernet.eval()
+        try:
+            return _accuracy(supernet, arch, batches)
+        finally:
+            for m, (momentum, mean, var, count) in zip(bns, saved):
+                m.momentum = momentum
+                m.running_mean.copy_(mean)
+                m.running_var.copy_(var)
+                m.num_batches_tracked.copy_(count)
+            supernet.train()
+    with frozen_bn_stats(supernet):
+        return _accuracy(supernet, arch, batches)
+
+
+def _accuracy(supernet: Supernet, arch: tuple[int, ...],
+              batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, float]:
+    correct, total, loss_sum = 0, 0, 0.0
+    for x, y in batches:
+        logits = supernet(x, arch)
+        loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+        total += len(y)
+    return correct / max(total, 1), loss_sum / max(total, 1)

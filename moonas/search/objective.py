@@ -1,0 +1,106 @@
+"""What each distribution is for: budgets on one cost (checked against the space) or coefficients."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from moonas.config import SearchConfig
+from moonas.costs import CostTable
+from moonas.errors import ConfigError
+
+__all__ = ["Objective", "resolve_objective", "default_coefficients", "BUDGET_QUANTILES"]
+
+#: Where default budgets sit in the cost distribution of uniformly sampled architectures
+#: (for 5 budgets the same percentiles as the NAS-Bench-201 harness's regret).
+BUDGET_QUANTILES = {5: (0.10, 0.25, 0.50, 0.75, 0.90)}
+
+
+@dataclass(frozen=True)
+class Objective:
+    """The cost searched over and, per distribution, a budget or a coefficient.
+
+    Exactly one of `budgets` / `coefficients` is set, with one entry per distribution.
+    `cost_max` is the dearest architecture's cost, which scales coefficient objectives.
+    """
+
+    cost: str
+    budgets: tuple[float, ...] | None
+    coefficients: tuple[float, ...] | None
+    cost_min: float
+    cost_max: float
+
+    @property
+    def n_dists(self) -> int:
+        return len(self.budgets if self.budgets is not None else self.coefficients)
+
+
+def default_coefficients(k: int) -> tuple[float, ...]:
+    """`0` then a geometric grid up to 2: for K=5, `(0, 0.25, 0.5, 1, 2)`.
+
+    A log grid spends distributions evenly over trade-off scales; 0 keeps the pure-accuracy end.
+    """
+    if k == 1:
+        return (0.0,)
+    return (0.0, *np.geomspace(2.0 / 2 ** (k - 2), 2.0, k - 1).round(6).tolist())
+
+
+def _quantiles(k: int) -> tuple[float, ...]:
+    return BUDGET_QUANTILES.get(k, tuple(np.linspace(0.1, 0.9, k).round(4).tolist()))
+
+
+def resolve_objective(search: SearchConfig, table: CostTable, rng: np.random.Generator,
+                      single: bool = False) -> Objective:
+    """The objective of a run; `single` for strategies with one distribution (`asng`).
+
+    Budgets left unset are quantiles of the cost of 20,000 uniform samples (rounded to 3
+    significant digits so they read well). Budgets below the cheapest architecture fail,
+    naming its cost.
+    """
+    table.index(search.cost)  # unknown cost -> one line listing the valid ones
+    cost_min, _ = table.extreme(search.cost, cheapest=True)
+    cost_max, _ = table.extreme(search.cost, cheapest=False)
+    if search.budgets is not None:
+        budgets = tuple(float(b) for b in search.budgets)
+        if single and len(budgets) != 1:
+            raise ConfigError(f"strategy {search.strategy!r} searches one distribution: give one "
+                              f"budget (search.budgets=[{budgets[-1]:g}]), not {len(budgets)}")
+        if budgets[0] < cost_min:
+            raise ConfigError(
+                f"budget {budgets[0]:g} is below the cheapest architecture of the space "
+                f"({search.cost} = {cost_min:g}): raise search.budgets to at least {cost_min:g}"
+            )
+        return Objective(search.cost, budgets, None, cost_min, cost_max)
+    if search.coefficients is not None:
+        coefficients = tuple(float(c) for c in search.coefficients)
+        if single and len(coefficients) != 1:
+            raise ConfigError(f"strategy {search.strategy!r} searches one distribution: give one "
+                              "coefficient")
+        if any(c < 0 for c in coefficients):
+            raise ConfigError(f"search.coefficients must be >= 0, got {list(coefficients)}")
+        return Objective(search.cost, None, coefficients, cost_min, cost_max)
+    if single:
+        return Objective(search.cost, None, (0.0,), cost_min, cost_max)
+    n = search.n_budgets
+    samples = _uniform_costs(table, search.cost, rng)
+    raw = np.quantile(samples, _quantiles(n))
+    budgets = tuple(float(_round_sig(b)) for b in raw)
+    if len(set(budgets)) != len(budgets):
+        raise ConfigError(
+            f"{n} budgets do not fit between the cheapest ({cost_min:g}) and dearest "
+            f"({cost_max:g}) {search.cost}: use fewer (search.n_budgets) or give search.budgets"
+        )
+    return Objective(search.cost, budgets, None, cost_min, cost_max)
+
+
+def _uniform_costs(table: CostTable, cost: str, rng: np.random.Generator) -> np.ndarray:
+    n_options = table.valid.sum(axis=1)
+    archs = rng.integers(0, n_options, size=(20_000, len(n_options)))
+    return table.cost(cost, archs)
+
+
+def _round_sig(value: float, digits: int = 3) -> float:
+    if value == 0:
+        return 0.0
+    return float(f"{value:.{digits}g}")

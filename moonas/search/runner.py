@@ -1,0 +1,201 @@
+"""One search run end to end: the run directory, training with checkpoints, the front, the files."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import platform
+import shutil
+import sys
+import time
+from dataclasses import replace
+from importlib import metadata
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import torch
+import yaml
+
+from moonas.atomic import write_json, write_text
+from moonas.config import RunConfig, config_to_dict, load_config
+from moonas.costs import COST_UNITS
+from moonas.errors import MoonasError
+from moonas.run import (Candidate, Run, RunFiles, is_run_dir, load_run, read_candidates,
+                        write_candidates, write_front)
+from moonas.search.context import build_context
+from moonas.search.front import build_front, front_from_candidates
+from moonas.search.loop import Progress, restore, train, truncate_log
+from moonas.search.objective import resolve_objective
+
+__all__ = ["search"]
+
+log = logging.getLogger(__name__)
+
+_LIBRARIES = ("moonas", "torch", "torchvision", "numpy", "pymoo", "thop", "optuna",
+              "scikit-learn", "PyYAML")
+
+
+def _resolve_config(config: RunConfig | str | Path | Mapping | None,
+                    overrides: tuple[str, ...]) -> RunConfig:
+    if isinstance(config, RunConfig):
+        return load_config(config_to_dict(config), list(overrides)) if overrides else config
+    return load_config(config, list(overrides))
+
+
+def _default_out(config: RunConfig) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{config.space.name}-{config.data.name}-{config.search.strategy}-{stamp}"
+
+
+def _prepare_dir(files: RunFiles, force: bool) -> None:
+    root = files.root
+    if root.exists() and not root.is_dir():
+        raise MoonasError(f"--out {root} is a file: choose a directory")
+    if root.is_dir() and any(root.iterdir()):
+        if is_run_dir(root) and not force:
+            raise MoonasError(f"{root} holds another run: pass --resume {root} to continue it, "
+                              "--force to overwrite it, or choose another --out")
+        if not is_run_dir(root) and not force:
+            raise MoonasError(f"{root} is not empty and holds no moonas run: choose another "
+                              "--out (or --force to write into it)")
+        for path in (files.config, files.manifest, files.log, files.checkpoint, files.candidates,
+                     files.pareto_json, files.pareto_csv, files.pareto_png):
+            path.unlink(missing_ok=True)
+        shutil.rmtree(root / "separate", ignore_errors=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / ".moonas-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise MoonasError(f"cannot write to {root} ({err.strerror}): choose another --out") from None
+
+
+def _manifest(config: RunConfig, status: str, wall: float | None, extra: dict | None = None) -> dict:
+    versions = {}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "status": status,
+        "seed": config.seed,
+        "versions": {"python": platform.python_version(), **versions},
+        "machine": {"platform": platform.platform(), "processor": platform.machine(),
+                    "cpus": __import__("os").cpu_count(), "torch_threads": torch.get_num_threads()},
+        "command": sys.argv,
+        "units": {
+            "accuracy": "fraction of the validation split classified correctly by the path in "
+                        f"the shared supernet weights (batch norm: {config.search.bn})",
+            **COST_UNITS,
+        },
+        "wall_seconds": None if wall is None else round(wall, 2),
+        "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **(extra or {}),
+    }
+
+
+def search(config: RunConfig | str | Path | Mapping | None = None, out: str | Path | None = None,
+           *, overrides: tuple[str, ...] = (), resume: bool = False, force: bool = False,
+           progress: Progress | None = None) -> Run:
+    """Run (or resume) a search and return the run as read back from its directory.
+
+    `config`: a `RunConfig`, a YAML path, a packaged config name, a mapping, or None for the
+    embedded default. With `resume=True`, `out` is the run to continue and its saved config
+    is used.
+    """
+    start = time.perf_counter()
+    if resume:
+        if out is None:
+            raise MoonasError("--resume needs the run directory to continue")
+        files = RunFiles(Path(out))
+        if not files.config.is_file():
+            raise MoonasError(f"{files.root} is not a moonas run (no config.yaml): nothing to resume")
+        if config is not None or overrides:
+            raise MoonasError("--resume continues with the config saved in the run: drop CONFIG "
+                              "and --set")
+        config = load_config(files.config)
+        if files.pareto_json.is_file():
+            log.info("run %s is already complete", files.root)
+            return load_run(files.root)
+    else:
+        config = _resolve_config(config, tuple(overrides))
+        files = RunFiles(Path(out) if out is not None else _default_out(config))
+        _prepare_dir(files, force)
+        write_text(files.config, yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    write_json(files.manifest, _manifest(config, "running", None))
+
+    if config.search.strategy == "asng-separate":
+        _separate(config, files, progress)
+    else:
+        _single(config, files, resume, progress)
+    write_json(files.manifest, _manifest(config, "complete", time.perf_counter() - start))
+    return load_run(files.root)
+
+
+def _single(config: RunConfig, files: RunFiles, resume: bool, progress: Progress | None) -> None:
+    ctx = build_context(config)
+    start_epoch = 0
+    if resume and files.checkpoint.is_file():
+        start_epoch = restore(ctx, files.checkpoint)
+        log.info("resuming %s after epoch %d", files.root, start_epoch)
+    truncate_log(files.log, start_epoch * ctx.steps_per_epoch)
+    train(ctx, files.checkpoint, files.log, start_epoch, progress)
+    candidates, front = build_front(ctx, progress)
+    _write_results(files, candidates, front, config)
+
+
+def _write_results(files: RunFiles, candidates: list[Candidate], front, config: RunConfig) -> None:
+    from moonas.plotting import FrontSeries, plot_fronts
+
+    write_candidates(files.candidates, candidates)
+    cost = np.array([getattr(c, front.cost) for c in candidates], dtype=np.float64)
+    plot_fronts(
+        [FrontSeries(label=config.search.strategy, cost=cost,
+                     accuracy=np.array([c.accuracy for c in candidates]),
+                     on_front=np.array([c.on_front for c in candidates]),
+                     mode_of=tuple(c.mode_of for c in candidates))],
+        files.pareto_png, xlabel=f"{front.cost} ({'count' if front.cost == 'params' else 'MACs'})",
+        budgets=front.budgets or (),
+    )
+    write_front(files, front)  # last: pareto.json marks the run complete
+
+
+def _separate(config: RunConfig, files: RunFiles, progress: Progress | None) -> None:
+    """`asng-separate`: K independent single-budget ASNG runs, each as long as the joint run,
+    each with its own supernet; their candidates (and modes) pooled into one front."""
+    from moonas.costs import build_cost_table
+    from moonas.pricing import static_space
+    from moonas.search.context import STREAM_OBJECTIVE, seeds
+
+    if config.search.coefficients is not None:
+        raise MoonasError("asng-separate runs one budget per run: give search.budgets or "
+                          "search.n_budgets, not coefficients")
+    space = static_space(config)
+    objective = resolve_objective(config.search, build_cost_table(space),
+                                  seeds(config.seed, STREAM_OBJECTIVE))
+    pooled: list[Candidate] = []
+    for k, budget in enumerate(objective.budgets):
+        sub_files = RunFiles(files.root / "separate" / f"budget{k}")
+        sub_config = replace(config, search=replace(config.search, strategy="asng",
+                                                    budgets=(budget,), n_budgets=1))
+        if not sub_files.pareto_json.is_file():
+            sub_files.root.mkdir(parents=True, exist_ok=True)
+            if not sub_files.config.is_file():
+                write_text(sub_files.config, yaml.safe_dump(config_to_dict(sub_config),
+                                                            sort_keys=False))
+            _single(sub_config, sub_files, resume=sub_files.checkpoint.is_file(),
+                    progress=progress)
+        for c in read_candidates(sub_files.candidates):
+            pooled.append(replace(c, id=len(pooled), mode_of=k if c.mode_of is not None else None))
+    with files.log.open("w") as handle:
+        for k in range(len(objective.budgets)):
+            sub_log = files.root / "separate" / f"budget{k}" / "log.jsonl"
+            for line in sub_log.read_text().splitlines():
+                handle.write(json.dumps({"run": k, **json.loads(line)}) + "\n")
+    candidates, front = front_from_candidates(config.space.name, config.data.name, objective,
+                                              pooled)
+    _write_results(files, candidates, front, config)

@@ -1,0 +1,160 @@
+"""Search strategies behind one ask/tell interface, shared by the supernet search and the
+NAS-Bench-201 harness: which paths train the weights, how distributions learn, what goes to
+the front."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, ClassVar, Mapping
+
+import numpy as np
+
+from moonas.asng import MultiASNG
+from moonas.config import SearchConfig
+from moonas.registry import Registry
+from moonas.search.objective import Objective
+
+__all__ = ["Strategy", "STRATEGIES", "MultiASNGStrategy", "RandomStrategy", "build_strategy",
+           "SINGLE_DISTRIBUTION"]
+
+#: Evaluates architectures `(n, D)` -> minimised objectives `(n, m)` (error, cost, ...).
+Evaluate = Callable[[np.ndarray], np.ndarray]
+
+#: Strategies that search one distribution (their objective has one budget or coefficient).
+SINGLE_DISTRIBUTION = ("asng",)
+
+
+class Strategy:
+    """Base: uniform paths, no distribution; subclasses override what they learn."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, n_options: tuple[int, ...], objective: Objective,
+                 search: SearchConfig) -> None:
+        self.n_options = tuple(n_options)
+        self.objective = objective
+        self.search = search
+
+    def train_paths(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Paths `(n, D)` for one weight step of the supernet."""
+        return rng.integers(0, np.asarray(self.n_options), size=(n, len(self.n_options)))
+
+    def ask(self, rng: np.random.Generator) -> np.ndarray | None:
+        """Architectures `(M, D)` to evaluate on a validation minibatch, or None (no learning)."""
+        return None
+
+    def tell(self, archs: np.ndarray, losses: np.ndarray, costs: np.ndarray) -> dict[str, Any]:
+        """Learn from `losses` and `costs` `(M,)` of `archs`; returns fields for the log."""
+        return {}
+
+    def candidates(self, rng: np.random.Generator, evaluate: Evaluate) -> tuple[np.ndarray, list]:
+        """Architectures for the dense front `(N, D)` and, per row, the distribution index it is
+        the mode of (or None). `evaluate` may be used by strategies that search on the trained
+        supernet; the caller evaluates the returned candidates on the whole validation split."""
+        n = self.search.front_samples * self.objective.n_dists
+        archs = _unique(rng.integers(0, np.asarray(self.n_options), size=(n, len(self.n_options))))
+        return archs, [None] * len(archs)
+
+    def modes(self) -> np.ndarray | None:
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        pass
+
+
+STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
+
+
+@STRATEGIES.register("random")
+class RandomStrategy(Strategy):
+    """Uniform paths for training, uniform random candidates for the front."""
+
+    name = "random"
+
+
+@STRATEGIES.register("multi-asng")
+class MultiASNGStrategy(Strategy):
+    """K distributions updated jointly by importance sampling (Noda, Saito & Shirakawa 2022)."""
+
+    name = "multi-asng"
+
+    def __init__(self, n_options: tuple[int, ...], objective: Objective,
+                 search: SearchConfig) -> None:
+        super().__init__(n_options, objective, search)
+        k = objective.n_dists
+        self.core = MultiASNG(
+            n_options, k,
+            budgets=objective.budgets,
+            coefficients=objective.coefficients,
+            cost_max=objective.cost_max if objective.coefficients is not None else None,
+            n_per_dist=samples_per_dist(search, k),
+            utility=search.utility,
+            delta0=search.delta0,
+            alpha=search.alpha,
+        )
+
+    def train_paths(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        # Paths come from the mixture: each from a distribution chosen uniformly.
+        per = math.ceil(n / self.core.K)
+        archs, _ = self.core.stack.sample(rng, per)
+        return archs[np.sort(rng.choice(len(archs), size=n, replace=False))]
+
+    def ask(self, rng: np.random.Generator) -> np.ndarray:
+        return self.core.ask(rng)
+
+    def tell(self, archs: np.ndarray, losses: np.ndarray, costs: np.ndarray) -> dict[str, Any]:
+        diag = self.core.tell(archs, losses, costs)
+        return {"ess": list(diag.ess), "entropy": list(diag.entropy), "delta": list(diag.delta),
+                "stepped": list(diag.stepped)}
+
+    def modes(self) -> np.ndarray:
+        return self.core.modes()
+
+    def candidates(self, rng: np.random.Generator, evaluate: Evaluate) -> tuple[np.ndarray, list]:
+        modes = self.core.modes()
+        samples, _ = self.core.stack.sample(rng, self.search.front_samples)
+        archs = _unique(np.concatenate([modes, samples]))
+        mode_of: list[int | None] = []
+        for arch in archs:
+            hits = np.flatnonzero((modes == arch).all(axis=1))
+            mode_of.append(int(hits[0]) if len(hits) else None)
+        return archs, mode_of
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.core.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.core.load_state_dict(state)
+
+
+@STRATEGIES.register("asng")
+class ASNGStrategy(MultiASNGStrategy):
+    """Plain ASNG-NAS: one distribution, one budget or coefficient (0 by default)."""
+
+    name = "asng"
+
+
+def samples_per_dist(search: SearchConfig, k: int) -> int:
+    """Samples per distribution and step: as configured, else `ceil(2 / K)`.
+
+    Two samples per step is what one ASNG needs to rank; with K distributions every sample
+    informs every distribution through its importance weight, so one each (M = K validation
+    forwards) keeps the run's cost close to a single ASNG run.
+    """
+    if search.samples_per_dist is not None:
+        return search.samples_per_dist
+    return max(1, math.ceil(2 / k))
+
+
+def build_strategy(name: str, n_options: tuple[int, ...], objective: Objective,
+                   search: SearchConfig) -> Strategy:
+    return STRATEGIES.get(name)(n_options, objective, search)
+
+
+def _unique(archs: np.ndarray) -> np.ndarray:
+    """Rows of `archs` without repeats, in order of first appearance."""
+    _, first = np.unique(archs, axis=0, return_index=True)
+    return archs[np.sort(first)]

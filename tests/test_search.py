@@ -1,0 +1,198 @@
+"""The search end to end: files, determinism, resume after SIGKILL, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import moonas
+from moonas.errors import ConfigError, MoonasError
+from moonas.run import RunFiles
+
+TINY = ["space.channels=4", "data.max_train=192", "data.batch_size=32", "search.epochs=3",
+        "search.warmup_epochs=1", "search.front_samples=4", "threads=1"]
+
+
+def _search(out: Path, *extra: str, **kwargs) -> moonas.Run:
+    return moonas.search("smoke", out, overrides=(*TINY, *extra), **kwargs)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> moonas.Run:
+    return _search(tmp_path_factory.mktemp("run") / "a")
+
+
+def test_run_directory_holds_every_promised_file(tiny_run) -> None:
+    files = RunFiles(tiny_run.dir)
+    for path in (files.config, files.manifest, files.log, files.checkpoint, files.candidates,
+                 files.pareto_json, files.pareto_csv, files.pareto_png):
+        assert path.is_file() and path.stat().st_size > 0, path.name
+    manifest = json.loads(files.manifest.read_text())
+    assert manifest["status"] == "complete"
+    assert manifest["versions"]["torch"] == torch.__version__.split("+")[0] or manifest["versions"]["torch"]
+    assert "macs" in manifest["units"] and manifest["seed"] == 0
+    saved = yaml.safe_load(files.config.read_text())
+    assert saved["search"]["epochs"] == 3 and saved["space"]["channels"] == 4
+
+
+def test_pareto_json_schema_and_front_property(tiny_run) -> None:
+    data = json.loads(RunFiles(tiny_run.dir).pareto_json.read_text())
+    assert {"space", "dataset", "objectives", "budgets", "architectures"} <= set(data)
+    assert data["space"] == "nb201" and data["dataset"] == "digits"
+    assert len(data["budgets"]) == 5 and data["budgets"] == sorted(data["budgets"])
+    archs = data["architectures"]
+    assert archs
+    for a in archs:
+        assert set(a) >= {"id", "arch", "arch_str", "accuracy", "params", "macs", "mode_of"}
+        assert 0.0 <= a["accuracy"] <= 1.0 and isinstance(a["params"], int)
+        assert a["mode_of"] is None or 0 <= a["mode_of"] < 5
+    # Non-dominated: sorted by cost, accuracy strictly increases along the front.
+    costs = [a["params"] for a in archs]
+    accs = [a["accuracy"] for a in archs]
+    assert costs == sorted(costs)
+    assert all(a2 > a1 for a1, a2 in zip(accs, accs[1:]))
+    # Every candidate is dominated by (or equal to) a front member.
+    for c in tiny_run.candidates:
+        assert any(f.params <= c.params and f.accuracy >= c.accuracy for f in tiny_run.front.architectures)
+
+
+def test_picks_are_the_best_front_member_within_each_budget(tiny_run) -> None:
+    front = tiny_run.front
+    for budget, pick in zip(front.budgets, front.picks):
+        fitting = [a for a in front.architectures if a.params <= budget]
+        if not fitting:
+            assert pick is None
+            continue
+        best = max(a.accuracy for a in fitting)
+        assert next(a for a in fitting if a.id == pick).accuracy == best
+
+
+def test_log_has_per_step_distribution_diagnostics(tiny_run) -> None:
+    lines = [json.loads(line) for line in RunFiles(tiny_run.dir).log.read_text().splitlines()]
+    steps = [line for line in lines if line.get("kind") != "epoch"]
+    assert [s["step"] for s in steps] == list(range(1, len(steps) + 1))
+    learned = [s for s in steps if "val_loss" in s]
+    assert learned and all(len(s["val_loss"]) == 5 and len(s["ess"]) == 5 for s in learned)
+    assert all(len(s["entropy"]) == 5 and len(s["delta"]) == 5 for s in learned)
+    epochs = [line for line in lines if line.get("kind") == "epoch"]
+    assert len(epochs) == 3 and np.asarray(epochs[-1]["theta"]).shape[:2] == (5, 6)
+
+
+def test_load_run_returns_the_written_records(tiny_run) -> None:
+    again = moonas.load_run(tiny_run.dir)
+    assert again.front == tiny_run.front
+    assert again.config == tiny_run.config
+    assert len(again.candidates) == len(tiny_run.candidates)
+
+
+def test_same_seed_same_front(tiny_run, tmp_path: Path) -> None:
+    other = _search(tmp_path / "b")
+    assert (RunFiles(other.dir).pareto_json.read_text()
+            == RunFiles(tiny_run.dir).pareto_json.read_text())
+    third = _search(tmp_path / "c", "seed=1")
+    assert (RunFiles(third.dir).pareto_json.read_text()
+            != RunFiles(tiny_run.dir).pareto_json.read_text())
+
+
+def test_out_dir_with_another_run_is_refused(tiny_run) -> None:
+    before = RunFiles(tiny_run.dir).pareto_json.read_text()
+    with pytest.raises(MoonasError, match="holds another run: pass --resume"):
+        _search(tiny_run.dir)
+    assert RunFiles(tiny_run.dir).pareto_json.read_text() == before
+
+
+def test_resume_of_a_complete_run_returns_it(tiny_run) -> None:
+    again = moonas.search(None, tiny_run.dir, resume=True)
+    assert again.front == tiny_run.front
+
+
+@pytest.mark.parametrize("override, message", [
+    ("search.strategy=multi-asgn", r"unknown strategy 'multi-asgn' \(did you mean 'multi-asng'\?\)"),
+    ("search.budgets=[100, 200]", r"below the cheapest architecture of the space \(params = \d+\)"),
+    ("search.budgets=[9000, 8000]", r"strictly increasing"),
+    ("search.cost=flops", r"unknown cost 'flops'.*valid: params, macs"),
+])
+def test_bad_search_input_is_one_clear_line(tmp_path: Path, override: str, message: str) -> None:
+    with pytest.raises(MoonasError, match=message) as info:
+        _search(tmp_path / "x", override)
+    assert "\n" not in str(info.value)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
+    out = tmp_path / "nan"
+    # One step per epoch: epoch 0's step is fine, the huge step it takes blows up epoch 1.
+    with pytest.raises(MoonasError, match="loss became nan.*lower train.lr"):
+        _search(out, "train.lr=1e30", "train.grad_clip=null", "search.epochs=6",
+                "data.max_train=32")
+    files = RunFiles(out)
+    assert files.config.is_file()
+    assert torch.load(files.checkpoint, weights_only=True)["epoch"] == 1
+
+
+def test_corrupt_checkpoint_is_one_line(tiny_run, tmp_path: Path) -> None:
+    out = tmp_path / "corrupt"
+    out.mkdir()
+    for name in ("config.yaml",):
+        (out / name).write_text(RunFiles(tiny_run.dir).config.read_text())
+    (out / "checkpoint.pt").write_bytes(RunFiles(tiny_run.dir).checkpoint.read_bytes()[:500])
+    with pytest.raises(MoonasError, match="corrupt or truncated"):
+        moonas.search(None, out, resume=True)
+
+
+@pytest.mark.parametrize("strategy", ["asng", "random"])
+def test_baseline_strategies_produce_fronts(tmp_path: Path, strategy: str) -> None:
+    run = _search(tmp_path / strategy, f"search.strategy={strategy}")
+    assert run.front.architectures
+    if strategy == "asng":
+        assert run.front.coefficients == (0.0,) and len(run.front.picks) == 1
+    else:
+        assert all(c.mode_of is None for c in run.candidates)
+
+
+def test_asng_separate_pools_k_runs(tmp_path: Path) -> None:
+    run = _search(tmp_path / "sep", "search.strategy=asng-separate", "search.epochs=2",
+                  "search.budgets=[20000, 24000]")
+    for k in range(2):
+        assert (run.dir / "separate" / f"budget{k}" / "pareto.json").is_file()
+    assert {c.mode_of for c in run.candidates if c.mode_of is not None} == {0, 1}
+    assert run.front.budgets == (20000.0, 24000.0)
+
+
+def _cli(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.Popen([sys.executable, "-m", "moonas", "search", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.15])
+def test_sigkill_then_resume_gives_the_same_front(tmp_path: Path, delay: float) -> None:
+    longer = ("search.epochs=8",)
+    reference = _search(tmp_path / "reference", *longer)
+    out = tmp_path / "killed"
+    args = ["smoke", "--out", str(out), "-q", *[a for s in (*TINY, *longer) for a in ("--set", s)]]
+    proc = _cli(*args)
+    checkpoint = RunFiles(out).checkpoint
+    deadline = time.time() + 240
+    while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    time.sleep(delay)  # right after a checkpoint, or inside the next epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not RunFiles(out).pareto_json.exists(), "the run finished before it was killed"
+    resumed = _cli("--resume", str(out), "-q")
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert (RunFiles(out).pareto_json.read_text()
+            == RunFiles(reference.dir).pareto_json.read_text())
+    assert RunFiles(out).log.read_text() == RunFiles(reference.dir).log.read_text()
+    assert RunFiles(out).candidates.read_text() == RunFiles(reference.dir).candidates.read_text()
