@@ -21,20 +21,23 @@ _CALIBRATION_EPOCH = 10**6
 
 def _evaluator(ctx: SearchContext, progress: Progress | None):
     search = ctx.config.search
-    done = [0]
+    cache: dict[tuple[int, ...], tuple[float, float]] = {}
 
     def evaluate(archs: np.ndarray) -> np.ndarray:
-        """(n, D) -> (n, 2): validation accuracy and mean loss of each architecture."""
+        """(n, D) -> (n, 2): validation accuracy and mean loss of each architecture (each
+        architecture is measured once per run; repeats come from a cache)."""
         out = np.empty((len(archs), 2))
         for i, arch in enumerate(archs):
-            calibration = itertools.islice(ctx.train_batches.epoch(_CALIBRATION_EPOCH),
-                                           search.bn_batches)
-            out[i] = split_accuracy(ctx.supernet, tuple(int(v) for v in arch),
-                                    ctx.eval_batches.epoch(0, shuffle=False), bn=search.bn,
-                                    calibration=calibration)
-            done[0] += 1
-            if progress is not None:
-                progress(done[0], 0, {"phase": "front"})
+            key = tuple(int(v) for v in arch)
+            if key not in cache:
+                calibration = itertools.islice(ctx.train_batches.epoch(_CALIBRATION_EPOCH),
+                                               search.bn_batches)
+                cache[key] = split_accuracy(ctx.supernet, key,
+                                            ctx.eval_batches.epoch(0, shuffle=False),
+                                            bn=search.bn, calibration=calibration)
+                if progress is not None:
+                    progress(len(cache), 0, {"phase": "front"})
+            out[i] = cache[key]
         return out
 
     return evaluate

@@ -137,6 +137,22 @@ class ASNGStrategy(MultiASNGStrategy):
     name = "asng"
 
 
+@STRATEGIES.register("spos-nsga2")
+class SPOSNSGA2Strategy(Strategy):
+    """The classic two-stage one-shot baseline: uniform single-path training of the supernet
+    (SPOS), then pymoo's NSGA-II over the trained supernet's validation accuracy and cost."""
+
+    name = "spos-nsga2"
+
+    def candidates(self, rng: np.random.Generator, evaluate: Evaluate) -> tuple[np.ndarray, list]:
+        from moonas.baselines.nsga2 import run_nsga2
+
+        # As many distinct evaluations as the other strategies put on their front.
+        n_evals = self.search.front_samples * self.objective.n_dists
+        archs, _ = run_nsga2(self.n_options, evaluate, n_evals, seed=int(rng.integers(2**31)))
+        return archs, [None] * len(archs)
+
+
 def samples_per_dist(search: SearchConfig, k: int) -> int:
     """Samples per distribution and step: as configured, else `ceil(2 / K)`.
 
