@@ -196,3 +196,25 @@ def test_sigkill_then_resume_gives_the_same_front(tmp_path: Path, delay: float) 
             == RunFiles(reference.dir).pareto_json.read_text())
     assert RunFiles(out).log.read_text() == RunFiles(reference.dir).log.read_text()
     assert RunFiles(out).candidates.read_text() == RunFiles(reference.dir).candidates.read_text()
+
+
+def test_mobilenet_space_on_macs(tmp_path: Path) -> None:
+    config = yaml.safe_load((Path(moonas.config.PACKAGED_CONFIGS) / "smoke.yaml").read_text())
+    config["space"] = {"name": "mobilenet", "stem_channels": 8, "head_channels": 32,
+                       "stages": [[8, 2, 1], [16, 2, 2]]}
+    overrides = [o for o in TINY if not o.startswith("space.")]
+    run = moonas.search(config, tmp_path / "mb",
+                        overrides=(*overrides, "search.cost=macs", "search.n_budgets=3"))
+    assert run.front.cost == "macs" and len(run.front.budgets) == 3
+    macs = [a.macs for a in run.front.architectures]
+    assert macs == sorted(macs)
+    assert all(len(a.arch) == 4 for a in run.front.architectures)
+
+
+def test_coefficient_mode_picks_minimise_each_objective(tmp_path: Path) -> None:
+    run = _search(tmp_path / "coef", "search.coefficients=[0, 1, 4]")
+    assert run.front.budgets is None and run.front.coefficients == (0.0, 1.0, 4.0)
+    members = {a.id: a for a in run.front.architectures}
+    picked = [members[i] for i in run.front.picks]
+    # A larger coefficient never picks a dearer architecture.
+    assert [p.params for p in picked] == sorted((p.params for p in picked), reverse=True)
