@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["FrontSeries", "plot_fronts", "save_figure"]
+__all__ = ["FrontSeries", "plot_fronts", "save_figure", "plot_anytime"]
 
 
 @dataclass(frozen=True)
@@ -74,4 +74,48 @@ def plot_fronts(series: Sequence[FrontSeries], path: str | Path, *, xlabel: str,
     ax.legend(fontsize=8, loc="lower right")
     save_figure(fig, path)
     plt.close(fig)
+    return drawn
+
+
+def plot_anytime(curves: Mapping[str, Mapping[str, Sequence[float]]], path: str | Path, *,
+                 title: str = "", ylabel: str = "HV ratio",
+                 reference: Mapping[str, float] | None = None) -> dict:
+    """A metric against evaluations (log x), one line per strategy: the median with a shaded
+    25th-75th percentile band; `reference` values as horizontal dashed lines.
+
+    `curves[label]` holds equally long `evals`, `median`, `p25`, `p75`. Returns what was drawn.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    drawn: dict = {"lines": [], "reference": dict(reference or {})}
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    lows: list[float] = []
+    for i, (label, curve) in enumerate(curves.items()):
+        color = colors[i % len(colors)]
+        order = np.argsort(np.asarray(curve["evals"], dtype=float))
+        x = np.asarray(curve["evals"], dtype=float)[order]
+        med, p25, p75 = (np.asarray(curve[k], dtype=float)[order] for k in ("median", "p25", "p75"))
+        ax.plot(x, med, marker="o", ms=3, color=color, label=label)
+        ax.fill_between(x, p25, p75, color=color, alpha=0.15, lw=0)
+        lows.extend(p25.tolist())
+        drawn["lines"].append({"label": label, "evals": x.tolist(), "median": med.tolist(),
+                               "p25": p25.tolist(), "p75": p75.tolist()})
+    for j, (label, value) in enumerate((reference or {}).items()):
+        ax.axhline(value, color="black", ls="--", lw=0.9, label=label)
+        lows.append(value)
+    if lows:
+        # The interesting range is narrow (ratios near 1): start the axis a little below the
+        # lowest drawn quartile, not at 0.
+        low = float(np.percentile(lows, 5))
+        ax.set_ylim(low - 0.1 * (1.0 - low), 1.0 + 0.02 * (1.0 - low))
+    ax.set_xscale("log")
+    ax.set_xlabel("distinct architectures evaluated")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="lower right")
+    save_figure(fig, path)
+    plt.close(fig)
+    drawn["ylim"] = list(ax.get_ylim())
     return drawn

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from moonas.atomic import write_text
 from moonas.checkpoint import load_checkpoint, save_checkpoint
 from moonas.errors import CheckpointError, MoonasError
 from moonas.search.context import SearchContext
@@ -113,8 +114,6 @@ def truncate_log(path: Path, last_step: int) -> None:
                 keep.append(line)
         except json.JSONDecodeError:
             break  # a torn last line from a kill mid-write
-    from moonas.atomic import write_text
-
     write_text(path, "".join(f"{line}\n" for line in keep))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import os
 import platform
 import shutil
 import sys
@@ -85,7 +86,7 @@ def _manifest(config: RunConfig, status: str, wall: float | None, extra: dict | 
         "seed": config.seed,
         "versions": {"python": platform.python_version(), **versions},
         "machine": {"platform": platform.platform(), "processor": platform.machine(),
-                    "cpus": __import__("os").cpu_count(), "torch_threads": torch.get_num_threads()},
+                    "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
         "command": sys.argv,
         "units": {
             "accuracy": "fraction of the validation split classified correctly by the path in "
