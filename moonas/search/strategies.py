@@ -107,8 +107,8 @@ class MultiASNGStrategy(Strategy):
 
     def tell(self, archs: np.ndarray, losses: np.ndarray, costs: np.ndarray) -> dict[str, Any]:
         diag = self.core.tell(archs, losses, costs)
-        return {"ess": list(diag.ess), "entropy": list(diag.entropy), "delta": list(diag.delta),
-                "stepped": list(diag.stepped)}
+        return {"ess": _rounded(diag.ess), "entropy": _rounded(diag.entropy),
+                "delta": _rounded(diag.delta), "stepped": list(diag.stepped)}
 
     def modes(self) -> np.ndarray:
         return self.core.modes()
@@ -168,6 +168,10 @@ def samples_per_dist(search: SearchConfig, k: int) -> int:
 def build_strategy(name: str, n_options: tuple[int, ...], objective: Objective,
                    search: SearchConfig) -> Strategy:
     return STRATEGIES.get(name)(n_options, objective, search)
+
+
+def _rounded(values) -> list[float]:
+    return [float(f"{v:.6g}") for v in values]
 
 
 def _unique(archs: np.ndarray) -> np.ndarray:
