@@ -17,12 +17,7 @@ log = logging.getLogger("moonas")
 
 #: Subcommands that later work will make real, and where that work is tracked.
 _PLANNED = {
-    "pick": "Deploy",
-    "export": "Deploy",
-    "train": "Deploy",
-    "plot": "Deploy",
     "bench": "External ground truth (NAS-Bench-201 harness)",
-    "profile": "Deploy",
 }
 
 _HELP = {
@@ -154,7 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     search.set_defaults(func=_cmd_search)
 
-    for name in ("pick", "export", "train", "plot", "bench", "profile"):
+    from moonas.deploy.cli import register as register_deploy
+
+    register_deploy(sub)
+
+    for name in ("bench",):
         planned = sub.add_parser(name, help=f"{_HELP[name]} (not built yet)",
                                  description=_HELP[name])
         planned.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)

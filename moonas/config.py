@@ -131,6 +131,7 @@ class SearchConfig:
 
     strategy: str = "multi-asng"
     cost: str = "params"
+    latency_table: str | None = None
     budgets: tuple[float, ...] | None = None
     n_budgets: int = 5
     coefficients: tuple[float, ...] | None = None
@@ -155,6 +156,13 @@ class SearchConfig:
                     f"search.budgets must be strictly increasing, got {list(self.budgets)}: "
                     "sort them and drop duplicates"
                 )
+        if self.cost not in ("params", "macs") and not self.cost.startswith("latency:"):
+            hint = closest(self.cost, ("params", "macs", "latency:DEVICE"))
+            raise ConfigError(f"search.cost={self.cost!r} is unknown{hint}: use params, macs or "
+                              "latency:DEVICE (with search.latency_table)")
+        if self.cost.startswith("latency:") and self.latency_table is None:
+            raise ConfigError(f"search.cost={self.cost!r} needs search.latency_table=PATH (a "
+                              "'moonas profile' table, or NAS-Bench-201's csv for nb201)")
         if self.budgets is not None and self.coefficients is not None:
             raise ConfigError("give search.budgets or search.coefficients, not both")
         if self.samples_per_dist is not None and self.samples_per_dist < 1:

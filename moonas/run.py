@@ -16,8 +16,8 @@ from moonas.errors import MoonasError
 __all__ = ["Candidate", "ParetoFront", "Run", "RunFiles", "load_run", "write_candidates",
            "write_front", "is_run_dir"]
 
-_CSV_FIELDS = ("id", "arch", "arch_str", "accuracy", "loss", "params", "macs", "mode_of",
-               "on_front")
+_CSV_FIELDS = ("id", "arch", "arch_str", "accuracy", "loss", "params", "macs", "latency_ms",
+               "mode_of", "on_front")
 
 
 @dataclass(frozen=True)
@@ -73,11 +73,24 @@ class Candidate:
     macs: int
     mode_of: int | None
     on_front: bool
+    latency_ms: float | None = None
+
+    def cost(self, name: str) -> float:
+        """The cost called `name` (`params`, `macs` or `latency:DEVICE`)."""
+        if name.startswith("latency:"):
+            if self.latency_ms is None:
+                raise MoonasError(f"candidate {self.id} has no latency: the run searched without "
+                                  "a latency table")
+            return self.latency_ms
+        return float(getattr(self, name))
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "arch": list(self.arch), "arch_str": self.arch_str,
-                "accuracy": self.accuracy, "loss": self.loss, "params": self.params, "macs": self.macs,
-                "mode_of": self.mode_of}
+        out = {"id": self.id, "arch": list(self.arch), "arch_str": self.arch_str,
+               "accuracy": self.accuracy, "loss": self.loss, "params": self.params,
+               "macs": self.macs, "mode_of": self.mode_of}
+        if self.latency_ms is not None:
+            out["latency_ms"] = self.latency_ms
+        return out
 
 
 @dataclass(frozen=True)
@@ -113,7 +126,8 @@ class ParetoFront:
                       arch_str=str(a["arch_str"]), accuracy=float(a["accuracy"]),
                       loss=float(a.get("loss", "nan")),
                       params=int(a["params"]), macs=int(a["macs"]),
-                      mode_of=None if a["mode_of"] is None else int(a["mode_of"]), on_front=True)
+                      mode_of=None if a["mode_of"] is None else int(a["mode_of"]), on_front=True,
+                      latency_ms=None if a.get("latency_ms") is None else float(a["latency_ms"]))
             for a in data["architectures"]
         )
         return cls(space=data["space"], dataset=data["dataset"],
@@ -133,6 +147,17 @@ class Run:
     front: ParetoFront
     candidates: tuple[Candidate, ...]
 
+    def pick(self, max_params: float | None = None, max_macs: float | None = None,
+             max_latency_ms: float | None = None, device: str | None = None,
+             min_accuracy: float | None = None, prefer: str = "accuracy", *,
+             latency_table: str | Path | None = None):
+        """The most accurate candidate meeting every limit (see `moonas.deploy.pick.pick`)."""
+        from moonas.deploy.pick import pick
+
+        return pick(self, max_params=max_params, max_macs=max_macs,
+                    max_latency_ms=max_latency_ms, device=device, min_accuracy=min_accuracy,
+                    prefer=prefer, latency_table=latency_table)
+
 
 def is_run_dir(path: Path) -> bool:
     files = RunFiles(path)
@@ -149,6 +174,7 @@ def write_candidates(path: Path, candidates: Sequence[Candidate]) -> None:
         row["accuracy"] = f"{c.accuracy:.6f}"
         row["loss"] = f"{c.loss:.6f}"
         row["mode_of"] = "" if c.mode_of is None else c.mode_of
+        row["latency_ms"] = "" if c.latency_ms is None else f"{c.latency_ms:.6g}"
         row["on_front"] = int(c.on_front)
         writer.writerow(row)
     write_text(path, buffer.getvalue())
@@ -160,7 +186,8 @@ def read_candidates(path: Path) -> tuple[Candidate, ...]:
             Candidate(id=int(r["id"]), arch=tuple(json.loads(r["arch"])), arch_str=r["arch_str"],
                       accuracy=float(r["accuracy"]), loss=float(r["loss"]), params=int(r["params"]),
                       macs=int(r["macs"]), mode_of=int(r["mode_of"]) if r["mode_of"] else None,
-                      on_front=r["on_front"] == "1")
+                      on_front=r["on_front"] == "1",
+                      latency_ms=float(r["latency_ms"]) if r.get("latency_ms") else None)
             for r in csv.DictReader(handle)
         )
 

@@ -65,7 +65,7 @@ def test_cost_extremes_and_overrides(capsys) -> None:
         (["cost", "--config", "nope.yaml", "[0,0,0,0,0,0]"], "not found"),
         (["cost"], "no architectures given"),
         (["cost", "--from", "/no/such/file"], "no such file"),
-        (["pick"], "not built yet"),
+        (["bench"], "not built yet"),
         (["search", "--set", "search.strategy=nope"], "unknown strategy"),
     ],
 )

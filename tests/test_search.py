@@ -120,7 +120,7 @@ def test_resume_of_a_complete_run_returns_it(tiny_run) -> None:
     ("search.strategy=multi-asgn", r"unknown strategy 'multi-asgn' \(did you mean 'multi-asng'\?\)"),
     ("search.budgets=[100, 200]", r"below the cheapest architecture of the space \(params = \d+\)"),
     ("search.budgets=[9000, 8000]", r"strictly increasing"),
-    ("search.cost=flops", r"unknown cost 'flops'.*valid: params, macs"),
+    ("search.cost=flops", r"search.cost='flops' is unknown: use params, macs or latency:DEVICE"),
 ])
 def test_bad_search_input_is_one_clear_line(tmp_path: Path, override: str, message: str) -> None:
     with pytest.raises(MoonasError, match=message) as info:
@@ -218,3 +218,21 @@ def test_coefficient_mode_picks_minimise_each_objective(tmp_path: Path) -> None:
     picked = [members[i] for i in run.front.picks]
     # A larger coefficient never picks a dearer architecture.
     assert [p.params for p in picked] == sorted((p.params for p in picked), reverse=True)
+
+
+def test_latency_of_a_named_device_as_the_searched_cost(tmp_path: Path) -> None:
+    from conftest import NB201_CSV
+
+    run = _search(tmp_path / "lat", "search.cost=latency:raspi4",
+                  f"search.latency_table={NB201_CSV}")
+    assert run.front.cost == "latency:raspi4"
+    latencies = [a.latency_ms for a in run.front.architectures]
+    assert all(v is not None for v in latencies) and latencies == sorted(latencies)
+    assert all(c.latency_ms is not None for c in run.candidates)
+    pick = run.pick(max_latency_ms=run.front.budgets[2])
+    assert pick.candidate.latency_ms <= run.front.budgets[2]
+
+
+def test_latency_cost_without_a_table_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="needs search.latency_table=PATH"):
+        _search(tmp_path / "x", "search.cost=latency:raspi4")

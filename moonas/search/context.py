@@ -53,6 +53,17 @@ def seeds(seed: int, stream: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, stream]))
 
 
+def cost_model(space: SearchSpace, search) -> CostTable:
+    """The space's params/MACs table, with the configured latency model as a third column."""
+    table = build_cost_table(space)
+    if search.latency_table is None:
+        return table
+    from moonas.costs.latency import device_name, load_latency, with_latency
+
+    device = device_name(search.cost) if search.cost.startswith("latency:") else None
+    return with_latency(table, load_latency(search.latency_table, device, space=space))
+
+
 def build_context(config: RunConfig) -> SearchContext:
     """Load the data and build every component, seeded from `config.seed`."""
     STRATEGIES.get(config.search.strategy)  # unknown strategy -> one line before any work
@@ -64,8 +75,8 @@ def build_context(config: RunConfig) -> SearchContext:
                         image_size=d.image_size, augment=d.augment, max_train=d.max_train)
     info = data.info
     space = config.space.build(info.input_size, info.in_channels, info.n_classes)
-    table = build_cost_table(space)
     search = config.search
+    table = cost_model(space, search)
     objective = resolve_objective(search, table, seeds(config.seed, STREAM_OBJECTIVE),
                                   single=search.strategy in SINGLE_DISTRIBUTION)
     strategy = build_strategy(search.strategy, space.n_options, objective, search)

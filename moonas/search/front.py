@@ -3,20 +3,15 @@ shared weights, their non-dominated set, and per budget the best member within i
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 
 from moonas.pareto import non_dominated
 from moonas.run import Candidate, ParetoFront
 from moonas.search.context import SearchContext
 from moonas.search.loop import Progress
-from moonas.search.measure import split_accuracy
+from moonas.search.measure import calibration_batches, split_accuracy
 
 __all__ = ["build_front", "front_from_candidates"]
-
-#: Epoch index of the (fixed) training batches used to recalibrate batch-norm statistics.
-_CALIBRATION_EPOCH = 10**6
 
 
 def _evaluator(ctx: SearchContext, progress: Progress | None):
@@ -30,8 +25,7 @@ def _evaluator(ctx: SearchContext, progress: Progress | None):
         for i, arch in enumerate(archs):
             key = tuple(int(v) for v in arch)
             if key not in cache:
-                calibration = itertools.islice(ctx.train_batches.epoch(_CALIBRATION_EPOCH),
-                                               search.bn_batches)
+                calibration = calibration_batches(ctx.train_batches, search.bn_batches)
                 cache[key] = split_accuracy(ctx.supernet, key,
                                             ctx.eval_batches.epoch(0, shuffle=False),
                                             bn=search.bn, calibration=calibration)
@@ -51,11 +45,13 @@ def build_front(ctx: SearchContext, progress: Progress | None = None
         ctx.rng, lambda a: _minimised(evaluate(a), ctx.table.cost(ctx.objective.cost, a)))
     measured = evaluate(archs)
     costs = ctx.table.price(archs)
+    latency = [name for name in ctx.table.names if name.startswith("latency:")]
+    column = ctx.table.index(latency[0]) if latency else None
     candidates = [
         Candidate(id=i, arch=tuple(int(v) for v in arch), arch_str=ctx.space.to_str(arch),
                   accuracy=round(float(acc), 6), loss=round(float(loss), 6),
-                  params=int(round(c[0])),
-                  macs=int(round(c[1])), mode_of=m, on_front=False)
+                  params=int(round(c[0])), macs=int(round(c[1])), mode_of=m, on_front=False,
+                  latency_ms=None if column is None else round(float(c[column]), 6))
         for i, (arch, (acc, loss), c, m) in enumerate(zip(archs, measured, costs, mode_of))
     ]
     return front_from_candidates(ctx.config.space.name, ctx.config.data.name, ctx.objective,
@@ -69,7 +65,7 @@ def _minimised(measured: np.ndarray, cost: np.ndarray) -> np.ndarray:
 def front_from_candidates(space: str, dataset: str, objective, candidates: list[Candidate]
                           ) -> tuple[list[Candidate], ParetoFront]:
     """Mark the non-dominated candidates under (accuracy, cost) and build the front record."""
-    cost = np.array([getattr(c, objective.cost) for c in candidates], dtype=np.float64)
+    cost = np.array([c.cost(objective.cost) for c in candidates], dtype=np.float64)
     accuracy = np.array([c.accuracy for c in candidates])
     on_front = non_dominated(np.column_stack([-accuracy, cost]))
     # Candidates with identical objectives (often the same function: e.g. nb201 cells that
@@ -83,13 +79,13 @@ def front_from_candidates(space: str, dataset: str, objective, candidates: list[
     keep = set(representative.values())
     marked = [Candidate(**{**c.__dict__, "on_front": i in keep}) for i, c in enumerate(candidates)]
     members = sorted((c for c in marked if c.on_front),
-                     key=lambda c: (getattr(c, objective.cost), -c.accuracy, c.id))
+                     key=lambda c: (c.cost(objective.cost), -c.accuracy, c.id))
     if objective.budgets is not None:
         picks = tuple(_best_within(members, objective.cost, b) for b in objective.budgets)
     else:
         # Coefficient k's pick minimises its own objective, loss + eps_k * cost / cost_max.
         loss = np.array([c.loss for c in members])
-        member_cost = np.array([getattr(c, objective.cost) for c in members], dtype=np.float64)
+        member_cost = np.array([c.cost(objective.cost) for c in members], dtype=np.float64)
         picks = tuple(
             int(members[int(np.argmin(loss + eps * member_cost / objective.cost_max))].id)
             for eps in objective.coefficients
@@ -106,7 +102,7 @@ def _preference(c: Candidate) -> tuple:
 
 
 def _best_within(members: list[Candidate], cost: str, budget: float) -> int | None:
-    fitting = [c for c in members if getattr(c, cost) <= budget]
+    fitting = [c for c in members if c.cost(cost) <= budget]
     if not fitting:
         return None
-    return max(fitting, key=lambda c: (c.accuracy, -getattr(c, cost))).id
+    return max(fitting, key=lambda c: (c.accuracy, -c.cost(cost))).id

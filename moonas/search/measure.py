@@ -11,7 +11,12 @@ from torch import nn
 
 from moonas.nets import Supernet
 
-__all__ = ["path_losses", "split_accuracy", "frozen_bn_stats"]
+__all__ = ["path_losses", "split_accuracy", "frozen_bn_stats", "calibration_batches",
+           "CALIBRATION_EPOCH"]
+
+#: Epoch index of the fixed training batches that recalibrate batch-norm statistics; the
+#: front's evaluation and every export of supernet weights use the same ones.
+CALIBRATION_EPOCH = 10**6
 
 
 @contextmanager
@@ -30,6 +35,13 @@ def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
         for m, momentum in zip(bns, saved):
             m.momentum = momentum
         model.train(was_training)
+
+
+def calibration_batches(train_batches, n: int):
+    """The first `n` batches of the fixed calibration epoch of `train_batches` (a `Batches`)."""
+    import itertools
+
+    return itertools.islice(train_batches.epoch(CALIBRATION_EPOCH), n)
 
 
 @torch.no_grad()

@@ -92,6 +92,9 @@ def _manifest(config: RunConfig, status: str, wall: float | None, extra: dict | 
             "accuracy": "fraction of the validation split classified correctly by the path in "
                         f"the shared supernet weights (batch norm: {config.search.bn})",
             **COST_UNITS,
+            **({config.search.cost: f"milliseconds per batch-1 forward, from "
+                                    f"{config.search.latency_table}"}
+               if config.search.cost.startswith("latency:") else {}),
         },
         "wall_seconds": None if wall is None else round(wall, 2),
         "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -153,30 +156,36 @@ def _write_results(files: RunFiles, candidates: list[Candidate], front, config: 
     from moonas.plotting import FrontSeries, plot_fronts
 
     write_candidates(files.candidates, candidates)
-    cost = np.array([getattr(c, front.cost) for c in candidates], dtype=np.float64)
+    cost = np.array([c.cost(front.cost) for c in candidates], dtype=np.float64)
     plot_fronts(
         [FrontSeries(label=config.search.strategy, cost=cost,
                      accuracy=np.array([c.accuracy for c in candidates]),
                      on_front=np.array([c.on_front for c in candidates]),
                      mode_of=tuple(c.mode_of for c in candidates))],
-        files.pareto_png, xlabel=f"{front.cost} ({'count' if front.cost == 'params' else 'MACs'})",
+        files.pareto_png, xlabel=_axis_label(front.cost),
         budgets=front.budgets or (),
     )
     write_front(files, front)  # last: pareto.json marks the run complete
 
 
+def _axis_label(cost: str) -> str:
+    if cost.startswith("latency:"):
+        return f"latency on {cost.split(':', 1)[1]} (ms)"
+    return {"params": "parameters (count)", "macs": "multiply-accumulates (MACs)"}[cost]
+
+
 def _separate(config: RunConfig, files: RunFiles, progress: Progress | None) -> None:
     """`asng-separate`: K independent single-budget ASNG runs, each as long as the joint run,
     each with its own supernet; their candidates (and modes) pooled into one front."""
-    from moonas.costs import build_cost_table
     from moonas.pricing import static_space
+    from moonas.search.context import cost_model
     from moonas.search.context import STREAM_OBJECTIVE, seeds
 
     if config.search.coefficients is not None:
         raise MoonasError("asng-separate runs one budget per run: give search.budgets or "
                           "search.n_budgets, not coefficients")
     space = static_space(config)
-    objective = resolve_objective(config.search, build_cost_table(space),
+    objective = resolve_objective(config.search, cost_model(space, config.search),
                                   seeds(config.seed, STREAM_OBJECTIVE))
     pooled: list[Candidate] = []
     for k, budget in enumerate(objective.budgets):

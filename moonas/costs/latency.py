@@ -1,0 +1,368 @@
+"""Latency models (ms on a named device): additive per-option tables and NAS-Bench-201 lookups."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from moonas.atomic import write_json
+from moonas.costs.table import CostTable
+from moonas.errors import ConfigError, DataError
+from moonas.registry import closest
+from moonas.spaces import Arch, SearchSpace
+
+__all__ = [
+    "LATENCY_FORMAT",
+    "LatencyModel",
+    "AdditiveLatency",
+    "LookupLatency",
+    "LatencyCosts",
+    "load_latency",
+    "known_devices",
+    "device_name",
+    "with_latency",
+]
+
+log = logging.getLogger(__name__)
+
+#: `format` field of a latency table written by `moonas profile`.
+LATENCY_FORMAT = "moonas-latency/1"
+
+#: Settings of the network whose latencies NAS-Bench-201's csv holds (CIFAR-10 head).
+_NB201_BENCH_SETTINGS = {"channels": 16, "cells_per_stage": 5, "input_size": 32,
+                         "in_channels": 3, "n_classes": 10}
+
+
+def device_name(device: str) -> str:
+    """`'latency:raspi4'` or `'raspi4'` -> `'raspi4'`."""
+    return device.split(":", 1)[1] if device.startswith("latency:") else device
+
+
+class LatencyModel(ABC):
+    """Latency in ms of architectures of one space on one device.
+
+    `name` is the cost name (`latency:DEVICE`); `price` maps `(n, D)` architectures to `(n,)` ms;
+    `extreme` gives the fastest (or slowest) architecture of the space and its latency.
+    """
+
+    device: str
+    source: str
+    unit: str = "ms"
+
+    @property
+    def name(self) -> str:
+        return f"latency:{self.device}"
+
+    def price(self, archs: np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
+        """Latency of architectures `(n, D)` (or one `(D,)`) -> `(n,)` float64 ms."""
+        archs = np.asarray(archs, dtype=np.int64)
+        if archs.ndim == 1:
+            archs = archs[None, :]
+        if archs.ndim != 2 or archs.shape[1] != self.n_choices:
+            raise ConfigError(f"{self.name} prices architectures of {self.n_choices} choices, got "
+                              f"shape {tuple(archs.shape)}")
+        return self._price(archs)
+
+    @property
+    @abstractmethod
+    def n_choices(self) -> int: ...
+
+    @abstractmethod
+    def _price(self, archs: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def extreme(self, cheapest: bool = True) -> tuple[float, Arch]:
+        """`(ms, arch)` of the fastest (`cheapest=True`) or slowest architecture."""
+
+    @abstractmethod
+    def check_space(self, space: SearchSpace) -> None:
+        """Raise ConfigError when this model does not describe `space`'s networks."""
+
+
+@dataclass(frozen=True, eq=False)
+class AdditiveLatency(LatencyModel):
+    """`latency(x) = base + sum_d table[d, x_d]` (ms), measured per option by `moonas profile`.
+
+    `table` `(D, Kmax)` holds each option's extra ms over the fastest option of its choice
+    (so every entry is >= 0 up to noise and `base` is the fastest architecture's latency);
+    `valid` `(D, Kmax)` marks existing options; `space` is the profiled space's settings
+    (`SearchSpace.settings()`); `measured` records how (threads, repeats, machine, fit error).
+    """
+
+    device: str
+    base: float
+    table: np.ndarray
+    valid: np.ndarray
+    space: dict[str, Any]
+    option_names: tuple[tuple[str, ...], ...] = ()
+    choice_names: tuple[str, ...] = ()
+    measured: dict[str, Any] = field(default_factory=dict)
+    source: str = "<memory>"
+
+    @property
+    def n_choices(self) -> int:
+        return self.table.shape[0]
+
+    def _price(self, archs: np.ndarray) -> np.ndarray:
+        d = np.arange(archs.shape[1])
+        return self.base + self.table[d[None, :], archs].sum(axis=1)
+
+    def extreme(self, cheapest: bool = True) -> tuple[float, Arch]:
+        fill = np.inf if cheapest else -np.inf
+        per_choice = np.where(self.valid, self.table, fill)
+        pick = per_choice.argmin(axis=1) if cheapest else per_choice.argmax(axis=1)
+        arch = tuple(int(k) for k in pick)
+        return float(self.price(np.asarray(arch))[0]), arch
+
+    def check_space(self, space: SearchSpace) -> None:
+        mine = {k: _plain(v) for k, v in self.space.items()}
+        theirs = {k: _plain(v) for k, v in space.settings().items()}
+        if mine == theirs:
+            return
+        diffs = [f"{k}={mine.get(k)!r} (table) vs {theirs.get(k)!r}"
+                 for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
+        raise ConfigError(
+            f"latency table {self.source} was measured for another space ({'; '.join(diffs)}): "
+            f"measure this one with 'moonas profile --name {self.device} --out TABLE' and the "
+            "same space settings (or --run RUN)"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        choices = []
+        for d in range(self.n_choices):
+            names = (self.option_names[d] if self.option_names
+                     else tuple(str(k) for k in range(int(self.valid[d].sum()))))
+            choices.append({
+                "name": self.choice_names[d] if self.choice_names else f"choice{d}",
+                "options_ms": {name: round(float(self.table[d, k]), 6)
+                               for k, name in enumerate(names)},
+            })
+        return {"format": LATENCY_FORMAT, "kind": "additive", "device": self.device, "unit": "ms",
+                "space": self.space, "base_ms": round(float(self.base), 6), "choices": choices,
+                "measured": self.measured}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], source: str = "<memory>") -> "AdditiveLatency":
+        choices = data["choices"]
+        k_max = max(len(c["options_ms"]) for c in choices)
+        table = np.zeros((len(choices), k_max))
+        valid = np.zeros((len(choices), k_max), dtype=bool)
+        for d, choice in enumerate(choices):
+            values = [float(v) for v in choice["options_ms"].values()]
+            table[d, :len(values)] = values
+            valid[d, :len(values)] = True
+        return cls(device=str(data["device"]), base=float(data["base_ms"]), table=table,
+                   valid=valid, space=dict(data["space"]),
+                   option_names=tuple(tuple(c["options_ms"]) for c in choices),
+                   choice_names=tuple(str(c["name"]) for c in choices),
+                   measured=dict(data.get("measured", {})), source=source)
+
+    def save(self, path: str | Path) -> None:
+        """Write the table as JSON (atomically)."""
+        write_json(path, self.to_json())
+
+
+@dataclass(frozen=True, eq=False)
+class LookupLatency(LatencyModel):
+    """Latency of every architecture of a space, looked up (NAS-Bench-201's device columns).
+
+    `values` `(N,)` ms in mixed-radix architecture order over `n_options`.
+    """
+
+    device: str
+    values: np.ndarray
+    n_options: tuple[int, ...]
+    space_name: str = "nb201"
+    source: str = "<memory>"
+
+    @property
+    def n_choices(self) -> int:
+        return len(self.n_options)
+
+    def _price(self, archs: np.ndarray) -> np.ndarray:
+        high = np.asarray(self.n_options)
+        if np.any(archs < 0) or np.any(archs >= high[None, :]):
+            raise ConfigError(f"architecture outside the {self.space_name} space given to "
+                              f"{self.name}")
+        index = np.ravel_multi_index(tuple(archs.T), self.n_options)
+        return np.asarray(self.values, dtype=np.float64)[index]
+
+    def extreme(self, cheapest: bool = True) -> tuple[float, Arch]:
+        i = int(np.argmin(self.values) if cheapest else np.argmax(self.values))
+        arch = tuple(int(v) for v in np.unravel_index(i, self.n_options))
+        return float(self.values[i]), arch
+
+    def check_space(self, space: SearchSpace) -> None:
+        if space.name != self.space_name or space.n_options != self.n_options:
+            raise ConfigError(
+                f"{self.name} from {self.source} holds {self.space_name} architectures; this run's "
+                f"space is {space.name!r}: measure a table with 'moonas profile' instead"
+            )
+        settings = space.settings()
+        differs = {k: settings.get(k) for k, v in _NB201_BENCH_SETTINGS.items()
+                   if settings.get(k) != v}
+        if differs:
+            log.warning(
+                "%s gives the latency of NAS-Bench-201's CIFAR-10 network (channels 16, 5 cells "
+                "per stage, 32x32 input); this space differs (%s), so read it as a relative "
+                "measure", self.name, ", ".join(f"{k}={v}" for k, v in differs.items()))
+
+
+class LatencyCosts:
+    """A `CostTable` plus a non-additive latency model, with the same pricing interface
+    (`names`, `index`, `price`, `cost`, `extreme`, `valid`); latency is the last column."""
+
+    def __init__(self, table: CostTable, model: LatencyModel) -> None:
+        self.costs = table
+        self.model = model
+        self.names = (*table.names, model.name)
+        self.valid = table.valid
+
+    def index(self, name: str) -> int:
+        if name not in self.names:
+            raise ConfigError(
+                f"unknown cost {name!r}{closest(name, self.names)}; valid: {', '.join(self.names)}"
+            )
+        return self.names.index(name)
+
+    def price(self, archs: np.ndarray) -> np.ndarray:
+        """`(n, D)` -> `(n, C + 1)`."""
+        archs = np.asarray(archs, dtype=np.int64)
+        if archs.ndim == 1:
+            archs = archs[None, :]
+        return np.column_stack([self.costs.price(archs), self.model.price(archs)])
+
+    def cost(self, name: str, archs: np.ndarray) -> np.ndarray:
+        if name == self.model.name:
+            return self.model.price(archs)
+        return self.costs.cost(name, archs)
+
+    def extreme(self, name: str, cheapest: bool = True) -> tuple[float, Arch]:
+        if name == self.model.name:
+            return self.model.extreme(cheapest)
+        return self.costs.extreme(name, cheapest)
+
+
+def with_latency(table: CostTable, model: LatencyModel) -> CostTable | LatencyCosts:
+    """`table` with the column `model.name` appended: a `CostTable` again when the model is
+    additive (so every cost stays `c0 + sum_d c[d, x_d]`), else a `LatencyCosts`."""
+    if model.n_choices != table.valid.shape[0]:
+        raise ConfigError(f"{model.name} has {model.n_choices} choices, the space has "
+                          f"{table.valid.shape[0]}")
+    if isinstance(model, AdditiveLatency):
+        k_max = table.table.shape[2]
+        extra = np.zeros((1, model.n_choices, k_max))
+        width = min(k_max, model.table.shape[1])
+        extra[0, :, :width] = model.table[:, :width]
+        return CostTable(names=(*table.names, model.name),
+                         base=np.append(table.base, model.base),
+                         table=np.concatenate([table.table, extra], axis=0), valid=table.valid)
+    return LatencyCosts(table, model)
+
+
+# -- loading ---------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=4)
+def _nb201_table(path: str, mtime: float):
+    from moonas.bench.table import load_table
+
+    return load_table(path)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"latency table {path} is not valid JSON ({err}): measure it again with "
+                        "'moonas profile'") from None
+    if not isinstance(data, dict) or data.get("format") != LATENCY_FORMAT:
+        raise DataError(f"{path} is not a moonas latency table (format {LATENCY_FORMAT!r}): give "
+                        "the --out file of 'moonas profile' or nb201.csv")
+    return data
+
+
+def known_devices(path: str | Path) -> tuple[str, ...]:
+    """Device names a latency source offers: a profile JSON (one), a folder of them, nb201.csv."""
+    path = _existing(path)
+    if path.is_dir():
+        return tuple(sorted(_read_json(p)["device"] for p in path.glob("*.json")))
+    if path.suffix.lower() == ".csv":
+        return tuple(sorted(_nb201_table(str(path), path.stat().st_mtime).devices))
+    return (str(_read_json(path)["device"]),)
+
+
+def _existing(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"latency table {str(path)!r} not found: measure one with 'moonas profile "
+                        "--name DEVICE --out TABLE.json', or give the path of nb201.csv")
+    return path
+
+
+def _unknown(device: str, known: Sequence[str], path: Path) -> ConfigError:
+    listing = ", ".join(known) if known else "none"
+    return ConfigError(f"unknown latency device {device!r}{closest(device, tuple(known))} in "
+                       f"{path}; known devices: {listing}")
+
+
+def load_latency(path: str | Path, device: str | None = None,
+                 space: SearchSpace | None = None) -> LatencyModel:
+    """The latency model of `device` from `path`, checked against `space` when given.
+
+    `path`: a `moonas profile` JSON (its one device; `device` may be left out), a folder of
+    such files (one per device), or NAS-Bench-201's csv (`device` one of its latency columns:
+    raspi4, pixel3, fpga, eyeriss, titan_rtx_1, ...). An unknown device fails with one line
+    listing the known ones.
+    """
+    path = _existing(path)
+    device = None if device is None else device_name(device)
+    if path.is_dir():
+        files = {}
+        for p in sorted(path.glob("*.json")):
+            files[str(_read_json(p)["device"])] = p
+        if device is None:
+            if len(files) != 1:
+                raise ConfigError(f"{path} holds {len(files)} latency tables: name the device, "
+                                  f"one of {', '.join(files) or 'none'}")
+            device = next(iter(files))
+        if device not in files:
+            raise _unknown(device, tuple(files), path)
+        model: LatencyModel = _load_json_table(files[device])
+    elif path.suffix.lower() == ".csv":
+        table = _nb201_table(str(path), path.stat().st_mtime)
+        known = tuple(sorted(table.devices))
+        if device is None:
+            raise ConfigError(f"{path} holds several devices: name one of {', '.join(known)}")
+        if device not in table.devices:
+            raise _unknown(device, known, path)
+        model = LookupLatency(device=device, values=np.asarray(table.latency(device)),
+                              n_options=tuple(table.n_options), source=str(path))
+    else:
+        model = _load_json_table(path)
+        if device is not None and device != model.device:
+            raise _unknown(device, (model.device,), path)
+    if space is not None:
+        model.check_space(space)
+    return model
+
+
+def _load_json_table(path: Path) -> AdditiveLatency:
+    data = _read_json(path)
+    try:
+        return AdditiveLatency.from_json(data, source=str(path))
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise DataError(f"latency table {path} is incomplete ({type(err).__name__}: {err}): "
+                        "measure it again with 'moonas profile'") from None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+

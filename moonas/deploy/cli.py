@@ -1,0 +1,463 @@
+"""The deploy subcommands (`pick`, `export`, `train`, `plot`, `profile`) and the plot jobs they run.
+
+`register(subparsers)` adds them to the `moonas` parser; each handler returns an exit code
+and raises `MoonasError` (printed as one line by `moonas.cli.main`) on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from moonas.errors import ConfigError, MoonasError
+
+__all__ = ["register", "SearchHistory", "read_history", "plot_runs", "plot_history",
+           "budget_labels"]
+
+log = logging.getLogger(__name__)
+
+_HELP = {
+    "pick": "pick the best architecture of a run's front per device budget",
+    "export": "export a picked network to TorchScript, ONNX or a state dict",
+    "train": "retrain a picked network standalone on the run's dataset",
+    "plot": "plot fronts, budgets and how the distributions settled",
+    "profile": "measure an additive latency table on this machine",
+}
+
+
+# -- the search log ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SearchHistory:
+    """What `log.jsonl` says about a search, as arrays.
+
+    `steps`, `train_loss` `(T,)`; `dist_steps` `(S,)` the steps with a distribution update,
+    `val_loss`, `entropy` `(S, K)`; `epoch_steps` `(E,)` and `theta` `(E, K, D, Kmax)` the
+    probabilities at each epoch end (None for strategies without distributions). Runs made
+    of separate single-budget searches (`asng-separate`) have one column per budget.
+    """
+
+    steps: np.ndarray
+    train_loss: np.ndarray
+    dist_steps: np.ndarray
+    val_loss: np.ndarray
+    entropy: np.ndarray | None
+    epoch_steps: np.ndarray
+    theta: np.ndarray | None
+
+
+def read_history(run_dir: str | Path) -> SearchHistory:
+    """Parse `RUN/log.jsonl` (a torn last line is ignored)."""
+    path = Path(run_dir) / "log.jsonl"
+    if not path.is_file():
+        raise MoonasError(f"{run_dir} has no log.jsonl: give the directory of a moonas search")
+    train: dict[int, list[float]] = {}
+    val: dict[int, dict[int, float]] = {}
+    ent: dict[int, dict[int, float]] = {}
+    thetas: dict[int, dict[int, list]] = {}
+    epoch_step: dict[int, int] = {}
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            break
+        run = entry.get("run")
+        step = int(entry.get("step", 0))
+        if entry.get("kind") == "epoch":
+            theta = entry.get("theta")
+            if theta is not None:
+                epoch = int(entry.get("epoch", len(epoch_step)))
+                epoch_step.setdefault(epoch, step)
+                thetas.setdefault(epoch, {})
+                for k, t in enumerate(theta):
+                    thetas[epoch][(run or 0) + k] = t
+            continue
+        if "train_loss" in entry:
+            train.setdefault(step, []).append(float(entry["train_loss"]))
+        for source, target in (("val_loss", val), ("entropy", ent)):
+            values = entry.get(source)
+            if values is not None:
+                for k, v in enumerate(values):
+                    target.setdefault(step, {})[(run or 0) + k] = float(v)
+    steps = np.array(sorted(train), dtype=np.int64)
+    dist_steps = np.array(sorted(val), dtype=np.int64)
+    n_dists = 1 + max((k for row in val.values() for k in row), default=-1)
+
+    def matrix(source: dict[int, dict[int, float]]) -> np.ndarray:
+        out = np.full((len(dist_steps), n_dists), np.nan)
+        for i, s in enumerate(dist_steps):
+            for k, v in source.get(int(s), {}).items():
+                out[i, k] = v
+        return out
+
+    theta = None
+    epochs = sorted(thetas)
+    if epochs:
+        k_max = 1 + max(max(row) for row in thetas.values())
+        first = np.asarray(next(iter(thetas[epochs[0]].values())), dtype=np.float64)
+        theta = np.full((len(epochs), k_max, *first.shape), np.nan)
+        for e, epoch in enumerate(epochs):
+            for k, t in thetas[epoch].items():
+                theta[e, k] = np.asarray(t, dtype=np.float64)
+    return SearchHistory(
+        steps=steps, train_loss=np.array([np.mean(train[int(s)]) for s in steps]),
+        dist_steps=dist_steps, val_loss=matrix(val), entropy=matrix(ent) if ent else None,
+        epoch_steps=np.array([epoch_step[e] for e in epochs], dtype=np.int64), theta=theta)
+
+
+def budget_labels(run) -> list[str]:
+    """One label per distribution: `params <= 5210` or `eps = 0.25`."""
+    front = run.front
+    if front.budgets is not None:
+        return [f"{front.cost} <= {b:g}" for b in front.budgets]
+    if front.coefficients is not None:
+        return [f"eps = {c:g}" for c in front.coefficients]
+    return []
+
+
+# -- plot jobs ---------------------------------------------------------------------------------
+def _labels(runs, labels: Sequence[str] | None) -> list[str]:
+    if labels:
+        if len(labels) != len(runs):
+            raise ConfigError(f"--label given {len(labels)} times for {len(runs)} runs: give one "
+                              "per run, in order")
+        return list(labels)
+    names = [r.dir.name for r in runs]
+    if len(set(names)) < len(names):
+        names = [f"{r.dir.parent.name}/{r.dir.name}" for r in runs]
+    return names
+
+
+def plot_runs(runs, out: str | Path, x: str | None = None, latency_table: str | Path | None = None,
+              labels: Sequence[str] | None = None, log_x: bool = False) -> dict:
+    """Fronts of `runs` overlaid against cost `x` (`params`, `macs`, `latency:DEVICE`; default
+    the first run's cost); returns the data drawn."""
+    from moonas.costs.latency import load_latency
+    from moonas.deploy.pick import candidate_costs, candidate_pool, cost_label
+    from moonas.deploy.weights import read_trained_metrics, run_space
+    from moonas.pareto import non_dominated
+    from moonas.plotting import FrontSeries, plot_front_overlay
+
+    x = x or runs[0].front.cost
+    names = _labels(runs, labels)
+    series, budgets, trained = [], [], []
+    for run, name in zip(runs, names):
+        model = None
+        if x.startswith("latency:"):
+            latency_table = latency_table or getattr(run.config.search, "latency_table", None)
+            if latency_table is None:
+                raise ConfigError(f"--x {x} needs --latency-table PATH (a 'moonas profile' JSON, "
+                                  "a folder of them, or nb201.csv)")
+            model = load_latency(latency_table, x, space=run_space(run))
+        pool = candidate_pool(run)
+        cost = candidate_costs(pool, x, model)
+        accuracy = np.array([c.accuracy for c in pool])
+        if x == run.front.cost:
+            on_front = np.array([c.on_front for c in pool])
+        else:
+            on_front = non_dominated(np.column_stack([-accuracy, cost]))
+        series.append(FrontSeries(label=name, cost=cost, accuracy=accuracy, on_front=on_front,
+                                  mode_of=tuple(c.mode_of for c in pool)))
+        budgets.append(list(run.front.budgets or ()) if x == run.front.cost else [])
+        points = []
+        for i, c in enumerate(pool):
+            metrics = read_trained_metrics(run.dir, c.id)
+            if metrics is not None and metrics.get("test_accuracy") is not None:
+                points.append((float(cost[i]), c.accuracy, float(metrics["test_accuracy"])))
+        trained.append(points)
+    return plot_front_overlay(series, out, xlabel=cost_label(x), budgets=budgets,
+                              trained=trained, log_x=log_x,
+                              title=f"accuracy vs {cost_label(x)}")
+
+
+def plot_history(run, out: str | Path, kind: str) -> dict:
+    """`kind="theta"`: per-distribution probability heatmaps; `"curves"`: loss and entropy."""
+    from moonas.deploy.weights import run_space
+    from moonas.plotting import plot_search_curves, plot_theta_heatmaps
+
+    history = read_history(run.dir)
+    labels = budget_labels(run)
+    if kind == "theta":
+        if history.theta is None or not len(history.epoch_steps):
+            raise MoonasError(f"run {run.dir} logged no distributions (strategy "
+                              f"{run.config.search.strategy!r}): nothing to draw a heatmap of")
+        space = run_space(run)
+        choices = [(c.name, c.options) for c in space.choices]
+        return plot_theta_heatmaps(history.epoch_steps, history.theta, out, choices=choices,
+                                   budget_labels=labels,
+                                   title=f"option probabilities per distribution: {run.dir.name}")
+    if kind == "curves":
+        if not len(history.steps):
+            raise MoonasError(f"run {run.dir} logged no steps: nothing to draw")
+        window = max(1, len(history.steps) // 25)
+        return plot_search_curves(history.steps, history.train_loss, out,
+                                  dist_steps=history.dist_steps, val_loss=history.val_loss,
+                                  entropy=history.entropy, budget_labels=labels, window=window,
+                                  title=f"search curves: {run.dir.name}")
+    raise ConfigError(f"--kind must be front, theta or curves, got {kind!r}")
+
+
+# -- handlers ----------------------------------------------------------------------------------
+def _load_run(path: str):
+    from moonas.run import load_run
+
+    return load_run(path)
+
+
+def _row(p) -> str:
+    c = p.candidate
+    latency = "" if p.latency_ms is None else f"  latency {p.latency_ms:.3f} ms ({p.device})"
+    trained = ("" if p.trained is None else
+               f"  retrained test accuracy {p.trained.get('test_accuracy', float('nan')):.4f}")
+    return (f"id {c.id}  accuracy {c.accuracy:.4f}  params {c.params:,}  macs {c.macs:,}"
+            f"{latency}  weights {p.weights}{trained}\n  {c.arch_str}")
+
+
+def _cmd_pick(args: argparse.Namespace) -> int:
+    from moonas.deploy.pick import NoFeasibleArchitecture, pick, pick_many, read_budgets_file
+
+    run = _load_run(args.run)
+    if args.budgets_file:
+        given = [f for f in ("max_params", "max_macs", "max_latency_ms", "min_accuracy", "device")
+                 if getattr(args, f) is not None]
+        if given:
+            raise ConfigError(f"--budgets-file sets the limits per device: drop "
+                              f"{', '.join('--' + g.replace('_', '-') for g in given)}")
+        results = pick_many(run, read_budgets_file(args.budgets_file),
+                            latency_table=args.latency_table, prefer=args.prefer)
+        failed = any(isinstance(r, NoFeasibleArchitecture) for _, r in results)
+        if args.json:
+            print(json.dumps([r.to_json() if not isinstance(r, NoFeasibleArchitecture)
+                              else {"name": name, "error": str(r)} for name, r in results],
+                             indent=2))
+        else:
+            width = max(len(name) for name, _ in results)
+            print(f"{'device':<{width}}  {'id':>5}  {'accuracy':>8}  {'params':>10}  "
+                  f"{'macs':>12}  {'latency_ms':>10}  arch_str")
+            for name, r in results:
+                if isinstance(r, NoFeasibleArchitecture):
+                    print(f"{name:<{width}}  {'-':>5}  none: {r}")
+                    continue
+                c = r.candidate
+                latency = "-" if r.latency_ms is None else f"{r.latency_ms:.3f}"
+                print(f"{name:<{width}}  {c.id:>5}  {c.accuracy:>8.4f}  {c.params:>10,}  "
+                      f"{c.macs:>12,}  {latency:>10}  {c.arch_str}")
+        return 2 if failed else 0
+    result = pick(run, max_params=args.max_params, max_macs=args.max_macs,
+                  max_latency_ms=args.max_latency_ms, device=args.device,
+                  min_accuracy=args.min_accuracy, prefer=args.prefer,
+                  latency_table=args.latency_table)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(f"{result.limits.describe(result.device)} ({args.prefer}, "
+              f"{result.n_feasible} feasible): {_row(result)}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from moonas.deploy.export import check_output_path, export_network
+
+    check_output_path(args.out)
+    run = _load_run(args.run)
+    latency = None
+    if args.device is not None:
+        from moonas.deploy.pick import resolve_latency
+        from moonas.deploy.weights import find_candidate
+
+        model = resolve_latency(run, args.device, args.latency_table)
+        latency = {model.device: round(float(model.price(find_candidate(run, args.id).arch)[0]), 4)}
+    result = export_network(run, args.id, args.format, args.out, weights=args.weights,
+                            latency=latency)
+    diff = ("" if result.max_abs_diff is None
+            else f", max |diff| vs PyTorch {result.max_abs_diff:.1e}")
+    print(f"id {args.id} ({result.weights} weights) -> {result.path} ({result.format}{diff}); "
+          f"sidecar {result.sidecar}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from moonas.deploy.train import train_candidate
+
+    run = _load_run(args.run)
+    bar = None
+    if not args.quiet:
+        from moonas.cli import _Bar
+
+        bar = _Bar(f"id {args.id}")
+    try:
+        metrics = train_candidate(run, args.id, epochs=args.epochs, init=args.init, lr=args.lr,
+                                  restart=args.restart, progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"id {metrics['id']} retrained ({metrics['init']} init, {metrics['recipe']['epochs']} "
+          f"epochs): test accuracy {metrics['test_accuracy']:.4f}, validation "
+          f"{metrics['val_accuracy']:.4f} (supernet estimate {metrics['supernet_val_accuracy']:.4f})"
+          f" -> {Path(run.dir) / 'trained' / str(metrics['id'])}")
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from moonas.deploy.export import check_output_path
+
+    out = check_output_path(args.out, (".png", ".svg", ".pdf"))
+    runs = [_load_run(r) for r in args.runs]
+    if args.kind == "front":
+        drawn = plot_runs(runs, out, x=args.x, latency_table=args.latency_table,
+                          labels=args.label, log_x=args.log_x)
+        points = sum(len(s["front_x"]) for s in drawn["series"])
+        print(f"{len(runs)} front(s), {points} front points -> {out}")
+        return 0
+    if len(runs) != 1:
+        raise ConfigError(f"--kind {args.kind} draws one run, got {len(runs)}")
+    if args.x is not None:
+        raise ConfigError(f"--x applies to --kind front only")
+    plot_history(runs[0], out, args.kind)
+    print(f"{args.kind} of {runs[0].dir} -> {out}")
+    return 0
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from moonas.config import config_to_dict, load_config
+    from moonas.deploy.export import check_output_path
+    from moonas.deploy.profile import TimingProtocol, profile_space
+    from moonas.pricing import static_space
+
+    out = check_output_path(args.out, (".json",))
+    if args.run is not None:
+        if args.config is not None or args.set or args.space is not None:
+            raise ConfigError("--run profiles that run's space: drop --config, --set and --space")
+        from moonas.deploy.weights import run_space
+
+        space = run_space(_load_run(args.run))
+    else:
+        config = load_config(args.config)
+        if args.space is not None and args.space != config.space.name:
+            data = config_to_dict(config)
+            data["space"] = {"name": args.space}
+            config = load_config(data, list(args.set))
+        elif args.set:
+            config = load_config(args.config, list(args.set))
+        space = static_space(config)
+    protocol = TimingProtocol(threads=args.threads, warmup=args.warmup, repeats=args.repeats,
+                              statistic=args.statistic)
+    bar = None
+    if not args.quiet:
+        from moonas.cli import _Bar
+
+        bar = _Bar(f"profile {args.name}")
+    try:
+        model = profile_space(space, args.name, protocol, n_random=args.random, seed=args.seed,
+                              progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    model.save(out)
+    fast, _ = model.extreme(cheapest=True)
+    slow, _ = model.extreme(cheapest=False)
+    fit = model.measured["fit_mape_percent"]
+    print(f"latency:{args.name} of {space.name}: {fast:.3f} to {slow:.3f} ms per image "
+          f"(batch 1, {args.threads} thread(s), {args.statistic} of {args.repeats}); "
+          f"fit error {fit:.1f}% over {model.measured['networks']} networks -> {out}")
+    if fit > 5:
+        log.warning("the additive fit is off by %.1f%% on the profiled networks themselves: the "
+                    "machine was probably busy; measure again with more --repeats, "
+                    "--statistic min, or on an idle machine", fit)
+    return 0
+
+
+# -- parsers -----------------------------------------------------------------------------------
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `pick`, `export`, `train`, `plot` and `profile` to the `moonas` subparsers."""
+    p = subparsers.add_parser(
+        "pick", help=_HELP["pick"], description=_HELP["pick"] + ": the most accurate evaluated "
+        "candidate meeting every limit (or the knee of the front with --prefer knee). Amounts "
+        "accept 120k, 3.5M. Exit code 2 when nothing meets the limits.")
+    p.add_argument("run", help="run directory of moonas search")
+    p.add_argument("--max-params", metavar="N", help="at most N parameters (e.g. 120k)")
+    p.add_argument("--max-macs", metavar="N", help="at most N multiply-accumulates (e.g. 3.5M)")
+    p.add_argument("--max-latency-ms", metavar="X", help="at most X ms on --device")
+    p.add_argument("--device", metavar="NAME",
+                   help="latency device in --latency-table (also reports its latency)")
+    p.add_argument("--latency-table", metavar="PATH",
+                   help="a 'moonas profile' JSON, a folder of them, or nb201.csv")
+    p.add_argument("--min-accuracy", metavar="A", help="at least A accuracy (0.9 or 90%%)")
+    p.add_argument("--prefer", choices=("accuracy", "knee"), default="accuracy",
+                   help="most accurate feasible (default) or the knee of the feasible front")
+    p.add_argument("--budgets-file", metavar="YAML",
+                   help="several named devices with their limits: one pick per device")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_pick)
+
+    p = subparsers.add_parser(
+        "export", help=_HELP["export"], description=_HELP["export"] + ". Writes OUT and the "
+        "sidecar OUT.json (arch, costs, input shape, normalisation, class names); the outputs "
+        "are checked against PyTorch on random inputs.")
+    p.add_argument("run", help="run directory of moonas search")
+    p.add_argument("--id", type=int, required=True, help="candidate id (see pareto.csv or pick)")
+    p.add_argument("--format", choices=("torchscript", "onnx", "pt"), required=True)
+    p.add_argument("--out", required=True, metavar="PATH", help="file to write")
+    p.add_argument("--weights", choices=("auto", "supernet", "trained"), default="auto",
+                   help="auto: retrained weights if 'moonas train' made them, else supernet")
+    p.add_argument("--device", metavar="NAME",
+                   help="also record the latency on this device (in --latency-table)")
+    p.add_argument("--latency-table", metavar="PATH",
+                   help="a 'moonas profile' JSON, a folder of them, or nb201.csv")
+    p.set_defaults(func=_cmd_export)
+
+    p = subparsers.add_parser(
+        "train", help=_HELP["train"], description=_HELP["train"] + " (same splits and seed); "
+        "weights and metrics go to RUN/trained/ID/. Interrupted trainings resume.")
+    p.add_argument("run", help="run directory of moonas search")
+    p.add_argument("--id", type=int, required=True, help="candidate id (see pareto.csv or pick)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 30)")
+    p.add_argument("--init", choices=("scratch", "supernet"), default="scratch",
+                   help="random weights (default) or the supernet's")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default 0.05)")
+    p.add_argument("--restart", action="store_true",
+                   help="discard an earlier or interrupted training of this id")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    p = subparsers.add_parser(
+        "plot", help=_HELP["plot"], description=_HELP["plot"] + ". --kind front: fronts of one "
+        "or more runs, modes as stars, budgets as dashed lines, retrained networks as diamonds; "
+        "theta: per-budget probability heatmaps; curves: loss and entropy over the steps.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    p.add_argument("--out", required=True, metavar="FILE", help="FILE.png, .svg or .pdf")
+    p.add_argument("--kind", choices=("front", "theta", "curves"), default="front")
+    p.add_argument("--x", default=None, metavar="COST",
+                   help="params, macs or latency:DEVICE (default: the run's cost)")
+    p.add_argument("--latency-table", metavar="PATH", help="for --x latency:DEVICE")
+    p.add_argument("--label", action="append", default=None, help="legend label per run")
+    p.add_argument("--log-x", action="store_true", help="logarithmic cost axis")
+    p.set_defaults(func=_cmd_plot)
+
+    p = subparsers.add_parser(
+        "profile", help=_HELP["profile"], description=_HELP["profile"] + ": times every option "
+        "of every choice (batch 1, warm-up, fixed threads, interleaved repeats) and fits "
+        "latency = base + sum of option latencies. The table works with pick --latency-table.")
+    p.add_argument("--name", required=True, metavar="DEVICE", help="device name, e.g. laptop")
+    p.add_argument("--out", required=True, metavar="TABLE.json")
+    p.add_argument("--space", default=None, help="space name (default: the config's)")
+    p.add_argument("--config", default=None,
+                   help="YAML config or packaged name whose space to profile (default: default)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set space.channels=16")
+    p.add_argument("--run", default=None, metavar="RUN", help="profile the space of this run")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed forwards per network")
+    p.add_argument("--repeats", type=int, default=15, help="timed rounds per network")
+    p.add_argument("--statistic", choices=("median", "min"), default="median",
+                   help="per-network summary of the rounds (min: busy shared machines)")
+    p.add_argument("--random", type=int, default=None, metavar="N",
+                   help="random networks timed besides the one-option changes (default: as many)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_profile)

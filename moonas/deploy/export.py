@@ -1,0 +1,265 @@
+"""Export a run's network as TorchScript, ONNX or a state dict, with a JSON sidecar.
+
+The one home of onnx and onnxruntime (imported lazily). The sidecar describes the input,
+normalisation, class names, architecture and costs.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import warnings
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from moonas.atomic import atomic_path
+from moonas.errors import CheckpointError, ConfigError, MoonasError
+from moonas.run import Run
+
+__all__ = [
+    "FORMATS",
+    "PT_FORMAT",
+    "ExportResult",
+    "export_network",
+    "export_module",
+    "check_output_path",
+    "sidecar_path",
+    "load_pt",
+    "onnx_outputs",
+]
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("torchscript", "onnx", "pt")
+#: `format` of a `--format pt` file: a plain dict loadable with `torch.load(weights_only=True)`.
+PT_FORMAT = "moonas-standalone/1"
+#: Largest |PyTorch - exported| output difference accepted on random inputs.
+TOLERANCE = 1e-4
+_ONNX_OPSET = 17
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Where the network and its sidecar went, and the checked output difference."""
+
+    path: Path
+    sidecar: Path
+    format: str
+    weights: str
+    max_abs_diff: float | None
+    meta: dict
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """`model.onnx` -> `model.onnx.json` (one sidecar per artefact, never shared)."""
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
+def check_output_path(path: str | Path, suffixes: tuple[str, ...] = ()) -> Path:
+    """`path` if a file can be written there, else one line saying why (nothing is created)."""
+    path = Path(path)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise ConfigError(f"--out {path}: the file name must end in {' or '.join(suffixes)}")
+    if path.is_dir():
+        raise MoonasError(f"--out {path} is a directory: give a file name, e.g. {path}/model")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise MoonasError(f"cannot write {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise MoonasError(f"cannot write {path}: {parent} is not writable; choose another --out")
+    return path
+
+
+def _random_inputs(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _quiet():
+    """Silence torch's deprecation chatter about the exporters we call on purpose."""
+    stack = ExitStack()
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore", FutureWarning)
+    warnings.simplefilter("ignore", UserWarning)
+    return stack
+
+
+def _torchscript(net: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
+    with _quiet():
+        try:
+            return torch.jit.script(net)
+        except Exception as err:  # noqa: BLE001 - some modules only trace; the check catches errors
+            log.debug("torch.jit.script failed (%s); tracing instead", err)
+            return torch.jit.trace(net, example)
+
+
+def _save_onnx(net: nn.Module, example: torch.Tensor, path: Path) -> None:
+    import inspect
+
+    kwargs: dict[str, Any] = {}
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        kwargs["dynamo"] = False  # the TorchScript-based exporter needs no onnxscript
+    with _quiet():
+        torch.onnx.export(net, (example,), str(path), input_names=["input"],
+                          output_names=["logits"], opset_version=_ONNX_OPSET,
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, **kwargs)
+    import onnx
+
+    onnx.checker.check_model(onnx.load(str(path)))
+
+
+def onnx_outputs(path: str | Path, x: np.ndarray) -> np.ndarray:
+    """Run an exported ONNX file on `x` `(B, C, H, W)` with onnxruntime (CPU)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x.astype(np.float32)})[0]
+
+
+def export_module(net: nn.Module, fmt: Literal["torchscript", "onnx", "pt"], out: str | Path,
+                  input_shape: tuple[int, int, int], meta: dict[str, Any],
+                  pt_extra: dict[str, Any] | None = None) -> tuple[float | None, dict]:
+    """Write `net` (eval mode) to `out` and its sidecar `out.json` atomically, after checking
+    the exported artefact against PyTorch on random inputs. Returns (max abs diff, sidecar)."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    out = Path(out)
+    net = net.eval()
+    example = _random_inputs((2, *input_shape), seed=0)
+    check = _random_inputs((3, *input_shape), seed=1)
+    with torch.no_grad():
+        expected = net(check).numpy()
+    sidecar = {**meta, "format": fmt, "file": out.name}
+    try:
+        with atomic_path(out) as tmp, atomic_path(sidecar_path(out)) as tmp_meta:
+            if fmt == "torchscript":
+                scripted = _torchscript(net, example)
+                with _quiet():
+                    torch.jit.save(scripted, str(tmp))
+                    got = torch.jit.load(str(tmp))(check).detach().numpy()
+                sidecar["load"] = "torch.jit.load(path)(x)"
+            elif fmt == "onnx":
+                _save_onnx(net, example, tmp)
+                got = onnx_outputs(tmp, check.numpy())
+                sidecar["onnx_opset"] = _ONNX_OPSET
+                sidecar["load"] = ("onnxruntime.InferenceSession(path).run(None, "
+                                   "{'input': x})[0]")
+            else:
+                torch.save({"format": PT_FORMAT, "state_dict": net.state_dict(),
+                            **(pt_extra or {})}, tmp)
+                got = None
+                sidecar["load"] = "moonas.deploy.export.load_pt(path) (needs moonas)"
+            diff = None if got is None else float(np.abs(got - expected).max())
+            if diff is not None and not diff <= TOLERANCE:
+                raise MoonasError(f"the {fmt} export differs from the PyTorch network by {diff:.2e} "
+                                  f"(> {TOLERANCE:g}) on random inputs; nothing was written")
+            sidecar["max_abs_diff_vs_pytorch"] = diff
+            import json
+
+            tmp_meta.write_text(json.dumps(sidecar, indent=2) + "\n")
+    except OSError as err:
+        raise MoonasError(f"cannot write {out} ({err.strerror or err}): choose another --out"
+                          ) from None
+    return diff, sidecar
+
+
+def _class_names(run: Run) -> list[str] | None:
+    from moonas.data import dataset_info
+
+    info = dataset_info(run.config.data.name, image_size=run.config.data.image_size)
+    if info.class_names is None:
+        from moonas.deploy.weights import run_data
+
+        info = run_data(run).info
+    return None if info.class_names is None else list(info.class_names)
+
+
+def export_network(run: Run, cid: int, fmt: Literal["torchscript", "onnx", "pt"],
+                   out: str | Path, weights: Literal["auto", "supernet", "trained"] = "auto",
+                   latency: dict[str, float] | None = None) -> ExportResult:
+    """Export candidate `cid` of `run` (retrained weights when there are some and `weights`
+    allows, else supernet weights with recalibrated batch norm) to `out` plus `out.json`."""
+    import moonas
+    from moonas.data import dataset_info
+    from moonas.deploy.weights import find_candidate, load_network, run_space
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    out = check_output_path(out)
+    candidate = find_candidate(run, cid)
+    space = run_space(run)
+    net, source = load_network(run, cid, weights)
+    info = dataset_info(run.config.data.name, image_size=run.config.data.image_size)
+    shape = (space.in_channels, space.input_size, space.input_size)
+    from moonas.deploy.weights import read_trained_metrics
+
+    trained = read_trained_metrics(run.dir, cid) if source == "trained" else None
+    meta: dict[str, Any] = {
+        "moonas_version": moonas.__version__,
+        "torch_version": torch.__version__.split("+")[0],
+        "run": str(run.dir.resolve()),
+        "id": candidate.id,
+        "space": space.settings(),
+        "arch": list(candidate.arch),
+        "arch_str": candidate.arch_str,
+        "weights": ("retrained standalone ("
+                    f"{trained['init'] if trained else '?'} init)" if source == "trained" else
+                    "supernet, batch norm recalibrated on "
+                    f"{run.config.search.bn_batches} training batches"),
+        "costs": {"params": candidate.params, "macs": candidate.macs,
+                  **{f"latency_ms:{k}": v for k, v in (latency or {}).items()}},
+        "accuracy": {"supernet_val": candidate.accuracy,
+                     **({"trained_test": trained.get("test_accuracy"),
+                         "trained_val": trained.get("val_accuracy")} if trained else {})},
+        "input": {"name": "input", "shape": [1, *shape], "dtype": "float32", "layout": "NCHW",
+                  "dynamic_batch": True},
+        "output": {"name": "logits", "shape": [1, space.n_classes],
+                   "meaning": "unnormalised class scores; softmax for probabilities"},
+        "normalisation": {"mean": list(info.mean), "std": list(info.std),
+                          "formula": "x = (image - mean) / std per channel, image scaled to "
+                                     "[0, 1] first (8-bit: pixels / 255; sklearn digits: / 16)"},
+        "class_names": _class_names(run),
+        "dataset": run.config.data.name,
+        "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    diff, sidecar = export_module(net, fmt, out, shape, meta,
+                                  pt_extra={"space": space.settings(), "arch": list(candidate.arch)})
+    log.info("exported id %d (%s weights) to %s", cid, source, out)
+    return ExportResult(path=out, sidecar=sidecar_path(out), format=fmt, weights=source,
+                        max_abs_diff=diff, meta=sidecar)
+
+
+def load_pt(path: str | Path) -> nn.Module:
+    """Rebuild the network of a `--format pt` export (needs moonas for the network classes)."""
+    from moonas.checkpoint import load_checkpoint
+    from moonas.nets import SUPERNETS
+    from moonas.spaces import build_space
+
+    state = load_checkpoint(path)
+    try:
+        if state.get("format") != PT_FORMAT:
+            raise ValueError(f"format {state.get('format')!r}, expected {PT_FORMAT!r}")
+        settings = dict(state["space"])
+        space = build_space(settings.pop("name"), **{k: tuple(map(_tuple, v))
+                                                     if isinstance(v, list) else v
+                                                     for k, v in settings.items()})
+        net = SUPERNETS.get(space.name).standalone(space, space.validate(state["arch"]))
+        net.load_state_dict(state["state_dict"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as err:
+        raise CheckpointError(f"{path} is not a moonas --format pt export ({err}): export it "
+                              "again") from None
+    return net.eval()
+
+
+def _tuple(value: Any) -> Any:
+    return tuple(_tuple(v) for v in value) if isinstance(value, list) else value

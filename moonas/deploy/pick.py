@@ -1,0 +1,386 @@
+"""Choosing a run's architecture per device: limits on params, MACs, latency and accuracy.
+
+The pool is every candidate the run evaluated (`candidates.csv`, else the front). The most
+accurate candidate meeting all limits is always on the Pareto front of accuracy and the
+limited costs; ties go to the cheaper one under the run's cost. With limits only on the run's
+searched cost, the pick is the one the front records for that budget.
+
+The knee (`prefer="knee"`): among the front members (accuracy vs the run's cost) that meet
+the limits, with cost and accuracy each scaled to [0, 1] over those members, the member
+farthest above the straight line from the cheapest to the most accurate one (the largest
+`accuracy' - cost'`): where extra cost stops buying much accuracy. With fewer than three
+members it is the most accurate one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import numpy as np
+
+from moonas.config import parse_amount
+from moonas.costs.latency import LatencyModel, device_name, load_latency
+from moonas.errors import ConfigError, MoonasError
+from moonas.pareto import non_dominated
+from moonas.registry import closest
+from moonas.run import Candidate, Run
+
+__all__ = [
+    "PREFER",
+    "Limits",
+    "Pick",
+    "NoFeasibleArchitecture",
+    "pick",
+    "pick_many",
+    "read_budgets_file",
+    "candidate_pool",
+    "candidate_costs",
+    "knee_index",
+    "resolve_latency",
+    "cost_label",
+]
+
+log = logging.getLogger(__name__)
+
+PREFER = ("accuracy", "knee")
+_LIMIT_KEYS = ("max_params", "max_macs", "max_latency_ms", "min_accuracy")
+_ENTRY_KEYS = (*_LIMIT_KEYS, "device", "latency_table", "prefer")
+
+
+class NoFeasibleArchitecture(MoonasError):
+    """No candidate of the run meets the limits (exit code 2)."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Upper limits on costs and a lower limit on accuracy (fraction in [0, 1]); None = none."""
+
+    max_params: float | None = None
+    max_macs: float | None = None
+    max_latency_ms: float | None = None
+    min_accuracy: float | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("max_params", "max_macs", "max_latency_ms"):
+            value = getattr(self, key)
+            if value is not None and value <= 0:
+                raise ConfigError(f"--{key.replace('_', '-')} must be > 0, got {value:g}")
+        if self.min_accuracy is not None and not 0 <= self.min_accuracy <= 1:
+            raise ConfigError(f"--min-accuracy must be a fraction in [0, 1] or a percentage "
+                              f"in (1, 100], got {self.min_accuracy:g}")
+
+    @property
+    def empty(self) -> bool:
+        return all(getattr(self, k) is None for k in _LIMIT_KEYS)
+
+    def describe(self, device: str | None = None) -> str:
+        parts = []
+        if self.max_params is not None:
+            parts.append(f"params <= {self.max_params:,.0f}")
+        if self.max_macs is not None:
+            parts.append(f"macs <= {self.max_macs:,.0f}")
+        if self.max_latency_ms is not None:
+            parts.append(f"latency on {device} <= {self.max_latency_ms:g} ms")
+        if self.min_accuracy is not None:
+            parts.append(f"accuracy >= {self.min_accuracy:g}")
+        return " and ".join(parts) or "no limits"
+
+
+@dataclass(frozen=True)
+class Pick:
+    """The chosen candidate, the limits it meets, its latency on `device` (when one is
+    named), and its retrained metrics when `moonas train` produced them."""
+
+    candidate: Candidate
+    limits: Limits
+    prefer: str
+    device: str | None = None
+    latency_ms: float | None = None
+    trained: dict | None = None
+    label: str | None = None
+    n_feasible: int = 0
+
+    @property
+    def weights(self) -> str:
+        return "trained" if self.trained is not None else "supernet"
+
+    def to_json(self) -> dict[str, Any]:
+        c = self.candidate
+        out: dict[str, Any] = {}
+        if self.label is not None:
+            out["name"] = self.label
+        out.update({
+            "id": c.id, "arch": list(c.arch), "arch_str": c.arch_str,
+            "accuracy": c.accuracy, "params": c.params, "macs": c.macs,
+            "on_front": c.on_front, "mode_of": c.mode_of,
+        })
+        if self.device is not None:
+            out["device"] = self.device
+            out["latency_ms"] = None if self.latency_ms is None else round(self.latency_ms, 4)
+        out["limits"] = {k: getattr(self.limits, k) for k in _LIMIT_KEYS
+                         if getattr(self.limits, k) is not None}
+        out["prefer"] = self.prefer
+        out["feasible"] = self.n_feasible
+        out["weights"] = self.weights
+        if self.trained is not None:
+            out["trained"] = {k: self.trained.get(k) for k in
+                              ("test_accuracy", "val_accuracy", "init", "recipe")}
+        return out
+
+
+def cost_label(cost: str) -> str:
+    """Axis/column label with units: `params (count)`, `MACs (multiply-accumulates)`,
+    `latency on DEVICE (ms)`."""
+    if cost == "params":
+        return "params (count)"
+    if cost == "macs":
+        return "MACs (multiply-accumulates)"
+    if cost.startswith("latency:"):
+        return f"latency on {device_name(cost)} (ms)"
+    return cost
+
+
+def candidate_pool(run: Run) -> tuple[Candidate, ...]:
+    """Every candidate the run evaluated (the front's records win for front members)."""
+    if not run.candidates:
+        return run.front.architectures
+    front = {c.id: c for c in run.front.architectures}
+    return tuple(front.get(c.id, c) for c in run.candidates)
+
+
+def candidate_costs(candidates: Sequence[Candidate], cost: str,
+                    latency: LatencyModel | None = None) -> np.ndarray:
+    """`params`, `macs` or `latency:DEVICE` (with its model) of each candidate, `(n,)` float64."""
+    if cost in ("params", "macs"):
+        return np.array([getattr(c, cost) for c in candidates], dtype=np.float64)
+    if cost.startswith("latency:"):
+        if latency is None:
+            raise ConfigError(f"{cost} needs a latency table: pass --latency-table PATH "
+                              "(a 'moonas profile' JSON or nb201.csv)")
+        if latency.device != device_name(cost):
+            raise ConfigError(f"{cost} asked for, but the latency model is {latency.name}")
+        if not candidates:
+            return np.zeros(0)
+        return latency.price(np.array([c.arch for c in candidates], dtype=np.int64))
+    raise ConfigError(f"unknown cost {cost!r}{closest(cost, ('params', 'macs', 'latency:'))}; "
+                      "valid: params, macs, latency:DEVICE")
+
+
+def knee_index(cost: np.ndarray, accuracy: np.ndarray) -> int:
+    """Index of the knee of a front (see the module docstring); `cost`, `accuracy` `(n,)`."""
+    n = len(cost)
+    if n == 0:
+        raise ValueError("empty front")
+    best = int(np.lexsort((cost, -accuracy))[0])
+    if n < 3:
+        return best
+    c_span = np.ptp(cost)
+    a_span = np.ptp(accuracy)
+    if c_span == 0 or a_span == 0:
+        return best
+    gain = (accuracy - accuracy.min()) / a_span - (cost - cost.min()) / c_span
+    top = gain.max()
+    tied = np.flatnonzero(np.isclose(gain, top, rtol=0, atol=1e-12))
+    return int(tied[np.argmax(accuracy[tied])])
+
+
+def resolve_latency(run: Run, device: str | LatencyModel | None,
+                    latency_table: str | Path | None) -> LatencyModel | None:
+    """The latency model named by `device`: a model as is, else loaded from `latency_table`
+    (or the run config's `search.latency_table` when it has one) and checked on the space."""
+    if device is None or isinstance(device, LatencyModel):
+        return device
+    table = latency_table or getattr(run.config.search, "latency_table", None)
+    if table is None:
+        raise ConfigError(f"device {device!r} needs a latency table: pass --latency-table PATH "
+                          "(a 'moonas profile' JSON, a folder of them, or nb201.csv)")
+    from moonas.deploy.weights import run_space
+
+    return load_latency(table, device_name(device), space=run_space(run))
+
+
+def _trained_metrics(run: Run, cid: int) -> dict | None:
+    from moonas.deploy.weights import read_trained_metrics
+
+    return read_trained_metrics(run.dir, cid)
+
+
+def pick(run: Run, max_params: float | str | None = None, max_macs: float | str | None = None,
+         max_latency_ms: float | str | None = None, device: str | LatencyModel | None = None,
+         min_accuracy: float | str | None = None,
+         prefer: Literal["accuracy", "knee"] = "accuracy", *,
+         latency_table: str | Path | None = None, label: str | None = None) -> Pick:
+    """The most accurate candidate of `run` meeting every limit given (or, with
+    `prefer="knee"`, the knee of the feasible part of the front).
+
+    Amounts accept `'120k'`, `'3.5M'`; `min_accuracy` is a fraction, or a percentage when
+    above 1. `max_latency_ms` needs `device` (a name resolved in `latency_table`, or a
+    `LatencyModel`). Nothing feasible raises `NoFeasibleArchitecture` (exit code 2) naming
+    the cheapest candidate under each limit.
+    """
+    if prefer not in PREFER:
+        raise ConfigError(f"--prefer must be one of {', '.join(PREFER)}, got {prefer!r}")
+    limits = Limits(max_params=_amount(max_params, "max-params"),
+                    max_macs=_amount(max_macs, "max-macs"),
+                    max_latency_ms=_amount(max_latency_ms, "max-latency-ms"),
+                    min_accuracy=_accuracy(min_accuracy))
+    searched = run.config.search.cost
+    if limits.max_latency_ms is not None and device is None and searched.startswith("latency:"):
+        device = device_name(searched)  # the device the run searched for
+    if limits.max_latency_ms is not None and device is None:
+        raise ConfigError("--max-latency-ms needs --device NAME (and --latency-table PATH)")
+    model = resolve_latency(run, device, latency_table)
+    pool = candidate_pool(run)
+    if not pool:
+        raise MoonasError(f"run {run.dir} has an empty front: search again")
+    accuracy = np.array([c.accuracy for c in pool])
+    latency = candidate_costs(pool, model.name, model) if model is not None else None
+    # Ties and the knee use the run's searched cost (params when it is a latency not given).
+    if run.front.cost in ("params", "macs"):
+        run_cost = candidate_costs(pool, run.front.cost)
+    elif model is not None and run.front.cost == model.name:
+        run_cost = latency
+    else:
+        run_cost = candidate_costs(pool, "params")
+    feasible = np.ones(len(pool), dtype=bool)
+    checks = []
+    for key, cost in (("max_params", "params"), ("max_macs", "macs"),
+                      ("max_latency_ms", "latency")):
+        limit = getattr(limits, key)
+        if limit is None:
+            continue
+        values = latency if cost == "latency" else candidate_costs(pool, cost)
+        feasible &= values <= limit
+        checks.append((cost, values, limit))
+    if limits.min_accuracy is not None:
+        feasible &= accuracy >= limits.min_accuracy - 1e-12
+    device_label = None if model is None else model.device
+    if not feasible.any():
+        raise NoFeasibleArchitecture(_infeasible_message(run, pool, limits, checks, accuracy,
+                                                         device_label))
+    index = np.flatnonzero(feasible)
+    on_front = np.array([c.on_front for c in pool])
+    if prefer == "knee":
+        members = index[non_dominated(np.column_stack([-accuracy[index], run_cost[index]]))]
+        members = members[np.lexsort((run_cost[members],))]
+        chosen = int(members[knee_index(run_cost[members], accuracy[members])])
+    else:
+        order = np.lexsort((np.array([c.id for c in pool])[index], ~on_front[index],
+                            run_cost[index], -accuracy[index]))
+        chosen = int(index[order[0]])
+    c = pool[chosen]
+    return Pick(candidate=c, limits=limits, prefer=prefer, device=device_label,
+                latency_ms=None if latency is None else float(latency[chosen]),
+                trained=_trained_metrics(run, c.id), label=label, n_feasible=int(feasible.sum()))
+
+
+def _infeasible_message(run: Run, pool: Sequence[Candidate], limits: Limits, checks: list,
+                        accuracy: np.ndarray, device: str | None) -> str:
+    hints = []
+    units = {"params": "params", "macs": "MACs", "latency": "ms"}
+    alone = []
+    for cost, values, limit in checks:
+        i = int(np.lexsort((-accuracy, values))[0])
+        name = f"latency on {device}" if cost == "latency" else cost
+        shown = f"{values[i]:.3g} ms" if cost == "latency" else f"{values[i]:,.0f} {units[cost]}"
+        hints.append(f"the cheapest by {name} is id {pool[i].id} ({shown})")
+        alone.append(bool((values <= limit).any()))
+    if limits.min_accuracy is not None:
+        i = int(np.argmax(accuracy))
+        hints.append(f"the most accurate is id {pool[i].id} (accuracy {accuracy[i]:.4f})")
+        alone.append(bool((accuracy >= limits.min_accuracy - 1e-12).any()))
+    together = " (each limit alone can be met, not all at once)" if alone and all(alone) else ""
+    return (f"no architecture of {run.dir} meets {limits.describe(device)}{together}: "
+            f"{'; '.join(hints)}; relax the limits")
+
+
+def _amount(value: float | str | None, flag: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    try:
+        return parse_amount(str(value))
+    except ValueError as err:
+        raise ConfigError(f"--{flag} {value!r}: {err}") from None
+
+
+def _accuracy(value: float | str | None) -> float | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    percent = text.endswith("%")
+    try:
+        number = float(text.rstrip("%"))
+    except ValueError:
+        raise ConfigError(f"--min-accuracy {value!r} is not a number (e.g. 0.9 or 90%)") from None
+    return number / 100 if percent or number > 1 else number
+
+
+# -- several devices at once -----------------------------------------------------------------
+def read_budgets_file(path: str | Path) -> dict[str, dict[str, Any]]:
+    """`devices.yaml`: a mapping of device name -> limits, e.g.
+
+        raspi4: {max_latency_ms: 20}            # device defaults to the entry's name
+        mcu: {max_params: 120k, max_macs: 3.5M}
+        phone: {max_latency_ms: 8, device: pixel3, latency_table: nb201.csv, prefer: knee}
+
+    Keys: max_params, max_macs, max_latency_ms, min_accuracy, device, latency_table (relative
+    to the file), prefer. An optional top-level `devices:` key may hold the mapping.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"budgets file {str(path)!r} not found: write a YAML mapping of device "
+                          "name -> limits, e.g. 'mcu: {max_params: 120k}'")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    if isinstance(data, dict) and set(data) == {"devices"}:
+        data = data["devices"]
+    if not isinstance(data, dict) or not data:
+        raise ConfigError(f"{path} must map device names to limits, e.g. "
+                          "'mcu: {max_params: 120k}'")
+    out: dict[str, dict[str, Any]] = {}
+    for name, entry in data.items():
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{path}: entry {name!r} must be a mapping of limits, e.g. "
+                              "{max_params: 120k}")
+        for key in entry:
+            if key not in _ENTRY_KEYS:
+                raise ConfigError(f"{path}: unknown key {key!r} in {name!r}"
+                                  f"{closest(str(key), _ENTRY_KEYS)}; valid: "
+                                  f"{', '.join(_ENTRY_KEYS)}")
+        entry = dict(entry)
+        if entry.get("latency_table") is not None:
+            table = Path(str(entry["latency_table"]))
+            entry["latency_table"] = table if table.is_absolute() else path.parent / table
+        if entry.get("max_latency_ms") is not None and entry.get("device") is None:
+            entry["device"] = str(name)
+        out[str(name)] = entry
+    return out
+
+
+def pick_many(run: Run, budgets: Mapping[str, Mapping[str, Any]],
+              latency_table: str | Path | None = None,
+              prefer: Literal["accuracy", "knee"] = "accuracy"
+              ) -> list[tuple[str, Pick | NoFeasibleArchitecture]]:
+    """One pick per named device; infeasible devices give their `NoFeasibleArchitecture`."""
+    out: list[tuple[str, Pick | NoFeasibleArchitecture]] = []
+    for name, entry in budgets.items():
+        kwargs = {k: entry.get(k) for k in _LIMIT_KEYS}
+        try:
+            result: Pick | NoFeasibleArchitecture = pick(
+                run, device=entry.get("device"), prefer=entry.get("prefer", prefer),
+                latency_table=entry.get("latency_table") or latency_table, label=name, **kwargs)
+        except NoFeasibleArchitecture as err:
+            result = err
+        out.append((name, result))
+    return out

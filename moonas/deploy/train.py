@@ -1,0 +1,137 @@
+"""`moonas train`: retrain one candidate of a run standalone; weights and metrics stay in the run."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, replace
+from typing import Callable, Literal
+
+import torch
+
+from moonas.atomic import write_json
+from moonas.checkpoint import save_checkpoint
+from moonas.errors import ConfigError, MoonasError
+from moonas.retrain import TrainRecipe, train_standalone
+from moonas.run import Run
+from moonas.deploy.weights import (TRAINED_FORMAT, TrainedFiles, find_candidate, read_trained_metrics,
+                                   run_data, run_space, supernet_network)
+
+__all__ = ["INITS", "train_candidate", "default_recipe"]
+
+log = logging.getLogger(__name__)
+
+#: How the weights start: random (`scratch`) or the supernet's (batch norm recalibrated).
+INITS = ("scratch", "supernet")
+
+
+def default_recipe(run: Run, epochs: int | None = None, lr: float | None = None) -> TrainRecipe:
+    """`TrainRecipe` defaults with the run's batch size and gradient clipping."""
+    recipe = TrainRecipe(batch_size=run.config.data.batch_size,
+                         grad_clip=run.config.train.grad_clip)
+    if epochs is not None:
+        if epochs < 1:
+            raise ConfigError(f"--epochs must be >= 1, got {epochs}")
+        recipe = replace(recipe, epochs=int(epochs))
+    if lr is not None:
+        if lr <= 0:
+            raise ConfigError(f"--lr must be > 0, got {lr}")
+        recipe = replace(recipe, lr=float(lr))
+    return recipe
+
+
+def train_candidate(run: Run, cid: int, *, epochs: int | None = None,
+                    init: Literal["scratch", "supernet"] = "scratch", lr: float | None = None,
+                    restart: bool = False,
+                    progress: Callable[[int, int, dict], None] | None = None) -> dict:
+    """Train candidate `cid` of `run` on the run's dataset (same splits and seed) and return its
+    metrics (also written to `RUN/trained/ID/metrics.json`).
+
+    Resumable: an interrupted training with the same settings continues from its last epoch;
+    a finished one is returned as is. Other settings over an existing one need `restart=True`.
+    """
+    if init not in INITS:
+        raise ConfigError(f"--init must be one of {', '.join(INITS)}, got {init!r}")
+    candidate = find_candidate(run, cid)
+    recipe = default_recipe(run, epochs, lr)
+    files = TrainedFiles.of(run.dir, cid)
+    job = {"id": candidate.id, "arch": list(candidate.arch), "init": init,
+           "seed": run.config.seed, "recipe": asdict(recipe)}
+    if restart and files.root.exists():
+        shutil.rmtree(files.root)
+    if files.job.is_file():
+        try:
+            previous = json.loads(files.job.read_text())
+        except json.JSONDecodeError:
+            previous = None
+        if previous != job:
+            raise MoonasError(
+                f"{files.root} holds a training of id {cid} with other settings "
+                f"({_difference(previous, job)}): pass --restart to discard it, or the same "
+                "settings to resume or reuse it"
+            )
+        if files.complete:
+            log.info("id %d of %s is already trained with these settings", cid, run.dir)
+            metrics = read_trained_metrics(run.dir, cid)
+            if metrics is not None:
+                return metrics
+    try:
+        files.root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise MoonasError(f"cannot write to {files.root} ({err.strerror}): make the run "
+                          "directory writable") from None
+    write_json(files.job, job)
+
+    if run.config.threads is not None:
+        torch.set_num_threads(run.config.threads)
+    space = run_space(run)
+    data = run_data(run)
+    if init == "supernet":
+        net = supernet_network(run, candidate.arch, data=data, space=space)
+    else:
+        from moonas.nets import SUPERNETS
+
+        torch.manual_seed(run.config.seed)
+        net = SUPERNETS.get(space.name).standalone(space, candidate.arch)
+    if files.checkpoint.is_file():
+        log.info("resuming the training of id %d from %s", cid, files.checkpoint)
+    start = time.perf_counter()
+    result = train_standalone(net, data, recipe, seed=run.config.seed,
+                              checkpoint=files.checkpoint, progress=progress)
+    save_checkpoint(files.weights, {"format": TRAINED_FORMAT, "arch": list(candidate.arch),
+                                    "arch_str": candidate.arch_str,
+                                    "state_dict": net.state_dict()})
+    metrics = {
+        "id": candidate.id,
+        "arch": list(candidate.arch),
+        "arch_str": candidate.arch_str,
+        "dataset": run.config.data.name,
+        "init": init,
+        "seed": run.config.seed,
+        "recipe": asdict(recipe),
+        "test_accuracy": result.test_accuracy,
+        "val_accuracy": result.val_accuracy,
+        "supernet_val_accuracy": candidate.accuracy,
+        "params": candidate.params,
+        "macs": candidate.macs,
+        "history": [list(h) for h in result.history],
+        "wall_seconds_last_session": round(time.perf_counter() - start, 2),
+        "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_json(files.metrics, metrics)  # last: marks the training complete
+    return metrics
+
+
+def _difference(previous: dict | None, job: dict) -> str:
+    if not isinstance(previous, dict):
+        return "unreadable job.json"
+    parts = []
+    for key in ("init", "seed", "arch"):
+        if previous.get(key) != job[key]:
+            parts.append(f"{key} {previous.get(key)} vs {job[key]}")
+    old, new = previous.get("recipe") or {}, job["recipe"]
+    parts += [f"{k} {old.get(k)} vs {v}" for k, v in new.items() if old.get(k) != v]
+    return ", ".join(parts) or "different job"

@@ -1,0 +1,244 @@
+"""A run's standalone networks: supernet weights (batch norm recalibrated for the path) or retrained.
+
+The supernet's batch-norm running statistics are a mix over all sampled paths, so a network
+cut out of it gets its statistics re-estimated on training batches of its own path: the same
+batches the front's `bn=recalibrate` evaluation uses, so both see the same network.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Literal
+
+import torch
+from torch import nn
+
+from moonas.checkpoint import load_checkpoint
+from moonas.errors import CheckpointError, ConfigError, MoonasError
+from moonas.run import Candidate, Run, RunFiles, read_candidates
+from moonas.spaces import Arch, SearchSpace
+
+__all__ = [
+    "WEIGHT_SOURCES",
+    "TRAINED_FORMAT",
+    "TrainedFiles",
+    "find_candidate",
+    "run_space",
+    "run_data",
+    "calibration_batches",
+    "recalibrate_bn",
+    "supernet_network",
+    "trained_network",
+    "load_network",
+    "read_trained_metrics",
+]
+
+log = logging.getLogger(__name__)
+
+#: Where a network's weights come from: retrained if `moonas train` produced them, else supernet.
+WEIGHT_SOURCES = ("auto", "supernet", "trained")
+#: `format` of `trained/ID/weights.pt`.
+TRAINED_FORMAT = "moonas-trained/1"
+
+
+@dataclass(frozen=True)
+class TrainedFiles:
+    """What `moonas train RUN --id ID` keeps in `RUN/trained/ID/`: `weights.pt` (the final state
+    dict), `metrics.json` (accuracies, recipe; written last: it marks the training complete),
+    `checkpoint.pt` (per-epoch state for resuming) and `job.json` (the settings being run)."""
+
+    root: Path
+
+    @classmethod
+    def of(cls, run_dir: str | Path, cid: int) -> "TrainedFiles":
+        return cls(Path(run_dir) / "trained" / str(int(cid)))
+
+    @property
+    def weights(self) -> Path:
+        return self.root / "weights.pt"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / "checkpoint.pt"
+
+    @property
+    def job(self) -> Path:
+        return self.root / "job.json"
+
+    @property
+    def complete(self) -> bool:
+        return self.weights.is_file() and self.metrics.is_file()
+
+
+def find_candidate(run: Run, cid: int) -> Candidate:
+    """The candidate `cid` of `run` (front members first), or one line listing the front's ids."""
+    for c in (*run.front.architectures, *run.candidates):
+        if c.id == cid:
+            return c
+    ids = ", ".join(str(c.id) for c in run.front.architectures) or "none"
+    raise MoonasError(f"id {cid} is not a candidate of {run.dir}: the front's ids are {ids} "
+                      f"(all candidates in {RunFiles(run.dir).candidates.name})")
+
+
+def run_space(run: Run) -> SearchSpace:
+    """The run's space with the data shape filled in (static dataset info; loads the data only
+    when the shape is known just after loading, as for imagefolder)."""
+    from moonas.pricing import static_space
+
+    try:
+        return static_space(run.config)
+    except ConfigError:
+        info = run_data(run).info
+        return run.config.space.build(info.input_size, info.in_channels, info.n_classes)
+
+
+def run_data(run: Run):
+    """The run's dataset splits, exactly as the search loaded them (same seed and settings)."""
+    return _load_data(run.config.data, run.config.seed)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_data(d, seed: int):
+    # Splits are read, never changed; a process that handles several ids loads them once.
+    from moonas.data import load_dataset
+
+    return load_dataset(d.name, root=d.root, download=d.download, seed=seed,
+                        val_fraction=d.val_fraction, test_fraction=d.test_fraction,
+                        image_size=d.image_size, augment=d.augment, max_train=d.max_train)
+
+
+def calibration_batches(run: Run, data) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+    """The training batches the front recalibrates batch norm on (`search.bn_batches` of them)."""
+    from moonas.search.batches import Batches
+    from moonas.search.context import STREAM_TRAIN_BATCHES
+    from moonas.search.measure import calibration_batches as first_calibration_batches
+
+    config = run.config
+    batches = Batches(data.train, config.data.batch_size, config.seed, STREAM_TRAIN_BATCHES,
+                      drop_last=True)
+    return first_calibration_batches(batches, config.search.bn_batches)
+
+
+@torch.no_grad()
+def recalibrate_bn(net: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> int:
+    """Re-estimate every batch norm's running statistics as the plain average over `batches`;
+    leaves `net` in eval mode. Returns the number of batches used."""
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    net.train()
+    n = 0
+    for x, _ in batches:
+        net(x)
+        n += 1
+    for m, momentum in zip(bns, saved):
+        m.momentum = momentum
+    net.eval()
+    return n
+
+
+def _supernet_state(run: Run, arch: Arch) -> tuple[dict, Path]:
+    """The supernet state dict that trained `arch` (asng-separate runs: the budget's own)."""
+    files = RunFiles(run.dir)
+    path = files.checkpoint
+    if not path.is_file():
+        separate = sorted((run.dir / "separate").glob("budget*/checkpoint.pt"))
+        for sub in separate:
+            sub_candidates = sub.parent / "candidates.csv"
+            if sub_candidates.is_file() and any(c.arch == arch
+                                                for c in read_candidates(sub_candidates)):
+                path = sub
+                break
+        else:
+            raise CheckpointError(f"run {run.dir} has no supernet checkpoint (checkpoint.pt): "
+                                  "retrain the network with 'moonas train' or search again")
+    state = load_checkpoint(path)
+    if not isinstance(state.get("supernet"), dict):
+        raise CheckpointError(f"checkpoint {path} holds no supernet weights: search again with "
+                              "--force")
+    return state["supernet"], path
+
+
+def supernet_network(run: Run, arch: Arch, data=None, space: SearchSpace | None = None
+                     ) -> nn.Module:
+    """The standalone network of `arch` with the run's supernet weights, batch norm
+    recalibrated on the run's calibration batches; eval mode."""
+    from moonas.nets import build_supernet
+
+    space = space or run_space(run)
+    arch = space.validate(arch)
+    state, path = _supernet_state(run, arch)
+    supernet = build_supernet(space)
+    try:
+        supernet.load_state_dict(state)
+    except (RuntimeError, KeyError) as err:
+        raise CheckpointError(f"checkpoint {path} does not match the run's space "
+                              f"({str(err).splitlines()[0][:100]}): was config.yaml edited?"
+                              ) from None
+    net = supernet.extract(arch)
+    data = data if data is not None else run_data(run)
+    n = recalibrate_bn(net, calibration_batches(run, data))
+    log.debug("recalibrated batch norm of %s on %d training batches", space.to_str(arch), n)
+    return net.eval()
+
+
+def read_trained_metrics(run_dir: str | Path, cid: int) -> dict | None:
+    """`trained/ID/metrics.json` of a completed `moonas train`, or None."""
+    import json
+
+    files = TrainedFiles.of(run_dir, cid)
+    if not files.complete:
+        return None
+    try:
+        data = json.loads(files.metrics.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CheckpointError(f"{files.metrics} is corrupt: retrain with 'moonas train {run_dir} "
+                              f"--id {cid} --restart'") from None
+    return data if isinstance(data, dict) else None
+
+
+def trained_network(run: Run, cid: int, space: SearchSpace | None = None) -> nn.Module:
+    """The standalone network of candidate `cid` with the weights `moonas train` stored; eval."""
+    from moonas.nets import SUPERNETS
+
+    files = TrainedFiles.of(run.dir, cid)
+    if not files.complete:
+        raise MoonasError(f"id {cid} of {run.dir} has not been retrained: run 'moonas train "
+                          f"{run.dir} --id {cid}' first, or use the supernet weights")
+    space = space or run_space(run)
+    arch = find_candidate(run, cid).arch
+    state = load_checkpoint(files.weights)
+    net = SUPERNETS.get(space.name).standalone(space, arch)
+    try:
+        if state.get("format") != TRAINED_FORMAT or tuple(state["arch"]) != tuple(arch):
+            raise ValueError("not the weights of this candidate")
+        net.load_state_dict(state["state_dict"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as err:
+        raise CheckpointError(f"{files.weights} does not hold the weights of id {cid} "
+                              f"({str(err).splitlines()[0][:100]}): retrain with 'moonas train "
+                              f"{run.dir} --id {cid} --restart'") from None
+    return net.eval()
+
+
+def load_network(run: Run, cid: int,
+                 weights: Literal["auto", "supernet", "trained"] = "auto",
+                 data=None) -> tuple[nn.Module, str]:
+    """`(network in eval mode, weight source)` of candidate `cid`; `auto` prefers retrained
+    weights when `moonas train` produced them."""
+    if weights not in WEIGHT_SOURCES:
+        raise ConfigError(f"weights must be one of {', '.join(WEIGHT_SOURCES)}, got {weights!r}")
+    candidate = find_candidate(run, cid)
+    space = run_space(run)
+    trained = TrainedFiles.of(run.dir, cid).complete
+    if weights == "trained" or (weights == "auto" and trained):
+        return trained_network(run, cid, space), "trained"
+    return supernet_network(run, candidate.arch, data=data, space=space), "supernet"

@@ -1,0 +1,214 @@
+"""`moonas export`: TorchScript / ONNX / pt artefacts, their sidecars, runs without moonas, errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from moonas.deploy.export import check_output_path, export_network, load_pt, sidecar_path
+from moonas.deploy.weights import load_network, recalibrate_bn
+from moonas.errors import CheckpointError, MoonasError
+from moonas.run import load_run
+
+from test_deploy_pick import make_run
+
+#: Runs an exported file with plain torch / onnxruntime in a process where moonas cannot be
+#: imported, and saves its outputs on the given inputs.
+_STANDALONE = textwrap.dedent("""
+    import sys
+    sys.modules["moonas"] = None  # any 'import moonas' now raises ImportError
+    try:
+        import moonas  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        raise SystemExit("moonas is importable")
+    import numpy as np
+    fmt, model, inputs, out = sys.argv[1:5]
+    x = np.load(inputs)
+    if fmt == "torchscript":
+        import torch
+        y = torch.jit.load(model)(torch.from_numpy(x)).detach().numpy()
+    else:
+        import onnxruntime as ort
+        session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+        y = session.run(None, {"input": x})[0]
+    np.save(out, y)
+""")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return load_run(make_run(tmp_path_factory.mktemp("export") / "run"))
+
+
+@pytest.fixture(scope="module")
+def reference(run):
+    """The PyTorch network export writes (supernet weights, recalibrated) and random inputs."""
+    cid = run.front.picks[-1]
+    net, source = load_network(run, cid)
+    x = torch.randn(5, 1, 8, 8, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        y = net(x).numpy()
+    assert source == "supernet"
+    return cid, x.numpy(), y
+
+
+@pytest.mark.parametrize("fmt,suffix", [("torchscript", ".ts"), ("onnx", ".onnx")])
+def test_export_runs_without_moonas_and_matches_pytorch(run, reference, tmp_path, fmt,
+                                                        suffix) -> None:
+    cid, x, expected = reference
+    out = tmp_path / f"net{suffix}"
+    result = export_network(run, cid, fmt, out)
+    assert result.path == out and out.is_file() and result.max_abs_diff <= 1e-4
+    np.save(tmp_path / "x.npy", x)
+    script = tmp_path / "run_export.py"
+    script.write_text(_STANDALONE)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, str(script), fmt, str(out), str(tmp_path / "x.npy"),
+                           str(tmp_path / "y.npy")], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    got = np.load(tmp_path / "y.npy")
+    assert got.shape == expected.shape == (5, 10)
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+
+
+def test_sidecar_describes_the_network(run, reference, tmp_path) -> None:
+    cid, _, _ = reference
+    candidate = next(c for c in run.front.architectures if c.id == cid)
+    out = tmp_path / "net.onnx"
+    export_network(run, cid, "onnx", out)
+    meta = json.loads(sidecar_path(out).read_text())
+    assert meta["arch"] == list(candidate.arch) and meta["arch_str"] == candidate.arch_str
+    assert meta["costs"] == {"params": candidate.params, "macs": candidate.macs}
+    assert meta["input"]["shape"] == [1, 1, 8, 8] and meta["input"]["name"] == "input"
+    assert meta["normalisation"]["mean"] == [0.3053] and meta["normalisation"]["std"] == [0.376]
+    assert meta["class_names"] == [str(i) for i in range(10)]
+    assert meta["format"] == "onnx" and meta["file"] == "net.onnx"
+    assert meta["weights"].startswith("supernet") and meta["accuracy"]["supernet_val"] == \
+        candidate.accuracy
+    assert meta["space"]["name"] == "nb201" and meta["space"]["channels"] == 4
+
+
+def test_pt_export_rebuilds_the_network(run, reference, tmp_path) -> None:
+    cid, x, expected = reference
+    out = tmp_path / "net.pt"
+    result = export_network(run, cid, "pt", out)
+    assert result.max_abs_diff is None
+    state = torch.load(out, weights_only=True)
+    assert state["arch"] == list(next(c.arch for c in run.candidates if c.id == cid))
+    assert state["space"]["channels"] == 4
+    net = load_pt(out)
+    with torch.no_grad():
+        np.testing.assert_allclose(net(torch.from_numpy(x)).numpy(), expected, atol=1e-6)
+
+
+def test_recalibration_averages_the_calibration_batches() -> None:
+    net = nn.Sequential(nn.BatchNorm2d(2))
+    net[0].running_mean.fill_(5.0)
+    rng = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(8, 2, 3, 3, generator=rng) + i, None) for i in range(3)]
+    assert recalibrate_bn(net, batches) == 3
+    everything = torch.cat([b for b, _ in batches])
+    torch.testing.assert_close(net[0].running_mean, everything.mean(dim=(0, 2, 3)))
+    assert not net.training and net[0].momentum == 0.1
+
+
+def test_supernet_weights_are_the_supernets_path(run, reference) -> None:
+    """Apart from batch-norm statistics, the exported weights are the checkpoint's."""
+    from moonas.checkpoint import load_checkpoint
+    from moonas.deploy.weights import run_space
+    from moonas.nets import build_supernet
+
+    cid, _, _ = reference
+    net, _ = load_network(run, cid, "supernet")
+    supernet = build_supernet(run_space(run))
+    supernet.load_state_dict(load_checkpoint(run.dir / "checkpoint.pt")["supernet"])
+    plain = supernet.extract(next(c for c in run.candidates if c.id == cid).arch).state_dict()
+    for key, value in net.state_dict().items():
+        if "running_" not in key and "num_batches" not in key:
+            torch.testing.assert_close(value, plain[key])
+
+
+def _cli(argv: list[str]) -> tuple[int, str]:
+    from moonas.deploy.cli import register
+
+    parser = argparse.ArgumentParser(prog="moonas")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args), ""
+    except MoonasError as err:
+        return err.exit_code, str(err)
+
+
+def test_bad_input_fails_with_one_line_and_overwrites_nothing(run, reference, tmp_path) -> None:
+    cid, _, _ = reference
+    out = tmp_path / "keep.onnx"
+    out.write_text("precious")
+    code, message = _cli(["export", str(run.dir), "--id", "999", "--format", "onnx",
+                          "--out", str(out)])
+    assert code == 1 and "id 999 is not a candidate" in message and "\n" not in message
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, message = _cli(["export", str(run.dir), "--id", str(cid), "--format", "onnx",
+                          "--out", str(blocker / "net.onnx")])
+    assert code == 1 and "is a file, not a folder" in message
+    with pytest.raises(MoonasError, match="is a directory"):
+        check_output_path(tmp_path)
+    code, message = _cli(["export", str(tmp_path), "--id", "0", "--format", "pt",
+                          "--out", str(out)])
+    assert code == 1 and "not a moonas run" in message
+    # A truncated checkpoint.
+    broken = make_run(tmp_path / "broken", n=6, with_log=False)
+    checkpoint = broken / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:2000])
+    broken_run = load_run(broken)
+    with pytest.raises(CheckpointError, match="corrupt or truncated") as info:
+        export_network(broken_run, broken_run.front.picks[0], "onnx", out)
+    assert "\n" not in str(info.value)
+    checkpoint.unlink()
+    with pytest.raises(CheckpointError, match="no supernet checkpoint"):
+        export_network(broken_run, broken_run.front.picks[0], "onnx", out)
+    assert out.read_text() == "precious" and not sidecar_path(out).exists()
+    assert not list(tmp_path.glob(".keep.onnx*"))  # no temporary files left behind
+
+
+def test_cli_export_prints_where_it_went(run, reference, tmp_path, capsys) -> None:
+    cid, _, _ = reference
+    out = tmp_path / "sub" / "net.ts"
+    code, _ = _cli(["export", str(run.dir), "--id", str(cid), "--format", "torchscript",
+                    "--out", str(out)])
+    assert code == 0 and out.is_file() and sidecar_path(out).is_file()
+    assert str(out) in capsys.readouterr().out
+
+
+def test_end_to_end_search_pick_export_keeps_the_fronts_accuracy(tmp_path) -> None:
+    """With `bn=recalibrate`, the exported ONNX network classifies the validation split exactly
+    as the front's evaluation of the shared weights did."""
+    from moonas.deploy.export import onnx_outputs
+    from moonas.deploy.pick import pick
+    from moonas.deploy.weights import run_data
+    from moonas.search import search
+    from moonas.search.batches import stack
+
+    run = search("smoke", tmp_path / "run", overrides=(
+        "data.max_train=96", "search.epochs=2", "search.warmup_epochs=1",
+        "search.front_samples=2", "search.bn=recalibrate"))
+    chosen = pick(run).candidate
+    out = tmp_path / "best.onnx"
+    export_network(run, chosen.id, "onnx", out)
+    x, y = stack(run_data(run).val)
+    logits = onnx_outputs(out, x.numpy())
+    accuracy = float((logits.argmax(1) == y.numpy()).mean())
+    assert accuracy == pytest.approx(chosen.accuracy, abs=1e-6)

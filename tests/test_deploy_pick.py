@@ -1,0 +1,288 @@
+"""`moonas pick`: limits, amounts, the knee, latency devices, budgets files, infeasible runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from moonas.checkpoint import save_checkpoint
+from moonas.config import config_to_dict, load_config
+from moonas.costs import build_cost_table
+from moonas.costs.latency import AdditiveLatency
+from moonas.deploy.pick import (NoFeasibleArchitecture, candidate_pool, knee_index, pick,
+                                pick_many, read_budgets_file)
+from moonas.errors import ConfigError, MoonasError
+from moonas.nets import build_supernet
+from moonas.pareto import non_dominated
+from moonas.pricing import static_space
+from moonas.run import Candidate, RunFiles, load_run, write_candidates, write_front
+from moonas.search.front import front_from_candidates
+from moonas.search.objective import Objective
+
+from conftest import NB201_CSV
+
+#: The synthetic runs' config: the smoke space (nb201, 4 channels, 1 cell) on a little digits.
+RUN_OVERRIDES = ["data.max_train=96", "search.bn_batches=2"]
+
+
+_BUILT: dict[tuple, Path] = {}
+
+
+def make_run(root: Path, *, n: int = 16, seed: int = 0, with_log: bool = True) -> Path:
+    """A complete run directory without searching: random candidates priced by the cost table,
+    accuracies that grow with params (plus noise), a front built by the search's own code, a
+    freshly initialised supernet as the checkpoint, and a short log with thetas. Built once per
+    test session and settings, then copied."""
+    key = (n, seed, with_log)
+    if key not in _BUILT:
+        _BUILT[key] = _build_run(Path(tempfile.mkdtemp(prefix="moonas-run-")) / "run", n=n,
+                                 seed=seed, with_log=with_log)
+    shutil.copytree(_BUILT[key], root)
+    return root
+
+
+def _build_run(root: Path, *, n: int, seed: int, with_log: bool) -> Path:
+    config = load_config("smoke", RUN_OVERRIDES)
+    files = RunFiles(root)
+    root.mkdir(parents=True, exist_ok=True)
+    files.config.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    space = static_space(config)
+    table = build_cost_table(space)
+    rng = np.random.default_rng(seed)
+    archs = np.unique(space.sample(rng, n), axis=0)
+    costs = table.price(archs)
+    params = costs[:, 0]
+    accuracy = 0.5 + 0.4 * np.sqrt((params - params.min()) / np.ptp(params))
+    accuracy = np.clip(accuracy + rng.normal(0, 0.03, len(archs)), 0, 1).round(4)
+    candidates = [
+        Candidate(id=i, arch=tuple(int(v) for v in a), arch_str=space.to_str(a),
+                  accuracy=float(acc), loss=float(1 - acc), params=int(c[0]), macs=int(c[1]),
+                  mode_of=i if i < 3 else None, on_front=False)
+        for i, (a, acc, c) in enumerate(zip(archs, accuracy, costs))
+    ]
+    budgets = tuple(float(b) for b in np.quantile(params, (0.25, 0.5, 0.9)).round())
+    objective = Objective("params", budgets, None, float(params.min()), float(params.max()))
+    marked, front = front_from_candidates(space.name, config.data.name, objective, candidates)
+    write_candidates(files.candidates, marked)
+    write_front(files, front)
+    torch.manual_seed(seed)
+    save_checkpoint(files.checkpoint, {"format": 1, "epoch": 1,
+                                       "supernet": build_supernet(space).state_dict()})
+    if with_log:
+        lines = []
+        for step in range(1, 7):
+            entry = {"step": step, "epoch": (step - 1) // 3, "train_loss": 2.3 - 0.1 * step}
+            if step > 1:
+                entry["val_loss"] = [2.3 - 0.05 * step * (k + 1) for k in range(3)]
+                entry["entropy"] = [8.0 - 0.2 * step * (k + 1) for k in range(3)]
+            lines.append(entry)
+            if step % 3 == 0:
+                theta = rng.dirichlet(np.ones(5), size=(3, 6))
+                lines.append({"step": step, "epoch": step // 3 - 1, "kind": "epoch",
+                              "modes": theta.argmax(-1).tolist(), "theta": theta.tolist()})
+        files.log.write_text("".join(json.dumps(e) + "\n" for e in lines))
+    return root
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return make_run(tmp_path_factory.mktemp("run") / "run")
+
+
+@pytest.fixture(scope="module")
+def run(run_dir):
+    return load_run(run_dir)
+
+
+def _feasible_best(run, **limits) -> Candidate | None:
+    best = None
+    for c in candidate_pool(run):
+        if limits.get("max_params") is not None and c.params > limits["max_params"]:
+            continue
+        if limits.get("max_macs") is not None and c.macs > limits["max_macs"]:
+            continue
+        if limits.get("min_accuracy") is not None and c.accuracy < limits["min_accuracy"]:
+            continue
+        if best is None or (c.accuracy, -c.params) > (best.accuracy, -best.params):
+            best = c
+    return best
+
+
+def test_no_limits_picks_the_most_accurate(run) -> None:
+    result = pick(run)
+    assert result.candidate.accuracy == max(c.accuracy for c in candidate_pool(run))
+    assert result.candidate.on_front
+    assert result.weights == "supernet" and result.trained is None
+
+
+def test_budget_limit_reproduces_the_fronts_picks(run) -> None:
+    for budget, expected in zip(run.front.budgets, run.front.picks):
+        assert pick(run, max_params=budget).candidate.id == expected
+
+
+def test_several_limits_match_brute_force(run) -> None:
+    pool = candidate_pool(run)
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        limits = {"max_params": float(rng.choice([c.params for c in pool])),
+                  "max_macs": float(rng.choice([c.macs for c in pool])),
+                  "min_accuracy": float(rng.uniform(0.4, 0.7))}
+        expected = _feasible_best(run, **limits)
+        if expected is None:
+            with pytest.raises(NoFeasibleArchitecture):
+                pick(run, **limits)
+            continue
+        got = pick(run, **limits).candidate
+        assert got.accuracy == expected.accuracy
+        assert got.params <= limits["max_params"] and got.macs <= limits["max_macs"]
+
+
+def test_amounts_and_percentages_parse(run) -> None:
+    budget = run.front.budgets[1]
+    assert pick(run, max_params=f"{budget / 1000}k").candidate.id == run.front.picks[1]
+    a = pick(run, min_accuracy="60%")
+    b = pick(run, min_accuracy=0.6)
+    c = pick(run, min_accuracy=60)
+    assert a.candidate.id == b.candidate.id == c.candidate.id
+    assert a.limits.min_accuracy == pytest.approx(0.6)
+    with pytest.raises(ConfigError, match="not a number"):
+        pick(run, max_params="lots")
+
+
+def test_nothing_feasible_exits_2_and_names_the_cheapest(run) -> None:
+    pool = candidate_pool(run)
+    cheapest = min(pool, key=lambda c: (c.params, -c.accuracy))
+    with pytest.raises(NoFeasibleArchitecture) as info:
+        pick(run, max_params=cheapest.params - 1, min_accuracy=0.99)
+    message = str(info.value)
+    assert info.value.exit_code == 2
+    assert "\n" not in message
+    assert f"id {cheapest.id} ({cheapest.params:,} params)" in message
+    assert "most accurate" in message
+
+
+def test_knee_on_hand_cases() -> None:
+    cost = np.array([0.0, 1.0, 2.0, 3.0])
+    assert knee_index(cost, np.array([0.0, 0.8, 0.9, 1.0])) == 1
+    assert knee_index(cost, np.array([0.0, 0.1, 0.2, 1.0])) == 3  # convex: no knee inside
+    assert knee_index(cost, np.array([0.0, 1 / 3, 2 / 3, 1.0])) == 3  # a line: most accurate
+    assert knee_index(np.array([1.0, 2.0]), np.array([0.5, 0.9])) == 1  # too few points
+
+
+def test_knee_pick_is_on_the_front(run) -> None:
+    result = pick(run, prefer="knee")
+    pool = candidate_pool(run)
+    acc = np.array([c.accuracy for c in pool])
+    params = np.array([c.params for c in pool], dtype=float)
+    mask = non_dominated(np.column_stack([-acc, params]))
+    assert result.candidate.id in {c.id for c, m in zip(pool, mask) if m}
+    assert result.prefer == "knee"
+    with pytest.raises(ConfigError, match="prefer"):
+        pick(run, prefer="fastest")
+
+
+def _additive_model(run, per_option: float = 1.0) -> AdditiveLatency:
+    from moonas.deploy.weights import run_space
+
+    space = run_space(run)
+    table = np.tile(np.arange(5, dtype=float) * per_option, (6, 1))
+    return AdditiveLatency(device="toy", base=1.0, table=table, valid=np.ones((6, 5), bool),
+                           space=space.settings())
+
+
+def test_latency_limit_with_a_model(run, tmp_path) -> None:
+    model = _additive_model(run)
+    pool = candidate_pool(run)
+    latency = {c.id: 1.0 + sum(c.arch) for c in pool}
+    limit = float(np.median(list(latency.values())))
+    result = pick(run, max_latency_ms=limit, device=model)
+    assert result.latency_ms == latency[result.candidate.id] <= limit
+    best = max((c for c in pool if latency[c.id] <= limit), key=lambda c: c.accuracy)
+    assert result.candidate.accuracy == best.accuracy
+    # The same model from its JSON file, by name.
+    model.save(tmp_path / "toy.json")
+    again = pick(run, max_latency_ms=limit, device="toy", latency_table=tmp_path / "toy.json")
+    assert again.candidate.id == result.candidate.id
+    with pytest.raises(ConfigError, match="known devices: toy"):
+        pick(run, max_latency_ms=limit, device="toyy", latency_table=tmp_path / "toy.json")
+    with pytest.raises(ConfigError, match="needs --device"):
+        pick(run, max_latency_ms=limit)
+    with pytest.raises(ConfigError, match="latency table"):
+        pick(run, max_latency_ms=limit, device="toy")
+
+
+def test_latency_from_the_nb201_table(run) -> None:
+    result = pick(run, device="raspi4", latency_table=NB201_CSV)
+    assert result.device == "raspi4" and result.latency_ms is not None and result.latency_ms > 0
+    with pytest.raises(ConfigError, match="known devices: .*pixel3.*raspi4"):
+        pick(run, max_latency_ms=10, device="raspberry", latency_table=NB201_CSV)
+
+
+def test_budgets_file_gives_one_pick_per_device(run, tmp_path) -> None:
+    model = _additive_model(run)
+    model.save(tmp_path / "toy.json")
+    pool = candidate_pool(run)
+    cheapest = min(c.params for c in pool)
+    spec = {
+        "big": {"max_params": "1M"},
+        "small": {"max_params": run.front.budgets[0]},
+        "toy": {"max_latency_ms": 8, "latency_table": "toy.json"},
+        "impossible": {"max_params": cheapest - 1},
+    }
+    path = tmp_path / "devices.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    results = dict(pick_many(run, read_budgets_file(path)))
+    assert results["big"].candidate.id == pick(run).candidate.id
+    assert results["small"].candidate.id == run.front.picks[0]
+    assert results["toy"].device == "toy" and results["toy"].latency_ms <= 8
+    assert isinstance(results["impossible"], NoFeasibleArchitecture)
+    path.write_text(yaml.safe_dump({"x": {"max_parms": 10}}))
+    with pytest.raises(ConfigError, match="did you mean 'max_params'"):
+        read_budgets_file(path)
+
+
+def _cli(argv: list[str]) -> int:
+    from moonas.deploy.cli import register
+
+    parser = argparse.ArgumentParser(prog="moonas")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except MoonasError as err:
+        print(f"error: {err}")
+        return err.exit_code
+
+
+def test_cli_pick_json_table_and_exit_codes(run, run_dir, tmp_path, capsys) -> None:
+    assert _cli(["pick", str(run_dir), "--max-params", str(run.front.budgets[0]), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["id"] == run.front.picks[0]
+    assert record["limits"] == {"max_params": run.front.budgets[0]}
+    assert _cli(["pick", str(run_dir), "--max-params", "10"]) == 2
+    assert "no architecture" in capsys.readouterr().out
+    spec = tmp_path / "devices.yaml"
+    spec.write_text(yaml.safe_dump({"a": {"max_params": "1M"}, "b": {"max_params": 10}}))
+    assert _cli(["pick", str(run_dir), "--budgets-file", str(spec), "--json"]) == 2
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == ["a", "b"] and "error" in rows[1]
+    assert _cli(["pick", str(run_dir), "--budgets-file", str(spec)]) == 2
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:3] == ["device", "id", "accuracy"] and len(table) == 3
+
+
+def test_cli_pick_bad_runs(tmp_path, capsys) -> None:
+    assert _cli(["pick", str(tmp_path)]) == 1
+    assert "not a moonas run" in capsys.readouterr().out
+    broken = make_run(tmp_path / "broken", n=6, with_log=False)
+    (broken / "pareto.json").unlink()
+    assert _cli(["pick", str(broken)]) == 1
+    assert "no front" in capsys.readouterr().out

@@ -1,0 +1,138 @@
+"""`moonas plot`: fronts on any cost axis, theta heatmaps, search curves, checked via their data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+from moonas.costs.latency import AdditiveLatency
+from moonas.deploy.cli import plot_history, plot_runs, read_history, register
+from moonas.deploy.pick import candidate_pool
+from moonas.deploy.weights import TrainedFiles, run_space
+from moonas.errors import ConfigError, MoonasError
+from moonas.pareto import non_dominated
+from moonas.run import load_run
+
+from test_deploy_pick import make_run
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("plot")
+    return [load_run(make_run(root / "a", seed=0)), load_run(make_run(root / "b", seed=1))]
+
+
+def _is_png(path) -> bool:
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fronts_of_two_runs_with_budgets_and_modes(runs, tmp_path) -> None:
+    out = tmp_path / "fronts.png"
+    drawn = plot_runs(runs, out)
+    assert _is_png(out) and drawn["xlabel"] == "params (count)"
+    assert [s["label"] for s in drawn["series"]] == ["a", "b"]
+    for run, series in zip(runs, drawn["series"]):
+        front = sorted(run.front.architectures, key=lambda c: c.params)
+        assert series["front_x"] == [float(c.params) for c in front]
+        assert series["front_y"] == pytest.approx([c.accuracy * 100 for c in front])
+        assert series["budgets"] == list(run.front.budgets)
+        modes = sorted((float(c.params), c.accuracy) for c in run.candidates
+                       if c.mode_of is not None)
+        assert sorted(series["modes"]) == modes
+
+
+def test_front_on_another_cost_is_recomputed(runs, tmp_path) -> None:
+    drawn = plot_runs(runs[:1], tmp_path / "macs.svg", x="macs", labels=["mine"])
+    series = drawn["series"][0]
+    assert series["label"] == "mine" and series["budgets"] == []  # budgets are in params
+    pool = candidate_pool(runs[0])
+    points = np.array([[-c.accuracy, c.macs] for c in pool], dtype=float)
+    expected = sorted(float(m) for m in points[non_dominated(points), 1])
+    assert sorted(series["front_x"]) == expected
+    assert (tmp_path / "macs.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_latency_axis_and_retrained_points(runs, tmp_path) -> None:
+    run = runs[0]
+    table = np.tile(np.arange(5.0), (6, 1))
+    model = AdditiveLatency(device="toy", base=1.0, table=table, valid=np.ones((6, 5), bool),
+                            space=run_space(run).settings())
+    model.save(tmp_path / "toy.json")
+    cid = run.front.picks[0]
+    files = TrainedFiles.of(run.dir, cid)
+    files.root.mkdir(parents=True, exist_ok=True)
+    files.weights.write_bytes(b"")
+    files.metrics.write_text(json.dumps({"id": cid, "test_accuracy": 0.42}))
+    try:
+        drawn = plot_runs([run], tmp_path / "lat.pdf", x="latency:toy",
+                          latency_table=tmp_path / "toy.json")
+    finally:
+        files.weights.unlink()
+        files.metrics.unlink()
+    assert drawn["xlabel"] == "latency on toy (ms)"
+    c = next(c for c in run.candidates if c.id == cid)
+    assert drawn["series"][0]["trained"] == [(1.0 + sum(c.arch), c.accuracy, 0.42)]
+    assert (tmp_path / "lat.pdf").read_bytes()[:4] == b"%PDF"
+    with pytest.raises(ConfigError, match="--latency-table"):
+        plot_runs([run], tmp_path / "x.png", x="latency:toy")
+    with pytest.raises(ConfigError, match="one per run"):
+        plot_runs(runs, tmp_path / "x.png", labels=["only one"])
+
+
+def test_theta_heatmaps_draw_the_logged_probabilities(runs, tmp_path) -> None:
+    run = runs[0]
+    out = tmp_path / "theta.png"
+    drawn = plot_history(run, out, "theta")
+    epochs = [json.loads(line) for line in (run.dir / "log.jsonl").read_text().splitlines()]
+    epochs = [e for e in epochs if e.get("kind") == "epoch"]
+    assert drawn["steps"] == [e["step"] for e in epochs]
+    assert len(drawn["matrices"]) == 3 and len(drawn["rows"]) == 30
+    assert drawn["rows"][0] == "edge1<-0: none"
+    theta = np.array([e["theta"] for e in epochs])  # (T, K, D, Kmax)
+    for k, matrix in enumerate(drawn["matrices"]):
+        np.testing.assert_allclose(np.array(matrix), theta[:, k].reshape(len(epochs), -1).T)
+    assert drawn["budget_labels"] == [f"params <= {b:g}" for b in run.front.budgets]
+    assert _is_png(out)
+
+
+def test_curves_and_a_torn_log(runs, tmp_path) -> None:
+    run = runs[1]
+    drawn = plot_history(run, tmp_path / "curves.png", "curves")
+    assert drawn["steps"] == list(range(1, 7)) and drawn["dist_steps"] == list(range(2, 7))
+    assert len(drawn["val_loss"]) == 3 and len(drawn["entropy"]) == 3
+    assert drawn["entropy"][0][0] == pytest.approx(8.0 - 0.4)
+    log = run.dir / "log.jsonl"
+    text = log.read_text()
+    log.write_text(text + '{"step": 7, "train_lo')
+    try:
+        history = read_history(run.dir)
+    finally:
+        log.write_text(text)
+    assert list(history.steps) == list(range(1, 7)) and history.theta.shape == (2, 3, 6, 5)
+
+
+def test_cli_plot(runs, tmp_path, capsys) -> None:
+    parser = argparse.ArgumentParser(prog="moonas")
+    register(parser.add_subparsers(dest="command"))
+
+    def call(*argv: str) -> int:
+        args = parser.parse_args(list(argv))
+        try:
+            return args.func(args)
+        except MoonasError as err:
+            print(f"error: {err}")
+            return err.exit_code
+
+    a, b = (str(r.dir) for r in runs)
+    assert call("plot", a, b, "--out", str(tmp_path / "f.png"), "--log-x") == 0
+    assert call("plot", a, "--kind", "theta", "--out", str(tmp_path / "t.png")) == 0
+    assert call("plot", a, "--kind", "curves", "--out", str(tmp_path / "c.png")) == 0
+    capsys.readouterr()
+    assert call("plot", a, "--out", str(tmp_path / "f.gif")) == 1
+    assert "must end in .png or .svg or .pdf" in capsys.readouterr().out
+    assert call("plot", a, b, "--kind", "theta", "--out", str(tmp_path / "t.png")) == 1
+    assert call("plot", str(tmp_path), "--out", str(tmp_path / "x.png")) == 1
+    assert "not a moonas run" in capsys.readouterr().out

@@ -1,0 +1,133 @@
+"""`moonas train`: retraining inside the run, reuse, resume, settings clashes, use by export."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from moonas.checkpoint import load_checkpoint
+from moonas.deploy.export import export_network, sidecar_path
+from moonas.deploy.train import train_candidate
+from moonas.deploy.weights import TrainedFiles, load_network, read_trained_metrics
+from moonas.errors import CheckpointError, ConfigError, MoonasError
+from moonas.run import load_run
+
+from test_deploy_pick import make_run
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A run with candidate `cid` retrained for 2 epochs, and the metrics returned."""
+    run = load_run(make_run(tmp_path_factory.mktemp("train") / "run"))
+    cid = run.front.picks[0]
+    metrics = train_candidate(run, cid, epochs=2)
+    return run, cid, metrics
+
+
+def test_training_stores_weights_and_metrics_in_the_run(trained) -> None:
+    run, cid, metrics = trained
+    files = TrainedFiles.of(run.dir, cid)
+    assert files.root == run.dir / "trained" / str(cid)
+    assert files.weights.is_file() and files.metrics.is_file() and files.checkpoint.is_file()
+    assert 0 <= metrics["test_accuracy"] <= 1 and 0 <= metrics["val_accuracy"] <= 1
+    assert metrics["recipe"]["epochs"] == 2 and metrics["init"] == "scratch"
+    assert len(metrics["history"]) == 2
+    assert read_trained_metrics(run.dir, cid) == json.loads(files.metrics.read_text())
+    state = load_checkpoint(files.weights)
+    assert tuple(state["arch"]) == next(c.arch for c in run.candidates if c.id == cid)
+
+
+def test_same_settings_reuse_other_settings_refuse(trained) -> None:
+    run, cid, metrics = trained
+    files = TrainedFiles.of(run.dir, cid)
+    stamp = files.weights.stat().st_mtime_ns
+    assert train_candidate(run, cid, epochs=2) == metrics
+    assert files.weights.stat().st_mtime_ns == stamp
+    with pytest.raises(MoonasError, match="epochs 2 vs 3.*--restart"):
+        train_candidate(run, cid, epochs=3)
+    with pytest.raises(ConfigError, match="--epochs"):
+        train_candidate(run, cid, epochs=0)
+    with pytest.raises(MoonasError, match="not a candidate"):
+        train_candidate(run, 12345)
+    assert files.weights.stat().st_mtime_ns == stamp
+
+
+def test_an_interrupted_training_resumes_to_the_same_weights(trained, tmp_path) -> None:
+    run, cid, _ = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(run.dir, copy, ignore=shutil.ignore_patterns("trained"))
+    other = load_run(copy)
+
+    def stop(done: int, total: int, info: dict) -> None:
+        if info["epoch"] == 1:  # the first epoch's checkpoint is written; stop in the second
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_candidate(other, cid, epochs=2, progress=stop)
+    files = TrainedFiles.of(copy, cid)
+    assert files.checkpoint.is_file() and not files.metrics.exists()
+    resumed = train_candidate(other, cid, epochs=2)
+    assert resumed["history"] == trained[2]["history"]
+    a = load_checkpoint(files.weights)["state_dict"]
+    b = load_checkpoint(TrainedFiles.of(run.dir, cid).weights)["state_dict"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key])
+
+
+def test_export_prefers_the_retrained_weights(trained, tmp_path) -> None:
+    run, cid, metrics = trained
+    net, source = load_network(run, cid)
+    assert source == "trained"
+    out = tmp_path / "net.onnx"
+    result = export_network(run, cid, "onnx", out)
+    meta = json.loads(sidecar_path(out).read_text())
+    assert result.weights == "trained" and meta["weights"].startswith("retrained")
+    assert meta["accuracy"]["trained_test"] == metrics["test_accuracy"]
+    supernet, _ = load_network(run, cid, "supernet")
+    x = torch.randn(3, 1, 8, 8)
+    with torch.no_grad():
+        assert not np.allclose(net(x).numpy(), supernet(x).numpy())
+
+
+def test_supernet_init_starts_from_the_supernet(tmp_path) -> None:
+    run = load_run(make_run(tmp_path / "run"))
+    cid = run.front.picks[1]
+    start, _ = load_network(run, cid, "supernet")
+    metrics = train_candidate(run, cid, epochs=1, init="supernet", lr=1e-12)
+    assert metrics["init"] == "supernet" and metrics["recipe"]["lr"] == 1e-12
+    net, _ = load_network(run, cid, "trained")
+    for (key, a), b in zip(start.state_dict().items(), net.state_dict().values()):
+        if key.endswith("weight") and a.dim() == 4:
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+def test_corrupt_weights_fail_with_one_line(tmp_path) -> None:
+    run = load_run(make_run(tmp_path / "run"))
+    cid = run.front.picks[0]
+    files = TrainedFiles.of(run.dir, cid)
+    files.root.mkdir(parents=True)
+    files.weights.write_bytes(b"PK\x03\x04 not really a zip")
+    files.metrics.write_text(json.dumps({"id": cid, "test_accuracy": 0.5}))
+    with pytest.raises(CheckpointError, match="corrupt or truncated") as info:
+        load_network(run, cid)
+    assert "\n" not in str(info.value)
+    with pytest.raises(MoonasError, match="has not been retrained"):
+        load_network(run, run.front.picks[-1], "trained")
+
+
+def test_cli_train(tmp_path, capsys) -> None:
+    from moonas.deploy.cli import register
+
+    run_dir = make_run(tmp_path / "run")
+    cid = load_run(run_dir).front.picks[0]
+    parser = argparse.ArgumentParser(prog="moonas")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", str(run_dir), "--id", str(cid), "--epochs", "1", "-q"])
+    assert args.func(args) == 0
+    assert f"id {cid} retrained" in capsys.readouterr().out
+    assert (run_dir / "trained" / str(cid) / "metrics.json").is_file()
