@@ -25,7 +25,7 @@ from moonas.nets import build_supernet  # noqa: E402
 from moonas.spaces import build_space  # noqa: E402
 
 SETTINGS = {
-    "nb201, default config (C=8, N=1, 8x8x1 digits)": (
+    "nb201 on digits (C=8, N=1, 8x8x1)": (
         "nb201", dict(channels=8, cells_per_stage=1, input_size=8, in_channels=1, n_classes=10)),
     "nb201, the benchmark's (C=16, N=5, 32x32x3)": (
         "nb201", dict(channels=16, cells_per_stage=5, input_size=32, in_channels=3, n_classes=10)),
