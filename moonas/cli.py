@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 from moonas.errors import MoonasError
 
@@ -15,19 +15,8 @@ __all__ = ["main", "build_parser"]
 
 log = logging.getLogger("moonas")
 
-#: Subcommands that later work will make real, and where that work is tracked.
-_PLANNED = {
-    "bench": "External ground truth (NAS-Bench-201 harness)",
-}
-
 _HELP = {
     "search": "run a multi-budget architecture search -> a Pareto front in a run directory",
-    "pick": "pick the best architecture of a run's front per device budget",
-    "export": "export a picked network to TorchScript, ONNX or a state dict",
-    "train": "retrain a picked network standalone on the run's dataset",
-    "plot": "plot fronts, budgets and how the distributions settled",
-    "bench": "benchmark strategies on the NAS-Bench-201 ground truth",
-    "profile": "measure an additive latency table on this machine",
     "cost": "price architectures (params, MACs) without training",
 }
 
@@ -116,15 +105,6 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _planned(name: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        raise MoonasError(
-            f"'moonas {name}' is not built yet (planned in the issue '{_PLANNED[name]}')"
-        )
-
-    return run
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="moonas",
@@ -149,15 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     search.set_defaults(func=_cmd_search)
 
+    from moonas.bench.cli import register as register_bench
     from moonas.deploy.cli import register as register_deploy
 
     register_deploy(sub)
-
-    for name in ("bench",):
-        planned = sub.add_parser(name, help=f"{_HELP[name]} (not built yet)",
-                                 description=_HELP[name])
-        planned.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-        planned.set_defaults(func=_planned(name))
+    register_bench(sub)
 
     cost = sub.add_parser("cost", help=_HELP["cost"], description=_HELP["cost"] + ". Prints one "
                           "JSON object per architecture with arch, arch_str, params and macs.")

@@ -554,3 +554,16 @@ def test_toy_coefficients_modes_match_optimum() -> None:
         assert np.all((modes != optimum).sum(axis=1) <= 1), modes
         gap = objective[np.arange(5)[:, None], np.arange(8)[None, :], modes].sum(-1) - objective.min(-1).sum(-1)
         assert np.all(gap / span <= 0.08)
+
+
+def test_small_alpha_never_makes_the_step_non_finite() -> None:
+    """A small alpha shrinks Delta every step; beta is capped so theta stays finite."""
+    from moonas.asng import MultiASNG
+
+    rng = np.random.default_rng(0)
+    search = MultiASNG((4,) * 6, 3, budgets=[2.0, 4.0, 6.0], n_per_dist=2, alpha=0.75)
+    for _ in range(400):
+        archs = search.ask(rng)
+        search.tell(archs, rng.random(len(archs)), archs.sum(axis=1).astype(float))
+    assert np.all(np.isfinite(search.thetas))
+    assert all(s.delta / np.sqrt(18) <= 1.0 + 1e-12 for s in search.states)

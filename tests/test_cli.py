@@ -65,7 +65,7 @@ def test_cost_extremes_and_overrides(capsys) -> None:
         (["cost", "--config", "nope.yaml", "[0,0,0,0,0,0]"], "not found"),
         (["cost"], "no architectures given"),
         (["cost", "--from", "/no/such/file"], "no such file"),
-        (["bench"], "not built yet"),
+        (["bench", "nb201", "--table", "/no/such.csv", "--out", "/tmp/x"], "/no/such.csv"),
         (["search", "--set", "search.strategy=nope"], "unknown strategy"),
     ],
 )

@@ -183,7 +183,9 @@ def asng_step(
         return StepResult(theta=theta.copy(), state=state, stepped=False)
 
     delta = state.delta
-    beta = delta / np.sqrt(n)
+    # beta > 1 would make sqrt(beta (2 - beta)) shrink and, past 2, NaN: with a small alpha,
+    # Delta can collapse that far. Capping beta at 1 leaves every ordinary step unchanged.
+    beta = min(delta / np.sqrt(n), 1.0)
     new_theta = clip_to_margin(theta + delta * grad / norm, mask)
 
     # The evolution path lives on the free positions of the current mask; entries left over
@@ -192,5 +194,6 @@ def asng_step(
     s = (1.0 - beta) * s_prev + np.sqrt(beta * (2.0 - beta)) * whitened / norm
     gamma = (1.0 - beta) ** 2 * state.gamma + beta * (2.0 - beta)
     Delta = state.Delta * float(np.exp(beta * (gamma - np.sum(s**2) / state.alpha)))
+    Delta = max(Delta, state.delta0 / np.sqrt(n))  # keeps the next beta <= 1
     new_state = replace(state, Delta=Delta, gamma=float(gamma), s=s)
     return StepResult(theta=new_theta, state=new_state, stepped=True)

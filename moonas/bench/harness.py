@@ -1,0 +1,349 @@
+"""The benchmark job: strategies x seeds, each run anytime to the largest count, scored, written."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+import zlib
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from moonas.atomic import write_json, write_text
+from moonas.bench.runners import RUNNERS, RunOptions, describe, run_strategy, search_config
+from moonas.bench.scoring import (PERCENTILES, REFERENCE, Scorer, build_scorer, picks,
+                                  returned_set)
+from moonas.bench.table import BenchProblem, load_problem
+from moonas.errors import ConfigError
+
+__all__ = ["BenchJob", "run_bench", "summary_markdown", "write_anytime", "strategy_rng",
+           "STRATEGY_NAMES", "CACHING"]
+
+log = logging.getLogger(__name__)
+
+#: Every strategy, in the order tables list them.
+STRATEGY_NAMES = ("multi-asng", "asng-separate", "asng-separate-full", "nsga2", "optuna-nsga2",
+                  "optuna-tpe", "random", "exhaustive")
+
+#: Strategies whose count is not the number of distinct evaluations of one search.
+NOTES = {
+    "asng-separate-full": "K runs each with the full count: K times the evaluations of the others",
+    "exhaustive": "all 15,625 evaluated: the ceiling set by the 12-epoch signal",
+}
+
+CACHING = ("An evaluation is one look-up of a distinct architecture's 12-epoch validation "
+           "accuracy. Every strategy caches its look-ups: repeating an architecture is free and "
+           "the strategy is told the cached value (optuna trials included). A strategy that "
+           "stops finding new architectures stops early; the table gives the distinct count "
+           "it reached.")
+
+#: Extra counts (besides the job's) at which runs are scored for the anytime plot.
+_PLOT_POINTS = 14
+
+
+@dataclass(frozen=True)
+class BenchJob:
+    """One benchmark: table, dataset, cost, strategies, evaluation counts, and the seeds
+    `first_seed .. first_seed + seeds - 1` (a separate range keeps tuning off the reported seeds).
+
+    `search`: overrides of multi-asng's search settings (`runners.SEARCH_KEYS`), e.g.
+    `(("delta0", 0.5),)`; `population`: NSGA-II's population (pymoo and optuna);
+    `plot_counts`: where runs are also scored for anytime.png (default: a log grid from 10).
+    """
+
+    table: str
+    out: str
+    dataset: str = "c10"
+    cost: str = "params"
+    strategies: tuple[str, ...] = STRATEGY_NAMES
+    evals: tuple[int, ...] = (100, 300, 1000)
+    seeds: int = 20
+    first_seed: int = 0
+    workers: int = 1
+    search: tuple[tuple[str, Any], ...] = ()
+    population: int = 20
+    plot_counts: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.strategies:
+            raise ConfigError("no strategies given: pass --strategies, e.g. multi-asng,random")
+        for name in self.strategies:
+            RUNNERS.get(name)  # unknown -> one line with the valid names
+        if len(set(self.strategies)) != len(self.strategies):
+            raise ConfigError(f"--strategies repeats a name: {','.join(self.strategies)}")
+        if not self.evals or any(int(e) < 1 for e in self.evals):
+            raise ConfigError(f"--evals must be positive counts, e.g. 100,300,1000; "
+                              f"got {self.evals}")
+        if self.seeds < 1:
+            raise ConfigError(f"--seeds must be >= 1, got {self.seeds}")
+        if self.workers < 1:
+            raise ConfigError(f"--workers must be >= 1, got {self.workers}")
+        object.__setattr__(self, "evals", tuple(sorted(set(int(e) for e in self.evals))))
+
+
+@dataclass(frozen=True)
+class _Task:
+    job: BenchJob
+    strategy: str
+    seed: int
+
+
+def strategy_rng(strategy: str, seed: int) -> np.random.Generator:
+    """The generator of one (strategy, seed): independent of the other strategies and seeds."""
+    return np.random.default_rng([int(seed), zlib.crc32(strategy.encode())])
+
+
+@functools.lru_cache(maxsize=4)
+def _problem(table: str, dataset: str, cost: str) -> tuple[BenchProblem, Scorer]:
+    """Loaded once per process (workers included)."""
+    problem = load_problem(table, dataset, cost)
+    return problem, build_scorer(problem)
+
+
+def _counts(job: BenchJob, size: int) -> tuple[int, ...]:
+    top = max(job.evals)
+    extra = job.plot_counts or tuple(
+        np.unique(np.geomspace(10, top, _PLOT_POINTS).round().astype(int)))
+    return tuple(sorted({min(int(c), size) for c in (*job.evals, *extra) if c <= top}))
+
+
+def _run_task(task: _Task) -> list[dict[str, Any]]:
+    """Run one (strategy, seed) to the largest count; a record per count, scored."""
+    job = task.job
+    problem, scorer = _problem(job.table, job.dataset, job.cost)
+    options = RunOptions(budgets=scorer.budgets, search=job.search, population=job.population)
+    exhaustive = task.strategy == "exhaustive"
+    # Mode k searched for budget k (the regret's) unless multi-asng's targets were overridden.
+    own_targets = task.strategy == "multi-asng" and any(
+        dict(job.search).get(key) is not None for key in ("budgets", "coefficients"))
+    counts = (problem.size,) if exhaustive else _counts(job, problem.size)
+    rng = strategy_rng(task.strategy, task.seed)
+    trace = run_strategy(task.strategy, problem, max(counts), rng, options, counts)
+    records = []
+    for count in counts:
+        rows = trace.rows_at(count)
+        returned = returned_set(rows, problem.signal, problem.cost)
+        picked = picks(rows, problem.signal, problem.cost, scorer.budgets)
+        record: dict[str, Any] = {
+            "strategy": task.strategy, "evals": count, "seed": task.seed,
+            "reached": int(len(rows)), "hv_ratio": scorer.hv_ratio(returned),
+            "regret": scorer.regret(picked).tolist(), "wall_s": trace.seconds_at(count),
+            "returned": returned.tolist(), "picks": picked.tolist(),
+            "listed": exhaustive or count in job.evals,
+        }
+        modes = trace.modes_at(count)
+        if modes is not None:
+            mode_rows = problem.index(modes)
+            record["modes"] = mode_rows.tolist()
+            if not own_targets and len(mode_rows) == len(scorer.budgets):
+                feasible = problem.cost[mode_rows] <= np.asarray(scorer.budgets)
+                record["mode_regret"] = scorer.regret(np.where(feasible, mode_rows, -1)).tolist()
+        records.append(record)
+    return records
+
+
+def _tasks(job: BenchJob) -> list[_Task]:
+    # Slow strategies first, so the pool's last tasks are short.
+    weight = {"optuna-tpe": 0, "asng-separate-full": 1, "optuna-nsga2": 2}
+    order = sorted(job.strategies, key=lambda s: weight.get(s, 9))
+    tasks = []
+    for name in order:
+        seeds = ([job.first_seed] if name == "exhaustive"
+                 else range(job.first_seed, job.first_seed + job.seeds))
+        tasks.extend(_Task(job, name, seed) for seed in seeds)
+    return tasks
+
+
+def run_bench(job: BenchJob, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Run the job; write summary.json, summary.md, fronts.jsonl and anytime.png into `job.out`.
+
+    `progress(done, total)` is called after each finished (strategy, seed) run. Returns the
+    summary (what summary.json holds).
+    """
+    problem, scorer = _problem(job.table, job.dataset, job.cost)  # fail fast on bad input
+    search = asdict(search_config(RunOptions(scorer.budgets, job.search), job.cost))
+    tasks = _tasks(job)
+    total = len(tasks)
+    if progress is not None:
+        progress(0, total)
+    started = time.perf_counter()
+    records: list[dict[str, Any]] = []
+    if job.workers == 1:
+        for done, task in enumerate(tasks, start=1):
+            records.extend(_run_task(task))
+            if progress is not None:
+                progress(done, total)
+    else:
+        with ProcessPoolExecutor(max_workers=job.workers) as pool:
+            futures = [pool.submit(_run_task, task) for task in tasks]
+            for done, future in enumerate(as_completed(futures), start=1):
+                records.extend(future.result())
+                if progress is not None:
+                    progress(done, total)
+    elapsed = time.perf_counter() - started
+    order = {name: i for i, name in enumerate(job.strategies)}
+    records.sort(key=lambda r: (order[r["strategy"]], r["evals"], r["seed"]))
+    summary = _summarise(job, problem, scorer, records, search, elapsed)
+    _write(job, problem, summary, records)
+    log.info("nb201 %s/%s: %d runs in %.0f s -> %s", job.dataset, job.cost, total, elapsed,
+             job.out)
+    return summary
+
+
+def _summarise(job: BenchJob, problem: BenchProblem, scorer: Scorer, records: list[dict],
+               search: dict, elapsed: float) -> dict[str, Any]:
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["strategy"], r["evals"]), []).append(r)
+    rows = []
+    anytime: dict[str, dict[str, list[float]]] = {}
+    for (name, count), group in groups.items():
+        hv = np.array([r["hv_ratio"] for r in group])
+        regret = np.array([r["regret"] for r in group])  # (seeds, K)
+        stats = {"median": float(np.median(hv)), "p25": float(np.percentile(hv, 25)),
+                 "p75": float(np.percentile(hv, 75))}
+        curve = anytime.setdefault(name, {"evals": [], "median": [], "p25": [], "p75": []})
+        curve["evals"].append(count)
+        for key in ("median", "p25", "p75"):
+            curve[key].append(stats[key])
+        if not group[0]["listed"]:
+            continue
+        row = {
+            "strategy": name, "evals": count, "n_seeds": len(group),
+            "reached_median": float(np.median([r["reached"] for r in group])),
+            "hv_ratio": stats,
+            "regret_mean": float(regret.mean()),
+            "regret_per_budget": regret.mean(axis=0).tolist(),
+            "wall_s_median": float(np.median([r["wall_s"] for r in group])),
+        }
+        if "mode_regret" in group[0]:
+            row["mode_regret_mean"] = float(np.mean([r["mode_regret"] for r in group]))
+        if name in NOTES:
+            row["note"] = NOTES[name]
+        rows.append(row)
+    return {
+        "benchmark": "nb201", "table": job.table, "dataset": job.dataset, "cost": job.cost,
+        "cost_unit": problem.cost_unit, "evals": list(job.evals), "seeds": job.seeds,
+        "strategies": {name: describe(name) for name in job.strategies},
+        "budgets": list(scorer.budgets), "budget_percentiles": list(PERCENTILES),
+        "reference_point": REFERENCE, "true_front": {"size": int(len(scorer.true_front)),
+                                                     "hv": scorer.true_hv},
+        "first_seed": job.first_seed, "caching": CACHING, "multi_asng_search": search,
+        "population": job.population,
+        "elapsed_s": elapsed, "rows": rows, "anytime": anytime,
+    }
+
+
+def _write(job: BenchJob, problem: BenchProblem, summary: dict, records: list[dict]) -> None:
+    out = Path(job.out)
+    names = problem.arch_strs
+    lines = []
+    for r in records:
+        if not r["listed"]:
+            continue
+        line = {"strategy": r["strategy"], "evals": r["evals"], "seed": r["seed"],
+                "returned": [names[i] for i in r["returned"]],
+                "picks": [names[i] if i >= 0 else None for i in r["picks"]]}
+        if "modes" in r:
+            line["modes"] = [names[i] for i in r["modes"]]
+        line.update(reached=r["reached"], hv_ratio=r["hv_ratio"], regret=r["regret"])
+        lines.append(_json_line(line))
+    write_text(out / "fronts.jsonl", "".join(lines))
+    write_json(out / "summary.json", summary)
+    write_anytime(summary, out / "anytime.png")
+    write_text(out / "summary.md", summary_markdown(summary))
+
+
+def write_anytime(summary: dict[str, Any], path: str | Path) -> dict:
+    """anytime.png from a summary (summary.json's content): HV ratio against evaluations, one
+    line per strategy, exhaustive as the ceiling. Returns what was drawn."""
+    from moonas.plotting import plot_anytime
+
+    exhaustive = next((row["hv_ratio"]["median"] for row in summary["rows"]
+                       if row["strategy"] == "exhaustive"), None)
+    k_runs = len(summary["budgets"])
+    curves = {(f"{k} ({k_runs} searches x count)" if k == "asng-separate-full" else k): v
+              for k, v in summary["anytime"].items() if k != "exhaustive"}
+    return plot_anytime(
+        curves, path,
+        title=f"NAS-Bench-201 {summary['dataset']} / {summary['cost']}: HV ratio, median and "
+              f"25-75% over {summary['seeds']} seeds",
+        reference={"exhaustive (12-epoch ceiling)": exhaustive} if exhaustive else None)
+
+
+def _json_line(data: dict) -> str:
+    return json.dumps(data, separators=(",", ":")) + "\n"
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    """summary.md: the setup, then median HV ratio and mean regret per strategy and count."""
+    rows = summary["rows"]
+    counts = summary["evals"]
+    names = list(summary["strategies"])
+    lines = [
+        f"# NAS-Bench-201 benchmark: {summary['dataset']} / {summary['cost']}",
+        "",
+        f"- {summary['seeds']} seeds ({summary['first_seed']}.."
+        f"{summary['first_seed'] + summary['seeds'] - 1}); counts "
+        f"{', '.join(map(str, counts))} distinct evaluations; "
+        f"budgets at the {', '.join(f'{p:g}' for p in summary['budget_percentiles'])}th cost "
+        f"percentiles: {', '.join(f'{b:.4g}' for b in summary['budgets'])} "
+        f"{summary['cost_unit']}.",
+        f"- {summary['caching']}",
+        "- Search signal: 12-epoch validation accuracy; score: 200-epoch test accuracy. HV of "
+        "(test error, cost) normalised by the table's min and max, reference point "
+        f"{summary['reference_point']}; HV ratio against the table's true front "
+        f"({summary['true_front']['size']} architectures). Regret in accuracy points, mean over "
+        "budgets and seeds.",
+        f"- multi-asng settings: {_settings(summary['multi_asng_search'])}.",
+        "",
+    ]
+    by_key = {(r["strategy"], r["evals"]): r for r in rows}
+
+    def cell(name: str, count: int, fmt: Callable[[dict], str]) -> str:
+        row = by_key.get((name, count))
+        return fmt(row) if row is not None else ""
+
+    table_names = [n for n in names if n != "exhaustive"]
+    exhaustive = [r for r in rows if r["strategy"] == "exhaustive"]
+    for title, fmt in (
+        ("Median HV ratio (25th-75th percentile)",
+         lambda r: f"{r['hv_ratio']['median']:.4f} ({r['hv_ratio']['p25']:.4f}-"
+                   f"{r['hv_ratio']['p75']:.4f})"),
+        ("Mean budget regret (accuracy points)", lambda r: f"{r['regret_mean']:.3f}"),
+        ("Median wall seconds", lambda r: f"{r['wall_s_median']:.2f}"),
+    ):
+        lines += [f"## {title}", "", "| strategy | " + " | ".join(map(str, counts)) + " |",
+                  "|---|" + "---|" * len(counts)]
+        for name in table_names:
+            lines.append(f"| {name} | " + " | ".join(cell(name, c, fmt) for c in counts) + " |")
+        for row in exhaustive:
+            lines.append(f"| exhaustive ({row['evals']}) | {fmt(row)} |" + " |" * (len(counts) - 1))
+        lines.append("")
+    lines += ["## Details", "",
+              "| strategy | evals | distinct reached (median) | HV ratio median | 1 - HV ratio | "
+              "mean regret | regret per budget | modes' mean regret |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        per = " / ".join(f"{v:.2f}" for v in r["regret_per_budget"])
+        modes = f"{r['mode_regret_mean']:.2f}" if "mode_regret_mean" in r else ""
+        lines.append(f"| {r['strategy']} | {r['evals']} | {r['reached_median']:.0f} | "
+                     f"{r['hv_ratio']['median']:.4f} | {1 - r['hv_ratio']['median']:.4f} | "
+                     f"{r['regret_mean']:.3f} | {per} | {modes} |")
+    notes = [f"- {r['strategy']}: {r['note']}" for r in rows if "note" in r]
+    lines += ["", "Strategies:", ""]
+    lines += [f"- {name}: {text}" for name, text in summary["strategies"].items()]
+    if notes:
+        lines += ["", "Notes:", "", *dict.fromkeys(notes)]
+    lines += ["", "![anytime](anytime.png)", ""]
+    return "\n".join(lines)
+
+
+def _settings(search: dict[str, Any]) -> str:
+    keys = ("budgets", "coefficients", "samples_per_dist", "utility", "delta0", "alpha")
+    return ", ".join(f"{k}={search[k]}" for k in keys if search.get(k) is not None)

@@ -1,0 +1,154 @@
+"""Judging a benchmark result (DESIGN 7): returned set and picks, HV ratio, budget regret."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from moonas.bench.table import BenchProblem
+from moonas.pareto import hypervolume, normalise
+
+__all__ = [
+    "PERCENTILES",
+    "REFERENCE",
+    "Scorer",
+    "build_scorer",
+    "budget_percentiles",
+    "returned_set",
+    "picks",
+    "front_2d",
+]
+
+#: Cost percentiles of the table that set the budgets (regret, and multi-asng's budget mode).
+PERCENTILES: tuple[float, ...] = (10.0, 25.0, 50.0, 75.0, 90.0)
+#: Reference point of the hypervolume, per normalised objective.
+REFERENCE = 1.1
+
+
+def budget_percentiles(cost: np.ndarray, percentiles: tuple[float, ...] = PERCENTILES
+                       ) -> tuple[float, ...]:
+    """Budgets at the given percentiles of the cost over every architecture of the table."""
+    return tuple(float(b) for b in np.percentile(np.asarray(cost, dtype=np.float64), percentiles))
+
+
+def front_2d(error: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """Rows (sorted by cost) of the non-dominated points of (error, cost), both minimised.
+
+    The vectorised 2-objective case of `moonas.pareto.non_dominated` (same set, duplicates of a
+    front point kept); used on the 15,625 rows of the table and on each snapshot.
+    """
+    error = np.asarray(error, dtype=np.float64)
+    cost = np.asarray(cost, dtype=np.float64)
+    if error.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.lexsort((error, cost))  # by cost, then error
+    e = error[order]
+    c = cost[order]
+    best_before = np.concatenate([[np.inf], np.minimum.accumulate(e)[:-1]])
+    # Strictly better error than everything cheaper-or-equal before it, or an exact duplicate
+    # of the point that set the running minimum at the same cost.
+    prev_e = np.concatenate([[np.nan], e[:-1]])
+    prev_c = np.concatenate([[np.nan], c[:-1]])
+    keep = e < best_before
+    dup = (e == prev_e) & (c == prev_c)
+    # A duplicate is kept when the point it repeats was kept (chains of duplicates too).
+    for i in np.flatnonzero(dup & ~keep):
+        keep[i] = keep[i - 1]
+    return order[keep]
+
+
+def returned_set(rows: np.ndarray, signal: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """What a strategy returns: rows of the non-dominated evaluated archs under
+    (12-epoch validation error, cost). rows: (n,) evaluated row indices."""
+    rows = np.asarray(rows, dtype=np.int64)
+    return rows[front_2d(-signal[rows], cost[rows])]
+
+
+def picks(rows: np.ndarray, signal: np.ndarray, cost: np.ndarray,
+          budgets: tuple[float, ...]) -> np.ndarray:
+    """Per budget, the evaluated row with the best 12-epoch validation accuracy among those with
+    cost <= budget (ties: the lowest row), or -1 when none is feasible. Returns (K,) int64."""
+    rows = np.unique(np.asarray(rows, dtype=np.int64))
+    out = np.full(len(budgets), -1, dtype=np.int64)
+    if rows.size == 0:
+        return out
+    c = cost[rows]
+    s = signal[rows]
+    for k, b in enumerate(budgets):
+        feasible = c <= b
+        if feasible.any():
+            out[k] = rows[feasible][np.argmax(s[feasible])]
+    return out
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """Scores row sets of one `BenchProblem` with the 200-epoch test accuracy.
+
+    Objectives (error %, cost), normalised by the table's min and max of each; hypervolume up to
+    `REFERENCE` per coordinate; `true_hv` is that of the table's true front. `best`/`worst`
+    (K,): the best and worst test accuracy among feasible architectures per budget.
+    """
+
+    error: np.ndarray
+    cost: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    budgets: tuple[float, ...]
+    best: np.ndarray
+    worst: np.ndarray
+    true_front: np.ndarray
+    true_hv: float
+
+    def normalised(self, rows: np.ndarray) -> np.ndarray:
+        """(n, 2) normalised (error, cost) of rows (n,)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        points = np.stack([self.error[rows], self.cost[rows]], axis=1)
+        return normalise(points, self.low, self.high)
+
+    def hv(self, rows: np.ndarray) -> float:
+        """Hypervolume of the scored rows (only their non-dominated ones count)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size == 0:
+            return 0.0
+        front = rows[front_2d(self.error[rows], self.cost[rows])]
+        return hypervolume(self.normalised(front), REFERENCE)
+
+    def hv_ratio(self, rows: np.ndarray) -> float:
+        """`hv(rows) / true_hv`, in [0, 1]."""
+        return self.hv(rows) / self.true_hv
+
+    def regret(self, picked: np.ndarray) -> np.ndarray:
+        """Accuracy points lost per budget, (K,): best feasible test accuracy minus the pick's.
+
+        A budget without a pick (-1: nothing feasible evaluated) scores as the worst feasible
+        architecture, the most a blind choice could lose.
+        """
+        picked = np.asarray(picked, dtype=np.int64)
+        acc = np.where(picked >= 0, 100.0 - self.error[np.maximum(picked, 0)], self.worst)
+        return self.best - acc
+
+
+def build_scorer(problem: BenchProblem, budgets: tuple[float, ...] | None = None) -> Scorer:
+    """The scorer of a problem; budgets default to the `PERCENTILES` of its cost."""
+    error = 100.0 - np.asarray(problem.score, dtype=np.float64)
+    cost = np.asarray(problem.cost, dtype=np.float64)
+    budgets = budget_percentiles(cost) if budgets is None else tuple(budgets)
+    low = np.array([error.min(), cost.min()])
+    high = np.array([error.max(), cost.max()])
+    best = np.empty(len(budgets))
+    worst = np.empty(len(budgets))
+    for k, b in enumerate(budgets):
+        feasible = cost <= b
+        if not feasible.any():
+            raise ValueError(f"budget {b:g} is below the cheapest architecture ({cost.min():g})")
+        best[k] = 100.0 - error[feasible].min()
+        worst[k] = 100.0 - error[feasible].max()
+    true_front = front_2d(error, cost)
+    points = normalise(np.stack([error[true_front], cost[true_front]], axis=1), low, high)
+    true_hv = hypervolume(points, REFERENCE)
+    for array in (error, cost, low, high, best, worst, true_front):
+        array.flags.writeable = False
+    return Scorer(error=error, cost=cost, low=low, high=high, budgets=budgets, best=best,
+                  worst=worst, true_front=true_front, true_hv=true_hv)

@@ -1,0 +1,251 @@
+"""The NAS-Bench-201 table (all 15,625 cells) as a frozen record of numpy arrays in arch order."""
+
+from __future__ import annotations
+
+import csv
+import re
+import types
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from moonas.errors import ConfigError, DataError
+from moonas.registry import closest
+from moonas.spaces import ArchError, NB201Space
+
+__all__ = [
+    "DATASETS",
+    "COST_KINDS",
+    "NB201Table",
+    "BenchProblem",
+    "load_table",
+    "load_problem",
+    "arch_index",
+]
+
+#: Per dataset: the search signal (12-epoch validation accuracy, %) and the score (200-epoch
+#: test accuracy, %). CIFAR-10's 12-epoch validation split is the benchmark's `c10valid`.
+DATASETS: Mapping[str, tuple[str, str]] = types.MappingProxyType({
+    "c10": ("c10valid_val_12ep", "c10_test_200ep"),
+    "c100": ("c100_val_12ep", "c100_test_200ep"),
+    "in16": ("in16_val_12ep", "in16_test_200ep"),
+})
+
+#: Costs by name; latency takes a device (`latency:raspi4`).
+COST_KINDS = ("params", "macs", "latency:DEVICE")
+
+_COST_COLUMNS = {"params": "params_MB_{ds}", "macs": "flops_M_{ds}"}
+_COST_UNITS = {"params": "M params", "macs": "M MACs", "latency": "ms"}
+_LATENCY = (re.compile(r"^hwnb_c10_(.+)_latency_ms$"), re.compile(r"^help_(.+)_latency_ms$"))
+
+
+def arch_index(archs: np.ndarray, n_options: tuple[int, ...]) -> np.ndarray:
+    """Mixed-radix index of each architecture, (n,) int64 from archs (n, D): the first choice is
+    the most significant digit, so index order is the lexicographic order of the archs."""
+    archs = np.asarray(archs, dtype=np.int64)
+    if archs.ndim == 1:
+        archs = archs[None, :]
+    return np.ravel_multi_index(tuple(archs.T), n_options).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class NB201Table:
+    """Every cell of NAS-Bench-201; row `i` is the architecture with mixed-radix index `i`.
+
+    `archs` (N, D) int64 option indices; `arch_strs` the benchmark's strings; `columns` every
+    numeric column of the csv by its name, each (N,) float64 and read-only; `devices` maps a
+    latency device name (`raspi4`, `titan_rtx_1`, ...) to its column.
+    """
+
+    path: str
+    n_options: tuple[int, ...]
+    archs: np.ndarray
+    arch_strs: tuple[str, ...]
+    official_index: np.ndarray
+    columns: Mapping[str, np.ndarray]
+    devices: Mapping[str, str]
+
+    @property
+    def size(self) -> int:
+        return len(self.arch_strs)
+
+    def index(self, archs: np.ndarray) -> np.ndarray:
+        """Rows of `archs` (n, D), (n,) int64."""
+        return arch_index(archs, self.n_options)
+
+    def column(self, name: str, needed_for: str) -> np.ndarray:
+        """A numeric column, or a DataError naming it and what needs it."""
+        if name not in self.columns:
+            raise DataError(
+                f"{self.path} lacks column {name!r} needed for {needed_for}: use the full "
+                "nb201.csv of shared/data/nb201 (see its README)"
+            )
+        return self.columns[name]
+
+    def latency(self, device: str) -> np.ndarray:
+        """Latency in ms on a named device, (N,)."""
+        if device not in self.devices:
+            valid = ", ".join(sorted(self.devices)) or "none in this table"
+            raise ConfigError(
+                f"unknown latency device {device!r}{closest(device, tuple(self.devices))}; "
+                f"valid: {valid}"
+            )
+        return self.columns[self.devices[device]]
+
+    def cost(self, cost: str, dataset: str = "c10") -> np.ndarray:
+        """`params` (millions), `macs` (millions) for a dataset's head, or `latency:DEVICE` (ms)."""
+        _check_dataset(dataset)
+        if cost.startswith("latency:"):
+            return self.latency(cost.split(":", 1)[1])
+        if cost not in _COST_COLUMNS:
+            devices = ", ".join(sorted(self.devices))
+            raise ConfigError(
+                f"unknown cost {cost!r}{closest(cost, tuple(_COST_COLUMNS))}; valid: params, "
+                f"macs, latency:DEVICE with DEVICE one of {devices}"
+            )
+        return self.column(_COST_COLUMNS[cost].format(ds=dataset), f"--cost {cost}")
+
+    def problem(self, dataset: str, cost: str) -> BenchProblem:
+        """The arrays one benchmark run needs: search signal, score and cost of every row."""
+        _check_dataset(dataset)
+        signal_name, score_name = DATASETS[dataset]
+        costs = self.cost(cost, dataset)
+        kind = cost.split(":", 1)[0]
+        return BenchProblem(
+            dataset=dataset,
+            cost_name=cost,
+            cost_unit=_COST_UNITS[kind],
+            n_options=self.n_options,
+            signal=self.column(signal_name, f"--dataset {dataset}"),
+            score=self.column(score_name, f"--dataset {dataset}"),
+            cost=costs,
+            arch_strs=self.arch_strs,
+        )
+
+
+@dataclass(frozen=True)
+class BenchProblem:
+    """One benchmark's view of the table, rows in mixed-radix arch order, each array (N,).
+
+    `signal`: 12-epoch validation accuracy (%), what a search sees; `score`: 200-epoch test
+    accuracy (%), what its result is judged by; `cost`: the searched cost.
+    """
+
+    dataset: str
+    cost_name: str
+    cost_unit: str
+    n_options: tuple[int, ...]
+    signal: np.ndarray
+    score: np.ndarray
+    cost: np.ndarray
+    arch_strs: tuple[str, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.arch_strs)
+
+    def index(self, archs: np.ndarray) -> np.ndarray:
+        """Rows of `archs` (n, D), (n,) int64."""
+        return arch_index(archs, self.n_options)
+
+    def arch(self, index: np.ndarray | int) -> np.ndarray:
+        """Architectures (n, D) of row indices (n,)."""
+        return np.stack(np.unravel_index(np.asarray(index, dtype=np.int64), self.n_options),
+                        axis=-1)
+
+
+def _check_dataset(dataset: str) -> None:
+    if dataset not in DATASETS:
+        raise ConfigError(
+            f"unknown dataset {dataset!r}{closest(dataset, tuple(DATASETS))}; "
+            f"valid: {', '.join(DATASETS)}"
+        )
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    try:
+        with path.open(newline="") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            rows = list(reader)
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not a text csv: pass the path of nb201.csv") from None
+    if not header:
+        raise DataError(f"{path} is empty: pass the path of nb201.csv")
+    return header, rows
+
+
+def load_table(path: str | Path) -> NB201Table:
+    """Read nb201.csv (never copied; read where it lies) into an `NB201Table`.
+
+    Fails with one line on a missing file, a table without `arch_str`, a wrong number of
+    rows or an unparsable architecture. Columns a run needs are checked when it asks.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(
+            f"NAS-Bench-201 table {str(path)!r} not found: pass --table with the path of "
+            "nb201.csv (shared/data/nb201/nb201.csv)"
+        )
+    header, rows = _read_rows(path)
+    if "arch_str" not in header:
+        raise DataError(f"{path} lacks column 'arch_str' (every architecture's string): use the "
+                        "full nb201.csv of shared/data/nb201")
+    space = NB201Space()
+    n_options = space.n_options
+    expected = int(np.prod(n_options))
+    width = len(header)
+    if any(len(r) != width for r in rows):
+        bad = next(i for i, r in enumerate(rows) if len(r) != width)
+        raise DataError(f"{path} row {bad + 2} has {len(rows[bad])} fields, the header {width}")
+    if len(rows) != expected:
+        raise DataError(f"{path} has {len(rows)} architectures, NAS-Bench-201 has {expected}: "
+                        "use the full nb201.csv")
+    raw = list(zip(*rows))
+    col = {name: raw[j] for j, name in enumerate(header)}
+    try:
+        archs = np.array([space.from_str(s) for s in col["arch_str"]], dtype=np.int64)
+    except ArchError as err:
+        raise DataError(f"{path}: {err}") from None
+    index = arch_index(archs, n_options)
+    if len(np.unique(index)) != expected:
+        raise DataError(f"{path} repeats architectures: every arch_str must appear once")
+    order = np.argsort(index)
+    columns: dict[str, np.ndarray] = {}
+    for name, values in col.items():
+        if name == "arch_str":
+            continue
+        try:
+            array = np.asarray(values, dtype=np.float64)[order]
+        except ValueError:
+            continue  # not numeric: never needed as a number
+        array.flags.writeable = False
+        columns[name] = array
+    devices: dict[str, str] = {}
+    for name in header:
+        for pattern in _LATENCY:
+            match = pattern.match(name)
+            if match and match.group(1) not in devices and name in columns:
+                devices[match.group(1)] = name
+    archs = archs[order]
+    archs.flags.writeable = False
+    official = (columns["index"].astype(np.int64) if "index" in columns
+                else order.astype(np.int64))
+    official.flags.writeable = False
+    return NB201Table(
+        path=str(path),
+        n_options=n_options,
+        archs=archs,
+        arch_strs=tuple(col["arch_str"][i] for i in order),
+        official_index=official,
+        columns=types.MappingProxyType(columns),
+        devices=types.MappingProxyType(dict(sorted(devices.items()))),
+    )
+
+
+def load_problem(path: str | Path, dataset: str = "c10", cost: str = "params") -> BenchProblem:
+    """`load_table(path).problem(dataset, cost)`, checking the dataset and cost names first."""
+    _check_dataset(dataset)
+    return load_table(path).problem(dataset, cost)

@@ -1,0 +1,268 @@
+"""The NAS-Bench-201 harness: loader, HV and regret on hand cases, the true front, a quick run."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from moonas.bench.harness import BenchJob, run_bench
+from moonas.bench.runners import RunOptions, TableEvaluator, run_strategy, search_config
+from moonas.bench.scoring import (REFERENCE, build_scorer, budget_percentiles, front_2d, picks,
+                                  returned_set)
+from moonas.bench.table import BenchProblem, load_problem, load_table
+from moonas.errors import ConfigError, DataError
+from moonas.pareto import hypervolume, non_dominated, normalise
+
+NB201_CSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nb201" / "nb201.csv"
+
+
+@pytest.fixture(scope="module")
+def table():
+    assert NB201_CSV.is_file(), f"NAS-Bench-201 table expected at {NB201_CSV}"
+    return load_table(NB201_CSV)
+
+
+def _hand_problem() -> BenchProblem:
+    """Four archs (2 x 2 options), costs 1..4, test accuracy 60/80/70/90.
+
+    Normalised (error, cost): (1, 0), (1/3, 1/3), (2/3, 2/3) (dominated), (0, 1).
+    """
+    return BenchProblem(
+        dataset="c10", cost_name="params", cost_unit="M params", n_options=(2, 2),
+        signal=np.array([50.0, 45.0, 60.0, 70.0]), score=np.array([60.0, 80.0, 70.0, 90.0]),
+        cost=np.array([1.0, 2.0, 3.0, 4.0]), arch_strs=("a", "b", "c", "d"),
+    )
+
+
+def _sweep_hv(points: np.ndarray, ref: float) -> float:
+    """2-D hypervolume by a sweep, independent of pymoo (minimised, reference `ref`)."""
+    points = points[np.all(points < ref, axis=1)]
+    points = points[np.argsort(points[:, 0])]
+    area, best_y = 0.0, ref
+    for i, (x, y) in enumerate(points):
+        nxt = points[i + 1, 0] if i + 1 < len(points) else ref
+        best_y = min(best_y, y)
+        area += (nxt - x) * (ref - best_y)
+    return area
+
+
+# ------------------------------------------------------------------------------ hypervolume
+def test_hypervolume_hand_cases() -> None:
+    problem = _hand_problem()
+    scorer = build_scorer(problem, budgets=(2.5, 4.0))
+    assert scorer.true_front.tolist() == [0, 1, 3]
+    # (0,1): 1/3 * 0.1; (1/3,1/3): 2/3 * (1.1 - 1/3); (1,0): 0.1 * 1.1
+    expected = 1 / 30 + (2 / 3) * (1.1 - 1 / 3) + 0.11
+    assert scorer.true_hv == pytest.approx(expected, abs=1e-12)
+    assert scorer.hv(np.array([1])) == pytest.approx((1.1 - 1 / 3) ** 2)
+    # The dominated arch adds nothing; the ideal point alone is 1.1^2.
+    assert scorer.hv(np.array([0, 1, 2, 3])) == pytest.approx(expected)
+    assert hypervolume(np.array([[0.0, 0.0]]), REFERENCE) == pytest.approx(1.21)
+    assert scorer.hv_ratio(np.array([0, 1, 3])) == pytest.approx(1.0)
+    assert scorer.hv(np.array([], dtype=np.int64)) == 0.0
+
+
+def test_hypervolume_against_pymoo_and_a_sweep() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        points = rng.random((30, 2)) * 1.2  # some beyond the reference point
+        assert hypervolume(points, REFERENCE) == pytest.approx(_sweep_hv(points, REFERENCE))
+
+
+def test_front_2d_matches_the_general_filter() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        points = rng.integers(0, 6, size=(40, 2)).astype(float)  # many ties and duplicates
+        fast = np.zeros(len(points), dtype=bool)
+        fast[front_2d(points[:, 0], points[:, 1])] = True
+        assert np.array_equal(fast, non_dominated(points))
+
+
+# ----------------------------------------------------------------------------- the table
+def test_loader_matches_known_values(table) -> None:
+    problem = table.problem("c10", "params")
+    assert problem.size == 15_625
+    assert problem.score.max() == pytest.approx(94.373333)
+    assert 6111 in table.official_index[problem.score == problem.score.max()]
+    assert problem.cost.min() == pytest.approx(0.073306)
+    assert problem.cost.max() == pytest.approx(1.531546)
+    macs = table.problem("c10", "macs").cost
+    assert (macs.min(), macs.max()) == pytest.approx((7.78305, 220.11969))
+    # Rows are in mixed-radix order of the arch, and strings round-trip.
+    rows = np.array([0, 1, 4, 5, 15_624])
+    assert np.array_equal(problem.index(problem.arch(rows)), rows)
+    assert table.archs[5].tolist() == [0, 0, 0, 0, 1, 0]
+    assert {"raspi4", "pixel3", "fpga", "eyeriss", "titan_rtx_1"} <= set(table.devices)
+    assert table.problem("c10", "latency:raspi4").cost_unit == "ms"
+
+
+def test_true_front_of_the_table(table) -> None:
+    problem = table.problem("c10", "params")
+    scorer = build_scorer(problem)
+    points = np.stack([100 - problem.score, problem.cost], axis=1)
+    assert set(scorer.true_front.tolist()) == set(np.flatnonzero(non_dominated(points)).tolist())
+    assert problem.score[scorer.true_front].max() == pytest.approx(94.373333)
+    assert problem.cost[scorer.true_front].min() == pytest.approx(0.073306)
+    normalised = normalise(points[scorer.true_front], scorer.low, scorer.high)
+    assert scorer.true_hv == pytest.approx(hypervolume(normalised, REFERENCE))
+    # Everything evaluated, scored: the ceiling set by the 12-epoch signal (issue #4's figures).
+    rows = np.arange(problem.size)
+    assert scorer.hv_ratio(returned_set(rows, problem.signal, problem.cost)) == pytest.approx(
+        0.9988, abs=5e-5)
+    regret = scorer.regret(picks(rows, problem.signal, problem.cost, scorer.budgets)).mean()
+    assert regret == pytest.approx(0.37, abs=0.005)
+    assert scorer.budgets == pytest.approx(budget_percentiles(problem.cost))
+
+
+def test_regret_on_a_hand_made_table() -> None:
+    problem = _hand_problem()
+    scorer = build_scorer(problem, budgets=(2.5, 4.0))
+    assert scorer.best.tolist() == [80.0, 90.0]
+    assert scorer.worst.tolist() == [60.0, 60.0]
+    # Arch 0 has the better 12-epoch signal under 2.5 (50 > 45) but is 20 points worse.
+    picked = picks(np.array([0, 1, 3]), problem.signal, problem.cost, scorer.budgets)
+    assert picked.tolist() == [0, 3]
+    assert scorer.regret(picked).tolist() == [20.0, 0.0]
+    # Nothing feasible evaluated for a budget: scored as the worst feasible arch.
+    picked = picks(np.array([3]), problem.signal, problem.cost, scorer.budgets)
+    assert picked.tolist() == [-1, 3]
+    assert scorer.regret(picked).tolist() == [20.0, 0.0]
+    assert returned_set(np.array([0, 1, 2, 3]), problem.signal, problem.cost).tolist() == [0, 2, 3]
+
+
+def _write_csv(path: Path, drop: str) -> None:
+    with NB201_CSV.open(newline="") as src, path.open("w", newline="") as dst:
+        reader = csv.DictReader(src)
+        fields = [f for f in reader.fieldnames if f != drop]
+        writer = csv.DictWriter(dst, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(reader)
+
+
+def test_loader_errors(tmp_path: Path, table) -> None:
+    with pytest.raises(DataError, match="not found: pass --table"):
+        load_table(tmp_path / "missing.csv")
+    lacking = tmp_path / "lacking.csv"
+    _write_csv(lacking, drop="c10_test_200ep")
+    with pytest.raises(DataError, match="lacks column 'c10_test_200ep' needed for --dataset c10"):
+        load_problem(lacking, "c10", "params")
+    load_problem(lacking, "c100", "params")  # other datasets still load
+    with pytest.raises(ConfigError, match="unknown dataset 'c11'.*valid: c10, c100, in16"):
+        table.problem("c11", "params")
+    with pytest.raises(ConfigError, match="unknown latency device 'raspi5'.*valid: .*raspi4"):
+        table.problem("c10", "latency:raspi5")
+    with pytest.raises(ConfigError, match="unknown cost 'flops'.*params, macs, latency:DEVICE"):
+        table.problem("c10", "flops")
+    short = tmp_path / "short.csv"
+    short.write_text("index,arch_str\n0,|none~0|+|none~0|none~1|+|none~0|none~1|none~2|\n")
+    with pytest.raises(DataError, match="has 1 architectures"):
+        load_table(short)
+    for message in ("not found", "lacks column", "unknown dataset"):
+        assert "\n" not in message
+
+
+# --------------------------------------------------------------------------- the runners
+def test_evaluator_counts_distinct_archs_in_order(table) -> None:
+    problem = table.problem("c10", "params")
+    evaluator = TableEvaluator(problem)
+    archs = problem.arch(np.array([7, 3, 7, 9]))
+    losses, costs = evaluator(archs)
+    evaluator(problem.arch(np.array([3, 11])))
+    assert evaluator.n_distinct == 4
+    assert evaluator.part()[0].tolist() == [7, 3, 9, 11]
+    assert losses[0] == losses[2] == pytest.approx(1 - problem.signal[7] / 100)
+    assert costs.tolist() == problem.cost[[7, 3, 7, 9]].tolist()
+
+
+def test_runners_stop_at_the_count_and_use_the_strategy_layer(table) -> None:
+    problem = table.problem("c10", "params")
+    options = RunOptions(budgets=budget_percentiles(problem.cost))
+    for name in ("multi-asng", "asng-separate", "random", "nsga2"):
+        trace = run_strategy(name, problem, 60, np.random.default_rng(0), options, (30, 60))
+        assert len(trace.rows_at(60)) == 60 and len(trace.rows_at(30)) == 30
+        if name.startswith(("multi", "asng")):
+            assert trace.modes_at(60).shape == (5, 6)
+    full = run_strategy("asng-separate-full", problem, 20, np.random.default_rng(0), options)
+    # Five searches of 20 each (a last batch may overshoot; the snapshot takes the first 20).
+    assert len(full.parts) == 5 and all(len(rows) >= 20 for rows, _ in full.parts)
+    assert 20 < len(full.rows_at(20)) <= 100
+    config = search_config(RunOptions((1.0, 2.0), (("coefficients", [0, 0.1]),)), "params")
+    assert config.budgets is None and config.coefficients == (0.0, 0.1)
+    with pytest.raises(ConfigError, match="unknown search setting 'delta'"):
+        search_config(RunOptions((1.0,), (("delta", 1),)), "params")
+
+
+# ------------------------------------------------------------------------------ a quick run
+QUICK = ("multi-asng", "asng-separate", "nsga2", "optuna-tpe", "random", "exhaustive")
+
+
+def _quick_job(out: Path, **kw) -> BenchJob:
+    return BenchJob(table=str(NB201_CSV), out=str(out), strategies=QUICK, evals=(50, 100),
+                    seeds=2, plot_counts=(20,), **kw)
+
+
+def test_quick_run_writes_every_file_and_a_seed_reproduces(tmp_path: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    first = run_bench(_quick_job(tmp_path / "a"), progress=lambda d, t: calls.append((d, t)))
+    n_runs = 2 * (len(QUICK) - 1) + 1
+    assert calls[0] == (0, n_runs) and calls[-1] == (n_runs, n_runs)
+    for name in ("summary.json", "summary.md", "fronts.jsonl", "anytime.png"):
+        assert (tmp_path / "a" / name).stat().st_size > 0
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert {(r["strategy"], r["evals"]) for r in summary["rows"]} == {
+        *((s, e) for s in QUICK[:-1] for e in (50, 100)), ("exhaustive", 15_625)}
+    for row in summary["rows"]:
+        hv = row["hv_ratio"]
+        assert 0.9 < hv["p25"] <= hv["median"] <= hv["p75"] <= 1
+        assert row["regret_mean"] >= 0 and row["wall_s_median"] >= 0
+    text = (tmp_path / "a" / "fronts.jsonl").read_text()
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert len(lines) == 2 * 2 * (len(QUICK) - 1) + 1
+    line = next(x for x in lines if x["strategy"] == "multi-asng" and x["evals"] == 100)
+    assert {"strategy", "evals", "seed", "returned", "picks", "modes"} <= set(line)
+    assert len(line["picks"]) == 5 and len(line["modes"]) == 5
+    assert all(s.startswith("|") for s in line["returned"])
+    assert "| multi-asng |" in (tmp_path / "a" / "summary.md").read_text()
+    # The same job again (in two processes) gives the same numbers and fronts.
+    second = run_bench(_quick_job(tmp_path / "b", workers=2))
+    for r1, r2 in zip(first["rows"], second["rows"]):
+        assert (r1["strategy"], r1["evals"]) == (r2["strategy"], r2["evals"])
+        assert r1["hv_ratio"] == r2["hv_ratio"] and r1["regret_mean"] == r2["regret_mean"]
+    assert text == (tmp_path / "b" / "fronts.jsonl").read_text()
+
+
+def test_plot_anytime_returns_what_it_drew(tmp_path: Path) -> None:
+    from moonas.plotting import plot_anytime
+
+    curves = {"a": {"evals": [300, 100], "median": [0.99, 0.98], "p25": [0.985, 0.97],
+                    "p75": [0.995, 0.985]}}
+    drawn = plot_anytime(curves, tmp_path / "p.png", reference={"ceiling": 0.999})
+    assert drawn["lines"][0]["evals"] == [100.0, 300.0]
+    assert drawn["lines"][0]["median"] == [0.98, 0.99]
+    assert drawn["reference"] == {"ceiling": 0.999}
+    assert (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_cli_register_runs_and_rejects_bad_input(tmp_path: Path) -> None:
+    from moonas.bench.cli import register
+
+    parser = argparse.ArgumentParser(prog="moonas")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["bench", "nb201", "--table", str(NB201_CSV), "--strategies",
+                              "random", "--evals", "30", "--seeds", "1", "--set", "delta0=0.5",
+                              "--out", str(tmp_path / "cli")])
+    assert args.func(args) == 0
+    assert json.loads((tmp_path / "cli" / "summary.json").read_text())["multi_asng_search"][
+        "delta0"] == 0.5
+    for bad, message in ((["--strategies", "nsga3"], "unknown benchmark strategy 'nsga3'"),
+                         (["--evals", "1e2x"], "--evals"),
+                         (["--set", "step=1"], "unknown key 'step'")):
+        args = parser.parse_args(["bench", "nb201", "--table", str(NB201_CSV), "--out",
+                                  str(tmp_path / "bad"), *bad])
+        with pytest.raises(ConfigError, match=message):
+            args.func(args)
