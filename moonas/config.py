@@ -18,6 +18,7 @@ from typing import Any, Literal, Mapping
 import yaml
 
 from moonas.errors import ConfigError, MoonasError
+from moonas.plugins.eoi import EoiConfig
 from moonas.registry import closest
 from moonas.spaces import SPACES, SearchSpace
 
@@ -28,6 +29,7 @@ __all__ = [
     "SearchConfig",
     "RunConfig",
     "load_config",
+    "build_section",
     "apply_overrides",
     "config_to_dict",
     "parse_amount",
@@ -144,6 +146,7 @@ class SearchConfig:
     front_samples: int = 64
     bn: Literal["train", "recalibrate"] = "train"
     bn_batches: int = 8
+    eoi: EoiConfig = field(default_factory=EoiConfig)
 
     def __post_init__(self) -> None:
         if self.budgets is not None:
@@ -374,6 +377,11 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             node = child
         node[parts[-1]] = value
     return out
+
+
+def build_section(cls: type, data: Mapping, path: str) -> Any:
+    """One validated config record (e.g. `SearchConfig`) from plain data, errors naming `path`."""
+    return _build(cls, data, path)
 
 
 def load_config(source: str | Path | Mapping | None = None, overrides: list[str] = ()) -> RunConfig:

@@ -64,7 +64,7 @@ def _settings(items: list[str]) -> tuple[tuple[str, Any], ...]:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set delta0=0.5")
         key, raw = item.split("=", 1)
         key = key.strip().removeprefix("search.")
-        if key not in SEARCH_KEYS:
+        if key.split(".")[0] not in SEARCH_KEYS:
             raise ConfigError(f"--set {item!r}: unknown key {key!r}; valid: "
                               f"{', '.join(SEARCH_KEYS)}")
         try:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from moonas.bench.table import BenchProblem
-from moonas.config import SearchConfig
+from moonas.config import SearchConfig, build_section
 from moonas.errors import ConfigError
 from moonas.registry import Registry
 
@@ -29,7 +29,8 @@ __all__ = [
 STALL_LOOKUPS = 20_000
 
 #: SearchConfig fields of multi-asng that the benchmark lets one change.
-SEARCH_KEYS = ("delta0", "alpha", "samples_per_dist", "utility", "coefficients", "budgets")
+SEARCH_KEYS = ("delta0", "alpha", "samples_per_dist", "utility", "coefficients", "budgets",
+               "eoi")
 
 
 @dataclass(frozen=True)
@@ -130,26 +131,24 @@ def run_strategy(name: str, problem: BenchProblem, max_evals: int, rng: np.rando
 
 def search_config(options: RunOptions, cost: str) -> SearchConfig:
     """multi-asng's `SearchConfig`: budget mode on the options' budgets unless overridden
-    (`coefficients` switches to coefficient mode)."""
+    (`coefficients` switches to coefficient mode). Overrides go through the config layer's
+    validation; dotted keys (`eoi.enabled`) set plug-in sections."""
     overrides = dict(options.search)
-    unknown = sorted(set(overrides) - set(SEARCH_KEYS))
+    unknown = sorted(k for k in overrides if k.split(".")[0] not in SEARCH_KEYS)
     if unknown:
         raise ConfigError(f"unknown search setting {unknown[0]!r} for the benchmark; valid: "
                           f"{', '.join(SEARCH_KEYS)}")
-    kinds = {"delta0": float, "alpha": float, "samples_per_dist": int, "utility": str,
-             "coefficients": lambda v: tuple(float(x) for x in v),
-             "budgets": lambda v: tuple(float(x) for x in v)}
-    try:
-        overrides = {k: None if v is None else kinds[k](v) for k, v in overrides.items()}
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"search settings {dict(options.search)} are not valid ({err}); "
-                          "e.g. delta0=0.5, samples_per_dist=2, coefficients=[0,0.05,0.1]"
-                          ) from None
-    base = SearchConfig(strategy="multi-asng", cost=cost, budgets=tuple(options.budgets),
-                        n_budgets=len(options.budgets))
+    data: dict[str, Any] = {"strategy": "multi-asng", "cost": cost,
+                            "budgets": list(options.budgets), "n_budgets": len(options.budgets)}
     if overrides.get("coefficients") is not None:
-        base = replace(base, budgets=None, n_budgets=len(overrides["coefficients"]))
-    return replace(base, **overrides)
+        data.update(budgets=None, n_budgets=len(overrides["coefficients"]))
+    for key, value in overrides.items():
+        node = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = list(value) if isinstance(value, tuple) else value
+    return build_section(SearchConfig, data, "search")
 
 
 # ---------------------------------------------------------------------- the Strategy layer

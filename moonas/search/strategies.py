@@ -11,6 +11,8 @@ import numpy as np
 
 from moonas.asng import MultiASNG
 from moonas.config import SearchConfig
+from moonas.errors import CheckpointError
+from moonas.plugins import Plugin
 from moonas.registry import Registry
 from moonas.search.objective import Objective
 
@@ -95,6 +97,7 @@ class MultiASNGStrategy(Strategy):
             delta0=search.delta0,
             alpha=search.alpha,
         )
+        self.plugins = _plugins(search, objective, self.core)
 
     def train_paths(self, rng: np.random.Generator, n: int) -> np.ndarray:
         # Paths come from the mixture: each from a distribution chosen uniformly.
@@ -103,12 +106,18 @@ class MultiASNGStrategy(Strategy):
         return archs[np.sort(rng.choice(len(archs), size=n, replace=False))]
 
     def ask(self, rng: np.random.Generator) -> np.ndarray:
-        return self.core.ask(rng)
+        archs = self.core.ask(rng)
+        for plugin in self.plugins:
+            archs = plugin.propose(rng, self.core, archs)
+        return archs
 
     def tell(self, archs: np.ndarray, losses: np.ndarray, costs: np.ndarray) -> dict[str, Any]:
         diag = self.core.tell(archs, losses, costs)
-        return {"ess": _rounded(diag.ess), "entropy": _rounded(diag.entropy),
-                "delta": _rounded(diag.delta), "stepped": list(diag.stepped)}
+        fields = {"ess": _rounded(diag.ess), "entropy": _rounded(diag.entropy),
+                  "delta": _rounded(diag.delta), "stepped": list(diag.stepped)}
+        for plugin in self.plugins:
+            fields.update(plugin.observe(archs, losses, costs, self.core))
+        return fields
 
     def modes(self) -> np.ndarray:
         return self.core.modes()
@@ -124,10 +133,18 @@ class MultiASNGStrategy(Strategy):
         return archs, mode_of
 
     def state_dict(self) -> dict[str, Any]:
-        return self.core.state_dict()
+        state = self.core.state_dict()
+        state["plugins"] = {p.name: p.state_dict() for p in self.plugins}
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.core.load_state_dict(state)
+        saved = state.get("plugins", {})
+        for plugin in self.plugins:
+            if plugin.name not in saved:
+                raise CheckpointError(f"the checkpoint has no state of the {plugin.name} plug-in: "
+                                      "resume with the config the run started with")
+            plugin.load_state_dict(saved[plugin.name])
 
 
 @STRATEGIES.register("asng")
@@ -151,6 +168,17 @@ class SPOSNSGA2Strategy(Strategy):
         n_evals = self.search.front_samples * self.objective.n_dists
         archs, _ = run_nsga2(self.n_options, evaluate, n_evals, seed=int(rng.integers(2**31)))
         return archs, [None] * len(archs)
+
+
+def _plugins(search: SearchConfig, objective: Objective, core: MultiASNG) -> list[Plugin]:
+    """The seed plug-ins the config switches on, in a fixed order."""
+    plugins: list[Plugin] = []
+    if search.eoi.enabled:
+        from moonas.plugins.eoi import EoiPlugin
+
+        cost_max = objective.cost_max if objective.coefficients is not None else None
+        plugins.append(EoiPlugin.for_core(search.eoi, core, cost_max))
+    return plugins
 
 
 def samples_per_dist(search: SearchConfig, k: int) -> int:
