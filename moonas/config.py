@@ -19,6 +19,7 @@ import yaml
 
 from moonas.errors import ConfigError, MoonasError
 from moonas.plugins.eoi import EoiConfig
+from moonas.plugins.pvll import PVLLConfig
 from moonas.registry import closest
 from moonas.spaces import SPACES, SearchSpace
 
@@ -147,6 +148,7 @@ class SearchConfig:
     bn: Literal["train", "recalibrate"] = "train"
     bn_batches: int = 8
     eoi: EoiConfig = field(default_factory=EoiConfig)
+    pvll: PVLLConfig = field(default_factory=PVLLConfig)
 
     def __post_init__(self) -> None:
         if self.budgets is not None:

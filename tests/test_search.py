@@ -280,3 +280,14 @@ def test_strategy_state_with_plugins_resumes_identically(tmp_path: Path) -> None
     np.testing.assert_array_equal(steps(second, rng2, 40), expected)
     assert (second.core.stack.mask != whole.core.stack.mask).sum() == 0
     assert not second.core.stack.mask.all(), "the plug-in removed nothing: the test is vacuous"
+
+
+def test_supernet_search_with_both_plugins(tmp_path: Path) -> None:
+    extra = ("search.pvll.enabled=true", "search.pvll.min_observations=10",
+             "search.eoi.enabled=true", "search.eoi.warmup=5", "search.eoi.interval=2")
+    a = _search(tmp_path / "a", *extra)
+    b = _search(tmp_path / "b", *extra)
+    assert RunFiles(a.dir).pareto_json.read_text() == RunFiles(b.dir).pareto_json.read_text()
+    saved = torch.load(RunFiles(a.dir).checkpoint, weights_only=True)["strategy"]["plugins"]
+    assert set(saved) == {"eoi", "pvll"}
+    assert a.config.search.pvll.enabled and a.config.search.eoi.enabled

@@ -30,7 +30,7 @@ STALL_LOOKUPS = 20_000
 
 #: SearchConfig fields of multi-asng that the benchmark lets one change.
 SEARCH_KEYS = ("delta0", "alpha", "samples_per_dist", "utility", "coefficients", "budgets",
-               "eoi")
+               "eoi", "pvll")
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,8 @@ def _strategy(name: str, problem: BenchProblem, search: SearchConfig):
     cost = np.asarray(problem.cost)
     objective = Objective(problem.cost_name, search.budgets, search.coefficients,
                           float(cost.min()), float(cost.max()))
-    return build_strategy(name, problem.n_options, objective, search)
+    return build_strategy(name, problem.n_options, objective, search,
+                          price=lambda archs: problem.cost[problem.index(archs)])
 
 
 def _drive(strategies: Sequence[Any], evaluator: TableEvaluator, rng: np.random.Generator,

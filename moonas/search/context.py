@@ -79,7 +79,9 @@ def build_context(config: RunConfig) -> SearchContext:
     table = cost_model(space, search)
     objective = resolve_objective(search, table, seeds(config.seed, STREAM_OBJECTIVE),
                                   single=search.strategy in SINGLE_DISTRIBUTION)
-    strategy = build_strategy(search.strategy, space.n_options, objective, search)
+    strategy = build_strategy(search.strategy, space.n_options, objective, search,
+                              price=lambda archs: table.cost(objective.cost, archs),
+                              seed=config.seed)
     torch.manual_seed(config.seed)
     supernet = build_supernet(space)
     t = config.train

@@ -22,6 +22,9 @@ __all__ = ["Strategy", "STRATEGIES", "MultiASNGStrategy", "RandomStrategy", "bui
 #: Evaluates architectures `(n, D)` -> minimised objectives `(n, m)` (error, cost, ...).
 Evaluate = Callable[[np.ndarray], np.ndarray]
 
+#: Prices architectures `(n, D)` -> the searched cost `(n,)`.
+Price = Callable[[np.ndarray], np.ndarray]
+
 #: Strategies that search one distribution (their objective has one budget or coefficient).
 SINGLE_DISTRIBUTION = ("asng",)
 
@@ -32,10 +35,12 @@ class Strategy:
     name: ClassVar[str] = ""
 
     def __init__(self, n_options: tuple[int, ...], objective: Objective,
-                 search: SearchConfig) -> None:
+                 search: SearchConfig, price: Price | None = None, seed: int = 0) -> None:
         self.n_options = tuple(n_options)
         self.objective = objective
         self.search = search
+        self.price = price
+        self.seed = seed
 
     def train_paths(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """Paths `(n, D)` for one weight step of the supernet."""
@@ -84,8 +89,8 @@ class MultiASNGStrategy(Strategy):
     name = "multi-asng"
 
     def __init__(self, n_options: tuple[int, ...], objective: Objective,
-                 search: SearchConfig) -> None:
-        super().__init__(n_options, objective, search)
+                 search: SearchConfig, price: Price | None = None, seed: int = 0) -> None:
+        super().__init__(n_options, objective, search, price, seed)
         k = objective.n_dists
         self.core = MultiASNG(
             n_options, k,
@@ -98,6 +103,7 @@ class MultiASNGStrategy(Strategy):
             alpha=search.alpha,
         )
         self.plugins = _plugins(search, objective, self.core)
+        self.pvll = _pvll(search, objective, n_options, k, price, seed)
 
     def train_paths(self, rng: np.random.Generator, n: int) -> np.ndarray:
         # Paths come from the mixture: each from a distribution chosen uniformly.
@@ -107,16 +113,27 @@ class MultiASNGStrategy(Strategy):
 
     def ask(self, rng: np.random.Generator) -> np.ndarray:
         archs = self.core.ask(rng)
+        if self.pvll is not None:
+            archs = self.pvll.propose(rng, self.core, archs)
         for plugin in self.plugins:
             archs = plugin.propose(rng, self.core, archs)
         return archs
 
     def tell(self, archs: np.ndarray, losses: np.ndarray, costs: np.ndarray) -> dict[str, Any]:
-        diag = self.core.tell(archs, losses, costs)
-        fields = {"ess": _rounded(diag.ess), "entropy": _rounded(diag.entropy),
-                  "delta": _rounded(diag.delta), "stepped": list(diag.stepped)}
-        for plugin in self.plugins:
-            fields.update(plugin.observe(archs, losses, costs, self.core))
+        # Rows the proxy screened were not drawn from the mixture, so their p_k/q weights
+        # would be wrong: the distributions learn from the rows left as drawn (PVLLPlugin).
+        told = (np.ones(len(archs), dtype=bool) if self.pvll is None
+                else self.pvll.tell_mask(len(archs)))
+        fields: dict[str, Any] = {}
+        if told.sum() >= 2:
+            a, l, c = archs[told], np.asarray(losses)[told], np.asarray(costs)[told]
+            diag = self.core.tell(a, l, c)
+            fields = {"ess": _rounded(diag.ess), "entropy": _rounded(diag.entropy),
+                      "delta": _rounded(diag.delta), "stepped": list(diag.stepped)}
+            for plugin in self.plugins:
+                fields.update(plugin.observe(a, l, c, self.core))
+        if self.pvll is not None:
+            fields.update(self.pvll.observe(archs, losses, costs, self.core))
         return fields
 
     def modes(self) -> np.ndarray:
@@ -135,12 +152,14 @@ class MultiASNGStrategy(Strategy):
     def state_dict(self) -> dict[str, Any]:
         state = self.core.state_dict()
         state["plugins"] = {p.name: p.state_dict() for p in self.plugins}
+        if self.pvll is not None:
+            state["plugins"]["pvll"] = self.pvll.state_dict()
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.core.load_state_dict(state)
         saved = state.get("plugins", {})
-        for plugin in self.plugins:
+        for plugin in self.plugins + ([self.pvll] if self.pvll is not None else []):
             if plugin.name not in saved:
                 raise CheckpointError(f"the checkpoint has no state of the {plugin.name} plug-in: "
                                       "resume with the config the run started with")
@@ -181,6 +200,21 @@ def _plugins(search: SearchConfig, objective: Objective, core: MultiASNG) -> lis
     return plugins
 
 
+def _pvll(search: SearchConfig, objective: Objective, n_options: tuple[int, ...], k: int,
+          price: Price | None, seed: int):
+    """The proxy-validation-loss plug-in when switched on, ranking by each distribution's
+    predicted objective when the cost can be priced."""
+    if not search.pvll.enabled:
+        return None
+    from moonas.plugins.pvll import PVLLPlugin
+
+    plugin = PVLLPlugin(search.pvll, n_options, k, rng=seed)
+    if price is not None:
+        plugin.set_objective(price, budgets=objective.budgets,
+                             coefficients=objective.coefficients, cost_max=objective.cost_max)
+    return plugin
+
+
 def samples_per_dist(search: SearchConfig, k: int) -> int:
     """Samples per distribution and step: as configured, else `ceil(2 / K)`.
 
@@ -194,8 +228,10 @@ def samples_per_dist(search: SearchConfig, k: int) -> int:
 
 
 def build_strategy(name: str, n_options: tuple[int, ...], objective: Objective,
-                   search: SearchConfig) -> Strategy:
-    return STRATEGIES.get(name)(n_options, objective, search)
+                   search: SearchConfig, price: Price | None = None, seed: int = 0) -> Strategy:
+    """The strategy `name`; `price` (the searched cost of architectures) and `seed` serve the
+    plug-ins that need them."""
+    return STRATEGIES.get(name)(n_options, objective, search, price, seed)
 
 
 def _rounded(values) -> list[float]:

@@ -1,0 +1,174 @@
+"""The PVLL plug-in: predictor, FIFO memory, refit schedule, screening, resume, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import kendalltau
+
+from moonas.asng import MultiASNG
+from moonas.errors import ConfigError
+from moonas.plugins.pvll import PVLLConfig, PVLLPlugin, RidgePredictor, encode
+
+N_OPTIONS = (5, 5, 5, 5, 3, 4)
+
+
+def _additive(archs: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A toy loss additive over choices, (n,)."""
+    table = np.random.default_rng(seed).normal(size=(len(N_OPTIONS), max(N_OPTIONS)))
+    return table[np.arange(len(N_OPTIONS))[None, :], archs].sum(axis=1)
+
+
+def _random_archs(rng: np.random.Generator, n: int) -> np.ndarray:
+    return rng.integers(0, np.asarray(N_OPTIONS), size=(n, len(N_OPTIONS)))
+
+
+def test_encode_shapes_and_one_hot():
+    archs = _random_archs(np.random.default_rng(0), 7)
+    x = encode(archs, N_OPTIONS)
+    assert x.shape == (7, sum(N_OPTIONS))
+    assert np.all(x.sum(axis=1) == len(N_OPTIONS))
+    pairs = encode(archs, N_OPTIONS, "pairs")
+    n_pairs = sum(a * b for i, a in enumerate(N_OPTIONS) for b in N_OPTIONS[i + 1:])
+    assert pairs.shape == (7, sum(N_OPTIONS) + n_pairs)
+
+
+def test_predictor_fits_additive_function():
+    rng = np.random.default_rng(1)
+    train, test = _random_archs(rng, 80), _random_archs(rng, 500)
+    model = RidgePredictor(N_OPTIONS, ridge=0.1)
+    model.fit(train, _additive(train))
+    tau = kendalltau(model.predict(test), _additive(test)).statistic
+    assert tau > 0.9
+
+
+def test_fifo_memory_bound_keeps_most_recent():
+    plugin = PVLLPlugin(PVLLConfig(enabled=True, memory=10, min_observations=5), N_OPTIONS, 2, 0)
+    archs = _random_archs(np.random.default_rng(2), 25)
+    for i in range(0, 25, 5):
+        plugin.add(archs[i:i + 5], np.arange(i, i + 5, dtype=float))
+    kept_archs, kept_losses = plugin.memory
+    assert len(kept_losses) == 10
+    np.testing.assert_array_equal(kept_losses, np.arange(15, 25))
+    np.testing.assert_array_equal(kept_archs, archs[15:])
+
+
+def test_refit_schedule():
+    config = PVLLConfig(enabled=True, refit_every=10, min_observations=20)
+    plugin = PVLLPlugin(config, N_OPTIONS, 2, 0)
+    rng = np.random.default_rng(3)
+    fits = []
+    for _ in range(12):
+        archs = _random_archs(rng, 5)
+        plugin.add(archs, _additive(archs))
+        fits.append(plugin.n_fits)
+    # 5 pairs a step: first fit at 20 observations, then one every 10 (every second step).
+    assert fits == [0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5]
+    assert plugin.active
+
+
+def _fitted_plugin(config: PVLLConfig, K: int = 3) -> PVLLPlugin:
+    plugin = PVLLPlugin(config, N_OPTIONS, K, 0)
+    archs = _random_archs(np.random.default_rng(4), 60)
+    plugin.add(archs, _additive(archs))
+    assert plugin.active
+    return plugin
+
+
+def test_screening_shape_exploration_share_and_improvement():
+    config = PVLLConfig(enabled=True, explore=0.25, pool=32, min_observations=10)
+    plugin = _fitted_plugin(config)
+    core = MultiASNG(N_OPTIONS, 3, coefficients=[0.0, 0.1, 0.2], n_per_dist=4)
+    rng = np.random.default_rng(5)
+    before, after = [], []
+    for _ in range(20):
+        asked = core.ask(rng)
+        out = plugin.propose(rng, core, asked)
+        assert out.shape == asked.shape == (12, len(N_OPTIONS))
+        assert out.dtype == np.int64
+        told = plugin.tell_mask(len(out))
+        assert told.sum() == 3  # round(0.25 * 12) rows kept as drawn
+        np.testing.assert_array_equal(out[told], asked[told])
+        before.append(_additive(asked[~told]).mean())
+        after.append(_additive(out[~told]).mean())
+    assert np.mean(after) < np.mean(before) - 0.5
+
+
+def test_screening_off_before_fit_and_tell_all():
+    plugin = PVLLPlugin(PVLLConfig(enabled=True, tell="all"), N_OPTIONS, 2, 0)
+    core = MultiASNG(N_OPTIONS, 2, budgets=[1.0, 2.0], n_per_dist=2)
+    rng = np.random.default_rng(6)
+    asked = core.ask(rng)
+    np.testing.assert_array_equal(plugin.propose(rng, core, asked), asked)
+    assert plugin.tell_mask(4).all()
+
+
+def test_screening_respects_budget_with_cost():
+    config = PVLLConfig(enabled=True, explore=0.0, pool=64, min_observations=10)
+    plugin = _fitted_plugin(config, K=2)
+    cost_of = lambda a: a.sum(axis=1).astype(float)  # noqa: E731
+    plugin.set_objective(cost_of, budgets=np.array([4.0, 30.0]))
+    core = MultiASNG(N_OPTIONS, 2, budgets=[4.0, 30.0], n_per_dist=8)
+    rng = np.random.default_rng(7)
+    out = plugin.propose(rng, core, core.ask(rng))
+    assert np.mean(cost_of(out[:8]) <= 4.0) > np.mean(cost_of(core.ask(rng)[:8]) <= 4.0)
+
+
+def test_importance_is_normalised():
+    plugin = _fitted_plugin(PVLLConfig(enabled=True, min_observations=10))
+    core = MultiASNG(N_OPTIONS, 3, coefficients=[0.0, 0.1, 0.2])
+    d = plugin.importance(core)
+    assert d.shape == (3, len(N_OPTIONS))
+    np.testing.assert_allclose(d.sum(axis=1), 1.0)
+    assert np.all(d >= 0)
+
+
+def _run(steps: int, config: PVLLConfig, seed: int, state=None, rngs=None):
+    """A plug-in MultiASNG run on the additive toy; returns (history, core, plugin, rng)."""
+    core = MultiASNG(N_OPTIONS, 3, coefficients=[0.0, 0.5, 1.0], n_per_dist=2, cost_max=30.0)
+    plugin = PVLLPlugin(config, N_OPTIONS, 3, seed)
+    rng = np.random.default_rng(seed)
+    if state is not None:
+        core.load_state_dict(state[0])
+        plugin.load_state_dict(state[1])
+        rng.bit_generator.state = state[2]
+    history = []
+    for _ in range(steps):
+        archs = plugin.propose(rng, core, core.ask(rng))
+        losses, costs = _additive(archs), archs.sum(axis=1).astype(float)
+        told = plugin.tell_mask(len(archs))
+        if told.sum() >= 2:
+            core.tell(archs[told], losses[told], costs[told])
+        plugin.observe(archs, losses, costs, core)
+        history.append(archs)
+    return np.concatenate(history), core, plugin, rng
+
+
+CONFIG = PVLLConfig(enabled=True, min_observations=12, refit_every=6, pool=8)
+
+
+def test_plugin_run_is_deterministic_for_a_seed():
+    a, core_a, _, _ = _run(40, CONFIG, 11)
+    b, core_b, _, _ = _run(40, CONFIG, 11)
+    c, _, _, _ = _run(40, CONFIG, 12)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(core_a.thetas, core_b.thetas)
+    assert not np.array_equal(a, c)
+
+
+def test_state_save_load_resumes_identically():
+    full, core_full, _, _ = _run(30, CONFIG, 13)
+    first, core, plugin, rng = _run(17, CONFIG, 13)
+    state = (core.state_dict(), plugin.state_dict(), rng.bit_generator.state)
+    rest, core_rest, _, _ = _run(13, CONFIG, 13, state=state)
+    np.testing.assert_array_equal(np.concatenate([first, rest]), full)
+    np.testing.assert_array_equal(core_rest.thetas, core_full.thetas)
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ConfigError):
+        PVLLConfig(explore=1.5)
+    with pytest.raises(ConfigError):
+        PVLLConfig(tell="some")
+    with pytest.raises(ConfigError):
+        PVLLConfig(memory=1)
