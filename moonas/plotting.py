@@ -11,7 +11,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["FrontSeries", "plot_fronts", "save_figure", "plot_anytime"]
+__all__ = ["FrontSeries", "save_figure", "plot_anytime", "plot_front_overlay",
+           "plot_theta_heatmaps", "plot_search_curves"]
 
 
 @dataclass(frozen=True)
@@ -42,39 +43,6 @@ def save_figure(fig, path: str | Path) -> None:
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=150, bbox_inches="tight")
-
-
-def plot_fronts(series: Sequence[FrontSeries], path: str | Path, *, xlabel: str,
-                budgets: Sequence[float] = (), log_x: bool = False) -> dict:
-    """Accuracy against cost: all candidates faint, each front as a step line, modes as stars,
-    budgets as vertical dashed lines. Returns what was drawn (per series: front x, y; modes)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    drawn: dict = {"series": [], "budgets": list(budgets)}
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, s in enumerate(series):
-        color = colors[i % len(colors)]
-        ax.scatter(s.cost, s.accuracy * 100, s=8, alpha=0.25, color=color)
-        order = np.argsort(s.cost[s.on_front])
-        fx, fy = s.cost[s.on_front][order], s.accuracy[s.on_front][order] * 100
-        ax.step(fx, fy, where="post", color=color, marker="o", ms=4, label=f"{s.label} front")
-        modes = [j for j, m in enumerate(s.mode_of) if m is not None]
-        if modes:
-            ax.scatter(s.cost[modes], s.accuracy[modes] * 100, marker="*", s=140, color=color,
-                       edgecolor="black", zorder=5, label=f"{s.label} modes")
-        drawn["series"].append({"label": s.label, "front_x": fx.tolist(), "front_y": fy.tolist(),
-                                "modes": [(float(s.cost[j]), float(s.accuracy[j])) for j in modes]})
-    for b in budgets:
-        ax.axvline(b, color="grey", ls="--", lw=0.8)
-    if log_x:
-        ax.set_xscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("validation accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    save_figure(fig, path)
-    plt.close(fig)
-    return drawn
 
 
 def plot_anytime(curves: Mapping[str, Mapping[str, Sequence[float]]], path: str | Path, *,
@@ -139,9 +107,6 @@ def _gap_inverse(t: np.ndarray) -> np.ndarray:
 
 
 # -- deploy: fronts of several runs, distribution heatmaps, search curves --------------------
-__all__ += ["plot_front_overlay", "plot_theta_heatmaps", "plot_search_curves"]
-
-
 def plot_front_overlay(series: Sequence[FrontSeries], path: str | Path, *, xlabel: str,
                        budgets: Sequence[Sequence[float]] = (),
                        trained: Sequence[Sequence[tuple[float, float, float]]] = (),

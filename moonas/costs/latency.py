@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from moonas.atomic import write_json
-from moonas.costs.table import CostTable
+from moonas.costs.table import CostTable, cost_index
 from moonas.errors import ConfigError, DataError
 from moonas.registry import closest
 from moonas.spaces import Arch, SearchSpace
@@ -226,11 +226,7 @@ class LatencyCosts:
         self.valid = table.valid
 
     def index(self, name: str) -> int:
-        if name not in self.names:
-            raise ConfigError(
-                f"unknown cost {name!r}{closest(name, self.names)}; valid: {', '.join(self.names)}"
-            )
-        return self.names.index(name)
+        return cost_index(self.names, name)
 
     def price(self, archs: np.ndarray) -> np.ndarray:
         """`(n, D)` -> `(n, C + 1)`."""

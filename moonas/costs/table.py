@@ -12,7 +12,7 @@ from moonas.errors import ConfigError
 from moonas.registry import closest
 from moonas.spaces import Arch, SearchSpace
 
-__all__ = ["CostTable", "build_cost_table", "COST_UNITS"]
+__all__ = ["CostTable", "build_cost_table", "COST_UNITS", "cost_label"]
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,25 @@ COST_UNITS: dict[str, str] = {
     "macs": "multiply-accumulates of conv and linear layers for one input, bias included "
     "(NAS-Bench-201's 'FLOPs'); norm, pooling and activations count zero",
 }
+
+
+def cost_index(names: tuple[str, ...], name: str) -> int:
+    """Position of cost `name` among `names`, or one line listing the valid ones."""
+    if name not in names:
+        raise ConfigError(f"unknown cost {name!r}{closest(name, names)}; valid: {', '.join(names)}")
+    return names.index(name)
+
+
+def cost_label(cost: str) -> str:
+    """Axis/column label with units: `params (count)`, `MACs (multiply-accumulates)`,
+    `latency on DEVICE (ms)`."""
+    if cost == "params":
+        return "params (count)"
+    if cost == "macs":
+        return "MACs (multiply-accumulates)"
+    if cost.startswith("latency:"):
+        return f"latency on {cost.split(':', 1)[1]} (ms)"
+    return cost
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,11 +58,7 @@ class CostTable:
     valid: np.ndarray
 
     def index(self, name: str) -> int:
-        if name not in self.names:
-            raise ConfigError(
-                f"unknown cost {name!r}{closest(name, self.names)}; valid: {', '.join(self.names)}"
-            )
-        return self.names.index(name)
+        return cost_index(self.names, name)
 
     def price(self, archs: np.ndarray) -> np.ndarray:
         """Costs of architectures `(n, D)` -> `(n, C)` (float64, exact integers for counts)."""

@@ -23,6 +23,7 @@ import numpy as np
 
 from moonas.config import parse_amount
 from moonas.costs.latency import LatencyModel, device_name, load_latency
+from moonas.costs.table import cost_label
 from moonas.errors import ConfigError, MoonasError
 from moonas.pareto import non_dominated
 from moonas.registry import closest
@@ -131,18 +132,6 @@ class Pick:
             out["trained"] = {k: self.trained.get(k) for k in
                               ("test_accuracy", "val_accuracy", "init", "recipe")}
         return out
-
-
-def cost_label(cost: str) -> str:
-    """Axis/column label with units: `params (count)`, `MACs (multiply-accumulates)`,
-    `latency on DEVICE (ms)`."""
-    if cost == "params":
-        return "params (count)"
-    if cost == "macs":
-        return "MACs (multiply-accumulates)"
-    if cost.startswith("latency:"):
-        return f"latency on {device_name(cost)} (ms)"
-    return cost
 
 
 def candidate_pool(run: Run) -> tuple[Candidate, ...]:

@@ -21,7 +21,7 @@ import yaml
 
 from moonas.atomic import write_json, write_text
 from moonas.config import RunConfig, config_to_dict, load_config
-from moonas.costs import COST_UNITS
+from moonas.costs import COST_UNITS, cost_label
 from moonas.errors import MoonasError
 from moonas.run import (Candidate, Run, RunFiles, is_run_dir, load_run, read_candidates,
                         write_candidates, write_front)
@@ -153,25 +153,19 @@ def _single(config: RunConfig, files: RunFiles, resume: bool, progress: Progress
 
 
 def _write_results(files: RunFiles, candidates: list[Candidate], front, config: RunConfig) -> None:
-    from moonas.plotting import FrontSeries, plot_fronts
+    from moonas.plotting import FrontSeries, plot_front_overlay
 
     write_candidates(files.candidates, candidates)
     cost = np.array([c.cost(front.cost) for c in candidates], dtype=np.float64)
-    plot_fronts(
+    plot_front_overlay(
         [FrontSeries(label=config.search.strategy, cost=cost,
                      accuracy=np.array([c.accuracy for c in candidates]),
                      on_front=np.array([c.on_front for c in candidates]),
                      mode_of=tuple(c.mode_of for c in candidates))],
-        files.pareto_png, xlabel=_axis_label(front.cost),
-        budgets=front.budgets or (),
+        files.pareto_png, xlabel=cost_label(front.cost),
+        budgets=[front.budgets or ()],
     )
     write_front(files, front)  # last: pareto.json marks the run complete
-
-
-def _axis_label(cost: str) -> str:
-    if cost.startswith("latency:"):
-        return f"latency on {cost.split(':', 1)[1]} (ms)"
-    return {"params": "parameters (count)", "macs": "multiply-accumulates (MACs)"}[cost]
 
 
 def _separate(config: RunConfig, files: RunFiles, progress: Progress | None) -> None:
