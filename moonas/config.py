@@ -18,6 +18,7 @@ from typing import Any, Literal, Mapping
 import yaml
 
 from moonas.errors import ConfigError, MoonasError
+from moonas.plugins.angle import AngleConfig
 from moonas.plugins.eoi import EoiConfig
 from moonas.plugins.pvll import PVLLConfig
 from moonas.registry import closest
@@ -149,6 +150,7 @@ class SearchConfig:
     bn_batches: int = 8
     eoi: EoiConfig = field(default_factory=EoiConfig)
     pvll: PVLLConfig = field(default_factory=PVLLConfig)
+    angle: AngleConfig = field(default_factory=AngleConfig)
 
     def __post_init__(self) -> None:
         if self.budgets is not None:

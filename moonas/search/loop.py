@@ -123,6 +123,8 @@ def train(ctx: SearchContext, checkpoint: Path, log_path: Path, start_epoch: int
     search = ctx.config.search
     total = ctx.total_steps
     step = start_epoch * ctx.steps_per_epoch
+    # Plug-ins that read the weights (angle: V0 at a fresh start; restored on resume).
+    ctx.strategy.bind_supernet(ctx.supernet)
     for epoch in range(start_epoch, search.epochs):
         lines: list[str] = []
         learn = epoch >= search.warmup_epochs
@@ -139,12 +141,14 @@ def train(ctx: SearchContext, checkpoint: Path, log_path: Path, start_epoch: int
             lines.append(json.dumps(entry))
             if progress is not None:
                 progress(step, total, entry)
+        shrink = ctx.strategy.end_epoch(ctx.supernet, epoch + 1)  # before the state is logged
         modes = ctx.strategy.modes()
         theta = getattr(getattr(ctx.strategy, "core", None), "thetas", None)
         lines.append(json.dumps({
             "step": step, "epoch": epoch, "kind": "epoch",
             "modes": None if modes is None else modes.tolist(),
             "theta": None if theta is None else np.round(theta, 5).tolist(),
+            **shrink,
         }))
         with log_path.open("a") as handle:
             handle.write("".join(f"{line}\n" for line in lines))

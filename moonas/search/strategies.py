@@ -11,7 +11,7 @@ import numpy as np
 
 from moonas.asng import MultiASNG
 from moonas.config import SearchConfig
-from moonas.errors import CheckpointError
+from moonas.errors import CheckpointError, ConfigError
 from moonas.plugins import Plugin
 from moonas.registry import Registry
 from moonas.search.objective import Objective
@@ -65,6 +65,13 @@ class Strategy:
     def modes(self) -> np.ndarray | None:
         return None
 
+    def bind_supernet(self, supernet: Any) -> None:
+        """Called by the supernet loop before training (fresh or resumed)."""
+
+    def end_epoch(self, supernet: Any, done: int) -> dict[str, Any]:
+        """Called by the supernet loop after `done` completed epochs; returns log fields."""
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 
@@ -104,6 +111,7 @@ class MultiASNGStrategy(Strategy):
         )
         self.plugins = _plugins(search, objective, self.core)
         self.pvll = _pvll(search, objective, n_options, k, price, seed)
+        self.angle = _angle(search, objective, n_options, k, price, seed)
 
     def train_paths(self, rng: np.random.Generator, n: int) -> np.ndarray:
         # Paths come from the mixture: each from a distribution chosen uniformly.
@@ -112,6 +120,10 @@ class MultiASNGStrategy(Strategy):
         return archs[np.sort(rng.choice(len(archs), size=n, replace=False))]
 
     def ask(self, rng: np.random.Generator) -> np.ndarray:
+        if self.angle is not None and not self.angle.bound:
+            raise ConfigError("search.angle.enabled needs a supernet (it measures how far trained "
+                              "weights moved): it does not apply to a table benchmark; switch it "
+                              "off or run 'moonas search'")
         archs = self.core.ask(rng)
         if self.pvll is not None:
             archs = self.pvll.propose(rng, self.core, archs)
@@ -139,6 +151,13 @@ class MultiASNGStrategy(Strategy):
     def modes(self) -> np.ndarray:
         return self.core.modes()
 
+    def bind_supernet(self, supernet: Any) -> None:
+        if self.angle is not None:
+            self.angle.bind(supernet)
+
+    def end_epoch(self, supernet: Any, done: int) -> dict[str, Any]:
+        return {} if self.angle is None else self.angle.end_epoch(supernet, self.core, done)
+
     def candidates(self, rng: np.random.Generator, evaluate: Evaluate) -> tuple[np.ndarray, list]:
         modes = self.core.modes()
         samples, _ = self.core.stack.sample(rng, self.search.front_samples)
@@ -154,12 +173,15 @@ class MultiASNGStrategy(Strategy):
         state["plugins"] = {p.name: p.state_dict() for p in self.plugins}
         if self.pvll is not None:
             state["plugins"]["pvll"] = self.pvll.state_dict()
+        if self.angle is not None:
+            state["plugins"]["angle"] = self.angle.state_dict()
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.core.load_state_dict(state)
         saved = state.get("plugins", {})
-        for plugin in self.plugins + ([self.pvll] if self.pvll is not None else []):
+        extra = [p for p in (self.pvll, self.angle) if p is not None]
+        for plugin in self.plugins + extra:
             if plugin.name not in saved:
                 raise CheckpointError(f"the checkpoint has no state of the {plugin.name} plug-in: "
                                       "resume with the config the run started with")
@@ -213,6 +235,17 @@ def _pvll(search: SearchConfig, objective: Objective, n_options: tuple[int, ...]
         plugin.set_objective(price, budgets=objective.budgets,
                              coefficients=objective.coefficients, cost_max=objective.cost_max)
     return plugin
+
+
+def _angle(search: SearchConfig, objective: Objective, n_options: tuple[int, ...], k: int,
+           price: Price | None, seed: int):
+    """The angle-based shrinking plug-in when switched on (it needs the supernet loop's hooks)."""
+    if not search.angle.enabled:
+        return None
+    from moonas.plugins.angle import AnglePlugin
+
+    return AnglePlugin(search.angle, n_options, k, search.epochs, budgets=objective.budgets,
+                       price=price, seed=seed)
 
 
 def samples_per_dist(search: SearchConfig, k: int) -> int:
