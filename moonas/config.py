@@ -141,7 +141,8 @@ class SearchConfig:
     coefficients: tuple[float, ...] | None = None
     samples_per_dist: int | None = None
     utility: Literal["weighted-quantile", "rank"] = "weighted-quantile"
-    delta0: float = 1.0
+    delta0: float = 0.5
+    delta_max: float | None = None       # cap of the adaptive step size; None: delta0
     alpha: float = 1.5
     epochs: int = 30
     warmup_epochs: int = 5
@@ -183,6 +184,15 @@ class SearchConfig:
             )
         if self.delta0 <= 0 or self.alpha <= 0:
             raise ConfigError("search.delta0 and search.alpha must be > 0")
+        if self.delta_max is not None and not self.delta_max >= self.delta0:
+            raise ConfigError(f"search.delta_max={self.delta_max} is below search.delta0="
+                              f"{self.delta0}: use delta_max >= delta0, null for delta0 or .inf "
+                              "for no cap")
+
+    @property
+    def step_cap(self) -> float:
+        """The largest step size the adaptation may reach: ``delta_max``, or ``delta0``."""
+        return self.delta0 if self.delta_max is None else self.delta_max
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,7 @@ class MultiASNG:
         n_per_dist: int = 2,
         utility: str = "weighted-quantile",
         delta0: float = 1.0,
+        delta_max: float | None = None,
         alpha: float = 1.5,
         rho: float = 0.25,
         cost_max: float | None = None,
@@ -96,6 +97,9 @@ class MultiASNG:
             raise ConfigError(f"utility={utility!r} is unknown: use one of {list(UTILITY_METHODS)}")
         if not delta0 > 0:
             raise ConfigError(f"delta0={delta0}: use delta0 > 0 (default 1.0)")
+        if delta_max is not None and not delta_max >= delta0:
+            raise ConfigError(f"delta_max={delta_max} is below delta0={delta0}: use delta_max >= "
+                              "delta0, or None for no cap")
         if not alpha > 0:
             raise ConfigError(f"alpha={alpha}: use alpha > 0 (default 1.5)")
         if not 0.0 < rho <= 0.5:
@@ -109,6 +113,7 @@ class MultiASNG:
         self._n_per_dist = int(n_per_dist)
         self._utility = utility
         self._rho = float(rho)
+        self._delta_max = np.inf if delta_max is None else float(delta_max)
         self._cost_max = None if cost_max is None else float(cost_max)
         self._cost_max_seen = 0.0
         self._n_tells = 0
@@ -181,7 +186,8 @@ class MultiASNG:
 
         stepped = []
         for k in range(self.K):
-            result = asng_step(thetas[k], self._stack.mask[k], grads[k], self._states[k], float(scales[k]))
+            result = asng_step(thetas[k], self._stack.mask[k], grads[k], self._states[k],
+                               float(scales[k]), self._delta_max)
             if result.stepped:
                 self._stack.set_theta(k, result.theta)
             self._states[k] = result.state

@@ -164,12 +164,17 @@ def asng_step(
     grad: np.ndarray,
     state: StepState,
     grad_scale: float = 1.0,
+    delta_max: float = np.inf,
 ) -> StepResult:
     """One ASNG step of one distribution (DESIGN 3).
 
     theta, grad: (D, Kmax); mask: (D, Kmax) bool active options. The step is skipped (theta
     and state unchanged, ``stepped=False``) when the gradient is zero relative to
-    ``grad_scale`` or no choice has two active options.
+    ``grad_scale`` or no choice has two active options. ``delta_max`` caps the step size the
+    adaptation may reach (ASNG's ``delta_max``, unbounded by default): once a distribution sits
+    at the margin, steps clipped there keep pointing the same way, the evolution path reads
+    that as "step too small" and the step grows past ``delta0``, until one noisy ranking can
+    move a converged choice.
     """
     mask = np.asarray(mask, dtype=bool)
     theta = np.asarray(theta, dtype=np.float64)
@@ -195,5 +200,6 @@ def asng_step(
     gamma = (1.0 - beta) ** 2 * state.gamma + beta * (2.0 - beta)
     Delta = state.Delta * float(np.exp(beta * (gamma - np.sum(s**2) / state.alpha)))
     Delta = max(Delta, state.delta0 / np.sqrt(n))  # keeps the next beta <= 1
+    Delta = max(Delta, state.delta0 / delta_max)  # keeps the next delta <= delta_max
     new_state = replace(state, Delta=Delta, gamma=float(gamma), s=s)
     return StepResult(theta=new_theta, state=new_state, stepped=True)

@@ -345,5 +345,5 @@ def summary_markdown(summary: dict[str, Any]) -> str:
 
 
 def _settings(search: dict[str, Any]) -> str:
-    keys = ("budgets", "coefficients", "samples_per_dist", "utility", "delta0", "alpha")
+    keys = ("budgets", "coefficients", "samples_per_dist", "utility", "delta0", "delta_max", "alpha")
     return ", ".join(f"{k}={search[k]}" for k in keys if search.get(k) is not None)

@@ -29,8 +29,8 @@ __all__ = [
 STALL_LOOKUPS = 20_000
 
 #: SearchConfig fields of multi-asng that the benchmark lets one change.
-SEARCH_KEYS = ("delta0", "alpha", "samples_per_dist", "utility", "coefficients", "budgets",
-               "eoi", "pvll")
+SEARCH_KEYS = ("delta0", "delta_max", "alpha", "samples_per_dist", "utility", "coefficients",
+               "budgets", "eoi", "pvll")
 
 
 @dataclass(frozen=True)

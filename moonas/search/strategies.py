@@ -107,6 +107,7 @@ class MultiASNGStrategy(Strategy):
             n_per_dist=samples_per_dist(search, k),
             utility=search.utility,
             delta0=search.delta0,
+            delta_max=search.step_cap,
             alpha=search.alpha,
         )
         self.plugins = _plugins(search, objective, self.core)
