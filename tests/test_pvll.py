@@ -8,7 +8,9 @@ from scipy.stats import kendalltau
 
 from moonas.asng import MultiASNG
 from moonas.errors import ConfigError
-from moonas.plugins.pvll import PVLLConfig, PVLLPlugin, RidgePredictor, encode
+from moonas.plugins import gae
+from moonas.plugins.pvll import (KernelPredictor, PVLLConfig, PVLLPlugin, RidgePredictor, encode,
+                                 make_predictor)
 
 N_OPTIONS = (5, 5, 5, 5, 3, 4)
 
@@ -172,3 +174,132 @@ def test_config_rejects_bad_values():
         PVLLConfig(tell="some")
     with pytest.raises(ConfigError):
         PVLLConfig(memory=1)
+    with pytest.raises(ConfigError, match="features='graph'.*'gae'"):
+        PVLLConfig(features="graph")
+    with pytest.raises(ConfigError, match="predictor='gp'.*'kernel'"):
+        PVLLConfig(predictor="gp")
+    with pytest.raises(ConfigError, match="ridge=0"):
+        PVLLConfig(ridge=0)
+    assert PVLLConfig().l2 == 1.0 and PVLLConfig(predictor="kernel").l2 == 0.1
+    assert PVLLConfig(predictor="kernel", ridge=2.0).l2 == 2.0
+
+
+def _interaction(archs: np.ndarray) -> np.ndarray:
+    """A toy loss with an interaction of two choices no additive model can fit, (n,)."""
+    pair = np.random.default_rng(1).normal(size=(N_OPTIONS[0], N_OPTIONS[1]))
+    return 0.3 * _additive(archs) + 2.0 * pair[archs[:, 0], archs[:, 1]]
+
+
+def test_kernel_predictor_fits_interactions_better_than_ridge():
+    rng = np.random.default_rng(8)
+    train, test = _random_archs(rng, 300), _random_archs(rng, 500)
+    taus = {}
+    for cls in (RidgePredictor, KernelPredictor):
+        model = cls(N_OPTIONS, "onehot", 0.1)
+        model.fit(train, _interaction(train))
+        taus[cls] = kendalltau(model.predict(test), _interaction(test)).statistic
+        assert model.option_weights().shape == (len(N_OPTIONS), max(N_OPTIONS))
+    assert taus[KernelPredictor] > taus[RidgePredictor] + 0.05
+
+
+def test_partial_dependence_matches_ridge_coefficients_on_one_hot():
+    """The kernel's additive part, on an additive target, orders options like ridge's."""
+    train = _random_archs(np.random.default_rng(9), 400)
+    ridge, kernel = RidgePredictor(N_OPTIONS, ridge=0.1), KernelPredictor(N_OPTIONS, "onehot")
+    for model in (ridge, kernel):
+        model.fit(train, _additive(train))
+    a, b = ridge.option_weights(), kernel.option_weights()
+    for d, n in enumerate(N_OPTIONS):
+        assert kendalltau(a[d, :n], b[d, :n]).statistic > 0.6
+
+
+# ------------------------------------------------------------------- graph-autoencoder features
+NB201_OPTIONS = (5,) * 6
+
+
+@pytest.fixture(scope="module")
+def _short_gae():
+    return gae.train_encoder(gae.nb201_graph(), gae.GAEConfig(epochs=2), seed=0)
+
+
+@pytest.fixture
+def fast_gae(monkeypatch, _short_gae):
+    """A 2-epoch autoencoder in place of the default one (~20 s), for the plug-in's plumbing."""
+    monkeypatch.setattr(gae, "cached_encoder", lambda graph: _short_gae)
+    return _short_gae
+
+
+def _nb201_loss(archs: np.ndarray) -> np.ndarray:
+    """Toy NB201 loss: fewer convolutions on live paths is worse, (n,)."""
+    adj, node = gae.arch_graphs(archs, gae.nb201_graph())
+    return -(node >= 2).sum(axis=1) + 0.1 * _additive_nb201(archs)
+
+
+def _additive_nb201(archs: np.ndarray) -> np.ndarray:
+    table = np.random.default_rng(0).normal(size=(6, 5))
+    return table[np.arange(6)[None, :], archs].sum(axis=1)
+
+
+@pytest.mark.parametrize("predictor", ["ridge", "kernel"])
+def test_gae_features_predict_nb201_toy(fast_gae, predictor):
+    rng = np.random.default_rng(10)
+    train, test = rng.integers(0, 5, (100, 6)), rng.integers(0, 5, (500, 6))
+    x = encode(train, NB201_OPTIONS, "gae")
+    assert x.shape == (100, fast_gae.dim)
+    model = make_predictor(PVLLConfig(features="gae", predictor=predictor), NB201_OPTIONS)
+    assert model.features == "gae"
+    model.fit(train, _nb201_loss(train))
+    assert kendalltau(model.predict(test), _nb201_loss(test)).statistic > 0.5
+    weights = model.option_weights()
+    assert weights.shape == (6, 5) and np.all(np.isfinite(weights))
+
+
+def test_gae_falls_back_to_one_hot_without_a_graph(caplog):
+    with caplog.at_level("WARNING", logger="moonas.plugins.pvll"):
+        plugin = PVLLPlugin(PVLLConfig(enabled=True, features="gae"), N_OPTIONS, 2, 0)
+    assert plugin.predictor.features == "onehot"
+    assert "no cell graph" in caplog.text and "one-hot" in caplog.text
+    with pytest.raises(ConfigError, match="features='onehot'"):
+        encode(_random_archs(np.random.default_rng(0), 3), N_OPTIONS, "gae")
+
+
+def test_gae_kernel_plugin_resumes_identically(fast_gae):
+    config = PVLLConfig(enabled=True, min_observations=12, refit_every=6, pool=8,
+                        features="gae", predictor="kernel", damp=1.0)
+
+    def run(steps, state=None):
+        core = MultiASNG(NB201_OPTIONS, 2, coefficients=[0.0, 1.0], n_per_dist=2, cost_max=30.0)
+        plugin = PVLLPlugin(config, NB201_OPTIONS, 2, 3)
+        rng = np.random.default_rng(3)
+        if state is not None:
+            core.load_state_dict(state[0])
+            plugin.load_state_dict(state[1])
+            rng.bit_generator.state = state[2]
+        history = []
+        for _ in range(steps):
+            archs = plugin.propose(rng, core, core.ask(rng))
+            losses, costs = _nb201_loss(archs), archs.sum(axis=1).astype(float)
+            told = plugin.tell_mask(len(archs))
+            if told.sum() >= 2:
+                core.tell(archs[told], losses[told], costs[told])
+            plugin.observe(archs, losses, costs, core)
+            history.append(archs)
+        return np.concatenate(history), (core.state_dict(), plugin.state_dict(),
+                                         rng.bit_generator.state), plugin
+
+    full, _, plugin = run(20)
+    assert plugin.n_fits > 0
+    first, state, _ = run(11)
+    rest, _, _ = run(9, state)
+    np.testing.assert_array_equal(np.concatenate([first, rest]), full)
+
+
+def test_legacy_ridge_state_loads():
+    plugin = _fitted_plugin(PVLLConfig(enabled=True, min_observations=10))
+    state = plugin.state_dict()
+    legacy = {k: v for k, v in state.items() if k != "predictor"}
+    legacy.update({k: state["predictor"][k] for k in ("coef", "intercept", "scale")})
+    other = PVLLPlugin(PVLLConfig(enabled=True, min_observations=10), N_OPTIONS, 3, 0)
+    other.load_state_dict(legacy)
+    archs = _random_archs(np.random.default_rng(11), 20)
+    np.testing.assert_array_equal(other.predict(archs), plugin.predict(archs))

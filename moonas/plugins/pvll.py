@@ -1,8 +1,13 @@
 """Proxy validation loss (PVLL-NAS): an online loss predictor that screens the samples to evaluate.
 
-What it does (DESIGN 5). A ridge regressor from an architecture encoding (one-hot, optionally
-with one-hot pairs of choices) to the observed validation loss, fitted on a FIFO memory of
-the most recent (architecture, loss) pairs and refitted every ``refit_every`` new pairs.
+What it does (DESIGN 5). A regressor from an architecture encoding to the observed validation
+loss, fitted on a FIFO memory of the most recent (architecture, loss) pairs and refitted every
+``refit_every`` new pairs. Encodings (``features``): one-hot of every choice (default), one-hot
+plus one-hot pairs of choices, or ``"gae"``: the embedding of a graph autoencoder pre-trained
+without accuracies on every cell of the space (``moonas.plugins.gae``; NAS-Bench-201 only, other
+spaces fall back to one-hot with a warning). Regressors (``predictor``): closed-form ridge
+(default) or RBF kernel ridge. Measured in results/pvll.md: the GAE embedding with kernel ridge
+ranks held-out NAS-Bench-201 cells best by a wide margin.
 Once it has seen ``min_observations`` pairs, ``propose`` screens: for each row that
 ``core.ask`` drew from distribution k, it draws ``pool`` more candidates from k and replaces
 the row by the candidate whose *predicted* ranking key under k's objective is best (predicted
@@ -31,6 +36,7 @@ which damps sampling noise where the predicted loss says a choice matters.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -42,7 +48,15 @@ from moonas.asng.importance import budget_keys, coefficient_keys
 from moonas.errors import CheckpointError, ConfigError
 from moonas.plugins import Plugin
 
-__all__ = ["PVLLConfig", "PVLLPlugin", "RidgePredictor", "encode"]
+__all__ = ["PVLLConfig", "PVLLPlugin", "RidgePredictor", "KernelPredictor", "make_predictor",
+           "encode", "resolve_features"]
+
+log = logging.getLogger(__name__)
+
+FEATURES = ("onehot", "pairs", "gae")
+PREDICTORS = ("ridge", "kernel")
+#: Default L2 penalty per regressor (standardised targets); kernel's measured on NB201.
+DEFAULT_RIDGE = {"ridge": 1.0, "kernel": 0.1}
 
 #: Costs of architectures (n, D) -> (n,), for screening by the predicted objective of k.
 CostFn = Callable[[np.ndarray], np.ndarray]
@@ -59,8 +73,9 @@ class PVLLConfig:
     pool: int = 16                       # candidates drawn per screened row
     explore: float = 0.5                 # share of rows left as drawn (exploration)
     tell: Literal["unscreened", "all"] = "unscreened"
-    features: Literal["onehot", "pairs"] = "onehot"
-    ridge: float = 1.0                   # L2 penalty on standardised targets
+    features: Literal["onehot", "pairs", "gae"] = "onehot"
+    predictor: Literal["ridge", "kernel"] = "ridge"
+    ridge: float | None = None           # L2 penalty on standardised targets (None: 1.0 ridge, 0.1 kernel)
     damp: float = 0.0                    # sharpening of the pool on important choices
 
     def __post_init__(self) -> None:
@@ -76,18 +91,45 @@ class PVLLConfig:
             raise ConfigError(f"search.pvll.explore={self.explore}: use 0 <= explore <= 1")
         if self.tell not in ("unscreened", "all"):
             raise ConfigError(f"search.pvll.tell={self.tell!r}: use 'unscreened' or 'all'")
-        if self.features not in ("onehot", "pairs"):
-            raise ConfigError(f"search.pvll.features={self.features!r}: use 'onehot' or 'pairs'")
-        if not self.ridge > 0:
-            raise ConfigError(f"search.pvll.ridge={self.ridge}: use ridge > 0 (default 1.0)")
+        if self.features not in FEATURES:
+            raise ConfigError(f"search.pvll.features={self.features!r}: use 'onehot', 'pairs' "
+                              "or 'gae'")
+        if self.predictor not in PREDICTORS:
+            raise ConfigError(f"search.pvll.predictor={self.predictor!r}: use 'ridge' or 'kernel'")
+        if self.ridge is not None and not self.ridge > 0:
+            raise ConfigError(f"search.pvll.ridge={self.ridge}: use ridge > 0 or leave it unset "
+                              "(1.0 for ridge, 0.1 for kernel)")
         if self.damp < 0:
             raise ConfigError(f"search.pvll.damp={self.damp}: use damp >= 0 (default 0)")
+
+    @property
+    def l2(self) -> float:
+        """The L2 penalty in use: ``ridge``, or the predictor's default when unset."""
+        return DEFAULT_RIDGE[self.predictor] if self.ridge is None else float(self.ridge)
+
+
+def resolve_features(features: str, n_options: tuple[int, ...]) -> str:
+    """The encoding that will be used: ``"gae"`` falls back to ``"onehot"`` (with a warning)
+    on a space with no cell graph (``moonas.plugins.gae.graph_for``)."""
+    if features != "gae":
+        return features
+    from moonas.plugins.gae import graph_for  # torch: only when the GAE is asked for
+
+    if graph_for(tuple(n_options)) is None:
+        log.warning("search.pvll.features='gae': no cell graph is defined for a space with "
+                    "options %s (only NAS-Bench-201 has one); using the one-hot encoding",
+                    tuple(n_options))
+        return "onehot"
+    return features
 
 
 def encode(archs: np.ndarray, n_options: tuple[int, ...], features: str = "onehot") -> np.ndarray:
     """Encoding of architectures (n, D) -> (n, F) float64: one-hot of every choice
-    (F = sum n_options), with ``"pairs"`` also the one-hot of every pair of choices."""
+    (F = sum n_options), with ``"pairs"`` also the one-hot of every pair of choices, with
+    ``"gae"`` the graph-autoencoder embedding (F = its latent size, standardised over the space)."""
     archs = np.asarray(archs, dtype=np.int64)
+    if features == "gae":
+        return _gae_encoder(tuple(n_options)).embed(archs)
     offsets = np.concatenate([[0], np.cumsum(n_options)[:-1]]).astype(np.int64)
     n = archs.shape[0]
     single = np.zeros((n, int(sum(n_options))))
@@ -104,17 +146,43 @@ def encode(archs: np.ndarray, n_options: tuple[int, ...], features: str = "oneho
     return np.concatenate(blocks, axis=1)
 
 
+def _gae_encoder(n_options: tuple[int, ...]):
+    """The space's graph autoencoder, trained once per process (~20 s on one thread, seed 0:
+    the encoding is a fixed function of the space, not of the search seed)."""
+    from moonas.plugins.gae import cached_encoder, graph_for
+
+    graph = graph_for(n_options)
+    if graph is None:
+        raise ConfigError(f"features='gae' needs a cell graph; none is defined for a space with "
+                          f"options {n_options}: use features='onehot'")
+    return cached_encoder(graph)
+
+
+def _partial_dependence(predict: Callable[[np.ndarray], np.ndarray], archs: np.ndarray,
+                        n_options: tuple[int, ...]) -> np.ndarray:
+    """Mean prediction over archs (n, D) with choice d set to option k, (D, Kmax), 0 past
+    n_options: the additive part of any model (its coefficients for a one-hot linear one)."""
+    out = np.zeros((len(n_options), max(n_options)))
+    for d, n in enumerate(n_options):
+        varied = np.repeat(archs[None], n, axis=0)  # (n_d, n, D)
+        varied[:, :, d] = np.arange(n)[:, None]
+        out[d, :n] = predict(varied.reshape(-1, archs.shape[1])).reshape(n, -1).mean(axis=1)
+    return out
+
+
 class RidgePredictor:
     """Ridge regression on an encoding, targets standardised; closed form, deterministic."""
 
     def __init__(self, n_options: tuple[int, ...], features: str = "onehot",
                  ridge: float = 1.0) -> None:
         self.n_options = tuple(int(n) for n in n_options)
-        self.features = features
+        self.features = resolve_features(features, self.n_options)
         self.ridge = float(ridge)
         self.coef: np.ndarray | None = None  # (F,)
         self.intercept = 0.0
         self.scale = 1.0
+        self._archs: np.ndarray | None = None  # (n, D) fitted on, for the additive part
+        self._weights: np.ndarray | None = None
 
     @property
     def fitted(self) -> bool:
@@ -122,7 +190,8 @@ class RidgePredictor:
 
     def fit(self, archs: np.ndarray, losses: np.ndarray) -> None:
         """Fit on archs (n, D) and losses (n,)."""
-        x = encode(archs, self.n_options, self.features)
+        self._archs = np.asarray(archs, dtype=np.int64).copy()
+        x = encode(self._archs, self.n_options, self.features)
         y = np.asarray(losses, dtype=np.float64)
         mean, std = float(y.mean()), float(y.std())
         std = std if std > 0 else 1.0
@@ -131,6 +200,7 @@ class RidgePredictor:
         self.coef = np.linalg.solve(gram, xc.T @ ((y - mean) / std))
         self.intercept = mean - std * float(x.mean(axis=0) @ self.coef)
         self.scale = std
+        self._weights = None
 
     def predict(self, archs: np.ndarray) -> np.ndarray:
         """Predicted losses (n,) of archs (n, D)."""
@@ -140,16 +210,119 @@ class RidgePredictor:
         return self.intercept + self.scale * (x @ self.coef)
 
     def option_weights(self) -> np.ndarray:
-        """Additive part of the model per (choice, option), (D, Kmax); 0 past n_options."""
+        """Additive part of the model per (choice, option), (D, Kmax); 0 past n_options.
+        One-hot encodings: the one-hot coefficients; the embedding: the partial dependence
+        over the archs fitted on."""
         if self.coef is None:
             raise RuntimeError("predictor is not fitted yet")
-        n_max = max(self.n_options)
-        out = np.zeros((len(self.n_options), n_max))
-        start = 0
-        for d, n in enumerate(self.n_options):
-            out[d, :n] = self.scale * self.coef[start:start + n]
-            start += n
-        return out
+        if self._weights is None:
+            if self.features == "gae":
+                self._weights = _partial_dependence(self.predict, self._archs, self.n_options)
+            else:
+                out = np.zeros((len(self.n_options), max(self.n_options)))
+                start = 0
+                for d, n in enumerate(self.n_options):
+                    out[d, :n] = self.scale * self.coef[start:start + n]
+                    start += n
+                self._weights = out
+        return self._weights
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"coef": None if self.coef is None else self.coef.copy(),
+                "intercept": self.intercept, "scale": self.scale,
+                "archs": None if self._archs is None else self._archs.copy()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        coef = state["coef"]
+        self.coef = None if coef is None else np.asarray(coef, dtype=np.float64)
+        self.intercept, self.scale = float(state["intercept"]), float(state["scale"])
+        archs = state.get("archs")
+        self._archs = (None if archs is None else
+                       np.asarray(archs, dtype=np.int64).reshape(-1, len(self.n_options)))
+        self._weights = None
+
+
+class KernelPredictor:
+    """RBF kernel ridge regression on an encoding, targets standardised; the length scale is
+    the median distance between the encodings fitted on. Closed form, deterministic."""
+
+    def __init__(self, n_options: tuple[int, ...], features: str = "gae",
+                 ridge: float = 0.1) -> None:
+        self.n_options = tuple(int(n) for n in n_options)
+        self.features = resolve_features(features, self.n_options)
+        self.ridge = float(ridge)
+        self._archs: np.ndarray | None = None  # (n, D)
+        self._x: np.ndarray | None = None  # (n, F)
+        self.alpha: np.ndarray | None = None  # (n,)
+        self.lengthscale = 1.0
+        self.mean = 0.0
+        self.scale = 1.0
+        self._weights: np.ndarray | None = None
+
+    @property
+    def fitted(self) -> bool:
+        return self.alpha is not None
+
+    def _kernel(self, x: np.ndarray) -> np.ndarray:
+        """RBF kernel between x (m, F) and the fitted encodings, (m, n)."""
+        sq = ((x ** 2).sum(1)[:, None] + (self._x ** 2).sum(1)[None, :] - 2.0 * x @ self._x.T)
+        return np.exp(-np.maximum(sq, 0.0) / (2.0 * self.lengthscale ** 2))
+
+    def fit(self, archs: np.ndarray, losses: np.ndarray) -> None:
+        """Fit on archs (n, D) and losses (n,)."""
+        self._archs = np.asarray(archs, dtype=np.int64).copy()
+        self._x = encode(self._archs, self.n_options, self.features)
+        y = np.asarray(losses, dtype=np.float64)
+        self.mean, std = float(y.mean()), float(y.std())
+        self.scale = std if std > 0 else 1.0
+        sq = ((self._x[:, None] - self._x[None]) ** 2).sum(-1)
+        positive = sq[sq > 0]
+        self.lengthscale = float(np.sqrt(np.median(positive))) if positive.size else 1.0
+        gram = self._kernel(self._x) + self.ridge * np.eye(len(y))
+        self.alpha = np.linalg.solve(gram, (y - self.mean) / self.scale)
+        self._weights = None
+
+    def predict(self, archs: np.ndarray) -> np.ndarray:
+        """Predicted losses (n,) of archs (n, D)."""
+        if self.alpha is None:
+            raise RuntimeError("predictor is not fitted yet")
+        x = encode(archs, self.n_options, self.features)
+        return self.mean + self.scale * (self._kernel(x) @ self.alpha)
+
+    def option_weights(self) -> np.ndarray:
+        """Additive part of the model per (choice, option), (D, Kmax): the partial dependence
+        over the archs fitted on; 0 past n_options."""
+        if self.alpha is None:
+            raise RuntimeError("predictor is not fitted yet")
+        if self._weights is None:
+            self._weights = _partial_dependence(self.predict, self._archs, self.n_options)
+        return self._weights
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"archs": None if self._archs is None else self._archs.copy(),
+                "alpha": None if self.alpha is None else self.alpha.copy(),
+                "lengthscale": self.lengthscale, "mean": self.mean, "scale": self.scale}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        alpha = state["alpha"]
+        if alpha is None:
+            self._archs = self._x = self.alpha = None
+        else:
+            self._archs = np.asarray(state["archs"], dtype=np.int64).reshape(-1, len(self.n_options))
+            self._x = encode(self._archs, self.n_options, self.features)
+            self.alpha = np.asarray(alpha, dtype=np.float64)
+        self.lengthscale = float(state["lengthscale"])
+        self.mean, self.scale = float(state["mean"]), float(state["scale"])
+        self._weights = None
+
+
+Predictor = RidgePredictor | KernelPredictor
+
+
+def make_predictor(config: PVLLConfig, n_options: tuple[int, ...]) -> Predictor:
+    """The regressor the config names, on the encoding it names."""
+    cls = KernelPredictor if config.predictor == "kernel" else RidgePredictor
+    return cls(n_options, config.features, config.l2)
 
 
 class PVLLPlugin(Plugin):
@@ -164,7 +337,7 @@ class PVLLPlugin(Plugin):
         self.K = int(K)
         # Own generator for the exploration choice, so screening never shifts the caller's.
         self.rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-        self.predictor = RidgePredictor(self.n_options, config.features, config.ridge)
+        self.predictor = make_predictor(config, self.n_options)
         self._archs = np.zeros((0, len(self.n_options)), dtype=np.int64)
         self._losses = np.zeros(0)
         self._since_fit = 0
@@ -302,29 +475,27 @@ class PVLLPlugin(Plugin):
         return {
             "archs": self._archs.copy(), "losses": self._losses.copy(),
             "since_fit": self._since_fit, "n_fits": self.n_fits, "n_observed": self.n_observed,
-            "coef": None if self.predictor.coef is None else self.predictor.coef.copy(),
-            "intercept": self.predictor.intercept, "scale": self.predictor.scale,
+            "predictor": self.predictor.state_dict(),
             "rng": self.rng.bit_generator.state,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        predictor = make_predictor(self.config, self.n_options)
         try:
             archs = np.asarray(state["archs"], dtype=np.int64).reshape(-1, len(self.n_options))
             losses = np.asarray(state["losses"], dtype=np.float64).reshape(-1)
             self._since_fit = int(state["since_fit"])
             self.n_fits = int(state["n_fits"])
             self.n_observed = int(state["n_observed"])
-            coef = state["coef"]
-            intercept, scale = float(state["intercept"]), float(state["scale"])
+            # The model as last fitted (the memory may have moved on since); states saved
+            # before the predictor had its own carry a ridge model's keys at the top.
+            predictor.load_state_dict(state["predictor"] if "predictor" in state else state)
             self.rng.bit_generator.state = state["rng"]
         except KeyError as err:
-            raise CheckpointError(f"pvll state lacks key {err}; save it with state_dict()") from err
+            raise CheckpointError(f"pvll state lacks key {err}; save it with state_dict() of a "
+                                  "plug-in with the same features and predictor") from err
         self._archs, self._losses = archs, losses
-        self.predictor = RidgePredictor(self.n_options, self.config.features, self.config.ridge)
-        # The model as last fitted (the memory may have moved on since).
-        if coef is not None:
-            self.predictor.coef = np.asarray(coef, dtype=np.float64)
-            self.predictor.intercept, self.predictor.scale = intercept, scale
+        self.predictor = predictor
         self._screened = np.zeros(0, dtype=bool)
 
 
