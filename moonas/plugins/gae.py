@@ -40,6 +40,9 @@ __all__ = ["CellGraph", "GAEConfig", "GraphAutoencoder", "GAEEncoder", "nb201_gr
 
 log = logging.getLogger(__name__)
 
+#: Largest cell space whose graphs are enumerated (and pre-trained on) in full.
+MAX_CELLS = 200_000
+
 
 # ---------------------------------------------------------------------------------- graphs
 @dataclass(frozen=True)
@@ -59,7 +62,8 @@ class CellGraph:
 
     def __post_init__(self) -> None:
         targets = [to for to, _ in self.edges]
-        if any(not 0 <= frm < to < self.n_nodes for to, frm in self.edges) or targets != sorted(targets):
+        bad = any(not 0 <= frm < to < self.n_nodes for to, frm in self.edges)
+        if bad or targets != sorted(targets):
             raise ConfigError(f"cell edges {self.edges} must go from a lower to a higher node "
                               f"below {self.n_nodes}, listed by target node")
         for name in (self.zero, self.identity):
@@ -133,7 +137,11 @@ def _one_graph(arch: tuple[int, ...], graph: CellGraph) -> tuple[np.ndarray, np.
 @functools.lru_cache(maxsize=4)
 def _space_graphs(graph: CellGraph) -> tuple[np.ndarray, np.ndarray]:
     """Graphs of every architecture of the space, rows in mixed-radix order: (S, N, N), (S, N)."""
-    archs = np.stack(np.unravel_index(np.arange(int(np.prod(graph.n_options))), graph.n_options), -1)
+    size = int(np.prod(graph.n_options))
+    if size > MAX_CELLS:
+        raise ConfigError(f"the cell space has {size} architectures; the graph autoencoder "
+                          f"enumerates them all and handles at most {MAX_CELLS}: use one-hot")
+    archs = np.stack(np.unravel_index(np.arange(size), graph.n_options), -1)
     adjs, nodes = zip(*(_one_graph(tuple(int(v) for v in a), graph) for a in archs))
     adj, node = np.stack(adjs), np.stack(nodes)
     adj.setflags(write=False)
@@ -155,7 +163,7 @@ def arch_graphs(archs: np.ndarray, graph: CellGraph) -> tuple[np.ndarray, np.nda
 # ----------------------------------------------------------------------------------- model
 @dataclass(frozen=True)
 class GAEConfig:
-    """Size and training of the graph autoencoder; the defaults train in ~10 s on one thread."""
+    """Size and training of the graph autoencoder; the defaults train in ~20 s on one thread."""
 
     hidden: int = 64
     latent: int = 16
@@ -163,7 +171,7 @@ class GAEConfig:
     epochs: int = 30
     batch: int = 128
     lr: float = 3e-3
-    beta: float = 0.005       # KL weight (per node and latent dimension)
+    beta: float = 0.005       # KL weight (KL summed over latent dimensions, mean over nodes)
     variational: bool = True
 
     def __post_init__(self) -> None:

@@ -7,7 +7,8 @@ plus one-hot pairs of choices, or ``"gae"``: the embedding of a graph autoencode
 without accuracies on every cell of the space (``moonas.plugins.gae``; NAS-Bench-201 only, other
 spaces fall back to one-hot with a warning). Regressors (``predictor``): closed-form ridge
 (default) or RBF kernel ridge. Measured in results/pvll.md: the GAE embedding with kernel ridge
-ranks held-out NAS-Bench-201 cells best by a wide margin.
+ranks held-out NAS-Bench-201 cells best by a wide margin, yet the harness shows no better search
+than with one-hot ridge, which stays the default (no graph needed, no torch, no training).
 Once it has seen ``min_observations`` pairs, ``propose`` screens: for each row that
 ``core.ask`` drew from distribution k, it draws ``pool`` more candidates from k and replaces
 the row by the candidate whose *predicted* ranking key under k's objective is best (predicted
@@ -75,7 +76,7 @@ class PVLLConfig:
     tell: Literal["unscreened", "all"] = "unscreened"
     features: Literal["onehot", "pairs", "gae"] = "onehot"
     predictor: Literal["ridge", "kernel"] = "ridge"
-    ridge: float | None = None           # L2 penalty on standardised targets (None: 1.0 ridge, 0.1 kernel)
+    ridge: float | None = None           # L2 penalty, standardised targets (None: see ``l2``)
     damp: float = 0.0                    # sharpening of the pool on important choices
 
     def __post_init__(self) -> None:
@@ -184,6 +185,10 @@ class RidgePredictor:
         self._archs: np.ndarray | None = None  # (n, D) fitted on, for the additive part
         self._weights: np.ndarray | None = None
 
+    def encode(self, archs: np.ndarray) -> np.ndarray:
+        """The encoding (n, F) of archs (n, D) the model works on."""
+        return encode(archs, self.n_options, self.features)
+
     @property
     def fitted(self) -> bool:
         return self.coef is not None
@@ -191,7 +196,7 @@ class RidgePredictor:
     def fit(self, archs: np.ndarray, losses: np.ndarray) -> None:
         """Fit on archs (n, D) and losses (n,)."""
         self._archs = np.asarray(archs, dtype=np.int64).copy()
-        x = encode(self._archs, self.n_options, self.features)
+        x = self.encode(self._archs)
         y = np.asarray(losses, dtype=np.float64)
         mean, std = float(y.mean()), float(y.std())
         std = std if std > 0 else 1.0
@@ -206,7 +211,7 @@ class RidgePredictor:
         """Predicted losses (n,) of archs (n, D)."""
         if self.coef is None:
             raise RuntimeError("predictor is not fitted yet")
-        x = encode(archs, self.n_options, self.features)
+        x = self.encode(archs)
         return self.intercept + self.scale * (x @ self.coef)
 
     def option_weights(self) -> np.ndarray:
@@ -259,26 +264,35 @@ class KernelPredictor:
         self.scale = 1.0
         self._weights: np.ndarray | None = None
 
+    def encode(self, archs: np.ndarray) -> np.ndarray:
+        """The encoding (n, F) of archs (n, D) the model works on."""
+        return encode(archs, self.n_options, self.features)
+
     @property
     def fitted(self) -> bool:
         return self.alpha is not None
 
+    def _sq_dist(self, x: np.ndarray) -> np.ndarray:
+        """Squared distances between x (m, F) and the fitted encodings, (m, n)."""
+        sq = (x ** 2).sum(1)[:, None] + (self._x ** 2).sum(1)[None, :] - 2.0 * x @ self._x.T
+        return np.maximum(sq, 0.0)
+
     def _kernel(self, x: np.ndarray) -> np.ndarray:
         """RBF kernel between x (m, F) and the fitted encodings, (m, n)."""
-        sq = ((x ** 2).sum(1)[:, None] + (self._x ** 2).sum(1)[None, :] - 2.0 * x @ self._x.T)
-        return np.exp(-np.maximum(sq, 0.0) / (2.0 * self.lengthscale ** 2))
+        return np.exp(-self._sq_dist(x) / (2.0 * self.lengthscale ** 2))
 
     def fit(self, archs: np.ndarray, losses: np.ndarray) -> None:
         """Fit on archs (n, D) and losses (n,)."""
         self._archs = np.asarray(archs, dtype=np.int64).copy()
-        self._x = encode(self._archs, self.n_options, self.features)
+        self._x = self.encode(self._archs)
         y = np.asarray(losses, dtype=np.float64)
         self.mean, std = float(y.mean()), float(y.std())
         self.scale = std if std > 0 else 1.0
-        sq = ((self._x[:, None] - self._x[None]) ** 2).sum(-1)
-        positive = sq[sq > 0]
+        sq = self._sq_dist(self._x)
+        positive = sq[np.triu_indices(len(y), 1)]
+        positive = positive[positive > 1e-12]
         self.lengthscale = float(np.sqrt(np.median(positive))) if positive.size else 1.0
-        gram = self._kernel(self._x) + self.ridge * np.eye(len(y))
+        gram = np.exp(-sq / (2.0 * self.lengthscale ** 2)) + self.ridge * np.eye(len(y))
         self.alpha = np.linalg.solve(gram, (y - self.mean) / self.scale)
         self._weights = None
 
@@ -286,7 +300,7 @@ class KernelPredictor:
         """Predicted losses (n,) of archs (n, D)."""
         if self.alpha is None:
             raise RuntimeError("predictor is not fitted yet")
-        x = encode(archs, self.n_options, self.features)
+        x = self.encode(archs)
         return self.mean + self.scale * (self._kernel(x) @ self.alpha)
 
     def option_weights(self) -> np.ndarray:
@@ -308,8 +322,9 @@ class KernelPredictor:
         if alpha is None:
             self._archs = self._x = self.alpha = None
         else:
-            self._archs = np.asarray(state["archs"], dtype=np.int64).reshape(-1, len(self.n_options))
-            self._x = encode(self._archs, self.n_options, self.features)
+            archs = np.asarray(state["archs"], dtype=np.int64)
+            self._archs = archs.reshape(-1, len(self.n_options))
+            self._x = self.encode(self._archs)
             self.alpha = np.asarray(alpha, dtype=np.float64)
         self.lengthscale = float(state["lengthscale"])
         self.mean, self.scale = float(state["mean"]), float(state["scale"])
