@@ -40,19 +40,22 @@ def _trained_looking(name: str):
     return supernet, initial, v0
 
 
-def _flat(net: torch.nn.Module) -> np.ndarray:
-    return torch.cat([p.detach().double().reshape(-1) for p in net.parameters()]).numpy()
+def _flat(net: torch.nn.Module, parameters: str) -> np.ndarray:
+    kept = [p for p in net.parameters() if parameters == "all" or p.dim() >= 2]
+    return torch.cat([p.detach().double().reshape(-1) for p in kept]).numpy()
 
 
+@pytest.mark.parametrize("parameters", ["weights", "all"])
 @pytest.mark.parametrize("name", ["nb201", "mobilenet"])
-def test_decomposed_angle_equals_the_standalone_networks_angle(name: str) -> None:
+def test_decomposed_angle_equals_the_standalone_networks_angle(name: str, parameters: str) -> None:
     supernet, initial, v0 = _trained_looking(name)
-    terms = angle_terms(supernet, v0)
+    terms = angle_terms(supernet, v0, parameters=parameters)
     archs = supernet.space.sample(np.random.default_rng(1), 12)
     fast = terms.angles(archs)
     for arch, angle in zip(archs, fast):
         arch = tuple(int(v) for v in arch)
-        direct = vector_angle(_flat(initial.extract(arch)), _flat(supernet.extract(arch)))
+        direct = vector_angle(_flat(initial.extract(arch), parameters),
+                              _flat(supernet.extract(arch), parameters))
         assert angle == pytest.approx(direct, rel=1e-9, abs=1e-12)
     assert fast.std() > 1e-4, "all angles equal: the test cannot tell architectures apart"
 
@@ -163,6 +166,7 @@ def test_state_round_trip_continues_identically() -> None:
     ("search.angle.drops=0", r"search.angle.drops=0: use drops >= 1"),
     ("search.angle.min_options=0", r"search.angle.min_options=0: use min_options >= 1"),
     ("search.angle.samples=0", r"search.angle.samples=0: use samples >= 1"),
+    ("search.angle.parameters=bn", r"search.angle.parameters.*allowed values: 'weights', 'all'"),
     ("search.angle.warmpu=0.3", r"did you mean 'search.angle.warmup'"),
     ("search.angle.enabled=maybe", r"search.angle.enabled.*expected true or false"),
 ])

@@ -3,11 +3,14 @@ weights moved least from their initialisation.
 
 The angle of a child network ``x`` is ``arccos(<V0, Vt> / (|V0| |Vt|))`` between its weight
 vector at initialisation (``V0``, a frozen copy this plug-in keeps and checkpoints) and now
-(``Vt``); larger is better, and it needs no data. The child's vector is every parameter its
-standalone network has (what ``Supernet.extract`` copies: the shared stem, reduction blocks,
-head and classifier, plus the parameters of the chosen option of every choice; batch-norm
-running statistics are buffers, not parameters, and are left out). Dot products and squared
-norms are sums over parameters, so with per-(choice, option) terms of
+(``Vt``); larger is better, and it needs no data. The child's vector is made of the parameters
+its standalone network has (what ``Supernet.extract`` copies: the shared stem, reduction
+blocks, head and classifier, plus those of the chosen option of every choice); with
+``parameters="weights"`` (default) only the conv kernels and linear matrices (parameters of 2+
+dimensions): batch-norm scales start at 1 and would otherwise dominate every norm (NAS-Bench-
+201's one-shot cells use affine-free batch norm, where ABS was measured), biases are left out
+with them; ``"all"`` takes every parameter. Dot products and squared norms are sums over
+parameters, so with per-(choice, option) terms of
 ``Supernet.option_parameters(d, j)`` and the shared terms computed once per check::
 
     <V0, Vt>(x) = dot_shared + sum_d dot[d, x_d]      (likewise |V0|^2 and |Vt|^2)
@@ -45,7 +48,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 import numpy as np
 import torch
@@ -73,6 +76,7 @@ class AngleConfig:
     min_options: int = 2  # options every choice keeps in every distribution
     samples: int = 2048  # children drawn uniformly from each distribution's space per shrink
     min_count: int = 8  # counted children an option needs before it may be dropped
+    parameters: Literal["weights", "all"] = "weights"  # conv/linear weights only, or all
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.warmup < 1.0:
@@ -91,6 +95,9 @@ class AngleConfig:
         if int(self.min_count) < 1:
             raise ConfigError(f"search.angle.min_count={self.min_count}: use min_count >= 1 "
                               "(default 8)")
+        if self.parameters not in ("weights", "all"):
+            raise ConfigError(f"search.angle.parameters={self.parameters!r}: use 'weights' (conv "
+                              "and linear weights, default) or 'all'")
 
     def shrink_epochs(self, epochs: int) -> tuple[int, ...]:
         """Completed-epoch counts after which a shrink happens, for a search of ``epochs``."""
@@ -100,9 +107,12 @@ class AngleConfig:
 
 
 # ------------------------------------------------------------------------ the decomposition
-def weight_groups(supernet: torch.nn.Module) -> tuple[list[str], list[list[list[str]]]]:
-    """Parameter names: (shared, per choice d and option j those of ``option_parameters``)."""
+def weight_groups(supernet: torch.nn.Module, parameters: str = "weights"
+                  ) -> tuple[list[str], list[list[list[str]]]]:
+    """Parameter names in the vector: (shared, per choice d and option j those of
+    ``option_parameters``); ``parameters="weights"`` keeps those of 2+ dimensions only."""
     names = {id(p): n for n, p in supernet.named_parameters()}
+    keep = {n for n, p in supernet.named_parameters() if parameters == "all" or p.dim() >= 2}
     options: list[list[list[str]]] = []
     owned: set[str] = set()
     for d, k_d in enumerate(supernet.space.n_options):
@@ -113,9 +123,9 @@ def weight_groups(supernet: torch.nn.Module) -> tuple[list[str], list[list[list[
                 raise ValueError(f"option ({d}, {j}) shares parameters with another option: the "
                                  "angle does not decompose over options in this supernet")
             owned.update(group)
-            row.append(group)
+            row.append([n for n in group if n in keep])
         options.append(row)
-    shared = [n for n, _ in supernet.named_parameters() if n not in owned]
+    shared = [n for n, _ in supernet.named_parameters() if n not in owned and n in keep]
     return shared, options
 
 
@@ -149,9 +159,11 @@ class AngleTerms:
 
 @torch.no_grad()
 def angle_terms(supernet: torch.nn.Module, v0: Mapping[str, np.ndarray],
-                groups: tuple[list[str], list[list[list[str]]]] | None = None) -> AngleTerms:
-    """Terms of every option and of the shared weights, from one pass over the parameters."""
-    shared, options = groups if groups is not None else weight_groups(supernet)
+                groups: tuple[list[str], list[list[list[str]]]] | None = None,
+                parameters: str = "weights") -> AngleTerms:
+    """Terms of every option and of the shared weights, from one pass over the parameters
+    (``groups`` from ``weight_groups``, else built for ``parameters``)."""
+    shared, options = groups if groups is not None else weight_groups(supernet, parameters)
     now = dict(supernet.named_parameters())
 
     def terms(names: list[str]) -> np.ndarray:
@@ -201,7 +213,7 @@ class AnglePlugin(Plugin):
 
     def bind(self, supernet: torch.nn.Module) -> None:
         """Attach the supernet; at the first bind of a run its weights become ``V0``."""
-        self._groups = weight_groups(supernet)
+        self._groups = weight_groups(supernet, self.config.parameters)
         if self._v0 is None:
             self._v0 = snapshot(supernet)
         elif set(self._v0) != {n for n, _ in supernet.named_parameters()}:
@@ -212,7 +224,8 @@ class AnglePlugin(Plugin):
         """The current angle terms of ``supernet`` against ``V0``."""
         if self._v0 is None:
             raise RuntimeError("bind(supernet) first")
-        return angle_terms(supernet, self._v0, self._groups or weight_groups(supernet))
+        groups = self._groups or weight_groups(supernet, self.config.parameters)
+        return angle_terms(supernet, self._v0, groups)
 
     def end_epoch(self, supernet: torch.nn.Module, core: MultiASNG, done: int) -> dict[str, Any]:
         """After ``done`` completed epochs: shrink on schedule; returns fields for the log."""
