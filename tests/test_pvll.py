@@ -96,6 +96,24 @@ def test_screening_shape_exploration_share_and_improvement():
     assert np.mean(after) < np.mean(before) - 0.5
 
 
+def test_front_samples_rank_candidates_by_the_predictor():
+    config = PVLLConfig(enabled=True, explore=0.25, pool=16, min_observations=10)
+    plugin = _fitted_plugin(config)
+    core = MultiASNG(N_OPTIONS, 3, coefficients=[0.0, 0.1, 0.2], n_per_dist=4)
+    rng = np.random.default_rng(8)
+    out = plugin.front_samples(rng, core, 8)
+    assert out.shape == (24, len(N_OPTIONS)) and out.dtype == np.int64
+    kept = np.concatenate([out[k * 8:k * 8 + 6] for k in range(3)])  # 8 - round(0.25 * 8)
+    drawn, _ = core.stack.sample(rng, 8)
+    assert _additive(kept).mean() < _additive(drawn).mean() - 0.5
+    # Each distribution's kept candidates are distinct.
+    for k in range(3):
+        assert len(np.unique(out[k * 8:k * 8 + 6], axis=0)) == 6
+    # Not fitted yet: plain draws from each distribution.
+    fresh = PVLLPlugin(config, N_OPTIONS, 3, 0)
+    assert fresh.front_samples(np.random.default_rng(0), core, 5).shape == (15, len(N_OPTIONS))
+
+
 def test_screening_off_before_fit_and_tell_all():
     plugin = PVLLPlugin(PVLLConfig(enabled=True, tell="all"), N_OPTIONS, 2, 0)
     core = MultiASNG(N_OPTIONS, 2, budgets=[1.0, 2.0], n_per_dist=2)

@@ -161,7 +161,10 @@ class MultiASNGStrategy(Strategy):
 
     def candidates(self, rng: np.random.Generator, evaluate: Evaluate) -> tuple[np.ndarray, list]:
         modes = self.core.modes()
-        samples, _ = self.core.stack.sample(rng, self.search.front_samples)
+        if self.pvll is not None:  # the predictor ranks pool x more draws; the best are measured
+            samples = self.pvll.front_samples(rng, self.core, self.search.front_samples)
+        else:
+            samples, _ = self.core.stack.sample(rng, self.search.front_samples)
         archs = _unique(np.concatenate([modes, samples]))
         mode_of: list[int | None] = []
         for arch in archs:
