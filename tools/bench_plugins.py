@@ -1,45 +1,64 @@
 """Benchmark of the seed plug-ins on NAS-Bench-201 -> results/plugins.md.
 
-multi-asng (the harness-tuned settings) with each plug-in off, alone and combined, on c10 with
-params and with MACs, 20 seeds, through `moonas bench nb201`. The baselines (pymoo NSGA-II,
-optuna's samplers, random search) are read from the full protocol's summaries in
-results/nb201_<cost>/ (same harness, same seeds; a run is fixed by its strategy and seed), so
-this job does not spend the 20+ minutes optuna-tpe takes again.
+One job, on c10 with params and with MACs, 20 seeds, 100/300/1000 distinct evaluations, all
+through `moonas.bench.run_bench` on the same seeds: multi-asng at its defaults, multi-asng with
+the harness-tuned settings, the tuned settings with each plug-in alone and combined, and the
+baselines (pymoo NSGA-II, optuna's NSGA-II and TPE, random search, K separate ASNG runs) run in
+this job, not read from an earlier one. Exhaustive evaluation gives the ceiling the 12-epoch
+signal sets on the regret. Each summary also lands in results/plugins_<cost>/<variant>/.
+
+`--replicate N --first-seed S` runs only the multi-asng variants on seeds S..S+N-1 (fresh seeds,
+so a difference seen on 20 seeds can be checked on more) -> results/plugins_replication.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
+import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # kernel-ridge refits: threads only contend
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import header  # noqa: E402
 
-TUNED = ["coefficients=[0,0.05,0.1,0.2,0.5]", "delta0=0.5", "samples_per_dist=1"]
-COMBOS = {
-    "multi-asng (tuned), no plug-in": [],
-    "+ pvll": ["search.pvll.enabled=true"],
-    "+ eoi": ["search.eoi.enabled=true"],
-    "+ pvll + eoi": ["search.pvll.enabled=true", "search.eoi.enabled=true"],
+from moonas.bench.harness import BenchJob, run_bench  # noqa: E402
+
+TUNED = (("coefficients", (0.0, 0.05, 0.1, 0.2, 0.5)), ("delta0", 0.5), ("samples_per_dist", 1))
+VARIANTS: dict[str, tuple[tuple[str, object], ...]] = {
+    "multi-asng (defaults)": (),
+    "multi-asng (tuned), no plug-in": TUNED,
+    "+ pvll": TUNED + (("pvll.enabled", True),),
+    "+ eoi": TUNED + (("eoi.enabled", True),),
+    "+ pvll + eoi": TUNED + (("pvll.enabled", True), ("eoi.enabled", True)),
+    "+ pvll (gae, kernel)": TUNED + (("pvll.enabled", True), ("pvll.features", "gae"),
+                                     ("pvll.predictor", "kernel")),
 }
-BASELINES = ("nsga2", "optuna-nsga2", "optuna-tpe", "random")
+BASELINES = ("nsga2", "optuna-nsga2", "optuna-tpe", "random", "asng-separate", "exhaustive")
+COUNTS = (100, 300, 1000)
 TARGET_HV = (0.9945, 0.9975, 0.9990)
 TARGET_REGRET = (0.60, 0.33, 0.30)
 
 
-def _rows(summary: Path, strategy: str) -> list[dict]:
-    data = json.loads(summary.read_text())
-    return sorted((r for r in data["rows"] if r["strategy"] == strategy), key=lambda r: r["evals"])
+def _rows(summary: dict, strategy: str) -> list[dict]:
+    return sorted((r for r in summary["rows"] if r["strategy"] == strategy),
+                  key=lambda r: r["evals"])
 
 
 def _line(label: str, rows: list[dict]) -> str:
-    hv = " | ".join(f"{r['hv_ratio']['median']:.4f}" for r in rows)
-    regret = " | ".join(f"{r['regret_mean']:.3f}" for r in rows)
-    return f"| {label} | {hv} | {regret} |"
+    """A table row; a strategy with one count (exhaustive: all 15,625) fills every column."""
+    by = {r["evals"]: r for r in rows}
+    cells = [by.get(c, rows[-1]) for c in COUNTS]
+    hv = " | ".join(f"{r['hv_ratio']['median']:.4f}" for r in cells)
+    regret = " | ".join(f"{r['regret_mean']:.3f}" for r in cells)
+    return f"| {label} | {hv} | {regret} | {rows[-1]['wall_s_median']:.2f} |"
+
+
+def _slug(label: str) -> str:
+    keep = "".join(c if c.isalnum() else "-" for c in label.lower())
+    return "-".join(part for part in keep.split("-") if part)
 
 
 def main() -> None:
@@ -48,35 +67,74 @@ def main() -> None:
                                                "data" / "nb201" / "nb201.csv"))
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", default="results/plugins.md")
+    parser.add_argument("--costs", default="params,macs")
+    parser.add_argument("--results", default="results")
+    parser.add_argument("--replicate", type=int, default=0,
+                        help="only the multi-asng variants, on this many fresh seeds")
+    parser.add_argument("--first-seed", type=int, default=200)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="moonas-plugins-"))
-    lines = [header("Seed plug-ins on NAS-Bench-201 (c10, 20 seeds, 100/300/1000 distinct "
-                    "evaluations)"), "",
-             "multi-asng with the harness-tuned settings (`" + " ".join(TUNED) + "`); each "
-             "plug-in with its defaults (`moonas/plugins/pvll.py`, `moonas/plugins/eoi.py`). "
-             "Baselines: the same seeds of the full protocol in `results/nb201_<cost>/`. "
-             "Targets (issue #4): HV ratio >= 0.9945 / 0.9975 / 0.9990, mean regret <= "
-             "0.60 / 0.33 / 0.30.", ""]
-    for cost in ("params", "macs"):
+    results = Path(args.results)
+    if args.replicate:
+        replicate(args, results)
+        return
+    lines = [header(f"Seed plug-ins on NAS-Bench-201 (c10, {args.seeds} seeds, 100/300/1000 "
+                    "distinct evaluations)"), "",
+             "Every row of a table comes from this one job, on seeds 0.."
+             f"{args.seeds - 1}. multi-asng (defaults): budget mode at the table's "
+             "10/25/50/75/90th cost percentiles, `delta0` 0.5 capped. Tuned: `"
+             + ", ".join(f"{k}={v}" for k, v in TUNED) + "` (chosen on other seeds, "
+             "results/nb201_tuning.json). Plug-ins with their defaults (`moonas/plugins/`). "
+             "Angle-based shrinking needs a supernet and does not apply to a table (see "
+             "results/angle.md and results/plugins_digits.md). Targets (issue #4): HV ratio >= "
+             f"{' / '.join(map(str, TARGET_HV))}, mean regret <= "
+             f"{' / '.join(map(str, TARGET_REGRET))}. Wall: median seconds of one run to 1000 "
+             "evaluations.", ""]
+    for cost in args.costs.split(","):
+        started = time.perf_counter()
         lines += [f"## c10 / {cost}", "",
-                  "| strategy | HV @100 | HV @300 | HV @1000 | regret @100 | regret @300 | regret @1000 |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
-        for label, extra in COMBOS.items():
-            out = work / f"{cost}-{len(extra)}-{abs(hash(label)) % 10**6}"
-            command = [sys.executable, "-m", "moonas", "bench", "nb201", "--table", args.table,
-                       "--dataset", "c10", "--cost", cost, "--strategies", "multi-asng",
-                       "--evals", "100,300,1000", "--seeds", str(args.seeds),
-                       "--workers", str(args.workers), "--out", str(out)]
-            for item in TUNED + extra:
-                command += ["--set", item]
-            subprocess.run(command, check=True, capture_output=True)
-            lines.append(_line(label, _rows(out / "summary.json", "multi-asng")))
-        baseline = Path("results") / f"nb201_{cost}" / "summary.json"
+                  "| strategy | HV @100 | HV @300 | HV @1000 | regret @100 | regret @300 | "
+                  "regret @1000 | wall (s) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for label, search in VARIANTS.items():
+            job = BenchJob(table=args.table, out=str(results / f"plugins_{cost}" / _slug(label)),
+                           cost=cost, strategies=("multi-asng",), seeds=args.seeds,
+                           workers=args.workers, search=search)
+            summary = run_bench(job)
+            lines.append(_line(label, _rows(summary, "multi-asng")))
+            print(lines[-1], file=sys.stderr, flush=True)
+        job = BenchJob(table=args.table, out=str(results / f"plugins_{cost}" / "baselines"),
+                       cost=cost, strategies=BASELINES, seeds=args.seeds, workers=args.workers)
+        summary = run_bench(job)
         for name in BASELINES:
-            lines.append(_line(f"{name} (from results/nb201_{cost})", _rows(baseline, name)))
+            lines.append(_line(name, _rows(summary, name)))
+        lines += ["", f"({cost}: {time.perf_counter() - started:.0f} s)", ""]
+        print("\n".join(lines[-len(BASELINES) - 3:]), file=sys.stderr, flush=True)
+    out = results / "plugins.md"
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def replicate(args: argparse.Namespace, results: Path) -> None:
+    """The multi-asng variants on seeds first_seed.. (none of the main table's)."""
+    last = args.first_seed + args.replicate - 1
+    lines = [header(f"Seed plug-ins on NAS-Bench-201, replication on seeds {args.first_seed}.."
+                    f"{last}"), "",
+             f"The multi-asng rows of results/plugins.md on {args.replicate} other seeds "
+             f"({args.first_seed}..{last}), same settings.", ""]
+    for cost in args.costs.split(","):
+        lines += [f"## c10 / {cost}", "",
+                  "| strategy | HV @100 | HV @300 | HV @1000 | regret @100 | regret @300 | "
+                  "regret @1000 | wall (s) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for label, search in VARIANTS.items():
+            with tempfile.TemporaryDirectory() as tmp:
+                job = BenchJob(table=args.table, out=tmp, cost=cost, strategies=("multi-asng",),
+                               seeds=args.replicate, first_seed=args.first_seed,
+                               workers=args.workers, search=search)
+                lines.append(_line(label, _rows(run_bench(job), "multi-asng")))
+            print(lines[-1], file=sys.stderr, flush=True)
         lines.append("")
-    Path(args.out).write_text("\n".join(lines))
+    (results / "plugins_replication.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
