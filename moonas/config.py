@@ -21,6 +21,7 @@ from moonas.errors import ConfigError, MoonasError
 from moonas.plugins.angle import AngleConfig
 from moonas.plugins.eoi import EoiConfig
 from moonas.plugins.pvll import PVLLConfig
+from moonas.plugins.split import SplitConfig
 from moonas.registry import closest
 from moonas.spaces import SPACES, SearchSpace
 
@@ -152,6 +153,7 @@ class SearchConfig:
     eoi: EoiConfig = field(default_factory=EoiConfig)
     pvll: PVLLConfig = field(default_factory=PVLLConfig)
     angle: AngleConfig = field(default_factory=AngleConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
 
     def __post_init__(self) -> None:
         if self.budgets is not None:
@@ -184,6 +186,12 @@ class SearchConfig:
             )
         if self.delta0 <= 0 or self.alpha <= 0:
             raise ConfigError("search.delta0 and search.alpha must be > 0")
+        if self.split.enabled and self.strategy != "multi-asng":
+            raise ConfigError(f"search.split.enabled needs search.strategy=multi-asng (one copy "
+                              f"per distribution), got {self.strategy!r}: switch split off")
+        if self.split.enabled and self.angle.enabled:
+            raise ConfigError("search.split.enabled and search.angle.enabled do not combine (the "
+                              "angle's vector is keyed by unsplit weights): switch one off")
         if self.delta_max is not None and not self.delta_max >= self.delta0:
             raise ConfigError(f"search.delta_max={self.delta_max} is below search.delta0="
                               f"{self.delta0}: use delta_max >= delta0, null for delta0 or .inf "

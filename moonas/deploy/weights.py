@@ -165,7 +165,7 @@ def _supernet_state(run: Run, arch: Arch) -> tuple[dict, Path]:
     if not isinstance(state.get("supernet"), dict):
         raise CheckpointError(f"checkpoint {path} holds no supernet weights: search again with "
                               "--force")
-    return state["supernet"], path
+    return state, path
 
 
 def supernet_network(run: Run, arch: Arch, data=None, space: SearchSpace | None = None
@@ -176,15 +176,26 @@ def supernet_network(run: Run, arch: Arch, data=None, space: SearchSpace | None 
 
     space = space or run_space(run)
     arch = space.validate(arch)
-    state, path = _supernet_state(run, arch)
+    saved, path = _supernet_state(run, arch)
     supernet = build_supernet(space)
     try:
-        supernet.load_state_dict(state)
+        if saved.get("split"):  # search.split: per-distribution copies of some options
+            supernet.split({int(d): js for d, js in zip(saved["split"]["choices"],
+                                                        saved["split"]["options"])},
+                           int(saved["split"]["n_copies"]))
+        supernet.load_state_dict(saved["supernet"])
     except (RuntimeError, KeyError) as err:
         raise CheckpointError(f"checkpoint {path} does not match the run's space "
                               f"({str(err).splitlines()[0][:100]}): was config.yaml edited?"
                               ) from None
-    net = supernet.extract(arch)
+    dist = None
+    if supernet.split_options:  # the copy the front measured it with (the home copy)
+        from moonas.plugins.split import home_copy
+
+        modes = [c.mode_of for c in run.candidates if tuple(c.arch) == tuple(arch)]
+        dist = home_copy(supernet, arch, saved["strategy"]["distributions"]["theta"],
+                         modes[0] if modes else None)
+    net = supernet.extract(arch, dist)
     data = data if data is not None else run_data(run)
     n = recalibrate_bn(net, calibration_batches(run, data))
     log.debug("recalibrated batch norm of %s on %d training batches", space.to_str(arch), n)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from moonas.nets._base import Supernet
+from moonas.nets._base import OptionCopies, Supernet
 from moonas.nets._ops import ReLUConvBN, ResNetBasicBlock, Zero
 from moonas.spaces import Arch
 from moonas.spaces.nb201 import NB201_EDGES, NB201_OPS, NB201Space
@@ -66,9 +66,13 @@ class _SearchCell(nn.Module):
             nn.ModuleList(_make_op(op, channels) for op in NB201_OPS) for _ in NB201_EDGES
         )
 
-    def forward(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, arch: Arch, dist: int | None = None) -> torch.Tensor:
         live = _live_edges(arch)
-        return _run_cell(x, [self.edges[e][arch[e]] if live[e] else None for e in range(6)])
+        return _run_cell(x, [self._op(e, arch[e], dist) if live[e] else None for e in range(6)])
+
+    def _op(self, edge: int, option: int, dist: int | None) -> nn.Module:
+        op = self.edges[edge][option]
+        return op.copies[dist] if isinstance(op, OptionCopies) else op
 
 
 class _InferCell(nn.Module):
@@ -130,11 +134,19 @@ class NB201Supernet(Supernet):
         super().__init__(space)
         self.net = _Skeleton(space, _SearchCell)
 
-    def _forward(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, arch: Arch, dist: int | None = None) -> torch.Tensor:
         x = self.net.stem(x)
         for cell in self.net.cells:
-            x = cell(x, arch) if isinstance(cell, _SearchCell) else cell(x)
+            x = cell(x, arch, dist) if isinstance(cell, _SearchCell) else cell(x)
         return self.net.head(x)
+
+    def _split_option(self, choice: int, option: int, n_copies: int) -> list[OptionCopies]:
+        out = []
+        for cell in self.net.cells:
+            if isinstance(cell, _SearchCell):
+                out.append(OptionCopies(cell.edges[choice][option], n_copies))
+                cell.edges[choice][option] = out[-1]
+        return out
 
     standalone = NB201Net
 

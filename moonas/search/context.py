@@ -10,6 +10,7 @@ import torch
 from moonas.config import RunConfig
 from moonas.costs import CostTable, build_cost_table
 from moonas.data import DataSplits, load_dataset
+from moonas.errors import ConfigError
 from moonas.nets import Supernet, build_supernet
 from moonas.search.batches import Batches
 from moonas.search.objective import Objective, resolve_objective
@@ -84,6 +85,9 @@ def build_context(config: RunConfig) -> SearchContext:
                               seed=config.seed)
     torch.manual_seed(config.seed)
     supernet = build_supernet(space)
+    if search.split.enabled and type(supernet)._split_option is Supernet._split_option:
+        raise ConfigError(f"search.split.enabled: the {space.name} supernet has no per-"
+                          "distribution weights; use space.name=nb201 or switch split off")
     t = config.train
     optimizer = torch.optim.SGD(supernet.parameters(), lr=t.lr, momentum=t.momentum,
                                 nesterov=t.nesterov and t.momentum > 0,

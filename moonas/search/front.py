@@ -18,17 +18,25 @@ def _evaluator(ctx: SearchContext, progress: Progress | None):
     search = ctx.config.search
     cache: dict[tuple[int, ...], tuple[float, float]] = {}
 
-    def evaluate(archs: np.ndarray) -> np.ndarray:
+    def evaluate(archs: np.ndarray, mode_of: list | None = None) -> np.ndarray:
         """(n, D) -> (n, 2): validation accuracy and mean loss of each architecture (each
-        architecture is measured once per run; repeats come from a cache)."""
+        architecture is measured once per run; repeats come from a cache). After
+        search.split, each runs its home copy (`moonas.plugins.split.home_copy`)."""
         out = np.empty((len(archs), 2))
         for i, arch in enumerate(archs):
-            key = tuple(int(v) for v in arch)
+            arch = tuple(int(v) for v in arch)
+            dist = None
+            if ctx.supernet.split_options:
+                from moonas.plugins.split import home_copy
+
+                dist = home_copy(ctx.supernet, arch, ctx.strategy.core.thetas,
+                                 None if mode_of is None else mode_of[i])
+            key = arch if dist is None else (*arch, "copy", dist)
             if key not in cache:
                 calibration = calibration_batches(ctx.train_batches, search.bn_batches)
-                cache[key] = split_accuracy(ctx.supernet, key,
+                cache[key] = split_accuracy(ctx.supernet, arch,
                                             ctx.eval_batches.epoch(0, shuffle=False),
-                                            bn=search.bn, calibration=calibration)
+                                            bn=search.bn, calibration=calibration, dist=dist)
                 if progress is not None:
                     progress(len(cache), 0, {"phase": "front"})
             out[i] = cache[key]
@@ -43,7 +51,7 @@ def build_front(ctx: SearchContext, progress: Progress | None = None
     evaluate = _evaluator(ctx, progress)
     archs, mode_of = ctx.strategy.candidates(
         ctx.rng, lambda a: _minimised(evaluate(a), ctx.table.cost(ctx.objective.cost, a)))
-    measured = evaluate(archs)
+    measured = evaluate(archs, mode_of)
     costs = ctx.table.price(archs)
     latency = [name for name in ctx.table.names if name.startswith("latency:")]
     column = ctx.table.index(latency[0]) if latency else None

@@ -37,12 +37,16 @@ def _val_stream(ctx: SearchContext, epoch: int) -> Iterator[tuple[torch.Tensor, 
 
 def _weight_step(ctx: SearchContext, x: torch.Tensor, y: torch.Tensor) -> float:
     t = ctx.config.train
-    paths = ctx.strategy.train_paths(ctx.rng, t.paths_per_step)
+    paths, sources = ctx.strategy.train_sources(ctx.rng, t.paths_per_step)
+    # After search.split, a path runs the weight copy of the distribution that drew it.
+    dists = sources if ctx.supernet.split_options else [None] * len(paths)
     ctx.supernet.train()
     ctx.optimizer.zero_grad(set_to_none=True)
     total = 0.0
-    for arch in paths:
-        loss = nn.functional.cross_entropy(ctx.supernet(x, tuple(int(v) for v in arch)), y)
+    for arch, dist in zip(paths, dists):
+        arch = tuple(int(v) for v in arch)
+        loss = nn.functional.cross_entropy(
+            ctx.supernet(x, arch) if dist is None else ctx.supernet(x, arch, dist=int(dist)), y)
         if not torch.isfinite(loss):
             raise MoonasError(
                 f"the training loss became {float(loss)} at step {ctx.scheduler.last_epoch}: lower "
@@ -62,7 +66,11 @@ def _distribution_step(ctx: SearchContext, x: torch.Tensor, y: torch.Tensor) -> 
     archs = ctx.strategy.ask(ctx.rng)
     if archs is None:
         return {}
-    losses = path_losses(ctx.supernet, archs, x, y)
+    # Samples come grouped by the distribution that drew them; after search.split each runs
+    # that distribution's copy (one forward per sample, as before the split).
+    dists = (np.repeat(np.arange(ctx.objective.n_dists), len(archs) // ctx.objective.n_dists)
+             if ctx.supernet.split_options else None)
+    losses = path_losses(ctx.supernet, archs, x, y, dists)
     if not np.all(np.isfinite(losses)):
         raise MoonasError("a validation loss became NaN or infinite: lower train.lr or set "
                           "train.grad_clip; the last good checkpoint is kept")
@@ -82,6 +90,7 @@ def _state(ctx: SearchContext, epoch: int) -> dict[str, Any]:
         "scheduler": ctx.scheduler.state_dict(),
         "strategy": ctx.strategy.state_dict(),
         "rng": ctx.rng.bit_generator.state,
+        **({"split": ctx.supernet.split_state()} if ctx.config.search.split.enabled else {}),
     }
 
 
@@ -92,6 +101,10 @@ def restore(ctx: SearchContext, path: Path) -> int:
         if state.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(f"checkpoint {path} has format {state.get('format')}, this "
                                   f"moonas writes {CHECKPOINT_FORMAT}: start the run again")
+        if state.get("split"):  # the copies exist before their weights are loaded
+            from moonas.plugins.split import restore_split
+
+            restore_split(ctx.supernet, ctx.optimizer, state["split"])
         ctx.supernet.load_state_dict(state["supernet"])
         ctx.optimizer.load_state_dict(state["optimizer"])
         ctx.scheduler.load_state_dict(state["scheduler"])
@@ -142,6 +155,11 @@ def train(ctx: SearchContext, checkpoint: Path, log_path: Path, start_epoch: int
             if progress is not None:
                 progress(step, total, entry)
         shrink = ctx.strategy.end_epoch(ctx.supernet, epoch + 1)  # before the state is logged
+        if search.split.enabled:
+            from moonas.plugins.split import maybe_split
+
+            shrink.update(maybe_split(search.split, search.epochs, ctx.supernet, ctx.optimizer,
+                                      ctx.strategy.core, epoch + 1))
         modes = ctx.strategy.modes()
         theta = getattr(getattr(ctx.strategy, "core", None), "thetas", None)
         lines.append(json.dumps({

@@ -46,13 +46,24 @@ def calibration_batches(train_batches, n: int):
 
 @torch.no_grad()
 def path_losses(supernet: Supernet, archs: np.ndarray, x: torch.Tensor,
-                y: torch.Tensor) -> np.ndarray:
-    """Cross-entropy of every architecture `(M, D)` on one batch -> `(M,)`; repeats run once."""
-    unique, inverse = np.unique(archs, axis=0, return_inverse=True)
+                y: torch.Tensor, dists: np.ndarray | None = None) -> np.ndarray:
+    """Cross-entropy of every architecture `(M, D)` on one batch -> `(M,)`; repeats run once.
+
+    `dists` `(M,)`: on a split supernet (search.split), the distribution whose copy each row
+    runs (a repeat is a row with the same architecture and the same copy)."""
+    keys = np.asarray(archs)
+    if dists is not None:
+        copies = [supernet.copy_for(tuple(int(v) for v in a), int(k)) for a, k in zip(archs, dists)]
+        keys = np.column_stack([keys, [-1 if c is None else c for c in copies]])
+    unique, inverse = np.unique(keys, axis=0, return_inverse=True)
     losses = np.empty(len(unique))
     with frozen_bn_stats(supernet):
-        for i, arch in enumerate(unique):
-            logits = supernet(x, tuple(int(v) for v in arch))
+        for i, row in enumerate(unique):
+            if dists is None:
+                logits = supernet(x, tuple(int(v) for v in row))
+            else:
+                copy = None if row[-1] < 0 else int(row[-1])
+                logits = supernet(x, tuple(int(v) for v in row[:-1]), dist=copy)
             losses[i] = float(nn.functional.cross_entropy(logits, y))
     return losses[np.asarray(inverse).reshape(-1)]
 
@@ -61,8 +72,10 @@ def path_losses(supernet: Supernet, archs: np.ndarray, x: torch.Tensor,
 def split_accuracy(supernet: Supernet, arch: tuple[int, ...],
                    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                    bn: Literal["train", "recalibrate"] = "train",
-                   calibration: Iterable[tuple[torch.Tensor, torch.Tensor]] = ()) -> tuple[float, float]:
-    """(accuracy, mean loss) of `arch` over `batches` with the shared weights.
+                   calibration: Iterable[tuple[torch.Tensor, torch.Tensor]] = (),
+                   dist: int | None = None) -> tuple[float, float]:
+    """(accuracy, mean loss) of `arch` over `batches` with the shared weights (on a split
+    supernet: copy `dist` of the split options).
 
     `bn="train"` normalises with each batch's statistics; `"recalibrate"` first re-estimates
     the running statistics of the path on `calibration` batches and evaluates in eval mode.
@@ -76,10 +89,10 @@ def split_accuracy(supernet: Supernet, arch: tuple[int, ...],
             m.momentum = None  # cumulative average over the calibration batches
         supernet.train()
         for x, _ in calibration:
-            supernet(x, arch)
+            supernet(x, arch, dist=dist)
         supernet.eval()
         try:
-            return _accuracy(supernet, arch, batches)
+            return _accuracy(supernet, arch, batches, dist)
         finally:
             for m, (momentum, mean, var, count) in zip(bns, saved):
                 m.momentum = momentum
@@ -88,14 +101,15 @@ def split_accuracy(supernet: Supernet, arch: tuple[int, ...],
                 m.num_batches_tracked.copy_(count)
             supernet.train()
     with frozen_bn_stats(supernet):
-        return _accuracy(supernet, arch, batches)
+        return _accuracy(supernet, arch, batches, dist)
 
 
 def _accuracy(supernet: Supernet, arch: tuple[int, ...],
-              batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, float]:
+              batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+              dist: int | None = None) -> tuple[float, float]:
     correct, total, loss_sum = 0, 0, 0.0
     for x, y in batches:
-        logits = supernet(x, arch)
+        logits = supernet(x, arch, dist=dist)
         loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
         correct += int((logits.argmax(1) == y).sum())
         total += len(y)

@@ -46,6 +46,11 @@ class Strategy:
         """Paths `(n, D)` for one weight step of the supernet."""
         return rng.integers(0, np.asarray(self.n_options), size=(n, len(self.n_options)))
 
+    def train_sources(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """`train_paths` and, per path, the distribution that drew it (None: no distributions);
+        the same draws as `train_paths` for the same `rng` state."""
+        return self.train_paths(rng, n), None
+
     def ask(self, rng: np.random.Generator) -> np.ndarray | None:
         """Architectures `(M, D)` to evaluate on a validation minibatch, or None (no learning)."""
         return None
@@ -115,10 +120,14 @@ class MultiASNGStrategy(Strategy):
         self.angle = _angle(search, objective, n_options, k, price, seed)
 
     def train_paths(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return self.train_sources(rng, n)[0]
+
+    def train_sources(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
         # Paths come from the mixture: each from a distribution chosen uniformly.
         per = math.ceil(n / self.core.K)
-        archs, _ = self.core.stack.sample(rng, per)
-        return archs[np.sort(rng.choice(len(archs), size=n, replace=False))]
+        archs, source = self.core.stack.sample(rng, per)
+        rows = np.sort(rng.choice(len(archs), size=n, replace=False))
+        return archs[rows], source[rows]
 
     def ask(self, rng: np.random.Generator) -> np.ndarray:
         if self.angle is not None and not self.angle.bound:
