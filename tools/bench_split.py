@@ -81,6 +81,7 @@ def main() -> None:
     torch.set_num_threads(1)
     start = time.perf_counter()
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="moonas-split-"))
+    work.mkdir(parents=True, exist_ok=True)
     cache = work / "standalone.json"
     if not cache.is_file() and Path(args.cache).is_file():
         shutil.copyfile(args.cache, cache)
