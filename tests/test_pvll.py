@@ -143,10 +143,14 @@ def test_importance_is_normalised():
     assert np.all(d >= 0)
 
 
-def _run(steps: int, config: PVLLConfig, seed: int, state=None, rngs=None):
-    """A plug-in MultiASNG run on the additive toy; returns (history, core, plugin, rng)."""
-    core = MultiASNG(N_OPTIONS, 3, coefficients=[0.0, 0.5, 1.0], n_per_dist=2, cost_max=30.0)
-    plugin = PVLLPlugin(config, N_OPTIONS, 3, seed)
+def _run(steps: int, config: PVLLConfig, seed: int, state=None, rngs=None,
+         n_options=N_OPTIONS, coefficients=(0.0, 0.5, 1.0), loss=None):
+    """A plug-in MultiASNG run (the additive toy by default); returns (history, core, plugin,
+    rng)."""
+    loss = _additive if loss is None else loss
+    k = len(coefficients)
+    core = MultiASNG(n_options, k, coefficients=list(coefficients), n_per_dist=2, cost_max=30.0)
+    plugin = PVLLPlugin(config, n_options, k, seed)
     rng = np.random.default_rng(seed)
     if state is not None:
         core.load_state_dict(state[0])
@@ -155,7 +159,7 @@ def _run(steps: int, config: PVLLConfig, seed: int, state=None, rngs=None):
     history = []
     for _ in range(steps):
         archs = plugin.propose(rng, core, core.ask(rng))
-        losses, costs = _additive(archs), archs.sum(axis=1).astype(float)
+        losses, costs = loss(archs), archs.sum(axis=1).astype(float)
         told = plugin.tell_mask(len(archs))
         if told.sum() >= 2:
             core.tell(archs[told], losses[told], costs[told])
@@ -286,24 +290,9 @@ def test_gae_kernel_plugin_resumes_identically(fast_gae):
                         features="gae", predictor="kernel", damp=1.0)
 
     def run(steps, state=None):
-        core = MultiASNG(NB201_OPTIONS, 2, coefficients=[0.0, 1.0], n_per_dist=2, cost_max=30.0)
-        plugin = PVLLPlugin(config, NB201_OPTIONS, 2, 3)
-        rng = np.random.default_rng(3)
-        if state is not None:
-            core.load_state_dict(state[0])
-            plugin.load_state_dict(state[1])
-            rng.bit_generator.state = state[2]
-        history = []
-        for _ in range(steps):
-            archs = plugin.propose(rng, core, core.ask(rng))
-            losses, costs = _nb201_loss(archs), archs.sum(axis=1).astype(float)
-            told = plugin.tell_mask(len(archs))
-            if told.sum() >= 2:
-                core.tell(archs[told], losses[told], costs[told])
-            plugin.observe(archs, losses, costs, core)
-            history.append(archs)
-        return np.concatenate(history), (core.state_dict(), plugin.state_dict(),
-                                         rng.bit_generator.state), plugin
+        history, core, plugin, rng = _run(steps, config, 3, state, n_options=NB201_OPTIONS,
+                                          coefficients=(0.0, 1.0), loss=_nb201_loss)
+        return history, (core.state_dict(), plugin.state_dict(), rng.bit_generator.state), plugin
 
     full, _, plugin = run(20)
     assert plugin.n_fits > 0
