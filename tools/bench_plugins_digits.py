@@ -21,11 +21,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import header  # noqa: E402
-from bench_search_digits import _hv, _retrain  # noqa: E402
+from bench_search_digits import _hv, _retrain, digits_setup  # noqa: E402
 
 import moonas  # noqa: E402
-from moonas.costs import build_cost_table  # noqa: E402
-from moonas.data import load_dataset  # noqa: E402
 from moonas.retrain import TrainRecipe  # noqa: E402
 
 VARIANTS: dict[str, tuple[str, ...]] = {
@@ -52,12 +50,7 @@ def main() -> None:
     recipe = TrainRecipe(epochs=args.retrain_epochs)
     work = Path(tempfile.mkdtemp(prefix="moonas-plugins-digits-"))
     cache: dict[tuple[int, ...], float] = {}
-    base = moonas.load_config(None, args.set)
-    data = load_dataset("digits", seed=base.seed)
-    space = base.space.build(data.info.input_size, data.info.in_channels, data.info.n_classes)
-    table = build_cost_table(space)
-    low, _ = table.extreme("params")
-    high, _ = table.extreme("params", cheapest=False)
+    data, space, low, high = digits_setup(args.set)
     rows: dict[str, list[dict]] = {v: [] for v in VARIANTS}
     # Warm-up (imports, dataset, first allocations) so the first timed run is not penalised.
     moonas.search(None, work / "warm-up", overrides=(*args.set, "search.epochs=2",

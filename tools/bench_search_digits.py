@@ -51,6 +51,18 @@ def _hv(points: np.ndarray, cost_low: float, cost_high: float) -> float:
     return hypervolume(scaled, 1.1)
 
 
+def digits_setup(overrides: list[str]):
+    """Digits data and the default config's space (with `overrides`), and the space's params
+    range for the HV normalisation: (data, space, low, high)."""
+    base = moonas.load_config(None, overrides)
+    data = load_dataset("digits", seed=base.seed)
+    space = base.space.build(data.info.input_size, data.info.in_channels, data.info.n_classes)
+    table = build_cost_table(space)
+    low, _ = table.extreme("params")
+    high, _ = table.extreme("params", cheapest=False)
+    return data, space, low, high
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, default=3)
@@ -65,12 +77,7 @@ def main() -> None:
     rows: dict[str, list[dict]] = {m: [] for m in METHODS}
     taus: list[dict] = []
     cache: dict[tuple[int, ...], float] = {}
-    base = moonas.load_config(None, args.set)
-    data = load_dataset("digits", seed=base.seed)
-    space = base.space.build(data.info.input_size, data.info.in_channels, data.info.n_classes)
-    table = build_cost_table(space)
-    low, _ = table.extreme("params")
-    high, _ = table.extreme("params", cheapest=False)
+    data, space, low, high = digits_setup(args.set)
     rng = np.random.default_rng(123)
     random_archs = [tuple(int(v) for v in a) for a in space.sample(rng, args.random_archs)]
     for seed in range(args.seeds):
