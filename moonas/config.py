@@ -145,6 +145,7 @@ class SearchConfig:
     delta0: float = 0.5
     delta_max: float | None = None       # cap of the adaptive step size; None: delta0
     alpha: float = 1.5
+    prune: Literal["keep", "unreachable", "dead"] = "dead"   # what space.prune removes
     epochs: int = 30
     warmup_epochs: int = 5
     front_samples: int = 64

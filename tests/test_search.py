@@ -18,6 +18,7 @@ import yaml
 import moonas
 from moonas.errors import ConfigError, MoonasError
 from moonas.run import RunFiles
+from moonas.spaces import NB201Space
 
 TINY = ["space.channels=4", "data.max_train=192", "data.batch_size=32", "search.epochs=3",
         "search.warmup_epochs=1", "search.front_samples=4", "threads=1"]
@@ -121,11 +122,28 @@ def test_resume_of_a_complete_run_returns_it(tiny_run) -> None:
     ("search.budgets=[100, 200]", r"below the cheapest architecture of the space \(params = \d+\)"),
     ("search.budgets=[9000, 8000]", r"strictly increasing"),
     ("search.cost=flops", r"search.cost='flops' is unknown: use params, macs or latency:DEVICE"),
+    ("search.prune=all", r"'search.prune' is 'all'; allowed values: 'keep', 'unreachable', 'dead'"),
 ])
 def test_bad_search_input_is_one_clear_line(tmp_path: Path, override: str, message: str) -> None:
     with pytest.raises(MoonasError, match=message) as info:
         _search(tmp_path / "x", override)
     assert "\n" not in str(info.value)
+
+
+def test_search_measures_and_returns_pruned_cells(tiny_run, tmp_path: Path) -> None:
+    space = NB201Space()
+    archs = np.array([c.arch for c in tiny_run.candidates])
+    # Default (search.prune=dead): every candidate, modes included, is its own pruned cell, and
+    # its recorded params are the pruned cell's.
+    assert (space.prune(archs, "dead") == archs).all()
+    assert any(c.mode_of is not None for c in tiny_run.candidates)
+    kept = _search(tmp_path / "keep", "search.prune=keep")
+    kept_archs = np.array([c.arch for c in kept.candidates])
+    assert (space.prune(kept_archs, "dead") != kept_archs).any(axis=1).any()
+    by_arch = {c.arch: c.params for c in kept.candidates}
+    for c in tiny_run.candidates:
+        if c.arch in by_arch:
+            assert by_arch[c.arch] == c.params
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:

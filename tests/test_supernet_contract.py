@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from moonas.nets import build_supernet
-from moonas.spaces import SPACES, build_space
+from moonas.spaces import PRUNE_LEVELS, SPACES, build_space
 
 SMALL = {
     "nb201": dict(channels=4, cells_per_stage=1),
@@ -55,6 +55,32 @@ def test_extract_matches_supernet(supernet, mode: str) -> None:
         assert not any(isinstance(m, type(supernet)) for m in net.modules())
         with torch.no_grad():
             torch.testing.assert_close(net(x), supernet(x, arch), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_pruning_unreachable_operations_keeps_the_output(supernet, mode: str) -> None:
+    space = supernet.space
+    supernet.train()
+    for arch in _archs(space, 6, seed=1):
+        with torch.no_grad():
+            supernet(torch.randn(8, 1, 8, 8), arch)
+    archs = np.array(_archs(space, 40, seed=3))
+    for level in PRUNE_LEVELS:
+        pruned = space.prune(archs, level)
+        assert (space.prune(pruned, level) == pruned).all()
+        for arch in pruned:
+            space.validate(arch)
+    getattr(supernet, mode)()
+    x = torch.randn(4, 1, 8, 8)
+    for arch, pruned in zip(archs, space.prune(archs, "unreachable")):
+        arch, pruned = tuple(int(v) for v in arch), tuple(int(v) for v in pruned)
+        # The standalone networks run every edge (nb201's convention), the pruned one fewer.
+        nets = [getattr(supernet.extract(a), mode)() for a in (arch, pruned)]
+        with torch.no_grad():
+            torch.testing.assert_close(supernet(x, pruned), supernet(x, arch), rtol=0, atol=1e-6)
+            torch.testing.assert_close(nets[1](x), nets[0](x), rtol=0, atol=1e-6)
+    if space.name == "nb201":  # the random archs did have something to prune
+        assert (space.prune(archs, "unreachable") != archs).any()
 
 
 def test_extract_copies_weights(supernet) -> None:

@@ -41,6 +41,12 @@ class SearchContext:
     val_batches: Batches
     eval_batches: Batches
 
+    def evaluated(self, archs: np.ndarray) -> np.ndarray:
+        """What the search measures, prices and returns for the architectures `(n, D)` a
+        strategy asked for: them with the operations `search.prune` names removed
+        (`SearchSpace.prune`)."""
+        return self.space.prune(archs, self.config.search.prune)
+
     @property
     def steps_per_epoch(self) -> int:
         return len(self.train_batches)

@@ -49,8 +49,13 @@ def build_front(ctx: SearchContext, progress: Progress | None = None
                 ) -> tuple[list[Candidate], ParetoFront]:
     """Evaluate the strategy's candidates and keep the non-dominated ones."""
     evaluate = _evaluator(ctx, progress)
-    archs, mode_of = ctx.strategy.candidates(
-        ctx.rng, lambda a: _minimised(evaluate(a), ctx.table.cost(ctx.objective.cost, a)))
+
+    def search_evaluate(archs: np.ndarray) -> np.ndarray:  # for strategies searching here
+        archs = ctx.evaluated(archs)
+        return _minimised(evaluate(archs), ctx.table.cost(ctx.objective.cost, archs))
+
+    asked, asked_modes = ctx.strategy.candidates(ctx.rng, search_evaluate)
+    archs, mode_of = _distinct(ctx.evaluated(asked), asked_modes)
     measured = evaluate(archs, mode_of)
     costs = ctx.table.price(archs)
     latency = [name for name in ctx.table.names if name.startswith("latency:")]
@@ -64,6 +69,22 @@ def build_front(ctx: SearchContext, progress: Progress | None = None
     ]
     return front_from_candidates(ctx.config.space.name, ctx.config.data.name, ctx.objective,
                                  candidates)
+
+
+def _distinct(archs: np.ndarray, mode_of: list) -> tuple[np.ndarray, list]:
+    """Rows of `archs` without repeats (pruning can make two candidates one), in order of first
+    appearance; a row keeps the first distribution it is the mode of."""
+    keep: dict[tuple[int, ...], int] = {}
+    modes: list = []
+    for arch, mode in zip(archs, mode_of):
+        key = tuple(int(v) for v in arch)
+        if key not in keep:
+            keep[key] = len(modes)
+            modes.append(mode)
+        elif modes[keep[key]] is None:
+            modes[keep[key]] = mode
+    rows = np.array(list(keep), dtype=np.int64).reshape(len(keep), archs.shape[1])
+    return rows, modes
 
 
 def _minimised(measured: np.ndarray, cost: np.ndarray) -> np.ndarray:

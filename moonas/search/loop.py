@@ -70,11 +70,13 @@ def _distribution_step(ctx: SearchContext, x: torch.Tensor, y: torch.Tensor) -> 
     # that distribution's copy (one forward per sample, as before the split).
     dists = (np.repeat(np.arange(ctx.objective.n_dists), len(archs) // ctx.objective.n_dists)
              if ctx.supernet.split_options else None)
-    losses = path_losses(ctx.supernet, archs, x, y, dists)
+    # The distributions learn from what they drew; what is measured is the pruned cell.
+    measured = ctx.evaluated(archs)
+    losses = path_losses(ctx.supernet, measured, x, y, dists)
     if not np.all(np.isfinite(losses)):
         raise MoonasError("a validation loss became NaN or infinite: lower train.lr or set "
                           "train.grad_clip; the last good checkpoint is kept")
-    costs = ctx.table.cost(ctx.objective.cost, archs)
+    costs = ctx.table.cost(ctx.objective.cost, measured)
     fields = ctx.strategy.tell(archs, losses, costs)
     # Losses per distribution: samples come grouped by the distribution that drew them.
     per = np.asarray(losses).reshape(ctx.objective.n_dists, -1).mean(axis=1)

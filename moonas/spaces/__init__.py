@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from moonas.registry import Registry
-from moonas.spaces._base import Arch, ArchError, Choice, SearchSpace
+from moonas.spaces._base import PRUNE_LEVELS, Arch, ArchError, Choice, SearchSpace
 from moonas.spaces.mobilenet import MobileNetSpace
 from moonas.spaces.nb201 import NB201Space
 
@@ -11,6 +11,7 @@ __all__ = [
     "Arch",
     "ArchError",
     "Choice",
+    "PRUNE_LEVELS",
     "SearchSpace",
     "SPACES",
     "NB201Space",

@@ -21,6 +21,15 @@ class ArchError(MoonasError):
     """An architecture that does not belong to the space."""
 
 
+#: What `SearchSpace.prune` may remove, weakest first.
+PRUNE_LEVELS: tuple[str, ...] = ("keep", "unreachable", "dead")
+
+
+def check_prune_level(level: str) -> None:
+    if level not in PRUNE_LEVELS:
+        raise ArchError(f"unknown prune level {level!r}; valid: {', '.join(PRUNE_LEVELS)}")
+
+
 @dataclass(frozen=True)
 class Choice:
     """One categorical decision of the space."""
@@ -88,6 +97,15 @@ class SearchSpace:
         """`n` uniform architectures, int64 array `(n, D)`."""
         high = np.asarray(self.n_options)
         return rng.integers(0, high, size=(n, len(high)), dtype=np.int64)
+
+    def prune(self, archs: np.ndarray, level: str = "dead") -> np.ndarray:
+        """Each architecture `(n, D)` with its useless operations set to their zero option:
+        what a search evaluates, returns and deploys (`search.prune`). `level` is one of
+        `PRUNE_LEVELS`: `unreachable` removes operations whose result cannot reach the output
+        (the output is unchanged); `dead` also those whose input is always zero; `keep` nothing.
+        Idempotent and never costlier. Spaces without such operations return a copy."""
+        check_prune_level(level)
+        return np.array(archs, dtype=np.int64, copy=True)
 
     def validate(self, arch: Sequence[int]) -> Arch:
         """Return `arch` as an `Arch`, or raise `ArchError` naming the bad position."""
