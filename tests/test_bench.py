@@ -17,6 +17,7 @@ from moonas.bench.scoring import (REFERENCE, build_scorer, budget_percentiles, f
 from moonas.bench.table import BenchProblem, load_problem, load_table
 from moonas.errors import ConfigError, DataError
 from moonas.pareto import hypervolume, non_dominated, normalise
+from moonas.spaces import ArchError, NB201Space
 
 NB201_CSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nb201" / "nb201.csv"
 
@@ -169,7 +170,7 @@ def test_loader_errors(tmp_path: Path, table) -> None:
 # --------------------------------------------------------------------------- the runners
 def test_evaluator_counts_distinct_archs_in_order(table) -> None:
     problem = table.problem("c10", "params")
-    evaluator = TableEvaluator(problem)
+    evaluator = TableEvaluator(problem, prune="keep")
     archs = problem.arch(np.array([7, 3, 7, 9]))
     losses, costs = evaluator(archs)
     evaluator(problem.arch(np.array([3, 11])))
@@ -177,6 +178,60 @@ def test_evaluator_counts_distinct_archs_in_order(table) -> None:
     assert evaluator.part()[0].tolist() == [7, 3, 9, 11]
     assert losses[0] == losses[2] == pytest.approx(1 - problem.signal[7] / 100)
     assert costs.tolist() == problem.cost[[7, 3, 7, 9]].tolist()
+
+
+def _iso_rows(table) -> np.ndarray:
+    """Per row, the row of its NAS-Bench-201 isomorphism class representative."""
+    row_of = np.empty(table.size, dtype=np.int64)
+    row_of[table.official_index] = np.arange(table.size)
+    return row_of[table.columns["iso_rep_index"].astype(np.int64)]
+
+
+def test_pruning_levels_on_every_cell(table) -> None:
+    problem = table.problem("c10", "params")
+    rows = np.arange(table.size)
+    params, macs = table.columns["params_MB_c10"], table.columns["flops_M_c10"]
+    iso = _iso_rows(table)
+    pruned = {}
+    for level in ("keep", "unreachable", "dead"):
+        once = problem.prune(table.archs, level)
+        assert (problem.prune(once, level) == once).all()  # idempotent
+        pruned[level] = problem.index(once)
+        assert (params[pruned[level]] <= params).all() and (macs[pruned[level]] <= macs + 1e-9).all()
+    assert (pruned["keep"] == rows).all()
+    # Unreachable operations never change the cell: the benchmark's own isomorphism agrees.
+    assert (iso[pruned["unreachable"]] == iso).all()
+    assert (pruned["unreachable"] != rows).sum() > 1000
+    # Dead goes further (convolutions that only see zeros), so it merges more cells.
+    assert (iso[pruned["dead"]] != iso).any()
+    assert len(np.unique(pruned["dead"])) < len(np.unique(pruned["unreachable"])) < table.size
+    # Pruning keeps every operation that matters: a cell without dead edges is left alone.
+    plain = problem.arch(np.array([table.arch_strs.index(
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|"
+        "skip_connect~2|")]))
+    assert (problem.prune(plain, "dead") == plain).all()
+
+
+def test_evaluator_looks_up_pruned_cells(table) -> None:
+    problem = table.problem("c10", "params")
+    space = NB201Space()
+    # Node 1 feeds nothing that reaches the output (edges 2<-1 and 3<-1 are none), so its
+    # 3x3 convolution is unreachable; node 2 only sees zeros, so 3<-2's convolution is dead.
+    raw = space.from_str("|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|"
+                         "nor_conv_1x1~2|")
+    want = {"unreachable": "|none~0|+|none~0|none~1|+|skip_connect~0|none~1|nor_conv_1x1~2|",
+            "dead": "|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"}
+    for level, text in want.items():
+        evaluator = TableEvaluator(problem, prune=level)
+        row = problem.index(np.array([space.from_str(text)]))[0]
+        losses, costs = evaluator(np.array([raw, space.from_str(text)]))
+        assert evaluator.n_distinct == 1 and evaluator.part()[0].tolist() == [row]
+        assert costs.tolist() == [problem.cost[row]] * 2
+        assert losses[0] == pytest.approx(1 - problem.signal[row] / 100)
+    with pytest.raises(ArchError, match="unknown prune level 'all'; valid: keep, unreachable"):
+        TableEvaluator(problem, prune="all")
+    with pytest.raises(ConfigError, match="--prune 'all' is unknown"):
+        BenchJob(table=str(NB201_CSV), out="x", prune="all")
 
 
 def test_runners_stop_at_the_count_and_use_the_strategy_layer(table) -> None:

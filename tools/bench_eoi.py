@@ -58,7 +58,7 @@ def _runner(config: EoiConfig):
             options: RunOptions, counts: Sequence[int]) -> Trace:
         inner = _strategy("multi-asng", problem, search_config(options, problem.cost_name))
         strategy = EoiStrategy(inner, config)
-        evaluator = TableEvaluator(problem)
+        evaluator = TableEvaluator(problem, prune="keep")  # as recorded in results/
         trace = Trace()
         _drive([strategy], evaluator, rng, max_evals, counts, trace)
         trace.parts.append(evaluator.part())
@@ -83,7 +83,7 @@ def removal_stats(table: str, cost: str, search: dict, config: EoiConfig, seeds:
     for seed in range(seeds):
         inner = _strategy("multi-asng", problem, search_config(options, cost))
         strategy = EoiStrategy(inner, config)
-        evaluator = TableEvaluator(problem)
+        evaluator = TableEvaluator(problem, prune="keep")  # as recorded in results/
         _drive([strategy], evaluator, strategy_rng("eoi", seed), max_evals, (), Trace())
         removed.append(strategy.n_removed)
         freed.append(len(freed_options(inner.core)))

@@ -78,7 +78,7 @@ def _pvll_runner(config: PVLLConfig):
         obj = base.objective
         plugin.set_objective(lambda a: cost[problem.index(a)], budgets=obj.budgets,
                              coefficients=obj.coefficients, cost_max=float(cost.max()))
-        evaluator = TableEvaluator(problem)
+        evaluator = TableEvaluator(problem, prune="keep")  # as recorded in results/
         trace = Trace()
         _drive([PVLLStrategy(base, plugin)], evaluator, rng, max_evals, counts, trace)
         trace.parts.append(evaluator.part())
@@ -190,7 +190,7 @@ def search_tau(seeds: int, held_out: int) -> dict[str, dict[int, list[float]]]:
         base = _strategy("multi-asng", problem, search)
         plugin = PVLLPlugin(PVLLConfig(enabled=True), problem.n_options, base.core.K, seed)
         strategy = PVLLStrategy(base, plugin)
-        evaluator = TableEvaluator(problem)
+        evaluator = TableEvaluator(problem, prune="keep")  # as recorded in results/
         seen: list[int] = []
         for n in OBSERVATIONS:
             while evaluator.n_distinct < n:

@@ -69,15 +69,19 @@ class CategoricalMutation(Mutation):
 
 
 def run_nsga2(n_options: Sequence[int], evaluate: Evaluate, n_evals: int, seed: int, *,
-              n_obj: int = 2, pop_size: int = 20) -> tuple[np.ndarray, np.ndarray]:
+              n_obj: int = 2, pop_size: int = 20,
+              canonical: Callable[[np.ndarray], np.ndarray] | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
     """Run pymoo's NSGA-II until `n_evals` distinct architectures have been evaluated.
 
     `evaluate` gets only architectures not evaluated before, `(n, D)` -> objectives `(n, m)`
     (all minimised); repeats proposed by the algorithm are answered from a cache and cost
     nothing. The last generation is cut so exactly `n_evals` distinct archs are evaluated
     (fewer if the run stalls: `STALL_GENERATIONS` generations without a new arch). `seed`
-    seeds pymoo's own `np.random.Generator`; no global state is touched. Returns the
-    evaluated archs `(n, D)` int64 in evaluation order and their objectives `(n, m)`.
+    seeds pymoo's own `np.random.Generator`; no global state is touched. `canonical` maps
+    archs `(n, D)` to what is evaluated and counted (e.g. the space's pruned cells: two archs
+    with one pruned cell are one evaluation); default: the archs themselves. Returns the
+    evaluated (canonical) archs `(n, D)` int64 in evaluation order and their objectives `(n, m)`.
     """
     n_options = np.asarray(n_options, dtype=np.int64)
     if n_evals < 1:
@@ -98,7 +102,11 @@ def run_nsga2(n_options: Sequence[int], evaluate: Evaluate, n_evals: int, seed: 
             log.debug("NSGA-II could not produce new offspring; stopping")
             break
         X = np.asarray(pop.get("X"), dtype=np.int64)
-        keys = [tuple(int(v) for v in row) for row in X]
+        if canonical is not None:
+            X_eval = np.asarray(canonical(X), dtype=np.int64)
+        else:
+            X_eval = X
+        keys = [tuple(int(v) for v in row) for row in X_eval]
         new: list[int] = []
         pending: set[tuple[int, ...]] = set()
         for i, key in enumerate(keys):
@@ -109,10 +117,10 @@ def run_nsga2(n_options: Sequence[int], evaluate: Evaluate, n_evals: int, seed: 
         if len(new) > room:
             new = new[:room]
         if new:
-            F_new = np.asarray(evaluate(X[new]), dtype=np.float64).reshape(len(new), -1)
+            F_new = np.asarray(evaluate(X_eval[new]), dtype=np.float64).reshape(len(new), -1)
             for i, f in zip(new, F_new):
                 cache[keys[i]] = f
-                archs.append(X[i])
+                archs.append(X_eval[i])
                 objectives.append(f)
             stall = 0
         else:

@@ -45,15 +45,18 @@ def make_sampler(name: str, seed: int, population_size: int = 20) -> optuna.samp
 
 
 def run_optuna(sampler: str, n_options: Sequence[int], evaluate: Evaluate, n_evals: int,
-               seed: int, *, n_obj: int = 2, population_size: int = 20
+               seed: int, *, n_obj: int = 2, population_size: int = 20,
+               canonical: Callable[[np.ndarray], np.ndarray] | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
     """Run an optuna study (ask/tell, all objectives minimised) until `n_evals` distinct archs.
 
     Each choice is a categorical parameter over option indices. `evaluate` gets each new
     architecture once, `(1, D)` -> `(1, m)`; a repeated suggestion is told its cached values
     and costs nothing. Stops early after `STALL_TRIALS` repeats in a row or
-    `MAX_TRIALS_PER_EVAL * n_evals` trials. Returns the evaluated archs `(n, D)` int64 in
-    evaluation order and their objectives `(n, m)`.
+    `MAX_TRIALS_PER_EVAL * n_evals` trials. `canonical` maps archs `(n, D)` to what is
+    evaluated and counted (e.g. the space's pruned cells); default: the archs themselves.
+    Returns the evaluated (canonical) archs `(n, D)` int64 in evaluation order and their
+    objectives `(n, m)`.
     """
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     if n_evals < 1:
@@ -69,6 +72,8 @@ def run_optuna(sampler: str, n_options: Sequence[int], evaluate: Evaluate, n_eva
     while len(archs) < n_evals and stall < STALL_TRIALS and trials < MAX_TRIALS_PER_EVAL * n_evals:
         trial = study.ask()
         key = tuple(int(trial.suggest_categorical(f"x{d}", c)) for d, c in enumerate(choices))
+        if canonical is not None:
+            key = tuple(int(v) for v in canonical(np.asarray([key], dtype=np.int64))[0])
         trials += 1
         if key in cache:
             stall += 1

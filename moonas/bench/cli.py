@@ -44,6 +44,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a multi-asng search setting, e.g. --set delta0=0.5; keys: "
                         + ", ".join(SEARCH_KEYS))
+    parser.add_argument("--prune", default="dead", metavar="LEVEL",
+                        help="what every strategy's cells lose before a look-up, as 'moonas "
+                        "search' does (search.prune): dead (default: operations that cannot "
+                        "reach the output or only see zeros), unreachable, or keep")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.set_defaults(func=run)
     return parser
@@ -89,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         strategies=_list(args.strategies, str, "--strategies"),
         evals=_list(args.evals, int, "--evals"), seeds=args.seeds,
         first_seed=args.first_seed, workers=args.workers,
-        search=_settings(args.set), population=args.population,
+        search=_settings(args.set), population=args.population, prune=args.prune,
     )
     bars: list[Any] = []
 

@@ -33,7 +33,8 @@ STRATEGY_NAMES = ("multi-asng", "asng-separate", "asng-separate-full", "nsga2", 
 #: Strategies whose count is not the number of distinct evaluations of one search.
 NOTES = {
     "asng-separate-full": "K runs each with the full count: K times the evaluations of the others",
-    "exhaustive": "all 15,625 evaluated: the ceiling set by the 12-epoch signal",
+    "exhaustive": "every cell evaluated (15,625, or the distinct pruned cells with pruning): the "
+                  "ceiling set by the 12-epoch signal",
 }
 
 CACHING = ("An evaluation is one look-up of a distinct architecture's 12-epoch validation "
@@ -41,6 +42,19 @@ CACHING = ("An evaluation is one look-up of a distinct architecture's 12-epoch v
            "the strategy is told the cached value (optuna trials included). A strategy that "
            "stops finding new architectures stops early; the table gives the distinct count "
            "it reached.")
+
+#: What each --prune level does to every strategy's cells, for the summary.
+PRUNING = {
+    "keep": "No pruning: cells are looked up as the strategies propose them (--prune keep).",
+    "unreachable": "Pruning (--prune unreachable): every strategy's cells are looked up, counted "
+                   "and returned with the operations whose result cannot reach the cell output "
+                   "set to none (same output, same NAS-Bench-201 isomorphism class, never "
+                   "costlier), as the supernet search does with search.prune.",
+    "dead": "Pruning (--prune dead): every strategy's cells are looked up, counted and returned "
+            "with their dead operations set to none (an edge whose result cannot reach the cell "
+            "output, or whose input is always zero; never costlier), as the supernet search "
+            "does with search.prune.",
+}
 
 #: Extra counts (besides the job's) at which runs are scored for the anytime plot.
 _PLOT_POINTS = 14
@@ -53,7 +67,8 @@ class BenchJob:
 
     `search`: overrides of multi-asng's search settings (`runners.SEARCH_KEYS`), e.g.
     `(("delta0", 0.5),)`; `population`: NSGA-II's population (pymoo and optuna);
-    `plot_counts`: where runs are also scored for anytime.png (default: a log grid from 10).
+    `plot_counts`: where runs are also scored for anytime.png (default: a log grid from 10);
+    `prune`: the pruning every strategy's cells get before a look-up (`PRUNING`).
     """
 
     table: str
@@ -68,6 +83,7 @@ class BenchJob:
     search: tuple[tuple[str, Any], ...] = ()
     population: int = 20
     plot_counts: tuple[int, ...] = ()
+    prune: str = "dead"
 
     def __post_init__(self) -> None:
         if not self.strategies:
@@ -81,6 +97,8 @@ class BenchJob:
                               f"got {self.evals}")
         if self.seeds < 1:
             raise ConfigError(f"--seeds must be >= 1, got {self.seeds}")
+        if self.prune not in PRUNING:
+            raise ConfigError(f"--prune {self.prune!r} is unknown; valid: {', '.join(PRUNING)}")
         if self.workers < 1:
             raise ConfigError(f"--workers must be >= 1, got {self.workers}")
         object.__setattr__(self, "evals", tuple(sorted(set(int(e) for e in self.evals))))
@@ -116,7 +134,8 @@ def _run_task(task: _Task) -> list[dict[str, Any]]:
     """Run one (strategy, seed) to the largest count; a record per count, scored."""
     job = task.job
     problem, scorer = _problem(job.table, job.dataset, job.cost)
-    options = RunOptions(budgets=scorer.budgets, search=job.search, population=job.population)
+    options = RunOptions(budgets=scorer.budgets, search=job.search, population=job.population,
+                         prune=job.prune)
     exhaustive = task.strategy == "exhaustive"
     # Mode k searched for budget k (the regret's) unless multi-asng's targets were overridden.
     own_targets = task.strategy == "multi-asng" and any(
@@ -234,6 +253,7 @@ def _summarise(job: BenchJob, problem: BenchProblem, scorer: Scorer, records: li
         "reference_point": REFERENCE, "true_front": {"size": int(len(scorer.true_front)),
                                                      "hv": scorer.true_hv},
         "first_seed": job.first_seed, "caching": CACHING, "multi_asng_search": search,
+        "prune": job.prune, "pruning": PRUNING[job.prune],
         "population": job.population,
         "elapsed_s": elapsed, "rows": rows, "anytime": anytime,
     }
@@ -295,6 +315,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         f"percentiles: {', '.join(f'{b:.4g}' for b in summary['budgets'])} "
         f"{summary['cost_unit']}.",
         f"- {summary['caching']}",
+        f"- {summary.get('pruning', PRUNING['keep'])}",
         "- Search signal: 12-epoch validation accuracy; score: 200-epoch test accuracy. HV of "
         "(test error, cost) normalised by the table's min and max, reference point "
         f"{summary['reference_point']}; HV ratio against the table's true front "

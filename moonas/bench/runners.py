@@ -12,6 +12,7 @@ from moonas.bench.table import BenchProblem
 from moonas.config import SearchConfig, build_section
 from moonas.errors import ConfigError
 from moonas.registry import Registry
+from moonas.spaces._base import check_prune_level
 
 __all__ = [
     "RUNNERS",
@@ -36,11 +37,13 @@ SEARCH_KEYS = ("delta0", "delta_max", "alpha", "samples_per_dist", "utility", "c
 @dataclass(frozen=True)
 class RunOptions:
     """What every runner gets besides the problem: the budgets (cost percentiles of the table),
-    multi-asng's search settings (`SEARCH_KEYS` overrides) and the population of NSGA-II."""
+    multi-asng's search settings (`SEARCH_KEYS` overrides), the population of NSGA-II, and
+    what pruning every strategy's cells get before they are looked up (`PRUNE_LEVELS`)."""
 
     budgets: tuple[float, ...]
     search: tuple[tuple[str, Any], ...] = ()
     population: int = 20
+    prune: str = "dead"
 
 
 @dataclass
@@ -75,10 +78,14 @@ class TableEvaluator:
 
     `__call__(archs (M, D))` returns (losses, costs), each (M,): loss = 12-epoch validation
     error as a fraction. Repeats cost nothing; `n_distinct` counts first evaluations, in order.
+    Each cell is looked up (and logged, so returned) pruned at level `prune`
+    (`BenchProblem.prune`), as the supernet search measures cells with `search.prune`.
     """
 
-    def __init__(self, problem: BenchProblem) -> None:
+    def __init__(self, problem: BenchProblem, prune: str = "dead") -> None:
+        check_prune_level(prune)
         self.problem = problem
+        self.prune = prune
         self._loss = 1.0 - np.asarray(problem.signal, dtype=np.float64) / 100.0
         self._seen = np.zeros(problem.size, dtype=bool)
         self._rows: list[np.ndarray] = []
@@ -87,14 +94,22 @@ class TableEvaluator:
         self.lookups_since_new = 0
         self._start = time.perf_counter()
 
+    def pruned(self, archs: np.ndarray) -> np.ndarray:
+        """The cells `(n, D)` looked up for `archs`: pruned at this evaluator's level."""
+        return self.problem.prune(archs, self.prune)
+
+    def rows(self, archs: np.ndarray) -> np.ndarray:
+        """Rows looked up for `archs` (n, D): those of their pruned cells."""
+        return self.problem.index(self.pruned(archs))
+
     def __call__(self, archs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        rows = self.problem.index(archs)
+        rows = self.rows(archs)
         self.log(rows)
         return self._loss[rows], self.problem.cost[rows]
 
     def objectives(self, archs: np.ndarray) -> np.ndarray:
         """(M, 2) minimised objectives (12-epoch validation error %, cost) for the baselines."""
-        rows = self.problem.index(archs)
+        rows = self.rows(archs)
         self.log(rows)
         return np.stack([100.0 - self.problem.signal[rows], self.problem.cost[rows]], axis=1)
 
@@ -186,7 +201,7 @@ def _multi_asng(problem: BenchProblem, max_evals: int, rng: np.random.Generator,
                 options: RunOptions, counts: Sequence[int]) -> Trace:
     """Ours: K distributions updated jointly by importance sampling (the supernet search's code)."""
     strategy = _strategy("multi-asng", problem, search_config(options, problem.cost_name))
-    evaluator = TableEvaluator(problem)
+    evaluator = TableEvaluator(problem, options.prune)
     trace = Trace()
     _drive([strategy], evaluator, rng, max_evals, counts, trace)
     trace.parts.append(evaluator.part())
@@ -203,7 +218,7 @@ def _single_asngs(problem: BenchProblem, budgets: Sequence[float]) -> list[Any]:
 def _asng_separate(problem: BenchProblem, max_evals: int, rng: np.random.Generator,
                    options: RunOptions, counts: Sequence[int]) -> Trace:
     """K plain ASNG runs, one per budget, stepping in turn and sharing one evaluation budget."""
-    evaluator = TableEvaluator(problem)
+    evaluator = TableEvaluator(problem, options.prune)
     trace = Trace()
     _drive(_single_asngs(problem, options.budgets), evaluator, rng, max_evals, counts, trace)
     trace.parts.append(evaluator.part())
@@ -217,7 +232,7 @@ def _asng_separate_full(problem: BenchProblem, max_evals: int, rng: np.random.Ge
     trace = Trace()
     modes: dict[int, list[np.ndarray]] = {}
     for strategy in _single_asngs(problem, options.budgets):
-        evaluator = TableEvaluator(problem)
+        evaluator = TableEvaluator(problem, options.prune)
         part = Trace()
         _drive([strategy], evaluator, rng, max_evals, counts, part)
         trace.parts.append(evaluator.part())
@@ -230,18 +245,23 @@ def _asng_separate_full(problem: BenchProblem, max_evals: int, rng: np.random.Ge
 @RUNNERS.register("random")
 def _random(problem: BenchProblem, max_evals: int, rng: np.random.Generator,
             options: RunOptions, counts: Sequence[int]) -> Trace:
-    """Uniform sampling with repeats free: the same as sampling rows without replacement."""
-    evaluator = TableEvaluator(problem)
-    rows = rng.permutation(problem.size)[:max_evals]
-    evaluator(problem.arch(rows))
+    """Uniform sampling with repeats free: rows without replacement, in chunks until
+    `max_evals` distinct cells (pruning maps several rows to one cell)."""
+    evaluator = TableEvaluator(problem, options.prune)
+    order = rng.permutation(problem.size)
+    start = 0
+    while evaluator.n_distinct < max_evals and start < problem.size:
+        stop = start + max_evals - evaluator.n_distinct
+        evaluator(problem.arch(order[start:stop]))
+        start = stop
     return Trace(parts=[evaluator.part()])
 
 
 @RUNNERS.register("exhaustive")
 def _exhaustive(problem: BenchProblem, max_evals: int, rng: np.random.Generator,
                 options: RunOptions, counts: Sequence[int]) -> Trace:
-    """Every architecture of the table (the count is ignored)."""
-    evaluator = TableEvaluator(problem)
+    """Every architecture of the table (the count is ignored; with pruning, every pruned cell)."""
+    evaluator = TableEvaluator(problem, options.prune)
     evaluator(problem.arch(np.arange(problem.size)))
     return Trace(parts=[evaluator.part()])
 
@@ -252,9 +272,9 @@ def _nsga2(problem: BenchProblem, max_evals: int, rng: np.random.Generator,
     """pymoo's NSGA-II (categorical operators, population `options.population`)."""
     from moonas.baselines.nsga2 import run_nsga2
 
-    evaluator = TableEvaluator(problem)
+    evaluator = TableEvaluator(problem, options.prune)
     run_nsga2(problem.n_options, evaluator.objectives, max_evals, int(rng.integers(2**31 - 1)),
-              pop_size=options.population)
+              pop_size=options.population, canonical=evaluator.pruned)
     return Trace(parts=[evaluator.part()])
 
 
@@ -263,9 +283,10 @@ def _optuna(sampler: str) -> Runner:
             options: RunOptions, counts: Sequence[int]) -> Trace:
         from moonas.baselines.optuna_search import run_optuna
 
-        evaluator = TableEvaluator(problem)
+        evaluator = TableEvaluator(problem, options.prune)
         run_optuna(sampler, problem.n_options, evaluator.objectives, max_evals,
-                   int(rng.integers(2**31 - 1)), population_size=options.population)
+                   int(rng.integers(2**31 - 1)), population_size=options.population,
+                   canonical=evaluator.pruned)
         return Trace(parts=[evaluator.part()])
 
     run.__doc__ = f"optuna's multi-objective {sampler} sampler."

@@ -150,6 +150,10 @@ class BenchProblem:
         """Rows of `archs` (n, D), (n,) int64."""
         return arch_index(archs, self.n_options)
 
+    def prune(self, archs: np.ndarray, level: str) -> np.ndarray:
+        """The cells `(n, D)` with the operations `level` names set to `none` (`NB201Space.prune`)."""
+        return NB201Space().prune(archs, level)
+
     def arch(self, index: np.ndarray | int) -> np.ndarray:
         """Architectures (n, D) of row indices (n,)."""
         return np.stack(np.unravel_index(np.asarray(index, dtype=np.int64), self.n_options),
