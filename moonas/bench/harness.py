@@ -157,7 +157,7 @@ def _run_task(task: _Task) -> list[dict[str, Any]]:
         }
         modes = trace.modes_at(count)
         if modes is not None:
-            mode_rows = problem.index(modes)
+            mode_rows = problem.index(problem.prune(modes, job.prune))  # what a mode returns
             record["modes"] = mode_rows.tolist()
             if not own_targets and len(mode_rows) == len(scorer.budgets):
                 feasible = problem.cost[mode_rows] <= np.asarray(scorer.budgets)

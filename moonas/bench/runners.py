@@ -153,7 +153,7 @@ def search_config(options: RunOptions, cost: str) -> SearchConfig:
     if unknown:
         raise ConfigError(f"unknown search setting {unknown[0]!r} for the benchmark; valid: "
                           f"{', '.join(SEARCH_KEYS)}")
-    data: dict[str, Any] = {"strategy": "multi-asng", "cost": cost,
+    data: dict[str, Any] = {"strategy": "multi-asng", "cost": cost, "prune": options.prune,
                             "budgets": list(options.budgets), "n_budgets": len(options.budgets)}
     if overrides.get("coefficients") is not None:
         data.update(budgets=None, n_budgets=len(overrides["coefficients"]))
@@ -176,7 +176,8 @@ def _strategy(name: str, problem: BenchProblem, search: SearchConfig):
     objective = Objective(problem.cost_name, search.budgets, search.coefficients,
                           float(cost.min()), float(cost.max()))
     return build_strategy(name, problem.n_options, objective, search,
-                          price=lambda archs: problem.cost[problem.index(archs)])
+                          price=lambda archs: problem.cost[problem.index(
+                              problem.prune(archs, search.prune))])
 
 
 def _drive(strategies: Sequence[Any], evaluator: TableEvaluator, rng: np.random.Generator,
@@ -208,8 +209,10 @@ def _multi_asng(problem: BenchProblem, max_evals: int, rng: np.random.Generator,
     return trace
 
 
-def _single_asngs(problem: BenchProblem, budgets: Sequence[float]) -> list[Any]:
+def _single_asngs(problem: BenchProblem, options: RunOptions) -> list[Any]:
+    budgets = options.budgets
     return [_strategy("asng", problem, SearchConfig(strategy="asng", cost=problem.cost_name,
+                                                   prune=options.prune,
                                                    budgets=(float(b),), n_budgets=1))
             for b in budgets]
 
@@ -220,7 +223,7 @@ def _asng_separate(problem: BenchProblem, max_evals: int, rng: np.random.Generat
     """K plain ASNG runs, one per budget, stepping in turn and sharing one evaluation budget."""
     evaluator = TableEvaluator(problem, options.prune)
     trace = Trace()
-    _drive(_single_asngs(problem, options.budgets), evaluator, rng, max_evals, counts, trace)
+    _drive(_single_asngs(problem, options), evaluator, rng, max_evals, counts, trace)
     trace.parts.append(evaluator.part())
     return trace
 
@@ -231,7 +234,7 @@ def _asng_separate_full(problem: BenchProblem, max_evals: int, rng: np.random.Ge
     """K plain ASNG runs, one per budget, each with the full evaluation budget (K times ours)."""
     trace = Trace()
     modes: dict[int, list[np.ndarray]] = {}
-    for strategy in _single_asngs(problem, options.budgets):
+    for strategy in _single_asngs(problem, options):
         evaluator = TableEvaluator(problem, options.prune)
         part = Trace()
         _drive([strategy], evaluator, rng, max_evals, counts, part)

@@ -87,7 +87,8 @@ def build_context(config: RunConfig) -> SearchContext:
     objective = resolve_objective(search, table, seeds(config.seed, STREAM_OBJECTIVE),
                                   single=search.strategy in SINGLE_DISTRIBUTION)
     strategy = build_strategy(search.strategy, space.n_options, objective, search,
-                              price=lambda archs: table.cost(objective.cost, archs),
+                              price=lambda archs: table.cost(objective.cost,
+                                                             space.prune(archs, search.prune)),
                               seed=config.seed)
     torch.manual_seed(config.seed)
     supernet = build_supernet(space)
