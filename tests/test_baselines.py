@@ -45,6 +45,25 @@ def test_distinct_budget_cache_and_seed(runner: str) -> None:
     assert not np.array_equal(archs, other)
 
 
+@pytest.mark.parametrize("runner", ["nsga2", "optuna-nsga2"])
+def test_canonical_forms_are_what_is_counted_and_evaluated(runner: str) -> None:
+    # Choice 0 collapses to option 0 whenever choice 5 is 0 (as pruning zeroes dead edges).
+    def canonical(archs: np.ndarray) -> np.ndarray:
+        out = np.array(archs, copy=True)
+        out[out[:, 5] == 0, 0] = 0
+        return out
+
+    calls: list[np.ndarray] = []
+    if runner == "nsga2":
+        archs, _ = run_nsga2(N_OPTIONS, _evaluate(calls), 40, 3, canonical=canonical)
+    else:
+        archs, _ = run_optuna("nsga2", N_OPTIONS, _evaluate(calls), 40, 3, canonical=canonical)
+    evaluated = np.concatenate(calls)
+    assert len(archs) == 40 and len({tuple(a) for a in archs}) == 40
+    assert (canonical(archs) == archs).all() and (canonical(evaluated) == evaluated).all()
+    assert len({tuple(a) for a in evaluated}) == len(evaluated) == 40
+
+
 def test_categorical_operators_keep_labels() -> None:
     from pymoo.core.problem import Problem
 

@@ -12,7 +12,7 @@ from moonas.bench.table import BenchProblem
 from moonas.config import SearchConfig, build_section
 from moonas.errors import ConfigError
 from moonas.registry import Registry
-from moonas.spaces._base import check_prune_level
+from moonas.spaces import check_prune_level
 
 __all__ = [
     "RUNNERS",

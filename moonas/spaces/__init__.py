@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from moonas.registry import Registry
-from moonas.spaces._base import PRUNE_LEVELS, Arch, ArchError, Choice, SearchSpace
+from moonas.spaces._base import PRUNE_LEVELS, Arch, ArchError, Choice, SearchSpace, check_prune_level
 from moonas.spaces.mobilenet import MobileNetSpace
 from moonas.spaces.nb201 import NB201Space
 
@@ -17,6 +17,7 @@ __all__ = [
     "NB201Space",
     "MobileNetSpace",
     "build_space",
+    "check_prune_level",
 ]
 
 SPACES: Registry[type[SearchSpace]] = Registry("search space")
