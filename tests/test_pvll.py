@@ -310,3 +310,19 @@ def test_legacy_ridge_state_loads():
     other.load_state_dict(legacy)
     archs = _random_archs(np.random.default_rng(11), 20)
     np.testing.assert_array_equal(other.predict(archs), plugin.predict(archs))
+
+
+def test_on_by_default_for_multi_asng_and_never_in_plain_asng() -> None:
+    from moonas.config import load_config
+    from moonas.search.objective import Objective
+    from moonas.search.strategies import build_strategy
+
+    search = load_config(None).search
+    assert search.pvll.enabled and not search.eoi.enabled
+    price = lambda archs: np.asarray(archs, dtype=np.float64).sum(axis=1)  # noqa: E731
+    joint = build_strategy("multi-asng", (5,) * 6, Objective("params", (4.0, 8.0), None, 0.0,
+                                                              24.0), search, price=price)
+    plain = build_strategy("asng", (5,) * 6, Objective("params", (8.0,), None, 0.0, 24.0),
+                           load_config(None, ["search.eoi.enabled=true"]).search, price=price)
+    assert joint.pvll is not None
+    assert plain.pvll is None and plain.plugins == [] and plain.angle is None

@@ -148,8 +148,10 @@ def test_split_search_resumes_to_the_same_front(tmp_path: Path, stop_epoch: int)
 def test_export_of_a_split_run_takes_the_home_copy(tmp_path: Path) -> None:
     from moonas.deploy.weights import supernet_network
 
-    # Unpruned, so the modes keep the options the split gave copies (pruning may zero them).
-    run = moonas.search("smoke", tmp_path / "r", overrides=(*TINY, "search.prune=keep"))
+    # Unpruned, so the modes keep the options the split gave copies (pruning may zero them);
+    # without pvll, as when this run was chosen (a mode then uses a split option).
+    run = moonas.search("smoke", tmp_path / "r",
+                        overrides=(*TINY, "search.prune=keep", "search.pvll.enabled=false"))
     modes = [c for c in run.candidates if c.mode_of is not None]
     saved = torch.load(RunFiles(run.dir).checkpoint, weights_only=True)
     split = {int(d): js for d, js in zip(saved["split"]["choices"], saved["split"]["options"])}

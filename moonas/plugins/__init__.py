@@ -1,4 +1,5 @@
-"""Plug-ins of the other seed methods into the multi-distribution search (off by default).
+"""Plug-ins of the other seed methods into the multi-distribution search (pvll on by default,
+the others off; plain `asng` runs none).
 
 A plug-in sees every ask and tell of `MultiASNGStrategy`, in the supernet search and in the
 NAS-Bench-201 harness alike: `propose` may replace the architectures asked for evaluation

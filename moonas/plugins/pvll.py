@@ -65,9 +65,10 @@ CostFn = Callable[[np.ndarray], np.ndarray]
 
 @dataclass(frozen=True)
 class PVLLConfig:
-    """Knobs of the proxy-validation-loss plug-in (``search.pvll``); off by default."""
+    """Knobs of the proxy-validation-loss plug-in (``search.pvll``); on by default for
+    multi-asng (the best measured combination on NAS-Bench-201: results/plugins.md)."""
 
-    enabled: bool = False
+    enabled: bool = True
     memory: int = 500                    # FIFO capacity of (arch, loss) pairs
     refit_every: int = 10                # new pairs between refits
     min_observations: int = 30           # no screening before the first fit on this many

@@ -115,9 +115,11 @@ class MultiASNGStrategy(Strategy):
             delta_max=search.step_cap,
             alpha=search.alpha,
         )
-        self.plugins = _plugins(search, objective, self.core)
-        self.pvll = _pvll(search, objective, n_options, k, price, seed)
-        self.angle = _angle(search, objective, n_options, k, price, seed)
+        # The seed plug-ins serve multi-asng; `asng` is plain ASNG-NAS, the baseline.
+        plain = self.name != "multi-asng"
+        self.plugins = [] if plain else _plugins(search, objective, self.core)
+        self.pvll = None if plain else _pvll(search, objective, n_options, k, price, seed)
+        self.angle = None if plain else _angle(search, objective, n_options, k, price, seed)
 
     def train_paths(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return self.train_sources(rng, n)[0]
