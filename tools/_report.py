@@ -19,3 +19,9 @@ def header(title: str) -> str:
                f"{torch.get_num_threads()} torch threads")
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"# {title}\n\n- command: `{command}`\n- machine: {machine}\n- date: {now}\n"
+
+
+#: The search defaults before `search.prune` (dead) and `search.pvll` (on) became defaults
+#: (2026-11-25, session 3). The digits plug-in benchmarks recorded before then (angle, split,
+#: plugins_digits) put these first in their overrides, so their results files reproduce.
+PRE_PRUNE_DEFAULTS = ("search.prune=keep", "search.pvll.enabled=false")

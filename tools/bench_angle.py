@@ -35,7 +35,7 @@ import torch
 from scipy.stats import kendalltau
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import header  # noqa: E402
+from _report import PRE_PRUNE_DEFAULTS, header  # noqa: E402
 
 import moonas  # noqa: E402
 from moonas.atomic import write_json, write_text  # noqa: E402
@@ -193,7 +193,7 @@ def main() -> None:
 
     runs, walls = {}, {}
     for name, extra in RUNS.items():
-        runs[name], walls[name] = _search(work, name, (*args.set, *extra))
+        runs[name], walls[name] = _search(work, name, (*PRE_PRUNE_DEFAULTS, *args.set, *extra))
         print(json.dumps({"run": name, "wall": round(walls[name], 1)}), flush=True)
 
     seeds = range(args.seeds)

@@ -1,11 +1,14 @@
 """Benchmark of the seed plug-ins on NAS-Bench-201 -> results/plugins.md.
 
 One job, on c10 with params and with MACs, 20 seeds, 100/300/1000 distinct evaluations, all
-through `moonas.bench.run_bench` on the same seeds: multi-asng at its defaults, multi-asng with
+through `moonas.bench.run_bench` on the same seeds: multi-asng in budget mode, multi-asng with
 the harness-tuned settings, the tuned settings with each plug-in alone and combined, and the
 baselines (pymoo NSGA-II, optuna's NSGA-II and TPE, random search, K separate ASNG runs) run in
 this job, not read from an earlier one. Exhaustive evaluation gives the ceiling the 12-epoch
 signal sets on the regret. Each summary also lands in results/plugins_<cost>/<variant>/.
+Every strategy's cells are pruned (`--prune dead`, the harness default); a last table per cost
+runs the tuned multi-asng, NSGA-II, random search and exhaustive evaluation at each pruning
+level (`keep`, `unreachable`, `dead`) on the same seeds, to show what pruning does.
 
 `--replicate N --first-seed S` runs only the multi-asng variants on seeds S..S+N-1 (fresh seeds,
 so a difference seen on 20 seeds can be checked on more) -> results/plugins_replication.md.
@@ -24,19 +27,25 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # kernel-ridge refits: threa
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import header  # noqa: E402
 
+from moonas.atomic import write_text  # noqa: E402
 from moonas.bench.harness import BenchJob, run_bench  # noqa: E402
 
+#: Every plug-in off (pvll is on by default).
+PLAIN = (("pvll.enabled", False),)
 TUNED = (("coefficients", (0.0, 0.05, 0.1, 0.2, 0.5)), ("delta0", 0.5), ("samples_per_dist", 1))
 VARIANTS: dict[str, tuple[tuple[str, object], ...]] = {
-    "multi-asng (defaults)": (),
-    "multi-asng (tuned), no plug-in": TUNED,
+    "multi-asng (budget mode), no plug-in": PLAIN,
+    "multi-asng (tuned), no plug-in": TUNED + PLAIN,
     "+ pvll": TUNED + (("pvll.enabled", True),),
-    "+ eoi": TUNED + (("eoi.enabled", True),),
+    "+ eoi": TUNED + PLAIN + (("eoi.enabled", True),),
     "+ pvll + eoi": TUNED + (("pvll.enabled", True), ("eoi.enabled", True)),
     "+ pvll (gae, kernel)": TUNED + (("pvll.enabled", True), ("pvll.features", "gae"),
                                      ("pvll.predictor", "kernel")),
 }
 BASELINES = ("nsga2", "optuna-nsga2", "optuna-tpe", "random", "asng-separate", "exhaustive")
+#: Strategies re-run at every pruning level (the cheap ones).
+PRUNE_STRATEGIES = ("multi-asng", "nsga2", "random", "exhaustive")
+PRUNE_LEVELS = ("keep", "unreachable", "dead")
 COUNTS = (100, 300, 1000)
 TARGET_HV = (0.9945, 0.9975, 0.9990)
 TARGET_REGRET = (0.60, 0.33, 0.30)
@@ -48,7 +57,9 @@ def _rows(summary: dict, strategy: str) -> list[dict]:
 
 
 def _line(label: str, rows: list[dict]) -> str:
-    """A table row; a strategy with one count (exhaustive: all 15,625) fills every column."""
+    """A table row; a strategy with one count (exhaustive: every cell) fills every column."""
+    if len(rows) == 1:
+        label += f" ({rows[0]['reached_median']:,.0f} cells)"
     by = {r["evals"]: r for r in rows}
     cells = [by.get(c, rows[-1]) for c in COUNTS]
     hv = " | ".join(f"{r['hv_ratio']['median']:.4f}" for r in cells)
@@ -80,12 +91,15 @@ def main() -> None:
     lines = [header(f"Seed plug-ins on NAS-Bench-201 (c10, {args.seeds} seeds, 100/300/1000 "
                     "distinct evaluations)"), "",
              "Every row of a table comes from this one job, on seeds 0.."
-             f"{args.seeds - 1}. multi-asng (defaults): budget mode at the table's "
-             "10/25/50/75/90th cost percentiles, `delta0` 0.5 capped. Tuned: `"
+             f"{args.seeds - 1}. multi-asng (budget mode): the default mode, budgets at the "
+             "table's 10/25/50/75/90th cost percentiles, `delta0` 0.5 capped. Tuned: `"
              + ", ".join(f"{k}={v}" for k, v in TUNED) + "` (chosen on other seeds, "
              "results/nb201_tuning.json). Plug-ins with their defaults (`moonas/plugins/`). "
              "Angle-based shrinking needs a supernet and does not apply to a table (see "
-             "results/angle.md and results/plugins_digits.md). Targets (issue #4): HV ratio >= "
+             "results/angle.md and results/plugins_digits.md). Every strategy's cells are "
+             "pruned before the look-up (`--prune dead`, the default: operations that cannot "
+             "reach the cell output or only see zeros set to none; README). Targets (issue #4): "
+             "HV ratio >= "
              f"{' / '.join(map(str, TARGET_HV))}, mean regret <= "
              f"{' / '.join(map(str, TARGET_REGRET))}. Wall: median seconds of one run to 1000 "
              "evaluations.", ""]
@@ -107,10 +121,22 @@ def main() -> None:
         summary = run_bench(job)
         for name in BASELINES:
             lines.append(_line(name, _rows(summary, name)))
+        lines += ["", f"### c10 / {cost}: pruning levels (same seeds; multi-asng tuned)", "",
+                  "| strategy | prune | HV @100 | HV @300 | HV @1000 | regret @100 | "
+                  "regret @300 | regret @1000 | wall (s) |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for level in PRUNE_LEVELS:
+            job = BenchJob(table=args.table, out=str(results / f"plugins_{cost}" / f"prune-{level}"),
+                           cost=cost, strategies=PRUNE_STRATEGIES, seeds=args.seeds,
+                           workers=args.workers, search=TUNED + PLAIN, prune=level)
+            summary = run_bench(job)
+            for name in PRUNE_STRATEGIES:
+                row = _line(name, _rows(summary, name))
+                label, rest = row[2:].split(" | ", 1)
+                lines.append(f"| {label} | {level} | {rest}")
         lines += ["", f"({cost}: {time.perf_counter() - started:.0f} s)", ""]
         print("\n".join(lines[-len(BASELINES) - 3:]), file=sys.stderr, flush=True)
-    out = results / "plugins.md"
-    out.write_text("\n".join(lines) + "\n")
+    write_text(results / "plugins.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
@@ -134,7 +160,7 @@ def replicate(args: argparse.Namespace, results: Path) -> None:
                 lines.append(_line(label, _rows(run_bench(job), "multi-asng")))
             print(lines[-1], file=sys.stderr, flush=True)
         lines.append("")
-    (results / "plugins_replication.md").write_text("\n".join(lines) + "\n")
+    write_text(results / "plugins_replication.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import header  # noqa: E402
+from _report import PRE_PRUNE_DEFAULTS, header  # noqa: E402
 from bench_search_digits import _hv, _retrain, digits_setup  # noqa: E402
 
 import moonas  # noqa: E402
@@ -53,13 +53,15 @@ def main() -> None:
     data, space, low, high = digits_setup(args.set)
     rows: dict[str, list[dict]] = {v: [] for v in VARIANTS}
     # Warm-up (imports, dataset, first allocations) so the first timed run is not penalised.
-    moonas.search(None, work / "warm-up", overrides=(*args.set, "search.epochs=2",
+    moonas.search(None, work / "warm-up", overrides=(*PRE_PRUNE_DEFAULTS, *args.set,
+                                                      "search.epochs=2",
                                                       "search.warmup_epochs=1"))
     for seed in range(args.seeds):
         for label, extra in VARIANTS.items():
             start = time.perf_counter()
             run = moonas.search(None, work / f"{len(rows[label])}-{seed}-{abs(hash(label))}",
-                                overrides=(*args.set, *extra, f"seed={seed}"))
+                                overrides=(*PRE_PRUNE_DEFAULTS, *args.set, *extra,
+                                           f"seed={seed}"))
             wall = time.perf_counter() - start
             front = [(a.arch, a.params) for a in run.front.architectures]
             retrained = np.array([[1 - _retrain(space, data, arch, recipe, cache), params]

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import header  # noqa: E402
+from _report import PRE_PRUNE_DEFAULTS, header  # noqa: E402
 from bench_angle import Standalone, _tau  # noqa: E402
 
 import moonas  # noqa: E402
@@ -99,7 +99,8 @@ def main() -> None:
     for seed in args.seeds:
         for variant, extra in variants.items():
             name = f"{variant}-s{seed}"
-            run, walls[name] = _search(work, name, (*args.set, f"seed={seed}", *extra))
+            run, walls[name] = _search(work, name, (*PRE_PRUNE_DEFAULTS, *args.set, f"seed={seed}",
+                                                    *extra))
             print(json.dumps({"run": name, "wall": round(walls[name], 1)}), flush=True)
             supernet, state = _supernet(run.dir, space)
             val = Batches(data.val, 256, run.config.seed, 0, drop_last=False)
