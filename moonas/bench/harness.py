@@ -49,10 +49,10 @@ PRUNING = {
     "unreachable": "Pruning (--prune unreachable): every strategy's cells are looked up, counted "
                    "and returned with the operations whose result cannot reach the cell output "
                    "set to none (same output, same NAS-Bench-201 isomorphism class, never "
-                   "costlier), as the supernet search does with search.prune.",
+                   "more params or MACs), as the supernet search does with search.prune.",
     "dead": "Pruning (--prune dead): every strategy's cells are looked up, counted and returned "
             "with their dead operations set to none (an edge whose result cannot reach the cell "
-            "output, or whose input is always zero; never costlier), as the supernet search "
+            "output, or whose input is always zero; never more params or MACs), as the supernet search "
             "does with search.prune.",
 }
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from moonas.registry import Registry
-from moonas.spaces._base import PRUNE_LEVELS, Arch, ArchError, Choice, SearchSpace, check_prune_level
+from moonas.spaces._base import (PRUNE_LEVELS, Arch, ArchError, Choice, SearchSpace,
+                                 check_prune_level)
 from moonas.spaces.mobilenet import MobileNetSpace
 from moonas.spaces.nb201 import NB201Space
 

@@ -103,7 +103,7 @@ class SearchSpace:
         what a search evaluates, returns and deploys (`search.prune`). `level` is one of
         `PRUNE_LEVELS`: `unreachable` removes operations whose result cannot reach the output
         (the output is unchanged); `dead` also those whose input is always zero; `keep` nothing.
-        Idempotent and never costlier. Spaces without such operations return a copy."""
+        Idempotent; never more params or MACs. Spaces without such operations return a copy."""
         check_prune_level(level)
         return np.array(archs, dtype=np.int64, copy=True)
 

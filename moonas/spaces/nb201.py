@@ -53,7 +53,8 @@ class NB201Space(SearchSpace):
         cell input passes a `none`). Pooling and identity there add zeros; a convolution adds
         its BatchNorm shift, a constant per channel that carries nothing of the input (zero at
         initialisation), which NAS-Bench-201 counts as a different cell.
-        Pruning never raises params, MACs or latency.
+        Pruning never raises params or MACs (tested on every cell); a measured per-cell latency
+        table (NAS-Bench-201's devices) is not additive, so there it usually, not always, drops.
         """
         check_prune_level(level)
         archs = np.array(archs, dtype=np.int64, copy=True)
