@@ -102,10 +102,7 @@ def run_nsga2(n_options: Sequence[int], evaluate: Evaluate, n_evals: int, seed: 
             log.debug("NSGA-II could not produce new offspring; stopping")
             break
         X = np.asarray(pop.get("X"), dtype=np.int64)
-        if canonical is not None:
-            X_eval = np.asarray(canonical(X), dtype=np.int64)
-        else:
-            X_eval = X
+        X_eval = X if canonical is None else np.asarray(canonical(X), dtype=np.int64)
         keys = [tuple(int(v) for v in row) for row in X_eval]
         new: list[int] = []
         pending: set[tuple[int, ...]] = set()
