@@ -15,8 +15,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-import yaml
-
 from moonas.errors import ConfigError, MoonasError
 from moonas.plugins.angle import AngleConfig
 from moonas.plugins.eoi import EoiConfig
@@ -24,6 +22,7 @@ from moonas.plugins.pvll import PVLLConfig
 from moonas.plugins.split import SplitConfig
 from moonas.registry import closest
 from moonas.spaces import SPACES, SearchSpace
+from moonas.yamlio import parse_value, read_yaml
 
 __all__ = [
     "DataConfig",
@@ -365,12 +364,7 @@ def _read_yaml(source: str | Path) -> dict:
                 f"{', '.join(names)}"
             )
         path = shipped
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    data = read_yaml(path) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
     return data
@@ -385,10 +379,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set search.epochs=10")
         key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            value = raw
+        value = parse_value(raw)
         node = out
         parts = key.strip().split(".")
         for part in parts[:-1]:

@@ -10,6 +10,7 @@ import yaml
 from moonas.config import (PACKAGED_CONFIGS, RunConfig, config_to_dict, load_config,
                            parse_amount)
 from moonas.errors import ConfigError
+from moonas.yamlio import read_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -81,6 +82,29 @@ def test_missing_and_broken_files(tmp_path: Path) -> None:
     broken.write_text("search: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(broken)
+
+
+def test_repeated_key_is_refused_with_both_lines(tmp_path: Path) -> None:
+    path = tmp_path / "twice.yaml"
+    path.write_text("search:\n  epochs: 3\ndata:\n  batch_size: 8\nsearch:\n  epochs: 9\n")
+    with pytest.raises(ConfigError, match=r"line 5: key 'search' repeats the one on line 1") as info:
+        load_config(path)
+    assert "\n" not in str(info.value)
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("search:\n  epochs: 3\n  epochs: 4\n")
+    with pytest.raises(ConfigError, match="line 3: key 'epochs' repeats the one on line 2"):
+        load_config(nested)
+
+
+def test_same_key_in_different_sections_and_merges_load(tmp_path: Path) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text("search:\n  enabled: 2\n  pvll: {enabled: false}\n"
+                    "  eoi:\n    enabled: true\n")
+    assert read_yaml(path) == {"search": {"enabled": 2, "pvll": {"enabled": False},
+                                          "eoi": {"enabled": True}}}
+    merged = tmp_path / "merged.yaml"
+    merged.write_text("base: &b {epochs: 2, seed: 1}\nsearch:\n  <<: *b\n  epochs: 3\n")
+    assert read_yaml(merged)["search"] == {"epochs": 3, "seed": 1}
 
 
 def test_parse_amount() -> None:

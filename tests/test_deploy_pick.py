@@ -247,6 +247,9 @@ def test_budgets_file_gives_one_pick_per_device(run, tmp_path) -> None:
     path.write_text(yaml.safe_dump({"x": {"max_parms": 10}}))
     with pytest.raises(ConfigError, match="did you mean 'max_params'"):
         read_budgets_file(path)
+    path.write_text("mcu: {max_params: 120k}\nphone: {max_params: 1M}\nmcu: {max_params: 5k}\n")
+    with pytest.raises(ConfigError, match="line 3: key 'mcu' repeats the one on line 1"):
+        read_budgets_file(path)
 
 
 def _cli(argv: list[str]) -> int:

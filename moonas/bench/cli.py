@@ -6,11 +6,11 @@ import argparse
 import sys
 from typing import Any, Callable
 
-import yaml
 
 from moonas.bench.harness import STRATEGY_NAMES, BenchJob, run_bench
 from moonas.bench.runners import SEARCH_KEYS
 from moonas.errors import ConfigError
+from moonas.yamlio import parse_value
 
 __all__ = ["register", "run"]
 
@@ -74,10 +74,7 @@ def _settings(items: list[str]) -> tuple[tuple[str, Any], ...]:
         if key.split(".")[0] not in SEARCH_KEYS:
             raise ConfigError(f"--set {item!r}: unknown key {key!r}; valid: "
                               f"{', '.join(SEARCH_KEYS)}")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
+        value = parse_value(raw)
         if isinstance(value, list):
             value = tuple(value)
         out[key] = value

@@ -28,6 +28,7 @@ from moonas.errors import ConfigError, MoonasError
 from moonas.pareto import non_dominated
 from moonas.registry import closest
 from moonas.run import Candidate, Run
+from moonas.yamlio import read_yaml
 
 __all__ = [
     "PREFER",
@@ -322,16 +323,11 @@ def read_budgets_file(path: str | Path) -> dict[str, dict[str, Any]]:
     Keys: max_params, max_macs, max_latency_ms, min_accuracy, device, latency_table (relative
     to the file), prefer. An optional top-level `devices:` key may hold the mapping.
     """
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"budgets file {str(path)!r} not found: write a YAML mapping of device "
                           "name -> limits, e.g. 'mcu: {max_params: 120k}'")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    data = read_yaml(path)
     if isinstance(data, dict) and set(data) == {"devices"}:
         data = data["devices"]
     if not isinstance(data, dict) or not data:

@@ -17,7 +17,6 @@ from typing import Mapping
 
 import numpy as np
 import torch
-import yaml
 
 from moonas.atomic import write_json, write_text
 from moonas.config import RunConfig, config_to_dict, load_config
@@ -29,6 +28,7 @@ from moonas.search.context import build_context
 from moonas.search.front import build_front, front_from_candidates
 from moonas.search.loop import Progress, restore, train, truncate_log
 from moonas.search.objective import resolve_objective
+from moonas.yamlio import dump_yaml
 
 __all__ = ["search"]
 
@@ -129,7 +129,7 @@ def search(config: RunConfig | str | Path | Mapping | None = None, out: str | Pa
         config = _resolve_config(config, tuple(overrides))
         files = RunFiles(Path(out) if out is not None else _default_out(config))
         _prepare_dir(files, force)
-        write_text(files.config, yaml.safe_dump(config_to_dict(config), sort_keys=False))
+        write_text(files.config, dump_yaml(config_to_dict(config)))
     write_json(files.manifest, _manifest(config, "running", None))
 
     if config.search.strategy == "asng-separate":
@@ -189,8 +189,7 @@ def _separate(config: RunConfig, files: RunFiles, progress: Progress | None) -> 
         if not sub_files.pareto_json.is_file():
             sub_files.root.mkdir(parents=True, exist_ok=True)
             if not sub_files.config.is_file():
-                write_text(sub_files.config, yaml.safe_dump(config_to_dict(sub_config),
-                                                            sort_keys=False))
+                write_text(sub_files.config, dump_yaml(config_to_dict(sub_config)))
             _single(sub_config, sub_files, resume=sub_files.checkpoint.is_file(),
                     progress=progress)
         for c in read_candidates(sub_files.candidates):
