@@ -275,6 +275,8 @@ def test_quick_run_writes_every_file_and_a_seed_reproduces(tmp_path: Path) -> No
         hv = row["hv_ratio"]
         assert 0.9 < hv["p25"] <= hv["median"] <= hv["p75"] <= 1
         assert row["regret_mean"] >= 0 and row["wall_s_median"] >= 0
+        low, high = row["regret_ci95"]
+        assert low <= row["regret_mean"] <= high
     text = (tmp_path / "a" / "fronts.jsonl").read_text()
     lines = [json.loads(line) for line in text.splitlines()]
     assert len(lines) == 2 * 2 * (len(QUICK) - 1) + 1
@@ -321,3 +323,21 @@ def test_cli_register_runs_and_rejects_bad_input(tmp_path: Path) -> None:
                                   str(tmp_path / "bad"), *bad])
         with pytest.raises(ConfigError, match=message):
             args.func(args)
+
+
+def test_mean_interval_brackets_the_mean_and_narrows_with_more_seeds() -> None:
+    from moonas.bench.scoring import mean_interval
+
+    rng = np.random.default_rng(3)
+    few, many = rng.normal(0.4, 0.2, 10), rng.normal(0.4, 0.2, 200)
+    for values in (few, many):
+        low, high = mean_interval(values)
+        assert low < values.mean() < high
+    assert np.ptp(mean_interval(many)) < 0.5 * np.ptp(mean_interval(few))
+    assert mean_interval(few) == mean_interval(few.copy())  # deterministic
+    assert mean_interval([0.3]) == (0.3, 0.3)
+    # A wider level gives a wider interval.
+    assert np.ptp(mean_interval(few, level=0.99)) > np.ptp(mean_interval(few, level=0.5))
+    with pytest.raises(ValueError, match="no values"):
+        mean_interval([])
+

@@ -16,8 +16,8 @@ import numpy as np
 
 from moonas.atomic import write_json, write_text
 from moonas.bench.runners import RUNNERS, RunOptions, describe, run_strategy, search_config
-from moonas.bench.scoring import (PERCENTILES, REFERENCE, Scorer, build_scorer, picks,
-                                  returned_set)
+from moonas.bench.scoring import (PERCENTILES, REFERENCE, Scorer, build_scorer, mean_interval,
+                                  picks, returned_set)
 from moonas.bench.table import BenchProblem, load_problem
 from moonas.errors import ConfigError
 
@@ -237,6 +237,7 @@ def _summarise(job: BenchJob, problem: BenchProblem, scorer: Scorer, records: li
             "reached_median": float(np.median([r["reached"] for r in group])),
             "hv_ratio": stats,
             "regret_mean": float(regret.mean()),
+            "regret_ci95": list(mean_interval(regret.mean(axis=1))),
             "regret_per_budget": regret.mean(axis=0).tolist(),
             "wall_s_median": float(np.median([r["wall_s"] for r in group])),
         }
@@ -336,7 +337,10 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         ("Median HV ratio (25th-75th percentile)",
          lambda r: f"{r['hv_ratio']['median']:.4f} ({r['hv_ratio']['p25']:.4f}-"
                    f"{r['hv_ratio']['p75']:.4f})"),
-        ("Mean budget regret (accuracy points)", lambda r: f"{r['regret_mean']:.3f}"),
+        ("Mean budget regret (accuracy points; 95% bootstrap interval over the seeds)",
+         lambda r: f"{r['regret_mean']:.3f}" + (
+             f" ({r['regret_ci95'][0]:.3f}-{r['regret_ci95'][1]:.3f})"
+             if "regret_ci95" in r and r["n_seeds"] > 1 else "")),
         ("Median wall seconds", lambda r: f"{r['wall_s_median']:.2f}"),
     ):
         lines += [f"## {title}", "", "| strategy | " + " | ".join(map(str, counts)) + " |",
