@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import header  # noqa: E402
 
 from moonas.bench.harness import STRATEGY_NAMES, BenchJob, run_bench, write_anytime  # noqa: E402
+from moonas.plugins.pvll import PVLLConfig  # noqa: E402
 
 #: Issue #4's targets for multi-asng on c10 (medians over 20 seeds at 100 / 300 / 1000).
 TARGET_HV = {100: 0.9945, 300: 0.9975, 1000: 0.9990}
@@ -71,7 +72,8 @@ def criterion(rows: dict[int, dict], ref: dict[int, dict]) -> float:
 
 def tune(args: argparse.Namespace, costs: list[str]) -> dict:
     """Every grid point on the tuning seeds (first seed `args.tune_seed`), both costs."""
-    out: dict = {"seeds": args.seeds, "first_seed": args.tune_seed, "configs": []}
+    out: dict = {"seeds": args.seeds, "first_seed": args.tune_seed, "configs": [],
+                 "prune": BenchJob.prune, "pvll": PVLLConfig.enabled}
     with tempfile.TemporaryDirectory() as tmp:
         ref = {}
         for cost in costs:
@@ -137,7 +139,12 @@ def report(args: argparse.Namespace, runs: dict, tuning: dict | None, settings: 
     if args.report_only:
         lines += [f"This page was rebuilt from the result files; the runs were made by "
                   f"`{args.report_only}`.", ""]
+    search = first["multi_asng_search"]
+    pvll = "on" if search.get("pvll", {}).get("enabled") else "off"
     lines += [
+        f"Pruning: `--prune {first.get('prune', 'keep')}` (every strategy's cells, before the "
+        f"look-up). multi-asng plug-ins: PVLL {pvll}.",
+        "",
         f"Protocol: dataset {args.dataset}; {args.seeds} seeds (0..{args.seeds - 1}); counts of "
         f"distinct evaluations {', '.join(map(str, first['evals']))}; budgets at the 10/25/50/75/"
         "90th cost percentiles of the table (also multi-asng's budgets); HV of (200-epoch test "
@@ -170,8 +177,20 @@ def report(args: argparse.Namespace, runs: dict, tuning: dict | None, settings: 
     if tuning is not None:
         cost = next(k.removeprefix("criterion_") for k in tuning["configs"][0]
                     if k.startswith("criterion_"))
-        reported = cells(runs[cost][1]) if cost in runs else None
-        lines += _tuning_section(tuning, reported)
+        tuned_run = runs[cost][1] if cost in runs else None
+        # Tuning files from before pruning and PVLL (session 1) carry neither key.
+        before = (tuning.get("prune", "keep"), bool(tuning.get("pvll", False)))
+        now = ((tuned_run.get("prune", "keep"),
+                bool(tuned_run["multi_asng_search"].get("pvll", {}).get("enabled")))
+               if tuned_run is not None else before)
+        same = before == now
+        lines += _tuning_section(tuning, cells(tuned_run) if tuned_run and same else None)
+        if not same:
+            lines += ["", f"The grid ran with `--prune {before[0]}` and PVLL "
+                      f"{'on' if before[1] else 'off'}; the reported runs use `--prune {now[0]}` "
+                      f"and PVLL {'on' if now[1] else 'off'}, so the grid ranks the settings but "
+                      "its figures are not today's. A re-tuning of 11 settings under pruning "
+                      "(session 3, seeds 100-139, see results/plugins.md) kept the chosen one."]
     return "\n".join(lines) + "\n"
 
 
