@@ -284,7 +284,11 @@ def test_quick_run_writes_every_file_and_a_seed_reproduces(tmp_path: Path) -> No
     assert {"strategy", "evals", "seed", "returned", "picks", "modes"} <= set(line)
     assert len(line["picks"]) == 5 and len(line["modes"]) == 5
     assert all(s.startswith("|") for s in line["returned"])
-    assert "| multi-asng |" in (tmp_path / "a" / "summary.md").read_text()
+    page = (tmp_path / "a" / "summary.md").read_text()
+    assert "| multi-asng |" in page
+    assert set(summary["provenance"]) == {"command", "machine", "date"}
+    assert f"- command: `{summary['provenance']['command']}`" in page
+    assert f"- date: {summary['provenance']['date']}" in page
     # The same job again (in two processes) gives the same numbers and fronts.
     second = run_bench(_quick_job(tmp_path / "b", workers=2))
     for r1, r2 in zip(first["rows"], second["rows"]):

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import functools
 import json
 import logging
+import os
+import platform
+import shlex
+import sys
 import time
 import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -256,7 +261,20 @@ def _summarise(job: BenchJob, problem: BenchProblem, scorer: Scorer, records: li
         "first_seed": job.first_seed, "caching": CACHING, "multi_asng_search": search,
         "prune": job.prune, "pruning": PRUNING[job.prune],
         "population": job.population,
-        "elapsed_s": elapsed, "rows": rows, "anytime": anytime,
+        "elapsed_s": elapsed, "provenance": _provenance(job), "rows": rows, "anytime": anytime,
+    }
+
+
+def _provenance(job: BenchJob) -> dict[str, Any]:
+    """What ran the job, where and when (summary.md's first lines)."""
+    argv = [os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python",
+            *sys.argv[1:]]
+    return {
+        "command": shlex.join(argv),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
+                   f"{platform.release()}, Python {platform.python_version()}, "
+                   f"{job.workers} worker process{'es' if job.workers > 1 else ''}",
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
 
@@ -309,6 +327,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     lines = [
         f"# NAS-Bench-201 benchmark: {summary['dataset']} / {summary['cost']}",
         "",
+        *(f"- {key}: " + (f"`{value}`" if key == "command" else value)
+          for key, value in summary.get("provenance", {}).items()),
         f"- {summary['seeds']} seeds ({summary['first_seed']}.."
         f"{summary['first_seed'] + summary['seeds'] - 1}); counts "
         f"{', '.join(map(str, counts))} distinct evaluations; "
