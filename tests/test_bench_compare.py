@@ -1,0 +1,58 @@
+"""tools/bench_compare.py: intervals over seeds, and differences marked only when they hold."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import bench_compare  # noqa: E402
+
+
+def _folder(path: Path, strategies: dict[str, tuple[float, float]], seeds: int = 12) -> Path:
+    """A bench folder whose strategies have per-seed HV ~ N(hv, 1e-4), regret ~ N(r, 0.02)."""
+    rng = np.random.default_rng(1)
+    path.mkdir()
+    summary = {"dataset": "c10", "cost": "params", "prune": "dead",
+               "strategies": {name: "" for name in strategies}}
+    (path / "summary.json").write_text(json.dumps(summary))
+    lines = []
+    for name, (hv, regret) in strategies.items():
+        for count in (100, 300):
+            for seed in range(seeds):
+                lines.append(json.dumps({"strategy": name, "evals": count, "seed": seed,
+                                         "hv_ratio": hv + rng.normal(0, 1e-4),
+                                         "regret": [regret + rng.normal(0, 0.02)] * 5}))
+    (path / "fronts.jsonl").write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_differences_are_marked_only_when_the_interval_excludes_zero(tmp_path: Path) -> None:
+    folder = _folder(tmp_path / "runs", {"a": (0.995, 0.50), "b": (0.995, 0.20),
+                                         "c": (0.995, 0.50)})
+    entries = [bench_compare.load(f"A={folder}:a"), bench_compare.load(f"B={folder}:b"),
+               bench_compare.load(f"C={folder}:c")]
+    assert len(entries[0][2][100]["regret"]) == 12
+    text = bench_compare.page(entries, "test")
+    regret_diffs = text.split("Mean regret (points): row minus A")[1]
+    row_b = next(line for line in regret_diffs.splitlines() if line.startswith("| B |"))
+    row_c = next(line for line in regret_diffs.splitlines() if line.startswith("| C |"))
+    assert row_b.count("**") == 4  # -0.30 at both counts, intervals well below 0
+    assert "**" not in row_c  # same distribution: no difference claimed
+    lo, hi = bench_compare.interval(entries[0][2][100]["regret"], np.mean,
+                                    np.random.default_rng(0))
+    assert lo < entries[0][2][100]["regret"].mean() < hi
+
+
+def test_bad_entries_exit_with_one_line(tmp_path: Path) -> None:
+    folder = _folder(tmp_path / "runs", {"a": (0.99, 0.5), "b": (0.99, 0.4)})
+    for spec, message in ((f"{folder}", "expected LABEL=DIR"),
+                          (f"x={tmp_path / 'none'}", "not found"),
+                          (f"x={folder}", "name one as"),
+                          (f"x={folder}:zz", "has no 'zz'")):
+        with pytest.raises(SystemExit, match=message):
+            bench_compare.load(spec)

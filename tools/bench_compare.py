@@ -1,0 +1,135 @@
+"""Compare strategies across `moonas bench` result folders, with the spread the seeds leave.
+
+Reads each folder's summary.json and fronts.jsonl (per-seed HV ratio and regret) and writes a
+page: per strategy and count, the median HV ratio and the mean regret, each with a 95%
+percentile-bootstrap interval over the seeds; then, against the first entry, the interval of the
+difference (unpaired: strategies draw their own random numbers, so seeds do not pair them). A
+difference whose interval excludes 0 is marked.
+
+    python tools/bench_compare.py --out results/plugins_significance.md \
+        "multi-asng (tuned + pvll)=results/plugins_params/pvll:multi-asng" \
+        "optuna-tpe=results/plugins_params/baselines:optuna-tpe"
+
+An entry is LABEL=DIR or LABEL=DIR:STRATEGY (STRATEGY may be left out when DIR holds one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import header  # noqa: E402
+
+from moonas.atomic import write_text  # noqa: E402
+
+RESAMPLES = 4000
+
+
+def load(spec: str) -> tuple[str, dict, dict[int, dict[str, np.ndarray]]]:
+    """(label, summary, {count: {"hv": (seeds,), "regret": (seeds,)}}) of one LABEL=DIR[:S]."""
+    if "=" not in spec:
+        sys.exit(f"error: {spec!r}: expected LABEL=DIR or LABEL=DIR:STRATEGY")
+    label, where = spec.split("=", 1)
+    folder, _, strategy = where.partition(":")
+    folder = Path(folder)
+    for name in ("summary.json", "fronts.jsonl"):
+        if not (folder / name).is_file():
+            sys.exit(f"error: {folder / name} not found: give a folder written by moonas bench")
+    summary = json.loads((folder / "summary.json").read_text())
+    names = list(summary["strategies"])
+    if not strategy:
+        if len(names) != 1:
+            sys.exit(f"error: {folder} holds {', '.join(names)}: name one as {folder}:STRATEGY")
+        strategy = names[0]
+    if strategy not in names:
+        sys.exit(f"error: {folder} has no {strategy!r}; it holds {', '.join(names)}")
+    per: dict[int, dict[int, tuple[float, float]]] = {}
+    for line in (folder / "fronts.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if r["strategy"] == strategy:
+            per.setdefault(r["evals"], {})[r["seed"]] = (r["hv_ratio"], float(np.mean(r["regret"])))
+    data = {count: {"hv": np.array([v[0] for _, v in sorted(seeds.items())]),
+                    "regret": np.array([v[1] for _, v in sorted(seeds.items())]),
+                    "seeds": np.array(sorted(seeds))}
+            for count, seeds in sorted(per.items())}
+    return label, summary, data
+
+
+def interval(values: np.ndarray, stat, rng: np.random.Generator) -> tuple[float, float]:
+    draws = rng.integers(0, len(values), size=(RESAMPLES, len(values)))
+    boot = stat(values[draws], axis=1)
+    low, high = np.percentile(boot, (2.5, 97.5))
+    return float(low), float(high)
+
+
+def difference(a: np.ndarray, b: np.ndarray, stat, rng: np.random.Generator
+               ) -> tuple[float, float, float]:
+    """stat(a) - stat(b) and its 95% interval, resampling each side on its own."""
+    da = stat(a[rng.integers(0, len(a), size=(RESAMPLES, len(a)))], axis=1)
+    db = stat(b[rng.integers(0, len(b), size=(RESAMPLES, len(b)))], axis=1)
+    low, high = np.percentile(da - db, (2.5, 97.5))
+    return float(stat(a) - stat(b)), float(low), float(high)
+
+
+def page(entries: list[tuple[str, dict, dict]], title: str) -> str:
+    rng = np.random.default_rng(0)
+    counts = sorted(set.intersection(*(set(d) for _, _, d in entries)))
+    lines = [header(title), "",
+             "Per-seed figures from each folder's fronts.jsonl; intervals: 95% percentile "
+             f"bootstrap over the seeds ({RESAMPLES} resamples). Differences are against the "
+             "first row, unpaired (each strategy draws its own random numbers); **bold**: the "
+             "interval excludes 0.", "", "Sources:", ""]
+    for label, summary, data in entries:
+        seeds = next(iter(data.values()))["seeds"]
+        made = summary.get("provenance", {}).get("command", "not recorded (older folder)")
+        lines.append(f"- {label}: {summary['dataset']}/{summary['cost']}, seeds {seeds.min()}.."
+                     f"{seeds.max()} ({len(seeds)}), prune {summary.get('prune', 'keep')}; "
+                     f"made by `{made}`")
+    lines.append("")
+    for metric, stat, fmt, name in (("hv", np.median, "{:.4f}", "Median HV ratio"),
+                                    ("regret", np.mean, "{:.3f}", "Mean regret (points)")):
+        lines += [f"## {name}", "",
+                  "| strategy | " + " | ".join(f"@{c}" for c in counts) + " |",
+                  "|---|" + "---:|" * len(counts)]
+        for label, _, data in entries:
+            cells = []
+            for c in counts:
+                v = data[c][metric]
+                low, high = interval(v, stat, rng)
+                cells.append(f"{fmt.format(stat(v))} ({fmt.format(low)}-{fmt.format(high)})")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines += ["", f"{name}: row minus {entries[0][0]}", "",
+                  "| strategy | " + " | ".join(f"@{c}" for c in counts) + " |",
+                  "|---|" + "---:|" * len(counts)]
+        first = entries[0][2]
+        for label, _, data in entries[1:]:
+            cells = []
+            for c in counts:
+                d, low, high = difference(data[c][metric], first[c][metric], stat, rng)
+                text = (f"{fmt.format(d)} ({fmt.format(low)} to {fmt.format(high)})")
+                cells.append(f"**{text}**" if low > 0 or high < 0 else text)
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("entries", nargs="+", metavar="LABEL=DIR[:STRATEGY]")
+    parser.add_argument("--out", required=True, help="the page to write (markdown)")
+    parser.add_argument("--title", default="NAS-Bench-201: strategies compared, with intervals")
+    args = parser.parse_args()
+    entries = [load(spec) for spec in args.entries]
+    text = page(entries, args.title)
+    write_text(Path(args.out), text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
