@@ -7,9 +7,12 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from moonas.errors import MoonasError
+
+if TYPE_CHECKING:
+    from moonas.run import Run
 
 __all__ = ["main", "build_parser"]
 
@@ -81,6 +84,29 @@ class _Bar:
             self.bar = None
 
 
+def front_summary(run: Run) -> list[str]:
+    """What `moonas search` prints at the end: the front, each budget's pick, and a note when
+    one architecture dominates every other measured."""
+    front = run.front
+    out = [f"front of {len(front.architectures)} architectures -> {run.dir}/pareto.json"]
+    for k, pick in enumerate(front.picks):
+        limit = (f"{front.cost} <= {front.budgets[k]:g}" if front.budgets is not None
+                 else f"eps = {front.coefficients[k]:g}")
+        if pick is None:
+            out.append(f"  budget {k} ({limit}): nothing on the front fits")
+            continue
+        c = next(a for a in front.architectures if a.id == pick)
+        out.append(f"  budget {k} ({limit}): id {c.id}  accuracy {c.accuracy:.4f}  "
+                   f"params {c.params:,}  macs {c.macs:,}  {c.arch_str}")
+    if len(front.architectures) == 1 and len(run.candidates) > 1:
+        only = front.architectures[0]
+        out.append(f"note: of {len(run.candidates)} measured candidates, id {only.id} is at "
+                   f"least as accurate as every other and no costlier in {front.cost}, so every "
+                   f"budget picks it; the others are in {run.dir}/candidates.csv (a harder "
+                   "task, a longer search or a larger validation split separates them)")
+    return out
+
+
 def _cmd_search(args: argparse.Namespace) -> int:
     from moonas.search import search
 
@@ -91,17 +117,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
                      progress=None if args.quiet else bar)
     finally:
         bar.close()
-    front = run.front
-    print(f"front of {len(front.architectures)} architectures -> {run.dir}/pareto.json")
-    for k, pick in enumerate(front.picks):
-        limit = (f"{front.cost} <= {front.budgets[k]:g}" if front.budgets is not None
-                 else f"eps = {front.coefficients[k]:g}")
-        if pick is None:
-            print(f"  budget {k} ({limit}): nothing on the front fits")
-            continue
-        c = next(a for a in front.architectures if a.id == pick)
-        print(f"  budget {k} ({limit}): id {c.id}  accuracy {c.accuracy:.4f}  "
-              f"params {c.params:,}  macs {c.macs:,}  {c.arch_str}")
+    print("\n".join(front_summary(run)))
     return 0
 
 

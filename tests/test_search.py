@@ -78,6 +78,30 @@ def test_picks_are_the_best_front_member_within_each_budget(tiny_run) -> None:
         assert next(a for a in fitting if a.id == pick).accuracy == best
 
 
+def test_front_summary_lines_and_the_single_winner_note(tiny_run) -> None:
+    import dataclasses
+
+    from moonas.cli import front_summary
+
+    front = tiny_run.front
+    lines = front_summary(tiny_run)
+    assert lines[0].startswith(f"front of {len(front.architectures)} architectures")
+    assert len(lines) == 1 + len(front.picks) + (len(front.architectures) == 1)
+    # One architecture that dominates every other: every budget picks it, and the note says why.
+    best = max(tiny_run.candidates, key=lambda c: (c.accuracy, -c.params))
+    cheapest = min(c.params for c in tiny_run.candidates)
+    only = dataclasses.replace(best, params=cheapest)
+    single = dataclasses.replace(tiny_run, front=dataclasses.replace(
+        front, architectures=(only,), picks=(only.id,) * len(front.picks)))
+    lines = front_summary(single)
+    assert all(f"id {only.id} " in line for line in lines[1:-1])
+    assert lines[-1].startswith(f"note: of {len(tiny_run.candidates)} measured candidates, "
+                                f"id {only.id} is at least as accurate")
+    assert "candidates.csv" in lines[-1]
+    assert not any(line.startswith("note:") for line in front_summary(dataclasses.replace(
+        single, candidates=(only,))))
+
+
 def test_log_has_per_step_distribution_diagnostics(tiny_run) -> None:
     lines = [json.loads(line) for line in RunFiles(tiny_run.dir).log.read_text().splitlines()]
     steps = [line for line in lines if line.get("kind") != "epoch"]
