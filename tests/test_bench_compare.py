@@ -37,8 +37,9 @@ def test_differences_are_marked_only_when_the_interval_excludes_zero(tmp_path: P
     entries = [bench_compare.load(f"A={folder}:a"), bench_compare.load(f"B={folder}:b"),
                bench_compare.load(f"C={folder}:c")]
     assert len(entries[0][2][100]["regret"]) == 12
-    text = bench_compare.page(entries, "test")
-    regret_diffs = text.split("Mean regret (points): row minus A")[1]
+    text = bench_compare.page([("one", entries), ("two", entries[:1])], "test")
+    assert "## one" in text and "## two" in text
+    regret_diffs = text.split("Mean regret (points), row minus A:")[1].split("## two")[0]
     row_b = next(line for line in regret_diffs.splitlines() if line.startswith("| B |"))
     row_c = next(line for line in regret_diffs.splitlines() if line.startswith("| C |"))
     assert row_b.count("**") == 4  # -0.30 at both counts, intervals well below 0

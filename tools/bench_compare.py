@@ -7,10 +7,12 @@ difference (unpaired: strategies draw their own random numbers, so seeds do not 
 difference whose interval excludes 0 is marked.
 
     python tools/bench_compare.py --out results/plugins_significance.md \
-        "multi-asng (tuned + pvll)=results/plugins_params/pvll:multi-asng" \
-        "optuna-tpe=results/plugins_params/baselines:optuna-tpe"
+        --group "c10 / params, seeds 0-19" \
+            "multi-asng (tuned + pvll)=results/plugins_params/pvll" \
+            "optuna-tpe=results/plugins_params/baselines:optuna-tpe"
 
-An entry is LABEL=DIR or LABEL=DIR:STRATEGY (STRATEGY may be left out when DIR holds one).
+Each `--group TITLE ENTRY...` is one section of the page; an entry is LABEL=DIR or
+LABEL=DIR:STRATEGY (STRATEGY may be left out when DIR holds one).
 """
 
 from __future__ import annotations
@@ -76,24 +78,32 @@ def difference(a: np.ndarray, b: np.ndarray, stat, rng: np.random.Generator
     return float(stat(a) - stat(b)), float(low), float(high)
 
 
-def page(entries: list[tuple[str, dict, dict]], title: str) -> str:
-    rng = np.random.default_rng(0)
-    counts = sorted(set.intersection(*(set(d) for _, _, d in entries)))
+def page(groups: list[tuple[str, list[tuple[str, dict, dict]]]], title: str) -> str:
+    """The page: one section per (group title, entries)."""
     lines = [header(title), "",
              "Per-seed figures from each folder's fronts.jsonl; intervals: 95% percentile "
              f"bootstrap over the seeds ({RESAMPLES} resamples). Differences are against the "
-             "first row, unpaired (each strategy draws its own random numbers); **bold**: the "
-             "interval excludes 0.", "", "Sources:", ""]
+             "first row of their section, unpaired (each strategy draws its own random "
+             "numbers); **bold**: the interval excludes 0.", ""]
+    for name, entries in groups:
+        lines += [f"## {name}", ""] + section(entries)
+    return "\n".join(lines)
+
+
+def section(entries: list[tuple[str, dict, dict]]) -> list[str]:
+    rng = np.random.default_rng(0)
+    counts = sorted(set.intersection(*(set(d) for _, _, d in entries)))
+    lines = ["Sources:", ""]
     for label, summary, data in entries:
         seeds = next(iter(data.values()))["seeds"]
-        made = summary.get("provenance", {}).get("command", "not recorded (older folder)")
+        made = summary.get("provenance", {}).get("command", "not recorded in the folder (written before summaries kept it)")
         lines.append(f"- {label}: {summary['dataset']}/{summary['cost']}, seeds {seeds.min()}.."
                      f"{seeds.max()} ({len(seeds)}), prune {summary.get('prune', 'keep')}; "
                      f"made by `{made}`")
     lines.append("")
     for metric, stat, fmt, name in (("hv", np.median, "{:.4f}", "Median HV ratio"),
                                     ("regret", np.mean, "{:.3f}", "Mean regret (points)")):
-        lines += [f"## {name}", "",
+        lines += [f"{name}:", "",
                   "| strategy | " + " | ".join(f"@{c}" for c in counts) + " |",
                   "|---|" + "---:|" * len(counts)]
         for label, _, data in entries:
@@ -103,30 +113,37 @@ def page(entries: list[tuple[str, dict, dict]], title: str) -> str:
                 low, high = interval(v, stat, rng)
                 cells.append(f"{fmt.format(stat(v))} ({fmt.format(low)}-{fmt.format(high)})")
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
-        lines += ["", f"{name}: row minus {entries[0][0]}", "",
-                  "| strategy | " + " | ".join(f"@{c}" for c in counts) + " |",
-                  "|---|" + "---:|" * len(counts)]
-        first = entries[0][2]
-        for label, _, data in entries[1:]:
-            cells = []
-            for c in counts:
-                d, low, high = difference(data[c][metric], first[c][metric], stat, rng)
-                text = (f"{fmt.format(d)} ({fmt.format(low)} to {fmt.format(high)})")
-                cells.append(f"**{text}**" if low > 0 or high < 0 else text)
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        if len(entries) > 1:
+            lines += ["", f"{name}, row minus {entries[0][0]}:", "",
+                      "| strategy | " + " | ".join(f"@{c}" for c in counts) + " |",
+                      "|---|" + "---:|" * len(counts)]
+            first = entries[0][2]
+            for label, _, data in entries[1:]:
+                cells = []
+                for c in counts:
+                    d, low, high = difference(data[c][metric], first[c][metric], stat, rng)
+                    text = f"{fmt.format(d)} ({fmt.format(low)} to {fmt.format(high)})"
+                    cells.append(f"**{text}**" if low > 0 or high < 0 else text)
+                lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
-    return "\n".join(lines)
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("entries", nargs="+", metavar="LABEL=DIR[:STRATEGY]")
+    parser.add_argument("--group", nargs="+", action="append", required=True,
+                        metavar=("TITLE", "LABEL=DIR[:STRATEGY]"),
+                        help="a section: its title, then its entries (repeatable)")
     parser.add_argument("--out", required=True, help="the page to write (markdown)")
     parser.add_argument("--title", default="NAS-Bench-201: strategies compared, with intervals")
     args = parser.parse_args()
-    entries = [load(spec) for spec in args.entries]
-    text = page(entries, args.title)
+    groups = []
+    for title, *specs in args.group:
+        if not specs:
+            sys.exit(f"error: --group {title!r} has no entries: add LABEL=DIR[:STRATEGY]")
+        groups.append((title, [load(spec) for spec in specs]))
+    text = page(groups, args.title)
     write_text(Path(args.out), text)
     print(text)
 
