@@ -96,6 +96,67 @@ def test_screening_shape_exploration_share_and_improvement():
     assert np.mean(after) < np.mean(before) - 0.5
 
 
+def test_neighbours_of_moves_one_choice_each():
+    from moonas.plugins.pvll import neighbours_of
+
+    arch = np.array([0, 4, 2, 1, 2, 3])
+    moves = neighbours_of(arch, N_OPTIONS)
+    assert moves.shape == (sum(n - 1 for n in N_OPTIONS), len(N_OPTIONS))
+    assert ((moves != arch).sum(axis=1) == 1).all()
+    assert len(np.unique(moves, axis=0)) == len(moves)
+    assert (moves < np.asarray(N_OPTIONS)).all() and (moves >= 0).all()
+
+
+def test_incumbent_is_the_best_remembered_under_each_objective():
+    plugin = PVLLPlugin(PVLLConfig(neighbours=True), N_OPTIONS, 2, 0)
+    assert plugin.incumbent(0) is None
+    archs = np.array([[0, 0, 0, 0, 0, 0], [4, 4, 4, 4, 2, 3], [1, 1, 1, 1, 1, 1]])
+    losses = np.array([0.9, 0.1, 0.5])  # the dearest arch has the lowest loss
+    plugin.add(archs, losses)
+    np.testing.assert_array_equal(plugin.incumbent(1), archs[1])  # no cost: loss alone
+    cost_of = lambda a: np.asarray(a).sum(axis=1).astype(float)  # noqa: E731
+    plugin.set_objective(cost_of, budgets=np.array([8.0, 30.0]))
+    np.testing.assert_array_equal(plugin.incumbent(0), archs[2])  # best that fits 8
+    np.testing.assert_array_equal(plugin.incumbent(1), archs[1])
+    plugin.set_objective(cost_of, coefficients=np.array([0.0, 10.0]), cost_max=21.0)
+    np.testing.assert_array_equal(plugin.incumbent(0), archs[1])
+    np.testing.assert_array_equal(plugin.incumbent(1), archs[0])  # cost dominates the key
+
+
+def test_neighbour_screening_moves_off_the_remembered_incumbent():
+    # A distribution settled on its incumbent draws nothing but remembered cells; with
+    # neighbours on, screening measures the incumbent's best-predicted one-choice moves instead.
+    config = PVLLConfig(enabled=True, explore=0.0, pool=4, min_observations=10)
+    archs = _random_archs(np.random.default_rng(2), 60)
+    losses = _additive(archs)
+    incumbent = archs[np.argmin(losses)]
+    outs = {}
+    for neighbours in (False, True):
+        plugin = PVLLPlugin(PVLLConfig(**{**config.__dict__, "neighbours": neighbours}),
+                            N_OPTIONS, 1, 0)
+        plugin.add(archs, losses)
+        core = MultiASNG(N_OPTIONS, 1, budgets=[1e9], n_per_dist=4)
+        theta = np.zeros_like(core.thetas[0])
+        for d, n in enumerate(N_OPTIONS):
+            theta[d, :n] = 1e-4
+            theta[d, incumbent[d]] = 1 - 1e-4 * (n - 1)
+        core.stack.set_theta(0, theta)
+        rng = np.random.default_rng(3)
+        outs[neighbours] = plugin.propose(rng, core, core.ask(rng))
+    remembered = {tuple(a) for a in archs.tolist()}
+    assert all(tuple(a) in remembered for a in outs[False].tolist())
+    assert not any(tuple(a) in remembered for a in outs[True].tolist())
+    assert ((outs[True] != incumbent).sum(axis=1) == 1).all()
+    assert len(np.unique(outs[True], axis=0)) == len(outs[True])
+    # The moves kept are the best predicted ones among all of the incumbent's moves.
+    from moonas.plugins.pvll import neighbours_of
+
+    moves = neighbours_of(incumbent, N_OPTIONS)
+    fresh = moves[[tuple(m) not in remembered for m in moves.tolist()]]
+    best = np.sort(plugin.predict(fresh))[:4]
+    np.testing.assert_allclose(np.sort(plugin.predict(outs[True])), best)
+
+
 def test_front_samples_rank_candidates_by_the_predictor():
     config = PVLLConfig(enabled=True, explore=0.25, pool=16, min_observations=10)
     plugin = _fitted_plugin(config)
@@ -202,6 +263,8 @@ def test_config_rejects_bad_values():
         PVLLConfig(predictor="gp")
     with pytest.raises(ConfigError, match="ridge=0"):
         PVLLConfig(ridge=0)
+    with pytest.raises(ConfigError, match="neighbours='yes'"):
+        PVLLConfig(neighbours="yes")
     assert PVLLConfig().l2 == 1.0 and PVLLConfig(predictor="kernel").l2 == 0.1
     assert PVLLConfig(predictor="kernel", ridge=2.0).l2 == 2.0
 

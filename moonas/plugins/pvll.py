@@ -15,6 +15,13 @@ the row by the candidate whose *predicted* ranking key under k's objective is be
 loss; Deb's rule or the cost coefficient when the plug-in knows the cost, see ``set_objective``).
 A share ``explore`` of the rows is left as drawn.
 
+Neighbours (``neighbours: true``). Drawn pools mostly repeat what the distribution already
+gave, and late in a search that is cells already evaluated. With this switch each screened
+pool of k also holds every architecture one choice away from k's *incumbent* (the remembered
+architecture with the best observed key under k's objective), and leaves out architectures
+already in the memory while enough new ones remain: a local search around each distribution's
+best, ranked by the predictor, like the mutation step that lets NSGA-II fill in the front.
+
 Importance weights. ``core.tell`` weights every told sample by ``p_k / q`` with q the mixture
 that ``ask`` samples from. A screened row does not come from q (it comes from q tilted towards
 low predicted loss, a density with no closed form), so its weight is wrong. The choice is the
@@ -79,6 +86,7 @@ class PVLLConfig:
     predictor: Literal["ridge", "kernel"] = "ridge"
     ridge: float | None = None           # L2 penalty, standardised targets (None: see ``l2``)
     damp: float = 0.0                    # sharpening of the pool on important choices
+    neighbours: bool = False             # pools also hold the incumbent's one-choice moves
 
     def __post_init__(self) -> None:
         if self.memory < 2:
@@ -103,6 +111,8 @@ class PVLLConfig:
                               "(1.0 for ridge, 0.1 for kernel)")
         if self.damp < 0:
             raise ConfigError(f"search.pvll.damp={self.damp}: use damp >= 0 (default 0)")
+        if not isinstance(self.neighbours, bool):
+            raise ConfigError(f"search.pvll.neighbours={self.neighbours!r}: use true or false")
 
     @property
     def l2(self) -> float:
@@ -403,6 +413,8 @@ class PVLLPlugin(Plugin):
         for k in np.unique(source[rows]):
             mine = rows[source[rows] == k]
             pool = _sample(thetas[k], rng, len(mine) * self.config.pool)
+            if self.config.neighbours:
+                pool = self._with_neighbours(pool, int(k), len(mine))
             best = self._order(pool, int(k))
             # Distinct candidates first: screening two rows into one arch wastes a row.
             _, first = np.unique(pool[best], axis=0, return_index=True)
@@ -432,6 +444,29 @@ class PVLLPlugin(Plugin):
             kept = pool[best[np.sort(first)][:n - n_explore]]
             out.append(np.concatenate([kept, _sample(thetas[k], rng, n_explore)]))
         return np.concatenate(out).astype(np.int64)
+
+    def incumbent(self, k: int) -> np.ndarray | None:
+        """The remembered architecture (D,) with the best observed key under k's objective
+        (loss alone when the plug-in has no cost), or None with an empty memory."""
+        if len(self._losses) == 0:
+            return None
+        if self._cost is None:
+            return self._archs[int(np.argmin(self._losses))]
+        costs = np.asarray(self._cost(self._archs), dtype=np.float64)
+        if self._budgets is not None:
+            key = budget_keys(self._losses, costs, self._budgets[k:k + 1])[0]
+            return self._archs[int(np.lexsort((key[:, 1], key[:, 0]))[0])]
+        key = coefficient_keys(self._losses, costs, self._coefficients[k:k + 1], self._cost_max)[0]
+        return self._archs[int(np.argmin(key))]
+
+    def _with_neighbours(self, pool: np.ndarray, k: int, need: int) -> np.ndarray:
+        """The pool plus every one-choice move of k's incumbent, without remembered
+        architectures while at least ``need`` others remain."""
+        best = self.incumbent(k)
+        if best is not None:
+            pool = np.concatenate([pool, neighbours_of(best, self.n_options)])
+        fresh = ~_rows_in(pool, self._archs)
+        return pool[fresh] if fresh.sum() >= need else pool
 
     def tell_mask(self, m: int) -> np.ndarray:
         """Rows (m,) bool of the last ``propose`` to tell the core (see module doc)."""
@@ -533,6 +568,25 @@ class PVLLPlugin(Plugin):
         self._archs, self._losses = archs, losses
         self.predictor = predictor
         self._screened = np.zeros(0, dtype=bool)
+
+
+def neighbours_of(arch: np.ndarray, n_options: tuple[int, ...]) -> np.ndarray:
+    """Every architecture one choice away from arch (D,): (sum(n_d - 1), D), choice by choice."""
+    arch = np.asarray(arch, dtype=np.int64)
+    out = []
+    for d, n in enumerate(n_options):
+        moves = np.repeat(arch[None], n - 1, axis=0)
+        moves[:, d] = [o for o in range(n) if o != arch[d]]
+        out.append(moves)
+    return np.concatenate(out)
+
+
+def _rows_in(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """(n,) bool: whether each row of rows (n, D) is a row of table (m, D)."""
+    if len(table) == 0:
+        return np.zeros(len(rows), dtype=bool)
+    seen = {tuple(r) for r in table.tolist()}
+    return np.array([tuple(r) in seen for r in rows.tolist()], dtype=bool)
 
 
 def _sample(theta: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
