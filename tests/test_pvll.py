@@ -381,7 +381,7 @@ def test_on_by_default_for_multi_asng_and_never_in_plain_asng() -> None:
     from moonas.search.strategies import build_strategy
 
     search = load_config(None).search
-    assert search.pvll.enabled and not search.eoi.enabled
+    assert search.pvll.enabled and search.pvll.neighbours and not search.eoi.enabled
     price = lambda archs: np.asarray(archs, dtype=np.float64).sum(axis=1)  # noqa: E731
     joint = build_strategy("multi-asng", (5,) * 6, Objective("params", (4.0, 8.0), None, 0.0,
                                                               24.0), search, price=price)

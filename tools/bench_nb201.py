@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import header  # noqa: E402
+from _report import NO_NEIGHBOURS_BENCH, header  # noqa: E402
 
 from moonas.bench.harness import STRATEGY_NAMES, BenchJob, run_bench, write_anytime  # noqa: E402
 from moonas.plugins.pvll import PVLLConfig  # noqa: E402
@@ -91,7 +91,7 @@ def tune(args: argparse.Namespace, costs: list[str]) -> dict:
                 job = BenchJob(table=args.table, out=tmp, dataset=args.dataset, cost=cost,
                                strategies=("multi-asng",), seeds=args.seeds,
                                first_seed=args.tune_seed, workers=args.workers,
-                               search=tuple(settings.items()))
+                               search=NO_NEIGHBOURS_BENCH + tuple(settings.items()))
                 rows = cells(run_bench(job))
                 entry[cost] = _brief(rows)
                 entry[f"criterion_{cost}"] = criterion(rows, ref[cost])
@@ -113,11 +113,12 @@ def protocol(args: argparse.Namespace, cost: str, settings: dict) -> tuple[dict,
     results = Path(args.results)
     full = run_bench(BenchJob(table=args.table, out=str(results / f"nb201_{cost}"),
                               dataset=args.dataset, cost=cost, strategies=STRATEGY_NAMES,
-                              seeds=args.seeds, workers=args.workers))
+                              seeds=args.seeds, workers=args.workers,
+                              search=NO_NEIGHBOURS_BENCH))
     tuned = run_bench(BenchJob(table=args.table, out=str(results / f"nb201_{cost}_tuned"),
                                dataset=args.dataset, cost=cost, strategies=("multi-asng",),
                                seeds=args.seeds, workers=args.workers,
-                               search=tuple(settings.items())))
+                               search=NO_NEIGHBOURS_BENCH + tuple(settings.items())))
     return full, tuned
 
 
@@ -140,7 +141,9 @@ def report(args: argparse.Namespace, runs: dict, tuning: dict | None, settings: 
         lines += [f"This page was rebuilt from the result files; the runs were made by "
                   f"`{args.report_only}`.", ""]
     search = first["multi_asng_search"]
-    pvll = "on" if search.get("pvll", {}).get("enabled") else "off"
+    pvll = search.get("pvll", {})
+    pvll = ("off" if not pvll.get("enabled") else
+            f"on, neighbours {'on' if pvll.get('neighbours') else 'off'}")
     lines += [
         f"Pruning: `--prune {first.get('prune', 'keep')}` (every strategy's cells, before the "
         f"look-up). multi-asng plug-ins: PVLL {pvll}.",

@@ -25,7 +25,7 @@ from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # kernel-ridge refits: threads only contend
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import header  # noqa: E402
+from _report import NO_NEIGHBOURS_BENCH, header  # noqa: E402
 
 from moonas.atomic import write_text  # noqa: E402
 from moonas.bench.harness import BenchJob, run_bench  # noqa: E402
@@ -33,14 +33,17 @@ from moonas.bench.harness import BenchJob, run_bench  # noqa: E402
 #: Every plug-in off (pvll is on by default).
 PLAIN = (("pvll.enabled", False),)
 TUNED = (("coefficients", (0.0, 0.05, 0.1, 0.2, 0.5)), ("delta0", 0.5), ("samples_per_dist", 1))
+#: PVLL as recorded in results/plugins.md: on, without `neighbours` (a default since session 4;
+#: its figures: results/plugins_significance.md).
+PVLL = (("pvll.enabled", True),) + NO_NEIGHBOURS_BENCH
 VARIANTS: dict[str, tuple[tuple[str, object], ...]] = {
     "multi-asng (budget mode), no plug-in": PLAIN,
     "multi-asng (tuned), no plug-in": TUNED + PLAIN,
-    "+ pvll": TUNED + (("pvll.enabled", True),),
+    "+ pvll": TUNED + PVLL,
     "+ eoi": TUNED + PLAIN + (("eoi.enabled", True),),
-    "+ pvll + eoi": TUNED + (("pvll.enabled", True), ("eoi.enabled", True)),
-    "+ pvll (gae, kernel)": TUNED + (("pvll.enabled", True), ("pvll.features", "gae"),
-                                     ("pvll.predictor", "kernel")),
+    "+ pvll + eoi": TUNED + PVLL + (("eoi.enabled", True),),
+    "+ pvll (gae, kernel)": TUNED + PVLL + (("pvll.features", "gae"),
+                                           ("pvll.predictor", "kernel")),
 }
 BASELINES = ("nsga2", "optuna-nsga2", "optuna-tpe", "random", "asng-separate", "exhaustive")
 #: Strategies re-run at every pruning level (the cheap ones).

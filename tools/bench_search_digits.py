@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import header  # noqa: E402
+from _report import NO_NEIGHBOURS, header  # noqa: E402
 
 import moonas  # noqa: E402
 from moonas.checkpoint import load_checkpoint  # noqa: E402
@@ -84,7 +84,8 @@ def main() -> None:
         for method in METHODS:
             start = time.perf_counter()
             run = moonas.search(None, work / f"{method}-{seed}",
-                                overrides=(*args.set, f"seed={seed}", f"search.strategy={method}"))
+                                overrides=(*NO_NEIGHBOURS, *args.set, f"seed={seed}",
+                                           f"search.strategy={method}"))
             wall = time.perf_counter() - start
             front = [(a.arch, a.params) for a in run.front.architectures]
             retrained = np.array([[1 - _retrain(space, data, arch, recipe, cache), params]
@@ -116,7 +117,8 @@ def main() -> None:
 
     joint = med("multi-asng", "wall")
     lines = [header("One-shot search on digits: wall time, retrained fronts, ranking"), "",
-             f"Config: the embedded default (`configs/default.yaml`) with overrides "
+             f"Config: the embedded default (`configs/default.yaml`) as of session 3 "
+             f"({', '.join(NO_NEIGHBOURS)}, recorded before it became a default) with overrides "
              f"{args.set or 'none'}; {args.seeds} seeds; every returned architecture retrained "
              f"standalone for {args.retrain_epochs} epochs (SGD 0.05, cosine, seed 0) and scored on "
              "the test split. HV: (test error, params normalised by the space's min/max), "

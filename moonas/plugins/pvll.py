@@ -21,6 +21,8 @@ pool of k also holds every architecture one choice away from k's *incumbent* (th
 architecture with the best observed key under k's objective), and leaves out architectures
 already in the memory while enough new ones remain: a local search around each distribution's
 best, ranked by the predictor, like the mutation step that lets NSGA-II fill in the front.
+On by default: on NAS-Bench-201 it raised the median HV ratio at 100 and 300 evaluations on
+every seed set measured (results/plugins_significance.md, results/plugins.md).
 
 Importance weights. ``core.tell`` weights every told sample by ``p_k / q`` with q the mixture
 that ``ask`` samples from. A screened row does not come from q (it comes from q tilted towards
@@ -86,7 +88,7 @@ class PVLLConfig:
     predictor: Literal["ridge", "kernel"] = "ridge"
     ridge: float | None = None           # L2 penalty, standardised targets (None: see ``l2``)
     damp: float = 0.0                    # sharpening of the pool on important choices
-    neighbours: bool = False             # pools also hold the incumbent's one-choice moves
+    neighbours: bool = True              # pools also hold the incumbent's one-choice moves
 
     def __post_init__(self) -> None:
         if self.memory < 2:
