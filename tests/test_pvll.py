@@ -155,6 +155,12 @@ def test_neighbour_screening_moves_off_the_remembered_incumbent():
     fresh = moves[[tuple(m) not in remembered for m in moves.tolist()]]
     best = np.sort(plugin.predict(fresh))[:4]
     np.testing.assert_allclose(np.sort(plugin.predict(outs[True])), best)
+    # An option the distribution removed never comes back through a move.
+    removed = outs[True][0]
+    d = int(np.flatnonzero(removed != incumbent)[0])
+    core.stack.remove_option(0, d, int(removed[d]))
+    again = plugin.propose(np.random.default_rng(4), core, core.ask(np.random.default_rng(4)))
+    assert not (again[:, d] == removed[d]).any()
 
 
 def test_front_samples_rank_candidates_by_the_predictor():

@@ -416,7 +416,7 @@ class PVLLPlugin(Plugin):
             mine = rows[source[rows] == k]
             pool = _sample(thetas[k], rng, len(mine) * self.config.pool)
             if self.config.neighbours:
-                pool = self._with_neighbours(pool, int(k), len(mine))
+                pool = self._with_neighbours(pool, int(k), len(mine), thetas[k] > 0)
             best = self._order(pool, int(k))
             # Distinct candidates first: screening two rows into one arch wastes a row.
             _, first = np.unique(pool[best], axis=0, return_index=True)
@@ -461,12 +461,16 @@ class PVLLPlugin(Plugin):
         key = coefficient_keys(self._losses, costs, self._coefficients[k:k + 1], self._cost_max)[0]
         return self._archs[int(np.argmin(key))]
 
-    def _with_neighbours(self, pool: np.ndarray, k: int, need: int) -> np.ndarray:
-        """The pool plus every one-choice move of k's incumbent, without remembered
-        architectures while at least ``need`` others remain."""
+    def _with_neighbours(self, pool: np.ndarray, k: int, need: int,
+                         allowed: np.ndarray) -> np.ndarray:
+        """The pool plus every one-choice move of k's incumbent that uses only options k still
+        has (``allowed`` (D, Kmax) bool: removed options, e.g. by EoiNAS or the angle, never
+        come back), without remembered architectures while at least ``need`` others remain."""
         best = self.incumbent(k)
         if best is not None:
-            pool = np.concatenate([pool, neighbours_of(best, self.n_options)])
+            moves = neighbours_of(best, self.n_options)
+            ok = allowed[np.arange(moves.shape[1])[None, :], moves].all(axis=1)
+            pool = np.concatenate([pool, moves[ok]])
         fresh = ~_rows_in(pool, self._archs)
         return pool[fresh] if fresh.sum() >= need else pool
 
