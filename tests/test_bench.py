@@ -329,19 +329,21 @@ def test_cli_register_runs_and_rejects_bad_input(tmp_path: Path) -> None:
             args.func(args)
 
 
-def test_mean_interval_brackets_the_mean_and_narrows_with_more_seeds() -> None:
-    from moonas.bench.scoring import mean_interval
+def test_bootstrap_interval_brackets_the_statistic_and_narrows_with_more_seeds() -> None:
+    from moonas.bench.scoring import bootstrap_interval
 
     rng = np.random.default_rng(3)
     few, many = rng.normal(0.4, 0.2, 10), rng.normal(0.4, 0.2, 200)
     for values in (few, many):
-        low, high = mean_interval(values)
+        low, high = bootstrap_interval(values)
         assert low < values.mean() < high
-    assert np.ptp(mean_interval(many)) < 0.5 * np.ptp(mean_interval(few))
-    assert mean_interval(few) == mean_interval(few.copy())  # deterministic
-    assert mean_interval([0.3]) == (0.3, 0.3)
+    assert np.ptp(bootstrap_interval(many)) < 0.5 * np.ptp(bootstrap_interval(few))
+    assert bootstrap_interval(few) == bootstrap_interval(few.copy())  # deterministic
+    assert bootstrap_interval([0.3]) == (0.3, 0.3)
+    low, high = bootstrap_interval(few, stat=np.median)
+    assert low <= np.median(few) <= high
     # A wider level gives a wider interval.
-    assert np.ptp(mean_interval(few, level=0.99)) > np.ptp(mean_interval(few, level=0.5))
+    assert np.ptp(bootstrap_interval(few, level=0.99)) > np.ptp(bootstrap_interval(few, level=0.5))
     with pytest.raises(ValueError, match="no values"):
-        mean_interval([])
+        bootstrap_interval([])
 

@@ -44,8 +44,7 @@ def test_differences_are_marked_only_when_the_interval_excludes_zero(tmp_path: P
     row_c = next(line for line in regret_diffs.splitlines() if line.startswith("| C |"))
     assert row_b.count("**") == 4  # -0.30 at both counts, intervals well below 0
     assert "**" not in row_c  # same distribution: no difference claimed
-    lo, hi = bench_compare.interval(entries[0][2][100]["regret"], np.mean,
-                                    np.random.default_rng(0))
+    lo, hi = bench_compare.interval(entries[0][2][100]["regret"], np.mean)
     assert lo < entries[0][2][100]["regret"].mean() < hi
 
 

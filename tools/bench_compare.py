@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import header  # noqa: E402
 
 from moonas.atomic import write_text  # noqa: E402
+from moonas.bench.scoring import bootstrap_interval  # noqa: E402
 
 RESAMPLES = 4000
 
@@ -62,11 +63,8 @@ def load(spec: str) -> tuple[str, dict, dict[int, dict[str, np.ndarray]]]:
     return label, summary, data
 
 
-def interval(values: np.ndarray, stat, rng: np.random.Generator) -> tuple[float, float]:
-    draws = rng.integers(0, len(values), size=(RESAMPLES, len(values)))
-    boot = stat(values[draws], axis=1)
-    low, high = np.percentile(boot, (2.5, 97.5))
-    return float(low), float(high)
+def interval(values: np.ndarray, stat) -> tuple[float, float]:
+    return bootstrap_interval(values, resamples=RESAMPLES, stat=stat)
 
 
 def difference(a: np.ndarray, b: np.ndarray, stat, rng: np.random.Generator
@@ -110,7 +108,7 @@ def section(entries: list[tuple[str, dict, dict]]) -> list[str]:
             cells = []
             for c in counts:
                 v = data[c][metric]
-                low, high = interval(v, stat, rng)
+                low, high = interval(v, stat)
                 cells.append(f"{fmt.format(stat(v))} ({fmt.format(low)}-{fmt.format(high)})")
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         if len(entries) > 1:

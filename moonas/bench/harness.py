@@ -21,7 +21,7 @@ import numpy as np
 
 from moonas.atomic import write_json, write_text
 from moonas.bench.runners import RUNNERS, RunOptions, describe, run_strategy, search_config
-from moonas.bench.scoring import (PERCENTILES, REFERENCE, Scorer, build_scorer, mean_interval,
+from moonas.bench.scoring import (PERCENTILES, REFERENCE, Scorer, build_scorer, bootstrap_interval,
                                   picks, returned_set)
 from moonas.bench.table import BenchProblem, load_problem
 from moonas.errors import ConfigError
@@ -242,7 +242,7 @@ def _summarise(job: BenchJob, problem: BenchProblem, scorer: Scorer, records: li
             "reached_median": float(np.median([r["reached"] for r in group])),
             "hv_ratio": stats,
             "regret_mean": float(regret.mean()),
-            "regret_ci95": list(mean_interval(regret.mean(axis=1))),
+            "regret_ci95": list(bootstrap_interval(regret.mean(axis=1))),
             "regret_per_budget": regret.mean(axis=0).tolist(),
             "wall_s_median": float(np.median([r["wall_s"] for r in group])),
         }

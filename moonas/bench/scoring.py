@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -18,7 +19,7 @@ __all__ = [
     "returned_set",
     "picks",
     "front_2d",
-    "mean_interval",
+    "bootstrap_interval",
 ]
 
 #: Cost percentiles of the table that set the budgets (regret, and multi-asng's budget mode).
@@ -33,18 +34,19 @@ def budget_percentiles(cost: np.ndarray, percentiles: tuple[float, ...] = PERCEN
     return tuple(float(b) for b in np.percentile(np.asarray(cost, dtype=np.float64), percentiles))
 
 
-def mean_interval(values: np.ndarray, level: float = 0.95, resamples: int = 2000
-                  ) -> tuple[float, float]:
-    """Percentile-bootstrap interval of the mean of `values` (one per seed): the spread a
-    table's mean carries from the seeds it was measured on. Resamples with a fixed generator,
-    so the same values always give the same interval; one value gives a zero-width interval."""
+def bootstrap_interval(values: np.ndarray, level: float = 0.95, resamples: int = 2000,
+                  stat: Callable[..., np.ndarray] = np.mean) -> tuple[float, float]:
+    """Percentile-bootstrap interval of `stat` (the mean; np.median for HV) of `values` (one
+    per seed): the spread a table's figure carries from the seeds it was measured on.
+    Resamples with a fixed generator, so the same values always give the same interval; one
+    value gives a zero-width interval."""
     values = np.asarray(values, dtype=np.float64).ravel()
     if values.size == 0:
-        raise ValueError("no values to take the mean of")
+        raise ValueError("no values to bootstrap")
     draws = np.random.default_rng(0).integers(0, values.size, size=(resamples, values.size))
-    means = values[draws].mean(axis=1)
+    boots = stat(values[draws], axis=1)
     tail = 100 * (1 - level) / 2
-    low, high = np.percentile(means, (tail, 100 - tail))
+    low, high = np.percentile(boots, (tail, 100 - tail))
     return float(low), float(high)
 
 
