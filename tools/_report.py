@@ -22,8 +22,9 @@ def header(title: str) -> str:
 
 
 #: The search defaults before `search.prune` (dead) and `search.pvll` (on) became defaults
-#: (2026-11-25, session 3; `search.pvll.neighbours` followed in session 4). The digits plug-in benchmarks recorded before then (angle, split,
-#: plugins_digits) put these first in their overrides, so their results files reproduce.
+#: (2026-11-25, session 3; `search.pvll.neighbours` followed in session 4). The digits plug-in
+#: benchmarks recorded before then (angle, split, plugins_digits) put these first in their
+#: overrides, so their results files reproduce.
 PRE_PRUNE_DEFAULTS = ("search.prune=keep", "search.pvll.enabled=false",
                       "search.pvll.neighbours=false")
 

@@ -57,8 +57,8 @@ PRUNING = {
                    "more params or MACs), as the supernet search does with search.prune.",
     "dead": "Pruning (--prune dead): every strategy's cells are looked up, counted and returned "
             "with their dead operations set to none (an edge whose result cannot reach the cell "
-            "output, or whose input is always zero; never more params or MACs), as the supernet search "
-            "does with search.prune.",
+            "output, or whose input is always zero; never more params or MACs), as the supernet "
+            "search does with search.prune.",
 }
 
 #: Extra counts (besides the job's) at which runs are scored for the anytime plot.

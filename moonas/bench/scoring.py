@@ -35,7 +35,7 @@ def budget_percentiles(cost: np.ndarray, percentiles: tuple[float, ...] = PERCEN
 
 
 def bootstrap_interval(values: np.ndarray, level: float = 0.95, resamples: int = 2000,
-                  stat: Callable[..., np.ndarray] = np.mean) -> tuple[float, float]:
+                       stat: Callable[..., np.ndarray] = np.mean) -> tuple[float, float]:
     """Percentile-bootstrap interval of `stat` (the mean; np.median for HV) of `values` (one
     per seed): the spread a table's figure carries from the seeds it was measured on.
     Resamples with a fixed generator, so the same values always give the same interval; one

@@ -412,11 +412,13 @@ class PVLLPlugin(Plugin):
         rows = np.sort(self.rng.choice(m, size=n_screen, replace=False))
         out = archs.copy()
         thetas = self._pool_thetas(core)
+        memory_costs = self._memory_costs() if self.config.neighbours else None
         for k in np.unique(source[rows]):
             mine = rows[source[rows] == k]
             pool = _sample(thetas[k], rng, len(mine) * self.config.pool)
             if self.config.neighbours:
-                pool = self._with_neighbours(pool, int(k), len(mine), thetas[k] > 0)
+                pool = self._with_neighbours(pool, int(k), len(mine), thetas[k] > 0,
+                                             memory_costs)
             best = self._order(pool, int(k))
             # Distinct candidates first: screening two rows into one arch wastes a row.
             _, first = np.unique(pool[best], axis=0, return_index=True)
@@ -447,26 +449,33 @@ class PVLLPlugin(Plugin):
             out.append(np.concatenate([kept, _sample(thetas[k], rng, n_explore)]))
         return np.concatenate(out).astype(np.int64)
 
-    def incumbent(self, k: int) -> np.ndarray | None:
+    def _memory_costs(self) -> np.ndarray | None:
+        """Costs (n,) of the remembered architectures, or None without a cost."""
+        if self._cost is None or len(self._losses) == 0:
+            return None
+        return np.asarray(self._cost(self._archs), dtype=np.float64)
+
+    def incumbent(self, k: int, costs: np.ndarray | None = None) -> np.ndarray | None:
         """The remembered architecture (D,) with the best observed key under k's objective
-        (loss alone when the plug-in has no cost), or None with an empty memory."""
+        (loss alone when the plug-in has no cost), or None with an empty memory. ``costs``:
+        the memory's costs when already priced (``_memory_costs``)."""
         if len(self._losses) == 0:
             return None
         if self._cost is None:
             return self._archs[int(np.argmin(self._losses))]
-        costs = np.asarray(self._cost(self._archs), dtype=np.float64)
+        costs = self._memory_costs() if costs is None else costs
         if self._budgets is not None:
             key = budget_keys(self._losses, costs, self._budgets[k:k + 1])[0]
             return self._archs[int(np.lexsort((key[:, 1], key[:, 0]))[0])]
         key = coefficient_keys(self._losses, costs, self._coefficients[k:k + 1], self._cost_max)[0]
         return self._archs[int(np.argmin(key))]
 
-    def _with_neighbours(self, pool: np.ndarray, k: int, need: int,
-                         allowed: np.ndarray) -> np.ndarray:
+    def _with_neighbours(self, pool: np.ndarray, k: int, need: int, allowed: np.ndarray,
+                         memory_costs: np.ndarray | None = None) -> np.ndarray:
         """The pool plus every one-choice move of k's incumbent that uses only options k still
         has (``allowed`` (D, Kmax) bool: removed options, e.g. by EoiNAS or the angle, never
         come back), without remembered architectures while at least ``need`` others remain."""
-        best = self.incumbent(k)
+        best = self.incumbent(k, memory_costs)
         if best is not None:
             moves = neighbours_of(best, self.n_options)
             ok = allowed[np.arange(moves.shape[1])[None, :], moves].all(axis=1)
