@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from scipy.stats import kendalltau
@@ -9,8 +11,8 @@ from scipy.stats import kendalltau
 from moonas.asng import MultiASNG
 from moonas.errors import ConfigError
 from moonas.plugins import gae
-from moonas.plugins.pvll import (KernelPredictor, PVLLConfig, PVLLPlugin, RidgePredictor, encode,
-                                 make_predictor)
+from moonas.plugins.pvll import (KernelPredictor, PairsRidgePredictor, PVLLConfig, PVLLPlugin,
+                                 RidgePredictor, encode, make_predictor)
 
 N_OPTIONS = (5, 5, 5, 5, 3, 4)
 
@@ -247,11 +249,13 @@ def test_plugin_run_is_deterministic_for_a_seed():
     assert not np.array_equal(a, c)
 
 
-def test_state_save_load_resumes_identically():
-    full, core_full, _, _ = _run(30, CONFIG, 13)
-    first, core, plugin, rng = _run(17, CONFIG, 13)
+@pytest.mark.parametrize("features", ["onehot", "pairs"])
+def test_state_save_load_resumes_identically(features):
+    config = dataclasses.replace(CONFIG, features=features)
+    full, core_full, _, _ = _run(30, config, 13)
+    first, core, plugin, rng = _run(17, config, 13)
     state = (core.state_dict(), plugin.state_dict(), rng.bit_generator.state)
-    rest, core_rest, _, _ = _run(13, CONFIG, 13, state=state)
+    rest, core_rest, _, _ = _run(13, config, 13, state=state)
     np.testing.assert_array_equal(np.concatenate([first, rest]), full)
     np.testing.assert_array_equal(core_rest.thetas, core_full.thetas)
 
@@ -291,6 +295,45 @@ def test_kernel_predictor_fits_interactions_better_than_ridge():
         taus[cls] = kendalltau(model.predict(test), _interaction(test)).statistic
         assert model.option_weights().shape == (len(N_OPTIONS), max(N_OPTIONS))
     assert taus[KernelPredictor] > taus[RidgePredictor] + 0.05
+
+
+@pytest.mark.parametrize("n", [40, 300])
+def test_pairs_dual_is_the_explicit_pairs_ridge(n):
+    """features=pairs builds the dual form: same predictions and one-hot weights as ridge on the
+    explicit one-hot + pairs encoding, with repeated architectures in the memory too."""
+    rng = np.random.default_rng(12)
+    train = _random_archs(rng, n)
+    train[n // 2:n // 2 + 10] = train[:10]
+    losses = _interaction(train) + rng.normal(scale=0.1, size=n)
+    model = make_predictor(PVLLConfig(features="pairs"), N_OPTIONS)
+    assert isinstance(model, PairsRidgePredictor) and not model.fitted
+    explicit = RidgePredictor(N_OPTIONS, "pairs", model.ridge)
+    model.fit(train, losses)
+    explicit.fit(train, losses)
+    test = _random_archs(rng, 200)
+    np.testing.assert_allclose(model.predict(test), explicit.predict(test), atol=1e-9)
+    np.testing.assert_allclose(model.option_weights(), explicit.option_weights(), atol=1e-9)
+    # Better than one-hot on a target with an interaction (what the pairs are for).
+    onehot = RidgePredictor(N_OPTIONS, "onehot", model.ridge)
+    onehot.fit(train, losses)
+    truth = _interaction(test)
+    assert (kendalltau(model.predict(test), truth).statistic
+            > kendalltau(onehot.predict(test), truth).statistic + 0.05)
+
+
+def test_pairs_state_round_trip_predicts_identically():
+    rng = np.random.default_rng(13)
+    train = _random_archs(rng, 60)
+    model = PairsRidgePredictor(N_OPTIONS, 1.0)
+    fresh = PairsRidgePredictor(N_OPTIONS, 1.0)
+    fresh.load_state_dict(model.state_dict())  # unfitted round trip
+    assert not fresh.fitted
+    model.fit(train, _interaction(train))
+    fresh.load_state_dict(model.state_dict())
+    test = _random_archs(rng, 50)
+    np.testing.assert_array_equal(fresh.predict(test), model.predict(test))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        PairsRidgePredictor(N_OPTIONS).predict(test)
 
 
 def test_partial_dependence_matches_ridge_coefficients_on_one_hot():
@@ -371,11 +414,13 @@ def test_gae_kernel_plugin_resumes_identically(fast_gae):
 
 
 def test_legacy_ridge_state_loads():
-    plugin = _fitted_plugin(PVLLConfig(enabled=True, min_observations=10))
+    # Legacy states come from the one-hot ridge (the default before pairs).
+    config = PVLLConfig(enabled=True, min_observations=10, features="onehot")
+    plugin = _fitted_plugin(config)
     state = plugin.state_dict()
     legacy = {k: v for k, v in state.items() if k != "predictor"}
     legacy.update({k: state["predictor"][k] for k in ("coef", "intercept", "scale")})
-    other = PVLLPlugin(PVLLConfig(enabled=True, min_observations=10), N_OPTIONS, 3, 0)
+    other = PVLLPlugin(config, N_OPTIONS, 3, 0)
     other.load_state_dict(legacy)
     archs = _random_archs(np.random.default_rng(11), 20)
     np.testing.assert_array_equal(other.predict(archs), plugin.predict(archs))

@@ -28,7 +28,8 @@ def header(title: str) -> str:
 PRE_PRUNE_DEFAULTS = ("search.prune=keep", "search.pvll.enabled=false",
                       "search.pvll.neighbours=false")
 
-#: `search.pvll.neighbours` became a default on 2026-11-25 (session 4); results recorded before
-#: with PVLL on pin it off with these (moonas.search overrides / harness search settings).
-NO_NEIGHBOURS = ("search.pvll.neighbours=false",)
-NO_NEIGHBOURS_BENCH = (("pvll.neighbours", False),)
+#: `search.pvll.neighbours` became a default on 2026-11-25 (session 4), `search.pvll.features:
+#: pairs` on 2026-12-02 (session 5); results recorded before with PVLL on pin both back with
+#: these (moonas.search overrides / harness search settings).
+NO_NEIGHBOURS = ("search.pvll.neighbours=false", "search.pvll.features=onehot")
+NO_NEIGHBOURS_BENCH = (("pvll.neighbours", False), ("pvll.features", "onehot"))

@@ -34,11 +34,13 @@ OBSERVATIONS = (50, 100, 300)
 
 #: Harness variants: runner name -> plug-in settings (the off run is plain `multi-asng`).
 VARIANTS = {
-    "multi-asng+pvll": PVLLConfig(enabled=True, neighbours=False),
-    "multi-asng+pvll-all": PVLLConfig(enabled=True, neighbours=False, tell="all"),
-    "multi-asng+pvll-all-e25": PVLLConfig(enabled=True, neighbours=False, tell="all",
-                                          explore=0.25),
-    "multi-asng+pvll-damp": PVLLConfig(enabled=True, neighbours=False, damp=1.0),
+    "multi-asng+pvll": PVLLConfig(enabled=True, neighbours=False, features="onehot"),
+    "multi-asng+pvll-all": PVLLConfig(enabled=True, neighbours=False, features="onehot",
+                                      tell="all"),
+    "multi-asng+pvll-all-e25": PVLLConfig(enabled=True, neighbours=False, features="onehot",
+                                          tell="all", explore=0.25),
+    "multi-asng+pvll-damp": PVLLConfig(enabled=True, neighbours=False, features="onehot",
+                                       damp=1.0),
     "multi-asng+pvll-gae": PVLLConfig(enabled=True, neighbours=False, features="gae",
                                       predictor="kernel"),
 }
@@ -190,7 +192,7 @@ def search_tau(seeds: int, held_out: int) -> dict[str, dict[int, list[float]]]:
         rng = np.random.default_rng(1000 + seed)
         search = search_config(RunOptions(budgets=tuple(budgets)), "params")
         base = _strategy("multi-asng", problem, search)
-        plugin = PVLLPlugin(PVLLConfig(enabled=True, neighbours=False), problem.n_options,
+        plugin = PVLLPlugin(PVLLConfig(enabled=True, neighbours=False, features="onehot"), problem.n_options,
                             base.core.K, seed)
         strategy = PVLLStrategy(base, plugin)
         evaluator = TableEvaluator(problem, prune="keep")  # as recorded in results/
