@@ -192,8 +192,8 @@ def search_tau(seeds: int, held_out: int) -> dict[str, dict[int, list[float]]]:
         rng = np.random.default_rng(1000 + seed)
         search = search_config(RunOptions(budgets=tuple(budgets)), "params")
         base = _strategy("multi-asng", problem, search)
-        plugin = PVLLPlugin(PVLLConfig(enabled=True, neighbours=False, features="onehot"), problem.n_options,
-                            base.core.K, seed)
+        config = PVLLConfig(enabled=True, neighbours=False, features="onehot")
+        plugin = PVLLPlugin(config, problem.n_options, base.core.K, seed)
         strategy = PVLLStrategy(base, plugin)
         evaluator = TableEvaluator(problem, prune="keep")  # as recorded in results/
         seen: list[int] = []

@@ -5,9 +5,9 @@ loss, fitted on a FIFO memory of the most recent (architecture, loss) pairs and 
 ``refit_every`` new pairs. Encodings (``features``): one-hot of every choice, one-hot plus
 one-hot pairs of choices (the default since 2026-12-02; ridge on it is solved in its dual,
 ``PairsRidgePredictor``; on NAS-Bench-201 it lowered the regret at every count on every seed set
-measured, results/plugins_pairs.md), or ``"gae"``: the embedding of a graph autoencoder pre-trained
-without accuracies on every cell of the space (``moonas.plugins.gae``; NAS-Bench-201 only, other
-spaces fall back to one-hot with a warning). Regressors (``predictor``): closed-form ridge
+measured, results/plugins_pairs.md), or ``"gae"``: the embedding of a graph autoencoder
+pre-trained without accuracies on every cell of the space (``moonas.plugins.gae``;
+NAS-Bench-201 only, other spaces fall back to one-hot with a warning). Regressors (``predictor``): closed-form ridge
 (default) or RBF kernel ridge. Measured in results/pvll.md: the GAE embedding with kernel ridge
 ranks held-out NAS-Bench-201 cells best by a wide margin, yet the harness shows no better search
 than with one-hot ridge (no graph needed, no torch, no training).
@@ -186,6 +186,17 @@ def _partial_dependence(predict: Callable[[np.ndarray], np.ndarray], archs: np.n
     return out
 
 
+def _per_choice(coef: np.ndarray, n_options: tuple[int, ...]) -> np.ndarray:
+    """The leading one-hot block of coefficients (F,) laid out per (choice, option), (D, Kmax);
+    0 past n_options."""
+    out = np.zeros((len(n_options), max(n_options)))
+    start = 0
+    for d, n in enumerate(n_options):
+        out[d, :n] = coef[start:start + n]
+        start += n
+    return out
+
+
 class RidgePredictor:
     """Ridge regression on an encoding, targets standardised; closed form, deterministic."""
 
@@ -239,12 +250,7 @@ class RidgePredictor:
             if self.features == "gae":
                 self._weights = _partial_dependence(self.predict, self._archs, self.n_options)
             else:
-                out = np.zeros((len(self.n_options), max(self.n_options)))
-                start = 0
-                for d, n in enumerate(self.n_options):
-                    out[d, :n] = self.scale * self.coef[start:start + n]
-                    start += n
-                self._weights = out
+                self._weights = _per_choice(self.scale * self.coef, self.n_options)
         return self._weights
 
     def state_dict(self) -> dict[str, Any]:
@@ -332,12 +338,7 @@ class PairsRidgePredictor:
         if self._weights is None:
             x = encode(self._archs, self.n_options, "onehot")
             coef = self.scale * ((x - x.mean(axis=0)).T @ self.alpha)
-            out = np.zeros((len(self.n_options), max(self.n_options)))
-            start = 0
-            for d, n in enumerate(self.n_options):
-                out[d, :n] = coef[start:start + n]
-                start += n
-            self._weights = out
+            self._weights = _per_choice(coef, self.n_options)
         return self._weights
 
     def state_dict(self) -> dict[str, Any]:
