@@ -13,7 +13,7 @@ import pytest
 from moonas.bench.harness import BenchJob, run_bench
 from moonas.bench.runners import RunOptions, TableEvaluator, run_strategy, search_config
 from moonas.bench.scoring import (REFERENCE, build_scorer, budget_percentiles, front_2d, picks,
-                                  returned_set)
+                                  returned_set, signal_regret)
 from moonas.bench.table import BenchProblem, load_problem, load_table
 from moonas.errors import ConfigError, DataError
 from moonas.pareto import hypervolume, non_dominated, normalise
@@ -129,10 +129,16 @@ def test_regret_on_a_hand_made_table() -> None:
     picked = picks(np.array([0, 1, 3]), problem.signal, problem.cost, scorer.budgets)
     assert picked.tolist() == [0, 3]
     assert scorer.regret(picked).tolist() == [20.0, 0.0]
+    # The search found the best signal under both budgets: no signal regret, though 20 points
+    # of regret (the signal's noise).
+    signal_args = (problem.signal, problem.cost, scorer.budgets)
+    assert signal_regret(picked, *signal_args).tolist() == [0.0, 0.0]
+    assert signal_regret(np.array([1, 1]), *signal_args).tolist() == [5.0, 25.0]
     # Nothing feasible evaluated for a budget: scored as the worst feasible arch.
     picked = picks(np.array([3]), problem.signal, problem.cost, scorer.budgets)
     assert picked.tolist() == [-1, 3]
     assert scorer.regret(picked).tolist() == [20.0, 0.0]
+    assert signal_regret(picked, *signal_args).tolist() == [5.0, 0.0]  # as the worst feasible
     assert returned_set(np.array([0, 1, 2, 3]), problem.signal, problem.cost).tolist() == [0, 2, 3]
 
 
@@ -277,6 +283,7 @@ def test_quick_run_writes_every_file_and_a_seed_reproduces(tmp_path: Path) -> No
         assert row["regret_mean"] >= 0 and row["wall_s_median"] >= 0
         low, high = row["regret_ci95"]
         assert low <= row["regret_mean"] <= high
+        assert row["signal_regret_mean"] >= 0
     text = (tmp_path / "a" / "fronts.jsonl").read_text()
     lines = [json.loads(line) for line in text.splitlines()]
     assert len(lines) == 2 * 2 * (len(QUICK) - 1) + 1
@@ -285,7 +292,7 @@ def test_quick_run_writes_every_file_and_a_seed_reproduces(tmp_path: Path) -> No
     assert len(line["picks"]) == 5 and len(line["modes"]) == 5
     assert all(s.startswith("|") for s in line["returned"])
     page = (tmp_path / "a" / "summary.md").read_text()
-    assert "| multi-asng |" in page
+    assert "| multi-asng |" in page and "## Mean signal regret" in page
     assert set(summary["provenance"]) == {"command", "machine", "date"}
     assert f"- command: `{summary['provenance']['command']}`" in page
     assert f"- date: {summary['provenance']['date']}" in page
@@ -295,6 +302,14 @@ def test_quick_run_writes_every_file_and_a_seed_reproduces(tmp_path: Path) -> No
         assert (r1["strategy"], r1["evals"]) == (r2["strategy"], r2["evals"])
         assert r1["hv_ratio"] == r2["hv_ratio"] and r1["regret_mean"] == r2["regret_mean"]
     assert text == (tmp_path / "b" / "fronts.jsonl").read_text()
+
+
+def test_exhaustive_search_has_no_signal_regret_only_the_signals_noise(tmp_path: Path) -> None:
+    job = BenchJob(table=str(NB201_CSV), out=str(tmp_path), strategies=("exhaustive",),
+                   seeds=1, prune="keep")
+    (row,) = run_bench(job)["rows"]
+    assert row["signal_regret_mean"] == 0.0
+    assert row["regret_mean"] > 0.1  # the 12-epoch signal misleads on some budgets
 
 
 def test_plot_anytime_returns_what_it_drew(tmp_path: Path) -> None:

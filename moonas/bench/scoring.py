@@ -18,6 +18,7 @@ __all__ = [
     "budget_percentiles",
     "returned_set",
     "picks",
+    "signal_regret",
     "front_2d",
     "bootstrap_interval",
 ]
@@ -97,6 +98,26 @@ def picks(rows: np.ndarray, signal: np.ndarray, cost: np.ndarray,
         feasible = c <= b
         if feasible.any():
             out[k] = rows[feasible][np.argmax(s[feasible])]
+    return out
+
+
+def signal_regret(picked: np.ndarray, signal: np.ndarray, cost: np.ndarray,
+                  budgets: tuple[float, ...]) -> np.ndarray:
+    """Search-signal points lost per budget, (K,): the best 12-epoch validation accuracy among
+    the table's feasible architectures minus the pick's (a budget without a pick: minus the
+    worst feasible one's).
+
+    What the search itself missed, apart from the signal's noise: exhaustive evaluation scores
+    0 here while its budget regret is the price of a 12-epoch proxy.
+    """
+    picked = np.asarray(picked, dtype=np.int64)
+    out = np.empty(len(budgets))
+    for k, b in enumerate(budgets):
+        feasible = signal[cost <= b]
+        if feasible.size == 0:
+            raise ValueError(f"budget {b:g} is below the cheapest architecture ({cost.min():g})")
+        got = signal[picked[k]] if picked[k] >= 0 else feasible.min()
+        out[k] = feasible.max() - got
     return out
 
 
