@@ -288,7 +288,7 @@ def test_quick_run_writes_every_file_and_a_seed_reproduces(tmp_path: Path) -> No
     lines = [json.loads(line) for line in text.splitlines()]
     assert len(lines) == 2 * 2 * (len(QUICK) - 1) + 1
     line = next(x for x in lines if x["strategy"] == "multi-asng" and x["evals"] == 100)
-    assert {"strategy", "evals", "seed", "returned", "picks", "modes"} <= set(line)
+    assert {"strategy", "evals", "seed", "returned", "picks", "modes", "signal_regret"} <= set(line)
     assert len(line["picks"]) == 5 and len(line["modes"]) == 5
     assert all(s.startswith("|") for s in line["returned"])
     page = (tmp_path / "a" / "summary.md").read_text()

@@ -13,8 +13,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import bench_compare  # noqa: E402
 
 
-def _folder(path: Path, strategies: dict[str, tuple[float, float]], seeds: int = 12) -> Path:
-    """A bench folder whose strategies have per-seed HV ~ N(hv, 1e-4), regret ~ N(r, 0.02)."""
+def _folder(path: Path, strategies: dict[str, tuple[float, float]], seeds: int = 12,
+            signal: bool = False) -> Path:
+    """A bench folder whose strategies have per-seed HV ~ N(hv, 1e-4), regret ~ N(r, 0.02);
+    with `signal`, a signal regret of half the regret (as the harness writes since it kept it)."""
     rng = np.random.default_rng(1)
     path.mkdir()
     summary = {"dataset": "c10", "cost": "params", "prune": "dead",
@@ -24,9 +26,12 @@ def _folder(path: Path, strategies: dict[str, tuple[float, float]], seeds: int =
     for name, (hv, regret) in strategies.items():
         for count in (100, 300):
             for seed in range(seeds):
-                lines.append(json.dumps({"strategy": name, "evals": count, "seed": seed,
-                                         "hv_ratio": hv + rng.normal(0, 1e-4),
-                                         "regret": [regret + rng.normal(0, 0.02)] * 5}))
+                line = {"strategy": name, "evals": count, "seed": seed,
+                        "hv_ratio": hv + rng.normal(0, 1e-4),
+                        "regret": [regret + rng.normal(0, 0.02)] * 5}
+                if signal:
+                    line["signal_regret"] = [v / 2 for v in line["regret"]]
+                lines.append(json.dumps(line))
     (path / "fronts.jsonl").write_text("\n".join(lines) + "\n")
     return path
 
@@ -46,6 +51,20 @@ def test_differences_are_marked_only_when_the_interval_excludes_zero(tmp_path: P
     assert "**" not in row_c  # same distribution: no difference claimed
     lo, hi = bench_compare.interval(entries[0][2][100]["regret"], np.mean)
     assert lo < entries[0][2][100]["regret"].mean() < hi
+
+
+def test_signal_regret_is_compared_only_when_every_folder_kept_it(tmp_path: Path) -> None:
+    new = _folder(tmp_path / "new", {"a": (0.995, 0.50), "b": (0.995, 0.20)}, signal=True)
+    old = _folder(tmp_path / "old", {"c": (0.995, 0.50)})
+    both_new = [bench_compare.load(f"A={new}:a"), bench_compare.load(f"B={new}:b")]
+    assert np.allclose(both_new[0][2][300]["signal"], both_new[0][2][300]["regret"] / 2)
+    text = bench_compare.page([("new", both_new)], "test")
+    diffs = text.split("Mean signal regret (12-epoch points the search missed), row minus A:")[1]
+    row_b = next(line for line in diffs.splitlines() if line.startswith("| B |"))
+    assert row_b.count("**") == 4  # -0.15 at both counts
+    mixed = both_new + [bench_compare.load(f"C={old}")]
+    assert "signal" not in mixed[2][2][100]
+    assert "Mean signal regret" not in bench_compare.page([("mixed", mixed)], "test")
 
 
 def test_bad_entries_exit_with_one_line(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """Compare strategies across `moonas bench` result folders, with the spread the seeds leave.
 
-Reads each folder's summary.json and fronts.jsonl (per-seed HV ratio and regret) and writes a
+Reads each folder's summary.json and fronts.jsonl (per-seed HV ratio, regret and, where the
+folder kept it, signal regret) and writes a
 page: per strategy and count, the median HV ratio and the mean regret, each with a 95%
 percentile-bootstrap interval over the seeds; then, against the first entry, the interval of the
 difference (unpaired: strategies draw their own random numbers, so seeds do not pair them). A
@@ -51,15 +52,20 @@ def load(spec: str) -> tuple[str, dict, dict[int, dict[str, np.ndarray]]]:
         strategy = names[0]
     if strategy not in names:
         sys.exit(f"error: {folder} has no {strategy!r}; it holds {', '.join(names)}")
-    per: dict[int, dict[int, tuple[float, float]]] = {}
+    per: dict[int, dict[int, tuple[float, float, float]]] = {}
     for line in (folder / "fronts.jsonl").read_text().splitlines():
         r = json.loads(line)
         if r["strategy"] == strategy:
-            per.setdefault(r["evals"], {})[r["seed"]] = (r["hv_ratio"], float(np.mean(r["regret"])))
-    data = {count: {"hv": np.array([v[0] for _, v in sorted(seeds.items())]),
-                    "regret": np.array([v[1] for _, v in sorted(seeds.items())]),
-                    "seeds": np.array(sorted(seeds))}
-            for count, seeds in sorted(per.items())}
+            # Folders written before the harness kept the signal regret lack it: nan.
+            signal = float(np.mean(r["signal_regret"])) if "signal_regret" in r else np.nan
+            per.setdefault(r["evals"], {})[r["seed"]] = (r["hv_ratio"], float(np.mean(r["regret"])),
+                                                         signal)
+    data = {}
+    for count, seeds in sorted(per.items()):
+        values = np.array([v for _, v in sorted(seeds.items())])
+        data[count] = {"hv": values[:, 0], "regret": values[:, 1], "seeds": np.array(sorted(seeds))}
+        if not np.isnan(values[:, 2]).any():
+            data[count]["signal"] = values[:, 2]
     return label, summary, data
 
 
@@ -99,8 +105,12 @@ def section(entries: list[tuple[str, dict, dict]]) -> list[str]:
                      f"{seeds.max()} ({len(seeds)}), prune {summary.get('prune', 'keep')}; "
                      f"made by `{made}`")
     lines.append("")
-    for metric, stat, fmt, name in (("hv", np.median, "{:.4f}", "Median HV ratio"),
-                                    ("regret", np.mean, "{:.3f}", "Mean regret (points)")):
+    metrics = [("hv", np.median, "{:.4f}", "Median HV ratio"),
+               ("regret", np.mean, "{:.3f}", "Mean regret (points)")]
+    if all("signal" in data[c] for _, _, data in entries for c in counts):
+        metrics.append(("signal", np.mean, "{:.3f}",
+                        "Mean signal regret (12-epoch points the search missed)"))
+    for metric, stat, fmt, name in metrics:
         lines += [f"{name}:", "",
                   "| strategy | " + " | ".join(f"@{c}" for c in counts) + " |",
                   "|---|" + "---:|" * len(counts)]

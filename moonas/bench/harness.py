@@ -293,7 +293,8 @@ def _write(job: BenchJob, problem: BenchProblem, summary: dict, records: list[di
                 "picks": [names[i] if i >= 0 else None for i in r["picks"]]}
         if "modes" in r:
             line["modes"] = [names[i] for i in r["modes"]]
-        line.update(reached=r["reached"], hv_ratio=r["hv_ratio"], regret=r["regret"])
+        line.update(reached=r["reached"], hv_ratio=r["hv_ratio"], regret=r["regret"],
+                    signal_regret=r["signal_regret"])
         lines.append(_json_line(line))
     write_text(out / "fronts.jsonl", "".join(lines))
     write_json(out / "summary.json", summary)
