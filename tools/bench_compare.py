@@ -1,9 +1,8 @@
 """Compare strategies across `moonas bench` result folders, with the spread the seeds leave.
 
-Reads each folder's summary.json and fronts.jsonl (per-seed HV ratio, regret and, where the
-folder kept it, signal regret) and writes a
-page: per strategy and count, the median HV ratio and the mean regret, each with a 95%
-percentile-bootstrap interval over the seeds; then, against the first entry, the interval of the
+Reads each folder's summary.json and fronts.jsonl (per-seed HV ratio, regret and, where every
+folder kept it, signal regret) and writes a page: per strategy and count, the median HV ratio
+and the mean regrets, each with a 95% percentile-bootstrap interval over the seeds; then, against the first entry, the interval of the
 difference (unpaired: strategies draw their own random numbers, so seeds do not pair them). A
 difference whose interval excludes 0 is marked.
 
