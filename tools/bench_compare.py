@@ -2,9 +2,9 @@
 
 Reads each folder's summary.json and fronts.jsonl (per-seed HV ratio, regret and, where every
 folder kept it, signal regret) and writes a page: per strategy and count, the median HV ratio
-and the mean regrets, each with a 95% percentile-bootstrap interval over the seeds; then, against the first entry, the interval of the
-difference (unpaired: strategies draw their own random numbers, so seeds do not pair them). A
-difference whose interval excludes 0 is marked.
+and the mean regrets, each with a 95% percentile-bootstrap interval over the seeds; then,
+against the first entry, the interval of the difference (unpaired: strategies draw their own
+random numbers, so seeds do not pair them). A difference whose interval excludes 0 is marked.
 
     python tools/bench_compare.py --out results/plugins_significance.md \
         --group "c10 / params, seeds 0-19" \
