@@ -312,6 +312,33 @@ def test_exhaustive_search_has_no_signal_regret_only_the_signals_noise(tmp_path:
     assert row["regret_mean"] > 0.1  # the 12-epoch signal misleads on some budgets
 
 
+def test_each_run_gets_the_blas_threads_asked_for_and_the_same_result(tmp_path: Path,
+                                                                      monkeypatch) -> None:
+    import threadpoolctl
+
+    import moonas.bench.harness as harness
+
+    seen: list[int] = []
+    real = harness.run_strategy
+
+    def spy(*args, **kw):
+        seen.append(max(p["num_threads"] for p in threadpoolctl.threadpool_info()
+                        if p["user_api"] == "blas"))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(harness, "run_strategy", spy)
+    jobs = {threads: BenchJob(table=str(NB201_CSV), out=str(tmp_path / str(threads)),
+                              strategies=("multi-asng",), evals=(60,), seeds=1,
+                              plot_counts=(20,), blas_threads=threads) for threads in (1, None)}
+    rows = {threads: run_bench(job)["rows"] for threads, job in jobs.items()}
+    assert seen[0] == 1
+    assert seen[1] == max(p["num_threads"] for p in threadpoolctl.threadpool_info()
+                          if p["user_api"] == "blas")  # left alone
+    assert rows[1][0]["regret_mean"] == rows[None][0]["regret_mean"]
+    with pytest.raises(ConfigError, match="blas_threads must be >= 1"):
+        BenchJob(table=str(NB201_CSV), out=str(tmp_path), blas_threads=0)
+
+
 def test_plot_anytime_returns_what_it_drew(tmp_path: Path) -> None:
     from moonas.plotting import plot_anytime
 

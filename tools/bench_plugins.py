@@ -17,13 +17,11 @@ so a difference seen on 20 seeds can be checked on more) -> results/plugins_repl
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # kernel-ridge refits: threads only contend
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import NO_NEIGHBOURS_BENCH, header  # noqa: E402
 
@@ -33,9 +31,11 @@ from moonas.bench.harness import BenchJob, run_bench  # noqa: E402
 #: Every plug-in off (pvll is on by default).
 PLAIN = (("pvll.enabled", False),)
 TUNED = (("coefficients", (0.0, 0.05, 0.1, 0.2, 0.5)), ("delta0", 0.5), ("samples_per_dist", 1))
-#: PVLL as recorded in results/plugins.md: on, without `neighbours` (a default since session 4;
-#: its figures: results/plugins_significance.md).
+#: PVLL as first measured: one-hot ridge, no `neighbours` (those two became defaults in
+#: sessions 4 and 5; the rows "+ pvll" keep the first form, the "defaults" rows are the current).
 PVLL = (("pvll.enabled", True),) + NO_NEIGHBOURS_BENCH
+#: PVLL at its defaults: one-hot + pairs ridge, pools with the incumbents' neighbours.
+PVLL_DEFAULTS = (("pvll.enabled", True),)
 VARIANTS: dict[str, tuple[tuple[str, object], ...]] = {
     "multi-asng (budget mode), no plug-in": PLAIN,
     "multi-asng (tuned), no plug-in": TUNED + PLAIN,
@@ -44,7 +44,11 @@ VARIANTS: dict[str, tuple[tuple[str, object], ...]] = {
     "+ pvll + eoi": TUNED + PVLL + (("eoi.enabled", True),),
     "+ pvll (gae, kernel)": TUNED + PVLL + (("pvll.features", "gae"),
                                            ("pvll.predictor", "kernel")),
+    "+ pvll (defaults: pairs, neighbours)": TUNED + PVLL_DEFAULTS,
+    "+ pvll (defaults) + eoi": TUNED + PVLL_DEFAULTS + (("eoi.enabled", True),),
 }
+#: Where the hand-written readings of an earlier page begin: kept below a re-run's tables.
+READINGS = "## Reading (hand-written"
 BASELINES = ("nsga2", "optuna-nsga2", "optuna-tpe", "random", "asng-separate", "exhaustive")
 #: Strategies re-run at every pruning level (the cheap ones).
 PRUNE_STRATEGIES = ("multi-asng", "nsga2", "random", "exhaustive")
@@ -67,7 +71,8 @@ def _line(label: str, rows: list[dict]) -> str:
     cells = [by.get(c, rows[-1]) for c in COUNTS]
     hv = " | ".join(f"{r['hv_ratio']['median']:.4f}" for r in cells)
     regret = " | ".join(f"{r['regret_mean']:.3f}" for r in cells)
-    return f"| {label} | {hv} | {regret} | {rows[-1]['wall_s_median']:.2f} |"
+    signal = " | ".join(f"{r['signal_regret_mean']:.3f}" for r in cells)
+    return f"| {label} | {hv} | {regret} | {signal} | {rows[-1]['wall_s_median']:.2f} |"
 
 
 def _slug(label: str) -> str:
@@ -104,14 +109,16 @@ def main() -> None:
              "reach the cell output or only see zeros set to none; README). Targets (issue #4): "
              "HV ratio >= "
              f"{' / '.join(map(str, TARGET_HV))}, mean regret <= "
-             f"{' / '.join(map(str, TARGET_REGRET))}. Wall: median seconds of one run to 1000 "
-             "evaluations.", ""]
+             f"{' / '.join(map(str, TARGET_REGRET))}. Signal regret: the same loss in 12-epoch "
+             "validation points (the table's best under the budget minus the pick's), what the "
+             "search missed apart from the signal's noise. Wall: median seconds of one run to "
+             "1000 evaluations.", ""]
     for cost in args.costs.split(","):
         started = time.perf_counter()
         lines += [f"## c10 / {cost}", "",
                   "| strategy | HV @100 | HV @300 | HV @1000 | regret @100 | regret @300 | "
-                  "regret @1000 | wall (s) |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  "regret @1000 | signal regret @100 | @300 | @1000 | wall (s) |",
+                  "|---|" + "---:|" * 10]
         for label, search in VARIANTS.items():
             job = BenchJob(table=args.table, out=str(results / f"plugins_{cost}" / _slug(label)),
                            cost=cost, strategies=("multi-asng",), seeds=args.seeds,
@@ -126,8 +133,8 @@ def main() -> None:
             lines.append(_line(name, _rows(summary, name)))
         lines += ["", f"### c10 / {cost}: pruning levels (same seeds; multi-asng tuned)", "",
                   "| strategy | prune | HV @100 | HV @300 | HV @1000 | regret @100 | "
-                  "regret @300 | regret @1000 | wall (s) |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  "regret @300 | regret @1000 | signal regret @100 | @300 | @1000 | wall (s) |",
+                  "|---|---|" + "---:|" * 10]
         for level in PRUNE_LEVELS:
             job = BenchJob(table=args.table, out=str(results / f"plugins_{cost}" / f"prune-{level}"),
                            cost=cost, strategies=PRUNE_STRATEGIES, seeds=args.seeds,
@@ -139,7 +146,10 @@ def main() -> None:
                 lines.append(f"| {label} | {level} | {rest}")
         lines += ["", f"({cost}: {time.perf_counter() - started:.0f} s)", ""]
         print("\n".join(lines[-len(BASELINES) - 3:]), file=sys.stderr, flush=True)
-    write_text(results / "plugins.md", "\n".join(lines) + "\n")
+    page = results / "plugins.md"
+    earlier = page.read_text() if page.is_file() else ""
+    readings = earlier[earlier.index(READINGS):] if READINGS in earlier else ""
+    write_text(page, "\n".join(lines) + "\n" + (f"\n{readings}" if readings else ""))
     print("\n".join(lines))
 
 
@@ -153,8 +163,8 @@ def replicate(args: argparse.Namespace, results: Path) -> None:
     for cost in args.costs.split(","):
         lines += [f"## c10 / {cost}", "",
                   "| strategy | HV @100 | HV @300 | HV @1000 | regret @100 | regret @300 | "
-                  "regret @1000 | wall (s) |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  "regret @1000 | signal regret @100 | @300 | @1000 | wall (s) |",
+                  "|---|" + "---:|" * 10]
         for label, search in VARIANTS.items():
             with tempfile.TemporaryDirectory() as tmp:
                 job = BenchJob(table=args.table, out=tmp, cost=cost, strategies=("multi-asng",),

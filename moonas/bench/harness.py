@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from moonas.atomic import write_json, write_text
 from moonas.bench.runners import RUNNERS, RunOptions, describe, run_strategy, search_config
@@ -73,7 +74,10 @@ class BenchJob:
     `search`: overrides of multi-asng's search settings (`runners.SEARCH_KEYS`), e.g.
     `(("delta0", 0.5),)`; `population`: NSGA-II's population (pymoo and optuna);
     `plot_counts`: where runs are also scored for anytime.png (default: a log grid from 10);
-    `prune`: the pruning every strategy's cells get before a look-up (`PRUNING`).
+    `prune`: the pruning every strategy's cells get before a look-up (`PRUNING`);
+    `blas_threads`: the BLAS threads each run may use (None: the library's default). One is the
+    fastest: the predictor refits are small solves, and with several workers more threads only
+    contend (results/harness_threads.md).
     """
 
     table: str
@@ -89,6 +93,7 @@ class BenchJob:
     population: int = 20
     plot_counts: tuple[int, ...] = ()
     prune: str = "dead"
+    blas_threads: int | None = 1
 
     def __post_init__(self) -> None:
         if not self.strategies:
@@ -106,6 +111,9 @@ class BenchJob:
             raise ConfigError(f"--prune {self.prune!r} is unknown; valid: {', '.join(PRUNING)}")
         if self.workers < 1:
             raise ConfigError(f"--workers must be >= 1, got {self.workers}")
+        if self.blas_threads is not None and self.blas_threads < 1:
+            raise ConfigError(f"blas_threads must be >= 1 or None (the library's default), got "
+                              f"{self.blas_threads}")
         object.__setattr__(self, "evals", tuple(sorted(set(int(e) for e in self.evals))))
 
 
@@ -137,6 +145,13 @@ def _counts(job: BenchJob, size: int) -> tuple[int, ...]:
 
 def _run_task(task: _Task) -> list[dict[str, Any]]:
     """Run one (strategy, seed) to the largest count; a record per count, scored."""
+    if task.job.blas_threads is None:
+        return _score_task(task)
+    with threadpool_limits(limits=task.job.blas_threads, user_api="blas"):
+        return _score_task(task)
+
+
+def _score_task(task: _Task) -> list[dict[str, Any]]:
     job = task.job
     problem, scorer = _problem(job.table, job.dataset, job.cost)
     options = RunOptions(budgets=scorer.budgets, search=job.search, population=job.population,
