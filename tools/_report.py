@@ -22,11 +22,15 @@ def header(title: str) -> str:
 
 
 #: The search defaults before `search.prune` (dead) and `search.pvll` (on) became defaults
-#: (2026-11-25, session 3; `search.pvll.neighbours` followed in session 4). The digits plug-in
-#: benchmarks recorded before then (angle, split, plugins_digits) put these first in their
-#: overrides, so their results files reproduce.
+#: (2026-11-25, session 3; `search.pvll.neighbours` followed in session 4, `features: pairs` in
+#: session 5). The digits plug-in benchmarks recorded before then (angle, split, plugins_digits)
+#: put these first in their overrides, so their results files reproduce.
 PRE_PRUNE_DEFAULTS = ("search.prune=keep", "search.pvll.enabled=false",
-                      "search.pvll.neighbours=false")
+                      "search.pvll.neighbours=false", "search.pvll.features=onehot")
+#: The current search defaults on top of `PRE_PRUNE_DEFAULTS` (those benchmarks' `--set`), for
+#: re-running them as a user would run the search today.
+CURRENT_DEFAULTS = ("search.prune=dead", "search.pvll.neighbours=true",
+                    "search.pvll.features=pairs")
 
 #: `search.pvll.neighbours` became a default on 2026-11-25 (session 4), `search.pvll.features:
 #: pairs` on 2026-12-02 (session 5); results recorded before with PVLL on pin both back with

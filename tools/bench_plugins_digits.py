@@ -20,10 +20,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import PRE_PRUNE_DEFAULTS, header  # noqa: E402
+from _report import CURRENT_DEFAULTS, PRE_PRUNE_DEFAULTS, header  # noqa: E402
 from bench_search_digits import _hv, _retrain, digits_setup  # noqa: E402
 
 import moonas  # noqa: E402
+from moonas.atomic import write_text  # noqa: E402
 from moonas.retrain import TrainRecipe  # noqa: E402
 
 VARIANTS: dict[str, tuple[str, ...]] = {
@@ -44,8 +45,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--retrain-epochs", type=int, default=30)
     parser.add_argument("--set", action="append", default=[], help="config override for all runs")
+    parser.add_argument("--current", action="store_true",
+                        help="today's search defaults (pruning, pvll pairs and neighbours when "
+                             "on) instead of those the page was first recorded with")
     parser.add_argument("--out", default="results/plugins_digits.md")
     args = parser.parse_args()
+    if args.current:
+        args.set = [*CURRENT_DEFAULTS, *args.set]
     torch.set_num_threads(1)
     recipe = TrainRecipe(epochs=args.retrain_epochs)
     work = Path(tempfile.mkdtemp(prefix="moonas-plugins-digits-"))
@@ -93,7 +99,7 @@ def main() -> None:
                      f"{', '.join(format(r['hv'], '.4f') for r in rows[label])} | "
                      f"{med(label, 'best'):.4f} | {med(label, 'supernet_best'):.4f} |")
     lines.append("")
-    Path(args.out).write_text("\n".join(lines))
+    write_text(args.out, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
