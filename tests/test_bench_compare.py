@@ -67,6 +67,30 @@ def test_signal_regret_is_compared_only_when_every_folder_kept_it(tmp_path: Path
     assert "Mean signal regret" not in bench_compare.page([("mixed", mixed)], "test")
 
 
+def test_an_older_folder_gets_its_signal_regret_from_its_picks_and_table(tmp_path: Path) -> None:
+    from conftest import NB201_CSV
+
+    from moonas.bench.scoring import budget_percentiles, signal_regret
+    from moonas.bench.table import load_problem
+
+    problem = load_problem(NB201_CSV, "c10", "params")
+    budgets = budget_percentiles(problem.cost)
+    rows = np.random.default_rng(0).integers(0, problem.size, size=(3, len(budgets)))
+    folder = tmp_path / "old"
+    folder.mkdir()
+    (folder / "summary.json").write_text(json.dumps({
+        "dataset": "c10", "cost": "params", "table": str(NB201_CSV), "budgets": list(budgets),
+        "strategies": {"a": ""}}))
+    (folder / "fronts.jsonl").write_text("".join(
+        json.dumps({"strategy": "a", "evals": 100, "seed": seed, "hv_ratio": 0.99,
+                    "regret": [0.5] * len(budgets),
+                    "picks": [problem.arch_strs[i] for i in picked]}) + "\n"
+        for seed, picked in enumerate(rows)))
+    _, _, data = bench_compare.load(f"A={folder}")
+    want = [signal_regret(picked, problem.signal, problem.cost, budgets).mean() for picked in rows]
+    assert np.allclose(data[100]["signal"], want) and min(want) > 0
+
+
 def test_bad_entries_exit_with_one_line(tmp_path: Path) -> None:
     folder = _folder(tmp_path / "runs", {"a": (0.99, 0.5), "b": (0.99, 0.4)})
     for spec, message in ((f"{folder}", "expected LABEL=DIR"),

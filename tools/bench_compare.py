@@ -1,7 +1,8 @@
 """Compare strategies across `moonas bench` result folders, with the spread the seeds leave.
 
-Reads each folder's summary.json and fronts.jsonl (per-seed HV ratio, regret and, where every
-folder kept it, signal regret) and writes a page: per strategy and count, the median HV ratio
+Reads each folder's summary.json and fronts.jsonl (per-seed HV ratio, regret and signal regret;
+a folder written before the harness kept the signal regret gets it from its picks and the table
+its summary names, when that file is there) and writes a page: per strategy and count, the median HV ratio
 and the mean regrets, each with a 95% percentile-bootstrap interval over the seeds; then,
 against the first entry, the interval of the difference (unpaired: strategies draw their own
 random numbers, so seeds do not pair them). A difference whose interval excludes 0 is marked.
@@ -18,9 +19,11 @@ LABEL=DIR:STRATEGY (STRATEGY may be left out when DIR holds one).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -28,9 +31,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import header  # noqa: E402
 
 from moonas.atomic import write_text  # noqa: E402
-from moonas.bench.scoring import bootstrap_interval  # noqa: E402
+from moonas.bench.scoring import bootstrap_interval, signal_regret  # noqa: E402
+from moonas.bench.table import load_problem  # noqa: E402
 
 RESAMPLES = 4000
+
+
+@functools.lru_cache(maxsize=8)
+def _table(table: str, dataset: str, cost: str):
+    return load_problem(table, dataset, cost)
+
+
+def _pick_scorer(summary: dict) -> Callable[[list], float] | None:
+    """Mean signal regret of a line's picks (arch strings), from the table the summary names;
+    None when the summary names none or the file is not there."""
+    table = summary.get("table")
+    if not table or not Path(table).is_file() or "budgets" not in summary:
+        return None
+    problem = _table(table, summary["dataset"], summary["cost"])
+    index = {arch: i for i, arch in enumerate(problem.arch_strs)}
+    budgets = tuple(summary["budgets"])
+
+    def score(picks: list) -> float:
+        rows = np.array([index[p] if p is not None else -1 for p in picks], dtype=np.int64)
+        return float(np.mean(signal_regret(rows, problem.signal, problem.cost, budgets)))
+    return score
 
 
 def load(spec: str) -> tuple[str, dict, dict[int, dict[str, np.ndarray]]]:
@@ -52,11 +77,15 @@ def load(spec: str) -> tuple[str, dict, dict[int, dict[str, np.ndarray]]]:
     if strategy not in names:
         sys.exit(f"error: {folder} has no {strategy!r}; it holds {', '.join(names)}")
     per: dict[int, dict[int, tuple[float, float, float]]] = {}
+    from_picks: Callable[[list], float] | None = None
     for line in (folder / "fronts.jsonl").read_text().splitlines():
         r = json.loads(line)
         if r["strategy"] == strategy:
-            # Folders written before the harness kept the signal regret lack it: nan.
-            signal = float(np.mean(r["signal_regret"])) if "signal_regret" in r else np.nan
+            if "signal_regret" in r:
+                signal = float(np.mean(r["signal_regret"]))
+            else:  # written before the harness kept it: from the picks, or nan without a table
+                from_picks = from_picks or _pick_scorer(summary) or (lambda picks: np.nan)
+                signal = from_picks(r["picks"]) if "picks" in r else np.nan
             per.setdefault(r["evals"], {})[r["seed"]] = (r["hv_ratio"], float(np.mean(r["regret"])),
                                                          signal)
     data = {}
