@@ -48,8 +48,9 @@ def _weight_step(ctx: SearchContext, x: torch.Tensor, y: torch.Tensor) -> float:
         loss = nn.functional.cross_entropy(
             ctx.supernet(x, arch) if dist is None else ctx.supernet(x, arch, dist=int(dist)), y)
         if not torch.isfinite(loss):
+            value = float(loss.detach())
             raise MoonasError(
-                f"the training loss became {float(loss)} at step {ctx.scheduler.last_epoch}: lower "
+                f"the training loss became {value} at step {ctx.scheduler.last_epoch}: lower "
                 f"train.lr (now {t.lr:g}) or set train.grad_clip; the last good checkpoint is "
                 "kept, resume with --resume after changing nothing else"
             )
