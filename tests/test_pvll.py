@@ -57,6 +57,27 @@ def test_fifo_memory_bound_keeps_most_recent():
     np.testing.assert_array_equal(kept_archs, archs[15:])
 
 
+def _blas_threads_now() -> int:
+    import threadpoolctl
+
+    return max(p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas")
+
+
+def test_refits_run_on_one_blas_thread_and_leave_the_default_after():
+    from moonas.threads import blas_threads
+
+    default = _blas_threads_now()
+    with blas_threads(None):
+        assert _blas_threads_now() == default
+    plugin = PVLLPlugin(PVLLConfig(enabled=True, memory=10, min_observations=5), N_OPTIONS, 2, 0)
+    seen: list[int] = []
+    fit = plugin.predictor.fit
+    plugin.predictor.fit = lambda *a: (seen.append(_blas_threads_now()), fit(*a))
+    assert plugin.add(_random_archs(np.random.default_rng(3), 6), np.arange(6.0))
+    assert seen == [1] and plugin.predictor.fitted
+    assert _blas_threads_now() == default
+
+
 def test_refit_schedule():
     config = PVLLConfig(enabled=True, refit_every=10, min_observations=20)
     plugin = PVLLPlugin(config, N_OPTIONS, 2, 0)

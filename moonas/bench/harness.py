@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from moonas.atomic import write_json, write_text
 from moonas.bench.runners import RUNNERS, RunOptions, describe, run_strategy, search_config
@@ -26,6 +25,7 @@ from moonas.bench.scoring import (PERCENTILES, REFERENCE, Scorer, build_scorer, 
                                   picks, returned_set, signal_regret)
 from moonas.bench.table import BenchProblem, load_problem
 from moonas.errors import ConfigError
+from moonas.threads import blas_threads
 
 __all__ = ["BenchJob", "run_bench", "summary_markdown", "write_anytime", "strategy_rng",
            "STRATEGY_NAMES", "CACHING"]
@@ -145,9 +145,7 @@ def _counts(job: BenchJob, size: int) -> tuple[int, ...]:
 
 def _run_task(task: _Task) -> list[dict[str, Any]]:
     """Run one (strategy, seed) to the largest count; a record per count, scored."""
-    if task.job.blas_threads is None:
-        return _score_task(task)
-    with threadpool_limits(limits=task.job.blas_threads, user_api="blas"):
+    with blas_threads(task.job.blas_threads):
         return _score_task(task)
 
 

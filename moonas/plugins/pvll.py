@@ -60,6 +60,7 @@ from moonas.asng import MultiASNG
 from moonas.asng.importance import budget_keys, coefficient_keys
 from moonas.errors import CheckpointError, ConfigError
 from moonas.plugins import Plugin
+from moonas.threads import blas_threads
 
 __all__ = ["PVLLConfig", "PVLLPlugin", "RidgePredictor", "PairsRidgePredictor", "KernelPredictor",
            "make_predictor", "encode", "resolve_features"]
@@ -648,7 +649,8 @@ class PVLLPlugin(Plugin):
         self._since_fit += len(losses)
         due = self._since_fit >= self.config.refit_every or not self.predictor.fitted
         if due and self.n_observed >= self.config.min_observations:
-            self.predictor.fit(self._archs, self._losses)
+            with blas_threads(1):  # a small solve: more threads only contend (with torch's too)
+                self.predictor.fit(self._archs, self._losses)
             self._since_fit = 0
             self.n_fits += 1
             return True

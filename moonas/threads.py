@@ -1,0 +1,25 @@
+"""How many threads numpy's BLAS may use inside a block (threadpoolctl's one home).
+
+The PVLL refits are small dense solves (the memory's n x n, n <= 500): one thread does them as
+fast as several, and beside torch's threads or other worker processes more threads only contend
+(results/harness_threads.md: a 2-worker harness job ran 4.0x slower with the library default).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+from threadpoolctl import threadpool_limits
+
+__all__ = ["blas_threads"]
+
+
+@contextlib.contextmanager
+def blas_threads(limit: int | None = 1) -> Iterator[None]:
+    """Inside the block BLAS uses at most `limit` threads; None leaves the library's default."""
+    if limit is None:
+        yield
+        return
+    with threadpool_limits(limits=limit, user_api="blas"):
+        yield
