@@ -2,10 +2,11 @@
 
 Reads each folder's summary.json and fronts.jsonl (per-seed HV ratio, regret and signal regret;
 a folder written before the harness kept the signal regret gets it from its picks and the table
-its summary names, when that file is there) and writes a page: per strategy and count, the median HV ratio
-and the mean regrets, each with a 95% percentile-bootstrap interval over the seeds; then,
-against the first entry, the interval of the difference (unpaired: strategies draw their own
-random numbers, so seeds do not pair them). A difference whose interval excludes 0 is marked.
+its summary names, when that file is there) and writes a page: per strategy and count, the
+median HV ratio and the mean regrets, each with a 95% percentile-bootstrap interval over the
+seeds; then, against the first entry, the interval of the difference (unpaired: strategies draw
+their own random numbers, so seeds do not pair them). A difference whose interval excludes 0 is
+marked.
 
     python tools/bench_compare.py --out results/plugins_significance.md \
         --group "c10 / params, seeds 0-19" \
@@ -59,7 +60,8 @@ def _pick_scorer(summary: dict) -> Callable[[list], float] | None:
 
 
 def load(spec: str) -> tuple[str, dict, dict[int, dict[str, np.ndarray]]]:
-    """(label, summary, {count: {"hv": (seeds,), "regret": (seeds,)}}) of one LABEL=DIR[:S]."""
+    """(label, summary, {count: {"hv", "regret", "seeds" and, when every seed has it, "signal":
+    (seeds,) each}}) of one LABEL=DIR[:S]."""
     if "=" not in spec:
         sys.exit(f"error: {spec!r}: expected LABEL=DIR or LABEL=DIR:STRATEGY")
     label, where = spec.split("=", 1)

@@ -11,7 +11,6 @@ machine load falls on every variant alike. torch uses one thread, as the digits 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import sys
 import tempfile
@@ -57,7 +56,7 @@ def main() -> None:
             try:
                 started = time.perf_counter()
                 moonas.search(None, work / f"{round_}-{list(VARIANTS).index(name)}",
-                                    overrides=(*epochs, *overrides))
+                              overrides=(*epochs, *overrides))
                 walls[name].append(time.perf_counter() - started)
             finally:
                 pvll.blas_threads = shipped
