@@ -8,11 +8,19 @@ fast as several, and beside torch's threads or other worker processes more threa
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Iterator
 
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 __all__ = ["blas_threads"]
+
+
+@functools.lru_cache(maxsize=1)
+def _controller() -> ThreadpoolController:
+    """The loaded thread pools, found once (a scan of the loaded libraries costs about 1 ms, and
+    the PVLL refits ask on every refit); first asked for after numpy is loaded."""
+    return ThreadpoolController()
 
 
 @contextlib.contextmanager
@@ -21,5 +29,5 @@ def blas_threads(limit: int | None = 1) -> Iterator[None]:
     if limit is None:
         yield
         return
-    with threadpool_limits(limits=limit, user_api="blas"):
+    with _controller().limit(limits=limit, user_api="blas"):
         yield
