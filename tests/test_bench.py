@@ -312,6 +312,40 @@ def test_exhaustive_search_has_no_signal_regret_only_the_signals_noise(tmp_path:
     assert row["regret_mean"] > 0.1  # the 12-epoch signal misleads on some budgets
 
 
+def test_smoothed_picks_rank_by_the_smoothed_signal_and_keep_the_observed_regret(
+        tmp_path: Path) -> None:
+    from moonas.bench.scoring import pick_signal
+    from moonas.plugins.pvll import smoothed_scores
+
+    kw = dict(table=str(NB201_CSV), strategies=("multi-asng", "random"), evals=(100, 300),
+              seeds=2, plot_counts=(20,))
+    observed = run_bench(BenchJob(out=str(tmp_path / "o"), **kw))
+    smoothed = run_bench(BenchJob(out=str(tmp_path / "s"), pick="smoothed", **kw))
+    assert smoothed["pick"] == "smoothed" and observed["pick"] == "observed"
+    for o, s in zip(observed["rows"], smoothed["rows"]):
+        assert o["hv_ratio"] == s["hv_ratio"]  # the same runs: only the picks differ
+        assert s["observed_regret_mean"] == pytest.approx(o["regret_mean"])
+        assert "observed_regret_mean" not in o
+    lines = {name: [json.loads(x) for x in (tmp_path / name / "fronts.jsonl").read_text()
+                    .splitlines()] for name in ("o", "s")}
+    assert any(a["picks"] != b["picks"] for a, b in zip(lines["o"], lines["s"]))
+    assert all(b["observed_regret"] == a["regret"] for a, b in zip(lines["o"], lines["s"]))
+    page = (tmp_path / "s" / "summary.md").read_text()
+    assert "with observed picks (--pick observed)" in page and "--pick smoothed" in page
+    # The rule itself: the evaluated rows' signal smoothed, every other row as it was.
+    problem = load_problem(NB201_CSV, "c10", "params")
+    rows = np.arange(0, 3000, 7)
+    ranked = pick_signal("smoothed", rows, problem)
+    np.testing.assert_allclose(ranked[rows], smoothed_scores(problem.arch(rows),
+                                                             problem.signal[rows],
+                                                             problem.n_options))
+    others = np.setdiff1d(np.arange(problem.size), rows)
+    np.testing.assert_array_equal(ranked[others], problem.signal[others])
+    assert pick_signal("observed", rows, problem) is problem.signal
+    with pytest.raises(ConfigError, match="--pick 'best' is unknown; valid: observed, smoothed"):
+        BenchJob(out=str(tmp_path), pick="best", **kw)
+
+
 def test_each_run_gets_the_blas_threads_asked_for_and_the_same_result(tmp_path: Path,
                                                                       monkeypatch) -> None:
     import threadpoolctl
@@ -364,7 +398,8 @@ def test_cli_register_runs_and_rejects_bad_input(tmp_path: Path) -> None:
         "delta0"] == 0.5
     for bad, message in ((["--strategies", "nsga3"], "unknown benchmark strategy 'nsga3'"),
                          (["--evals", "1e2x"], "--evals"),
-                         (["--set", "step=1"], "unknown key 'step'")):
+                         (["--set", "step=1"], "unknown key 'step'"),
+                         (["--pick", "mean"], "--pick 'mean' is unknown")):
         args = parser.parse_args(["bench", "nb201", "--table", str(NB201_CSV), "--out",
                                   str(tmp_path / "bad"), *bad])
         with pytest.raises(ConfigError, match=message):

@@ -461,3 +461,28 @@ def test_on_by_default_for_multi_asng_and_never_in_plain_asng() -> None:
                            load_config(None, ["search.eoi.enabled=true"]).search, price=price)
     assert joint.pvll is not None
     assert plain.pvll is None and plain.plugins == [] and plain.angle is None
+
+
+def test_smoothed_scores_discount_an_inflated_score_and_blend_with_the_fit():
+    from moonas.plugins.pvll import smoothed_scores
+
+    rng = np.random.default_rng(0)
+    n_options = (4, 4, 4, 4)
+    archs = np.unique(rng.integers(0, 4, size=(200, 4)), axis=0)
+    effect = rng.normal(size=(4, 4))
+    scores = effect[np.arange(4), archs].sum(axis=1)
+    best = int(np.argmax(scores))
+    lucky = int(np.argsort(scores)[len(scores) // 2])  # a middling arch, measured far too high
+    scores[lucky] = scores[best] + 0.01
+    smooth = smoothed_scores(archs, scores, n_options, weight=0.1, ridge=1.0)
+    assert np.argmax(scores) == lucky and np.argmax(smooth) == best
+    # Exactly the blend of the scores with a pairs ridge fitted on them.
+    model = PairsRidgePredictor(n_options, ridge=1.0)
+    model.fit(archs, scores)
+    np.testing.assert_allclose(smooth, 0.9 * scores + 0.1 * model.predict(archs))
+    np.testing.assert_array_equal(smoothed_scores(archs, scores, n_options, weight=0.0), scores)
+    np.testing.assert_array_equal(smoothed_scores(archs[:2], scores[:2], n_options), scores[:2])
+    with pytest.raises(ConfigError, match=r"weight must be in \[0, 1\]"):
+        smoothed_scores(archs, scores, n_options, weight=1.5)
+    with pytest.raises(ConfigError, match="ridge must be > 0"):
+        smoothed_scores(archs, scores, n_options, ridge=0.0)

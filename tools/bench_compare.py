@@ -132,7 +132,8 @@ def section(entries: list[tuple[str, dict, dict]]) -> list[str]:
         seeds = next(iter(data.values()))["seeds"]
         made = summary.get("provenance", {}).get("command", "not recorded in the folder (written before summaries kept it)")
         lines.append(f"- {label}: {summary['dataset']}/{summary['cost']}, seeds {seeds.min()}.."
-                     f"{seeds.max()} ({len(seeds)}), prune {summary.get('prune', 'keep')}; "
+                     f"{seeds.max()} ({len(seeds)}), prune {summary.get('prune', 'keep')}, "
+                     f"picks {summary.get('pick', 'observed')}; "
                      f"made by `{made}`")
     lines.append("")
     metrics = [("hv", np.median, "{:.4f}", "Median HV ratio"),

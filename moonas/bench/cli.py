@@ -48,6 +48,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                         help="what every strategy's cells lose before a look-up, as 'moonas "
                         "search' does (search.prune): dead (default: operations that cannot "
                         "reach the output or only see zeros), unreachable, or keep")
+    parser.add_argument("--pick", default="observed", metavar="RULE",
+                        help="how every strategy's pick per budget is chosen among its "
+                        "evaluations: observed (default: the best 12-epoch accuracy under the "
+                        "budget) or smoothed (shrunk 0.1 towards a pairs ridge fit of all its "
+                        "evaluations; the observed picks' regret is reported beside it)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.set_defaults(func=run)
     return parser
@@ -91,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         evals=_list(args.evals, int, "--evals"), seeds=args.seeds,
         first_seed=args.first_seed, workers=args.workers,
         search=_settings(args.set), population=args.population, prune=args.prune,
+        pick=args.pick,
     )
     bars: list[Any] = []
 

@@ -21,8 +21,9 @@ import numpy as np
 
 from moonas.atomic import write_json, write_text
 from moonas.bench.runners import RUNNERS, RunOptions, describe, run_strategy, search_config
-from moonas.bench.scoring import (PERCENTILES, REFERENCE, Scorer, build_scorer, bootstrap_interval,
-                                  picks, returned_set, signal_regret)
+from moonas.bench.scoring import (PERCENTILES, PICK_RULES, REFERENCE, Scorer, build_scorer,
+                                  bootstrap_interval, pick_signal, picks, returned_set,
+                                  signal_regret)
 from moonas.bench.table import BenchProblem, load_problem
 from moonas.errors import ConfigError
 from moonas.threads import blas_threads
@@ -77,7 +78,10 @@ class BenchJob:
     `prune`: the pruning every strategy's cells get before a look-up (`PRUNING`);
     `blas_threads`: the BLAS threads each run may use (None: the library's default). One is the
     fastest: the predictor refits are small solves, and with several workers more threads only
-    contend (results/harness_threads.md).
+    contend (results/harness_threads.md);
+    `pick`: how every strategy's pick per budget is chosen among its evaluations
+    (`scoring.PICK_RULES`); with `smoothed`, records also carry the regret the observed picks
+    of the same runs would have had, for a side-by-side comparison.
     """
 
     table: str
@@ -94,6 +98,7 @@ class BenchJob:
     plot_counts: tuple[int, ...] = ()
     prune: str = "dead"
     blas_threads: int | None = 1
+    pick: str = "observed"
 
     def __post_init__(self) -> None:
         if not self.strategies:
@@ -109,6 +114,8 @@ class BenchJob:
             raise ConfigError(f"--seeds must be >= 1, got {self.seeds}")
         if self.prune not in PRUNING:
             raise ConfigError(f"--prune {self.prune!r} is unknown; valid: {', '.join(PRUNING)}")
+        if self.pick not in PICK_RULES:
+            raise ConfigError(f"--pick {self.pick!r} is unknown; valid: {', '.join(PICK_RULES)}")
         if self.workers < 1:
             raise ConfigError(f"--workers must be >= 1, got {self.workers}")
         if self.blas_threads is not None and self.blas_threads < 1:
@@ -165,7 +172,7 @@ def _score_task(task: _Task) -> list[dict[str, Any]]:
     for count in counts:
         rows = trace.rows_at(count)
         returned = returned_set(rows, problem.signal, problem.cost)
-        picked = picks(rows, problem.signal, problem.cost, scorer.budgets)
+        picked = picks(rows, pick_signal(job.pick, rows, problem), problem.cost, scorer.budgets)
         record: dict[str, Any] = {
             "strategy": task.strategy, "evals": count, "seed": task.seed,
             "reached": int(len(rows)), "hv_ratio": scorer.hv_ratio(returned),
@@ -175,6 +182,9 @@ def _score_task(task: _Task) -> list[dict[str, Any]]:
             "returned": returned.tolist(), "picks": picked.tolist(),
             "listed": exhaustive or count in job.evals,
         }
+        if job.pick != "observed":
+            observed = picks(rows, problem.signal, problem.cost, scorer.budgets)
+            record["observed_regret"] = scorer.regret(observed).tolist()
         modes = trace.modes_at(count)
         if modes is not None:
             mode_rows = problem.index(problem.prune(modes, job.prune))  # what a mode returns
@@ -262,6 +272,10 @@ def _summarise(job: BenchJob, problem: BenchProblem, scorer: Scorer, records: li
             "signal_regret_mean": float(np.mean([r["signal_regret"] for r in group])),
             "wall_s_median": float(np.median([r["wall_s"] for r in group])),
         }
+        if "observed_regret" in group[0]:
+            observed = np.array([r["observed_regret"] for r in group])
+            row["observed_regret_mean"] = float(observed.mean())
+            row["observed_regret_ci95"] = list(bootstrap_interval(observed.mean(axis=1)))
         if "mode_regret" in group[0]:
             row["mode_regret_mean"] = float(np.mean([r["mode_regret"] for r in group]))
         if name in NOTES:
@@ -276,6 +290,7 @@ def _summarise(job: BenchJob, problem: BenchProblem, scorer: Scorer, records: li
                                                      "hv": scorer.true_hv},
         "first_seed": job.first_seed, "caching": CACHING, "multi_asng_search": search,
         "prune": job.prune, "pruning": PRUNING[job.prune],
+        "pick": job.pick, "picking": PICK_RULES[job.pick],
         "population": job.population,
         "elapsed_s": elapsed, "provenance": _provenance(job), "rows": rows, "anytime": anytime,
     }
@@ -308,6 +323,8 @@ def _write(job: BenchJob, problem: BenchProblem, summary: dict, records: list[di
             line["modes"] = [names[i] for i in r["modes"]]
         line.update(reached=r["reached"], hv_ratio=r["hv_ratio"], regret=r["regret"],
                     signal_regret=r["signal_regret"])
+        if "observed_regret" in r:
+            line["observed_regret"] = r["observed_regret"]
         lines.append(_json_line(line))
     write_text(out / "fronts.jsonl", "".join(lines))
     write_json(out / "summary.json", summary)
@@ -354,6 +371,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         f"{summary['cost_unit']}.",
         f"- {summary['caching']}",
         f"- {summary.get('pruning', PRUNING['keep'])}",
+        f"- Picks: {summary.get('picking', PICK_RULES['observed'])}.",
         "- Search signal: 12-epoch validation accuracy; score: 200-epoch test accuracy. HV of "
         "(test error, cost) normalised by the table's min and max, reference point "
         f"{summary['reference_point']}; HV ratio against the table's true front "
@@ -380,6 +398,11 @@ def summary_markdown(summary: dict[str, Any]) -> str:
          lambda r: f"{r['regret_mean']:.3f}" + (
              f" ({r['regret_ci95'][0]:.3f}-{r['regret_ci95'][1]:.3f})"
              if "regret_ci95" in r and r["n_seeds"] > 1 else "")),
+        *((("Mean budget regret of the same runs with observed picks (--pick observed)",
+            lambda r: f"{r['observed_regret_mean']:.3f} ({r['observed_regret_ci95'][0]:.3f}-"
+                      f"{r['observed_regret_ci95'][1]:.3f})"
+            if "observed_regret_mean" in r else ""),)
+          if any("observed_regret_mean" in r for r in rows) else ()),
         ("Mean signal regret (12-epoch validation points)",
          lambda r: f"{r['signal_regret_mean']:.3f}" if "signal_regret_mean" in r else ""),
         ("Median wall seconds", lambda r: f"{r['wall_s_median']:.2f}"),

@@ -9,6 +9,7 @@ import numpy as np
 
 from moonas.bench.table import BenchProblem
 from moonas.pareto import hypervolume, normalise
+from moonas.plugins.pvll import SMOOTHING, smoothed_scores
 
 __all__ = [
     "PERCENTILES",
@@ -18,6 +19,8 @@ __all__ = [
     "budget_percentiles",
     "returned_set",
     "picks",
+    "PICK_RULES",
+    "pick_signal",
     "signal_regret",
     "front_2d",
     "bootstrap_interval",
@@ -98,6 +101,33 @@ def picks(rows: np.ndarray, signal: np.ndarray, cost: np.ndarray,
         feasible = c <= b
         if feasible.any():
             out[k] = rows[feasible][np.argmax(s[feasible])]
+    return out
+
+
+#: How a strategy's pick per budget is chosen among its evaluations (`--pick`); the same rule
+#: for every strategy of a job.
+PICK_RULES = {
+    "observed": "each budget's pick is the evaluated architecture with the best 12-epoch "
+                "validation accuracy under it (--pick observed)",
+    "smoothed": "each budget's pick is the evaluated architecture with the best smoothed "
+                f"12-epoch validation accuracy under it: {1 - SMOOTHING['weight']:g} x its own "
+                f"plus {SMOOTHING['weight']:g} x a pairs ridge fit (ridge {SMOOTHING['ridge']:g}) "
+                "on everything the strategy evaluated, which discounts accuracies far above what "
+                "an architecture's operations predict (--pick smoothed, the same rule for every "
+                "strategy)",
+}
+
+
+def pick_signal(rule: str, rows: np.ndarray, problem: BenchProblem) -> np.ndarray:
+    """The per-row values (N,) that `picks` ranks the evaluated `rows` by under `rule`
+    (`PICK_RULES`): the signal itself, or a copy with the rows' values smoothed."""
+    if rule == "observed":
+        return problem.signal
+    if rule != "smoothed":
+        raise ValueError(f"unknown pick rule {rule!r}; valid: {', '.join(PICK_RULES)}")
+    rows = np.unique(np.asarray(rows, dtype=np.int64))
+    out = np.array(problem.signal, dtype=np.float64)
+    out[rows] = smoothed_scores(problem.arch(rows), out[rows], problem.n_options)
     return out
 
 
