@@ -42,8 +42,9 @@ config's ``tell``:
 
 Smoothed picks. ``smoothed_scores`` shrinks observed scores towards a heavily regularised
 pairs ridge fit of them, to choose the best of many noisy measurements (the NAS-Bench-201
-harness's ``--pick smoothed``: on c10 it lowered the regret at 1000 evaluations by about 0.13
-points for every strategy, results/picks.md).
+harness's ``--pick smoothed``: on c10 it lowered the regret at 1000 evaluations by 0.11-0.15
+points for the searching strategies; on c100 and ImageNet16 the effect is small and mixed,
+results/picks.md).
 
 Operation importance. ``importance(core)`` returns ``d = G^2 / sum G^2`` per distribution and
 choice, G the gradient of the expected predicted loss under theta_k (the one-hot weights of
@@ -367,8 +368,9 @@ class PairsRidgePredictor:
 
 
 #: Weight and ridge of `smoothed_scores`' default, chosen on NAS-Bench-201 tuning seeds
-#: (c10 params 100-179, macs 100-139; multi-asng, NSGA-II and random alike): a plateau from
-#: weight 0.05 to 0.15 and ridge 10 to 100 (results/picks.md).
+#: (c10 params 100-179, macs 100-139; multi-asng, NSGA-II and random alike): weight 0.1-0.15
+#: with ridge 30-100 is level; 0.05 gains less at 1000, 0.25 loses at 100 and 300
+#: (results/picks_tuning.md).
 SMOOTHING = {"weight": 0.1, "ridge": 30.0}
 
 
