@@ -8,7 +8,7 @@ fast as several, and beside torch's threads or other worker processes more threa
 from __future__ import annotations
 
 import contextlib
-import functools
+import sys
 from typing import Iterator
 
 from threadpoolctl import ThreadpoolController
@@ -16,11 +16,18 @@ from threadpoolctl import ThreadpoolController
 __all__ = ["blas_threads"]
 
 
-@functools.lru_cache(maxsize=1)
+_found: dict[int, ThreadpoolController] = {}
+
+
 def _controller() -> ThreadpoolController:
-    """The loaded thread pools, found once (a scan of the loaded libraries costs about 1 ms, and
-    the PVLL refits ask on every refit); first asked for after numpy is loaded."""
-    return ThreadpoolController()
+    """The loaded thread pools, found once per set of imported modules: a scan of the loaded
+    libraries costs about 1 ms and the PVLL refits ask on every refit, while an import (scipy,
+    torch) can load another BLAS that a scan made before it would miss."""
+    key = len(sys.modules)
+    if key not in _found:
+        _found.clear()
+        _found[key] = ThreadpoolController()
+    return _found[key]
 
 
 @contextlib.contextmanager
