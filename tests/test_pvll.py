@@ -101,7 +101,7 @@ def _fitted_plugin(config: PVLLConfig, K: int = 3) -> PVLLPlugin:
 
 
 def test_screening_shape_exploration_share_and_improvement():
-    config = PVLLConfig(enabled=True, explore=0.25, pool=32, min_observations=10)
+    config = PVLLConfig(enabled=True, explore=0.25, pool=32, min_observations=10, greedy_until=0)
     plugin = _fitted_plugin(config)
     core = MultiASNG(N_OPTIONS, 3, coefficients=[0.0, 0.1, 0.2], n_per_dist=4)
     rng = np.random.default_rng(5)
@@ -117,6 +117,68 @@ def test_screening_shape_exploration_share_and_improvement():
         before.append(_additive(asked[~told]).mean())
         after.append(_additive(out[~told]).mean())
     assert np.mean(after) < np.mean(before) - 0.5
+
+
+def test_greedy_phase_screens_every_row_until_enough_observations():
+    # 60 remembered pairs: with greedy_until 100 every row is screened (none told, the
+    # distributions wait); 40 more pairs end the phase and the explore share comes back.
+    config = PVLLConfig(enabled=True, explore=0.25, pool=32, min_observations=10,
+                        greedy_until=100)
+    plugin = _fitted_plugin(config)
+    core = MultiASNG(N_OPTIONS, 3, coefficients=[0.0, 0.1, 0.2], n_per_dist=4)
+    rng = np.random.default_rng(5)
+    asked = core.ask(rng)
+    out = plugin.propose(rng, core, asked)
+    assert not plugin.tell_mask(len(out)).any()
+    assert _additive(out).mean() < _additive(asked).mean() - 0.5
+    extra = _random_archs(np.random.default_rng(9), 40)
+    plugin.add(extra, _additive(extra))
+    plugin.propose(rng, core, core.ask(rng))
+    assert plugin.tell_mask(len(out)).sum() == 3  # round(0.25 * 12)
+
+
+def test_explore_share_schedule_and_bad_greedy_until():
+    config = PVLLConfig(explore=0.5, greedy_until=150)
+    assert config.explore_share(0) == config.explore_share(149) == 0.0
+    assert config.explore_share(150) == 0.5
+    assert PVLLConfig(explore=0.5, greedy_until=0).explore_share(0) == 0.5
+    # explore 1 records without screening, greedy phase or not.
+    assert PVLLConfig(explore=1.0, greedy_until=150).explore_share(0) == 1.0
+    with pytest.raises(ConfigError, match="greedy_until"):
+        PVLLConfig(greedy_until=-1)
+
+
+def test_distributions_wait_through_the_greedy_phase():
+    # The strategy tells the core only unscreened rows: none in the greedy phase, so every
+    # theta stays uniform until greedy_until observations, and moves after.
+    from moonas.config import SearchConfig
+    from moonas.search.objective import Objective
+    from moonas.search.strategies import build_strategy
+
+    def thetas_after(greedy_until: int, steps: int) -> np.ndarray:
+        search = SearchConfig(strategy="multi-asng", budgets=None, n_budgets=3,
+                              coefficients=(0.0, 0.5, 1.0), samples_per_dist=2,
+                              pvll=PVLLConfig(min_observations=10, greedy_until=greedy_until))
+        objective = Objective("params", None, (0.0, 0.5, 1.0), 0.0, 40.0)
+        strategy = build_strategy("multi-asng", N_OPTIONS, objective, search,
+                                  price=lambda a: np.asarray(a).sum(axis=1).astype(float))
+        rng = np.random.default_rng(0)
+        for _ in range(steps):
+            archs = strategy.ask(rng)
+            strategy.tell(archs, _additive(archs), np.asarray(archs).sum(axis=1).astype(float))
+        return strategy.core.thetas, strategy.pvll.n_observed
+
+    uniform = MultiASNG(N_OPTIONS, 3, coefficients=[0.0, 0.5, 1.0]).thetas
+    # 6 rows a step: 2 steps (12 pairs) told before the first fit, then greedy up to 60 pairs.
+    waited, seen = thetas_after(60, 10)
+    assert seen == 60
+    before_fit, _ = thetas_after(60, 2)
+    assert not np.allclose(before_fit, uniform)
+    np.testing.assert_allclose(waited, before_fit)  # nothing told in the greedy phase
+    later, _ = thetas_after(60, 20)
+    never_greedy, _ = thetas_after(0, 10)
+    assert not np.allclose(later, waited)
+    assert not np.allclose(never_greedy, waited)
 
 
 def test_neighbours_of_moves_one_choice_each():

@@ -16,7 +16,15 @@ Once it has seen ``min_observations`` pairs, ``propose`` screens: for each row t
 ``core.ask`` drew from distribution k, it draws ``pool`` more candidates from k and replaces
 the row by the candidate whose *predicted* ranking key under k's objective is best (predicted
 loss; Deb's rule or the cost coefficient when the plug-in knows the cost, see ``set_objective``).
-A share ``explore`` of the rows is left as drawn.
+A share ``explore`` of the rows is left as drawn, except in the greedy phase.
+
+Greedy phase (``greedy_until``, default 150 observations). Until the memory has seen that many
+pairs, every row is screened: the search is a model-based local search from the first fit on
+(``min_observations``), and the distributions, told only unscreened rows, wait. Uniform draws
+teach the distributions little at that stage, while each screened evaluation lands near the
+predicted best of some distribution. On NAS-Bench-201 tuning seeds (c10 params 100-179, MACs
+100-139) it lowered the mean regret at 100 evaluations by 0.03-0.06 points, level at 300
+(results/plugins_greedy.md).
 
 Neighbours (``neighbours: true``). Drawn pools mostly repeat what the distribution already
 gave, and late in a search that is cells already evaluated. With this switch each screened
@@ -99,6 +107,7 @@ class PVLLConfig:
     ridge: float | None = None           # L2 penalty, standardised targets (None: see ``l2``)
     damp: float = 0.0                    # sharpening of the pool on important choices
     neighbours: bool = True              # pools also hold the incumbent's one-choice moves
+    greedy_until: int = 150              # observations before which every row is screened
 
     def __post_init__(self) -> None:
         if self.memory < 2:
@@ -125,6 +134,17 @@ class PVLLConfig:
             raise ConfigError(f"search.pvll.damp={self.damp}: use damp >= 0 (default 0)")
         if not isinstance(self.neighbours, bool):
             raise ConfigError(f"search.pvll.neighbours={self.neighbours!r}: use true or false")
+        if self.greedy_until < 0:
+            raise ConfigError(f"search.pvll.greedy_until={self.greedy_until}: use >= 0 "
+                              "observations (0: no greedy phase; default 150)")
+
+    def explore_share(self, observed: int) -> float:
+        """The share of a step's rows left as drawn once ``observed`` pairs were seen: 0 in the
+        greedy phase (fewer than ``greedy_until``), ``explore`` after it. ``explore`` 1 (record
+        only, screen nothing) holds in the greedy phase too."""
+        if observed < self.greedy_until and self.explore < 1.0:
+            return 0.0
+        return self.explore
 
     @property
     def l2(self) -> float:
@@ -546,13 +566,14 @@ class PVLLPlugin(Plugin):
         archs = np.asarray(archs, dtype=np.int64)
         m = archs.shape[0]
         self._screened = np.zeros(m, dtype=bool)
-        if not self.active or self.config.explore >= 1.0:
+        explore = self.config.explore_share(self.n_observed)
+        if not self.active or explore >= 1.0:
             return archs
         per = m // core.K
         source = np.repeat(np.arange(core.K), per)
         if len(source) != m:  # not grouped by k (not from ask): nothing to screen against
             return archs
-        n_screen = int(round((1.0 - self.config.explore) * m))
+        n_screen = int(round((1.0 - explore) * m))
         rows = np.sort(self.rng.choice(m, size=n_screen, replace=False))
         out = archs.copy()
         thetas = self._pool_thetas(core)
