@@ -67,6 +67,8 @@ def test_resolved_config_round_trips(tmp_path: Path) -> None:
         (["data.val_fraction=0.9"], r"val_fraction"),
         (["data.name=cifar"], r"unknown dataset 'cifar'.*cifar10"),
         (["nonsense"], r"expected KEY=VALUE"),
+        (["search.pvll.greedy_until=-5"], r"search.pvll.greedy_until=-5: use >= 0"),
+        (["search.pvll.greedy_until=many"], r"'search.pvll.greedy_until': expected an integer"),
     ],
 )
 def test_bad_input_is_one_clear_line(override: list[str], message: str) -> None:

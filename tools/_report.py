@@ -26,23 +26,14 @@ def header(title: str) -> str:
 #: session 5). The digits plug-in benchmarks recorded before then (angle, split, plugins_digits)
 #: put these first in their overrides, so their results files reproduce.
 PRE_PRUNE_DEFAULTS = ("search.prune=keep", "search.pvll.enabled=false",
-                      "search.pvll.neighbours=false", "search.pvll.features=onehot",
-                      "search.pvll.greedy_until=0")
-#: The search defaults of 2026-12-02 on top of `PRE_PRUNE_DEFAULTS` (those benchmarks' `--set`),
-#: for re-running them as a user ran the search then (results/plugins_digits_current.md; the
-#: PVLL greedy phase, a default since session 8, stays off so that page reproduces).
+                      "search.pvll.neighbours=false", "search.pvll.features=onehot")
+#: The current search defaults on top of `PRE_PRUNE_DEFAULTS` (those benchmarks' `--set`), for
+#: re-running them as a user would run the search today.
 CURRENT_DEFAULTS = ("search.prune=dead", "search.pvll.neighbours=true",
                     "search.pvll.features=pairs")
 
 #: `search.pvll.neighbours` became a default on 2026-11-25 (session 4), `search.pvll.features:
 #: pairs` on 2026-12-02 (session 5); results recorded before with PVLL on pin both back with
 #: these (moonas.search overrides / harness search settings).
-NO_NEIGHBOURS = ("search.pvll.neighbours=false", "search.pvll.features=onehot",
-                 "search.pvll.greedy_until=0")
-NO_NEIGHBOURS_BENCH = (("pvll.neighbours", False), ("pvll.features", "onehot"),
-                       ("pvll.greedy_until", 0))
-
-#: `search.pvll.greedy_until` (150) became a default on 2026-12-06 (session 8); results recorded
-#: before with PVLL at its defaults pin it off with these.
-NO_GREEDY = ("search.pvll.greedy_until=0",)
-NO_GREEDY_BENCH = (("pvll.greedy_until", 0),)
+NO_NEIGHBOURS = ("search.pvll.neighbours=false", "search.pvll.features=onehot")
+NO_NEIGHBOURS_BENCH = (("pvll.neighbours", False), ("pvll.features", "onehot"))

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import NO_GREEDY_BENCH, NO_NEIGHBOURS_BENCH, header  # noqa: E402
+from _report import NO_NEIGHBOURS_BENCH, header  # noqa: E402
 
 from moonas.atomic import write_text  # noqa: E402
 from moonas.bench.harness import BenchJob, run_bench  # noqa: E402
@@ -34,10 +34,8 @@ TUNED = (("coefficients", (0.0, 0.05, 0.1, 0.2, 0.5)), ("delta0", 0.5), ("sample
 #: PVLL as first measured: one-hot ridge, no `neighbours` (those two became defaults in
 #: sessions 4 and 5; the rows "+ pvll" keep the first form, the "defaults" rows are the current).
 PVLL = (("pvll.enabled", True),) + NO_NEIGHBOURS_BENCH
-#: PVLL at its defaults of sessions 5-7: one-hot + pairs ridge, pools with the incumbents'
-#: neighbours (the greedy phase, a default since session 8, is pinned off: results/plugins.md
-#: was recorded before it; results/plugins_greedy.md has it).
-PVLL_DEFAULTS = (("pvll.enabled", True),) + NO_GREEDY_BENCH
+#: PVLL at its defaults: one-hot + pairs ridge, pools with the incumbents' neighbours.
+PVLL_DEFAULTS = (("pvll.enabled", True),)
 VARIANTS: dict[str, tuple[tuple[str, object], ...]] = {
     "multi-asng (budget mode), no plug-in": PLAIN,
     "multi-asng (tuned), no plug-in": TUNED + PLAIN,

@@ -32,16 +32,17 @@ from moonas.plugins.pvll import (KernelPredictor, PVLLConfig, PVLLPlugin, RidgeP
 TABLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nb201" / "nb201.csv"
 OBSERVATIONS = (50, 100, 300)
 
-#: PVLL as recorded in results/pvll.md: one-hot, no neighbours, no greedy phase (later defaults).
-RECORDED = {"enabled": True, "neighbours": False, "greedy_until": 0, "features": "onehot"}
-
 #: Harness variants: runner name -> plug-in settings (the off run is plain `multi-asng`).
 VARIANTS = {
-    "multi-asng+pvll": PVLLConfig(**RECORDED),
-    "multi-asng+pvll-all": PVLLConfig(**{**RECORDED, "tell": "all"}),
-    "multi-asng+pvll-all-e25": PVLLConfig(**{**RECORDED, "tell": "all", "explore": 0.25}),
-    "multi-asng+pvll-damp": PVLLConfig(**{**RECORDED, "damp": 1.0}),
-    "multi-asng+pvll-gae": PVLLConfig(**{**RECORDED, "features": "gae", "predictor": "kernel"}),
+    "multi-asng+pvll": PVLLConfig(enabled=True, neighbours=False, features="onehot"),
+    "multi-asng+pvll-all": PVLLConfig(enabled=True, neighbours=False, features="onehot",
+                                      tell="all"),
+    "multi-asng+pvll-all-e25": PVLLConfig(enabled=True, neighbours=False, features="onehot",
+                                          tell="all", explore=0.25),
+    "multi-asng+pvll-damp": PVLLConfig(enabled=True, neighbours=False, features="onehot",
+                                       damp=1.0),
+    "multi-asng+pvll-gae": PVLLConfig(enabled=True, neighbours=False, features="gae",
+                                      predictor="kernel"),
 }
 
 #: multi-asng's tuned settings of results/nb201.md (chosen on seeds 100..119).
@@ -191,7 +192,7 @@ def search_tau(seeds: int, held_out: int) -> dict[str, dict[int, list[float]]]:
         rng = np.random.default_rng(1000 + seed)
         search = search_config(RunOptions(budgets=tuple(budgets)), "params")
         base = _strategy("multi-asng", problem, search)
-        config = PVLLConfig(**RECORDED)
+        config = PVLLConfig(enabled=True, neighbours=False, features="onehot")
         plugin = PVLLPlugin(config, problem.n_options, base.core.K, seed)
         strategy = PVLLStrategy(base, plugin)
         evaluator = TableEvaluator(problem, prune="keep")  # as recorded in results/

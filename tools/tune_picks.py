@@ -35,7 +35,7 @@ from moonas.threads import blas_threads  # noqa: E402
 #: multi-asng's shipped benchmark settings (results/plugins.md's default row).
 SHIPPED = (("coefficients", (0.0, 0.05, 0.1, 0.2, 0.5)), ("delta0", 0.5),
            ("samples_per_dist", 1), ("pvll.enabled", True), ("pvll.neighbours", True),
-           ("pvll.features", "pairs"), ("pvll.greedy_until", 0))
+           ("pvll.features", "pairs"))
 COUNTS = (100, 300, 1000)
 WEIGHTS = (0.05, 0.075, 0.1, 0.15, 0.25)
 RIDGES = (3.0, 10.0, 30.0, 100.0)

@@ -18,13 +18,13 @@ the row by the candidate whose *predicted* ranking key under k's objective is be
 loss; Deb's rule or the cost coefficient when the plug-in knows the cost, see ``set_objective``).
 A share ``explore`` of the rows is left as drawn, except in the greedy phase.
 
-Greedy phase (``greedy_until``, default 150 observations). Until the memory has seen that many
-pairs, every row is screened: the search is a model-based local search from the first fit on
-(``min_observations``), and the distributions, told only unscreened rows, wait. Uniform draws
-teach the distributions little at that stage, while each screened evaluation lands near the
-predicted best of some distribution. On NAS-Bench-201 tuning seeds (c10 params 100-179, MACs
-100-139) it lowered the mean regret at 100 evaluations by 0.03-0.06 points, level at 300
-(results/plugins_greedy.md).
+Greedy phase (``greedy_until``, off by default). Until the memory has seen that many pairs,
+every row is screened: the search is a model-based local search from the first fit on
+(``min_observations``), and the distributions, told only unscreened rows (``tell:
+unscreened``, the default), wait. Measured on NAS-Bench-201 with 150 (results/plugins_greedy.md):
+it lowered the mean regret at 100 evaluations by 0.03-0.06 points on the three tuning sets but
+raised it on the reported seeds 0-19 of both costs, and at 300 / 1000 it was level or worse;
+over all 220 seeds -0.03 / +0.005 / +0.014 points. Not a robust gain, so it stays off.
 
 Neighbours (``neighbours: true``). Drawn pools mostly repeat what the distribution already
 gave, and late in a search that is cells already evaluated. With this switch each screened
@@ -44,7 +44,8 @@ config's ``tell``:
   draws from q, so ``p_k / q`` is exact and the update stays unbiased); the screened rows are
   still evaluated, enter the predictor's memory and the front (the harness builds its front
   and picks from every evaluation), but do not move the distributions. ``tell_mask`` says which
-  rows to tell. With ``explore`` at 0.5 and M = 5 that is 2-3 told rows per step.
+  rows to tell. With ``explore`` at 0.5 and M = 5 that is 2-3 told rows per step (none in the
+  greedy phase).
 - ``"all"``: every row is told as if drawn from q. Biased (a greedy push towards what the
   predictor likes, an elitist step), kept as the measured alternative.
 
@@ -107,7 +108,7 @@ class PVLLConfig:
     ridge: float | None = None           # L2 penalty, standardised targets (None: see ``l2``)
     damp: float = 0.0                    # sharpening of the pool on important choices
     neighbours: bool = True              # pools also hold the incumbent's one-choice moves
-    greedy_until: int = 150              # observations before which every row is screened
+    greedy_until: int = 0                # observations before which every row is screened
 
     def __post_init__(self) -> None:
         if self.memory < 2:
@@ -136,7 +137,7 @@ class PVLLConfig:
             raise ConfigError(f"search.pvll.neighbours={self.neighbours!r}: use true or false")
         if self.greedy_until < 0:
             raise ConfigError(f"search.pvll.greedy_until={self.greedy_until}: use >= 0 "
-                              "observations (0: no greedy phase; default 150)")
+                              "observations (0, the default: no greedy phase)")
 
     def explore_share(self, observed: int) -> float:
         """The share of a step's rows left as drawn once ``observed`` pairs were seen: 0 in the
