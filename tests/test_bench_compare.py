@@ -86,7 +86,7 @@ def test_an_older_folder_gets_its_signal_regret_from_its_picks_and_table(tmp_pat
                     "regret": [0.5] * len(budgets),
                     "picks": [problem.arch_strs[i] for i in picked]}) + "\n"
         for seed, picked in enumerate(rows)))
-    _, _, data = bench_compare.load(f"A={folder}")
+    data = bench_compare.load(f"A={folder}").data
     want = [signal_regret(picked, problem.signal, problem.cost, budgets).mean() for picked in rows]
     assert np.allclose(data[100]["signal"], want) and min(want) > 0
 
@@ -99,3 +99,40 @@ def test_bad_entries_exit_with_one_line(tmp_path: Path) -> None:
                           (f"x={folder}:zz", "has no 'zz'")):
         with pytest.raises(SystemExit, match=message):
             bench_compare.load(spec)
+
+
+def _seeded(path: Path, strategy: str, regrets: np.ndarray) -> Path:
+    """A bench folder with one strategy whose seed i has mean regret regrets[i] at 100."""
+    path.mkdir()
+    (path / "summary.json").write_text(json.dumps({"dataset": "c10", "cost": "params",
+                                                   "strategies": {strategy: ""}}))
+    (path / "fronts.jsonl").write_text("".join(
+        json.dumps({"strategy": strategy, "evals": 100, "seed": seed, "hv_ratio": 0.99,
+                    "regret": [float(r)] * 5}) + "\n" for seed, r in enumerate(regrets)))
+    return path
+
+
+def test_two_settings_of_one_strategy_pair_over_seeds(tmp_path: Path) -> None:
+    # Seeds differ a lot (sd 0.1), the second setting is 0.03 better on each seed: only the
+    # paired difference can tell, and only the same strategy on the same seeds pairs.
+    rng = np.random.default_rng(0)
+    base = rng.normal(0.5, 0.1, size=12)
+    better = base - 0.03 + rng.normal(0, 0.005, size=12)
+    first = bench_compare.load(f"A={_seeded(tmp_path / 'a', 's', base)}")
+    same = bench_compare.load(f"B={_seeded(tmp_path / 'b', 's', better)}")
+    other = bench_compare.load(f"C={_seeded(tmp_path / 'c', 't', better)}")
+    short = bench_compare.load(f"D={_seeded(tmp_path / 'd', 's', better[:10])}")
+    assert bench_compare.paired(same, first, [100])
+    assert not bench_compare.paired(other, first, [100])
+    assert not bench_compare.paired(short, first, [100])
+    rows = {}
+    for pairing in (True, False):
+        text = bench_compare.page([("g", [first, same, other])], "test", pairing=pairing)
+        diffs = text.split("Mean regret (points), row minus A:")[1]
+        rows[pairing] = [line for line in diffs.splitlines() if line.startswith(("| B", "| C"))]
+    assert rows[True][0].startswith("| B (*paired*) |") and rows[True][0].count("**") == 2
+    assert "paired" not in rows[True][1] and "**" not in rows[True][1]
+    assert "paired" not in rows[False][0] and "**" not in rows[False][0]
+    d, low, high = bench_compare.difference(better, base, np.mean, np.random.default_rng(1),
+                                            paired=True)
+    assert low < d < high < 0 and abs(d - (better.mean() - base.mean())) < 1e-12

@@ -4,9 +4,11 @@ Reads each folder's summary.json and fronts.jsonl (per-seed HV ratio, regret and
 a folder written before the harness kept the signal regret gets it from its picks and the table
 its summary names, when that file is there) and writes a page: per strategy and count, the
 median HV ratio and the mean regrets, each with a 95% percentile-bootstrap interval over the
-seeds; then, against the first entry, the interval of the difference (unpaired: strategies draw
-their own random numbers, so seeds do not pair them). A difference whose interval excludes 0 is
-marked.
+seeds; then, against the first entry, the interval of the difference. Two entries of the same
+strategy on the same seeds are paired (the harness gives a strategy one random stream per seed,
+so two settings of it start from the same draws and their per-seed figures correlate): the
+seeds are resampled jointly, which narrows the interval. Other differences are unpaired (each
+strategy draws its own random numbers). A difference whose interval excludes 0 is marked.
 
     python tools/bench_compare.py --out results/plugins_significance.md \
         --group "c10 / params, seeds 0-19" \
@@ -24,7 +26,7 @@ import functools
 import json
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -59,9 +61,18 @@ def _pick_scorer(summary: dict) -> Callable[[list], float] | None:
     return score
 
 
-def load(spec: str) -> tuple[str, dict, dict[int, dict[str, np.ndarray]]]:
-    """(label, summary, {count: {"hv", "regret", "seeds" and, when every seed has it, "signal":
-    (seeds,) each}}) of one LABEL=DIR[:S]."""
+class Entry(NamedTuple):
+    """One LABEL=DIR[:STRATEGY]: its label, the folder's summary, per count {"hv", "regret",
+    "seeds" and, when every seed has it, "signal": (seeds,) each}, and the strategy's name."""
+
+    label: str
+    summary: dict
+    data: dict[int, dict[str, np.ndarray]]
+    strategy: str
+
+
+def load(spec: str) -> Entry:
+    """The `Entry` of one LABEL=DIR[:STRATEGY]."""
     if "=" not in spec:
         sys.exit(f"error: {spec!r}: expected LABEL=DIR or LABEL=DIR:STRATEGY")
     label, where = spec.split("=", 1)
@@ -96,39 +107,51 @@ def load(spec: str) -> tuple[str, dict, dict[int, dict[str, np.ndarray]]]:
         data[count] = {"hv": values[:, 0], "regret": values[:, 1], "seeds": np.array(sorted(seeds))}
         if not np.isnan(values[:, 2]).any():
             data[count]["signal"] = values[:, 2]
-    return label, summary, data
+    return Entry(label, summary, data, strategy)
 
 
 def interval(values: np.ndarray, stat) -> tuple[float, float]:
     return bootstrap_interval(values, resamples=RESAMPLES, stat=stat)
 
 
-def difference(a: np.ndarray, b: np.ndarray, stat, rng: np.random.Generator
-               ) -> tuple[float, float, float]:
-    """stat(a) - stat(b) and its 95% interval, resampling each side on its own."""
-    da = stat(a[rng.integers(0, len(a), size=(RESAMPLES, len(a)))], axis=1)
-    db = stat(b[rng.integers(0, len(b), size=(RESAMPLES, len(b)))], axis=1)
-    low, high = np.percentile(da - db, (2.5, 97.5))
+def difference(a: np.ndarray, b: np.ndarray, stat, rng: np.random.Generator,
+               paired: bool = False) -> tuple[float, float, float]:
+    """stat(a) - stat(b) and its 95% interval, resampling each side on its own, or with
+    `paired` (a[i] and b[i] from one seed) the seeds jointly."""
+    ia = rng.integers(0, len(a), size=(RESAMPLES, len(a)))
+    ib = ia if paired else rng.integers(0, len(b), size=(RESAMPLES, len(b)))
+    low, high = np.percentile(stat(a[ia], axis=1) - stat(b[ib], axis=1), (2.5, 97.5))
     return float(stat(a) - stat(b)), float(low), float(high)
 
 
-def page(groups: list[tuple[str, list[tuple[str, dict, dict]]]], title: str) -> str:
-    """The page: one section per (group title, entries)."""
+def paired(entry: Entry, first: Entry, counts: list[int]) -> bool:
+    """Whether entry's runs pair with first's seed by seed: the same strategy (so the same
+    random stream per seed) on the same seeds at every count."""
+    return entry.strategy == first.strategy and all(
+        np.array_equal(entry.data[c]["seeds"], first.data[c]["seeds"]) for c in counts)
+
+
+def page(groups: list[tuple[str, list[Entry]]], title: str, pairing: bool = True) -> str:
+    """The page: one section per (group title, entries); `pairing` False: every difference
+    unpaired (as pages made before pairing was added)."""
+    how = ("paired over the seeds when both rows are the same strategy on the same seeds (the "
+           "harness gives a strategy one random stream per seed, so two settings start from the "
+           "same draws; marked *paired*), otherwise unpaired" if pairing else "unpaired")
     lines = [header(title), "",
              "Per-seed figures from each folder's fronts.jsonl; intervals: 95% percentile "
              f"bootstrap over the seeds ({RESAMPLES} resamples). Differences are against the "
-             "first row of their section, unpaired (each strategy draws its own random "
-             "numbers); **bold**: the interval excludes 0.", ""]
+             f"first row of their section, {how} (each strategy draws its own random numbers); "
+             "**bold**: the interval excludes 0.", ""]
     for name, entries in groups:
-        lines += [f"## {name}", ""] + section(entries)
+        lines += [f"## {name}", ""] + section(entries, pairing)
     return "\n".join(lines)
 
 
-def section(entries: list[tuple[str, dict, dict]]) -> list[str]:
+def section(entries: list[Entry], pairing: bool = True) -> list[str]:
     rng = np.random.default_rng(0)
-    counts = sorted(set.intersection(*(set(d) for _, _, d in entries)))
+    counts = sorted(set.intersection(*(set(e.data) for e in entries)))
     lines = ["Sources:", ""]
-    for label, summary, data in entries:
+    for label, summary, data, _ in entries:
         seeds = next(iter(data.values()))["seeds"]
         made = summary.get("provenance", {}).get("command", "not recorded in the folder (written before summaries kept it)")
         lines.append(f"- {label}: {summary['dataset']}/{summary['cost']}, seeds {seeds.min()}.."
@@ -138,14 +161,14 @@ def section(entries: list[tuple[str, dict, dict]]) -> list[str]:
     lines.append("")
     metrics = [("hv", np.median, "{:.4f}", "Median HV ratio"),
                ("regret", np.mean, "{:.3f}", "Mean regret (points)")]
-    if all("signal" in data[c] for _, _, data in entries for c in counts):
+    if all("signal" in e.data[c] for e in entries for c in counts):
         metrics.append(("signal", np.mean, "{:.3f}",
                         "Mean signal regret (12-epoch points the search missed)"))
     for metric, stat, fmt, name in metrics:
         lines += [f"{name}:", "",
                   "| strategy | " + " | ".join(f"@{c}" for c in counts) + " |",
                   "|---|" + "---:|" * len(counts)]
-        for label, _, data in entries:
+        for label, _, data, _ in entries:
             cells = []
             for c in counts:
                 v = data[c][metric]
@@ -153,16 +176,19 @@ def section(entries: list[tuple[str, dict, dict]]) -> list[str]:
                 cells.append(f"{fmt.format(stat(v))} ({fmt.format(low)}-{fmt.format(high)})")
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         if len(entries) > 1:
-            lines += ["", f"{name}, row minus {entries[0][0]}:", "",
+            lines += ["", f"{name}, row minus {entries[0].label}:", "",
                       "| strategy | " + " | ".join(f"@{c}" for c in counts) + " |",
                       "|---|" + "---:|" * len(counts)]
-            first = entries[0][2]
-            for label, _, data in entries[1:]:
+            first = entries[0]
+            for entry in entries[1:]:
+                pair = pairing and paired(entry, first, counts)
                 cells = []
                 for c in counts:
-                    d, low, high = difference(data[c][metric], first[c][metric], stat, rng)
+                    d, low, high = difference(entry.data[c][metric], first.data[c][metric], stat,
+                                              rng, paired=pair)
                     text = f"{fmt.format(d)} ({fmt.format(low)} to {fmt.format(high)})"
                     cells.append(f"**{text}**" if low > 0 or high < 0 else text)
+                label = f"{entry.label} (*paired*)" if pair else entry.label
                 lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines
@@ -176,13 +202,15 @@ def main() -> None:
                         help="a section: its title, then its entries (repeatable)")
     parser.add_argument("--out", required=True, help="the page to write (markdown)")
     parser.add_argument("--title", default="NAS-Bench-201: strategies compared, with intervals")
+    parser.add_argument("--unpaired", action="store_true",
+                        help="every difference unpaired, as pages made before 2026-12-06")
     args = parser.parse_args()
     groups = []
     for title, *specs in args.group:
         if not specs:
             sys.exit(f"error: --group {title!r} has no entries: add LABEL=DIR[:STRATEGY]")
         groups.append((title, [load(spec) for spec in specs]))
-    text = page(groups, args.title)
+    text = page(groups, args.title, pairing=not args.unpaired)
     write_text(Path(args.out), text)
     print(text)
 
