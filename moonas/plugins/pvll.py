@@ -22,9 +22,10 @@ Greedy phase (``greedy_until``, off by default). Until the memory has seen that 
 every row is screened: the search is a model-based local search from the first fit on
 (``min_observations``), and the distributions, told only unscreened rows (``tell:
 unscreened``, the default), wait. Measured on NAS-Bench-201 with 150 (results/plugins_greedy.md):
-it lowered the mean regret at 100 evaluations by 0.03-0.06 points on the three tuning sets but
-raised it on the reported seeds 0-19 of both costs, and at 300 / 1000 it was level or worse;
-over all 220 seeds -0.03 / +0.005 / +0.014 points. Not a robust gain, so it stays off.
+the mean regret at 100 evaluations fell by 0.03-0.06 points on the three tuning sets and on
+both fresh 60-seed sets but rose by 0.04-0.05 on the reported seeds 0-19 of both costs; over
+all 280 seeds -0.034 / +0.002 / +0.010 points at 100 / 300 / 1000, HV level. Not a robust
+gain, so it stays off.
 
 Neighbours (``neighbours: true``). Drawn pools mostly repeat what the distribution already
 gave, and late in a search that is cells already evaluated. With this switch each screened
