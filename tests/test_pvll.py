@@ -149,13 +149,14 @@ def test_explore_share_schedule_and_bad_greedy_until():
 
 
 def test_distributions_wait_through_the_greedy_phase():
-    # The strategy tells the core only unscreened rows: none in the greedy phase, so every
-    # theta stays uniform until greedy_until observations, and moves after.
+    # The strategy tells the core only unscreened rows: none in the greedy phase, so the
+    # thetas stay where the steps before the first fit left them until greedy_until
+    # observations, and move after.
     from moonas.config import SearchConfig
     from moonas.search.objective import Objective
     from moonas.search.strategies import build_strategy
 
-    def thetas_after(greedy_until: int, steps: int) -> np.ndarray:
+    def thetas_after(greedy_until: int, steps: int) -> tuple[np.ndarray, int]:
         search = SearchConfig(strategy="multi-asng", budgets=None, n_budgets=3,
                               coefficients=(0.0, 0.5, 1.0), samples_per_dist=2,
                               pvll=PVLLConfig(min_observations=10, greedy_until=greedy_until))
