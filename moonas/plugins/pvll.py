@@ -24,8 +24,8 @@ every row is screened: the search is a model-based local search from the first f
 unscreened``, the default), wait. Measured on NAS-Bench-201 with 150 (results/plugins_greedy.md):
 the mean regret at 100 evaluations fell by 0.03-0.06 points on the three tuning sets and on
 both fresh 60-seed sets but rose by 0.04-0.05 on the reported seeds 0-19 of both costs; over
-all 280 seeds -0.034 / +0.002 / +0.010 points at 100 / 300 / 1000, HV level. Not a robust
-gain, so it stays off.
+all 280 seeds -0.034 / +0.002 / +0.010 points at 100 / 300 / 1000; the median HV ratio rose
+at 100 on the tuning sets only. Not a robust gain, so it stays off.
 
 Neighbours (``neighbours: true``). Drawn pools mostly repeat what the distribution already
 gave, and late in a search that is cells already evaluated. With this switch each screened
