@@ -258,6 +258,34 @@ def test_runners_stop_at_the_count_and_use_the_strategy_layer(table) -> None:
         search_config(RunOptions((1.0,), (("delta", 1),)), "params")
 
 
+def test_each_run_seeds_its_plug_ins_from_its_own_generator(table, monkeypatch) -> None:
+    """PVLL's generator (which rows stay unscreened) follows the run's seed, and deriving its
+    seed leaves the run's own stream where it was."""
+    from moonas.bench import runners
+    from moonas.bench.harness import strategy_rng
+
+    rng, twin = strategy_rng("multi-asng", 3), strategy_rng("multi-asng", 3)
+    seed = runners.plugin_seed(rng)
+    assert seed == runners.plugin_seed(twin)
+    assert seed != runners.plugin_seed(strategy_rng("multi-asng", 4))
+    np.testing.assert_array_equal(rng.random(4), strategy_rng("multi-asng", 3).random(4))
+
+    seen = []
+    real = runners._strategy
+
+    def spy(name, problem, search, seed=0):
+        strategy = real(name, problem, search, seed)
+        seen.append(strategy.pvll.rng.random())
+        return strategy
+
+    monkeypatch.setattr(runners, "_strategy", spy)
+    problem = table.problem("c10", "params")
+    options = RunOptions(budgets=budget_percentiles(problem.cost))
+    for s in (3, 3, 4):
+        run_strategy("multi-asng", problem, 10, strategy_rng("multi-asng", s), options)
+    assert seen[0] == seen[1] != seen[2]
+
+
 # ------------------------------------------------------------------------------ a quick run
 QUICK = ("multi-asng", "asng-separate", "nsga2", "optuna-tpe", "random", "exhaustive")
 

@@ -167,8 +167,9 @@ def search_config(options: RunOptions, cost: str) -> SearchConfig:
 
 
 # ---------------------------------------------------------------------- the Strategy layer
-def _strategy(name: str, problem: BenchProblem, search: SearchConfig):
-    """The supernet search's own Strategy object, its objective built from the table."""
+def _strategy(name: str, problem: BenchProblem, search: SearchConfig, seed: int = 0):
+    """The supernet search's own Strategy object, its objective built from the table; `seed`
+    seeds the plug-ins' own generators (PVLL's choice of the rows it leaves unscreened)."""
     from moonas.search.objective import Objective
     from moonas.search.strategies import build_strategy
 
@@ -177,7 +178,13 @@ def _strategy(name: str, problem: BenchProblem, search: SearchConfig):
                           float(cost.min()), float(cost.max()))
     return build_strategy(name, problem.n_options, objective, search,
                           price=lambda archs: problem.cost[problem.index(
-                              problem.prune(archs, search.prune))])
+                              problem.prune(archs, search.prune))], seed=seed)
+
+
+def plugin_seed(rng: np.random.Generator) -> int:
+    """A seed for a run's plug-ins drawn from a child of `rng` (`Generator.spawn`): it differs
+    from run to run as `rng` does, and leaves `rng`'s own stream where it was."""
+    return int(rng.spawn(1)[0].integers(2**31 - 1))
 
 
 def _drive(strategies: Sequence[Any], evaluator: TableEvaluator, rng: np.random.Generator,
@@ -201,7 +208,8 @@ def _drive(strategies: Sequence[Any], evaluator: TableEvaluator, rng: np.random.
 def _multi_asng(problem: BenchProblem, max_evals: int, rng: np.random.Generator,
                 options: RunOptions, counts: Sequence[int]) -> Trace:
     """Ours: K distributions updated jointly by importance sampling (the supernet search's code)."""
-    strategy = _strategy("multi-asng", problem, search_config(options, problem.cost_name))
+    strategy = _strategy("multi-asng", problem, search_config(options, problem.cost_name),
+                         seed=plugin_seed(rng))
     evaluator = TableEvaluator(problem, options.prune)
     trace = Trace()
     _drive([strategy], evaluator, rng, max_evals, counts, trace)
