@@ -101,7 +101,9 @@ def _fitted_plugin(config: PVLLConfig, K: int = 3) -> PVLLPlugin:
 
 
 def test_screening_shape_exploration_share_and_improvement():
-    config = PVLLConfig(enabled=True, explore=0.25, pool=32, min_observations=10)
+    # No greedy phase: the explore share holds from the first fit on.
+    config = PVLLConfig(enabled=True, explore=0.25, pool=32, min_observations=10,
+                        greedy_until=0)
     plugin = _fitted_plugin(config)
     core = MultiASNG(N_OPTIONS, 3, coefficients=[0.0, 0.1, 0.2], n_per_dist=4)
     rng = np.random.default_rng(5)
