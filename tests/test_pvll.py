@@ -100,13 +100,17 @@ def _fitted_plugin(config: PVLLConfig, K: int = 3) -> PVLLPlugin:
     return plugin
 
 
+def _screening_case(greedy_until: int) -> tuple[PVLLPlugin, MultiASNG, np.random.Generator]:
+    """A plug-in fitted on 60 pairs (explore 0.25, pool 32), a 3 x 4-row core, a generator."""
+    config = PVLLConfig(enabled=True, explore=0.25, pool=32, min_observations=10,
+                        greedy_until=greedy_until)
+    core = MultiASNG(N_OPTIONS, 3, coefficients=[0.0, 0.1, 0.2], n_per_dist=4)
+    return _fitted_plugin(config), core, np.random.default_rng(5)
+
+
 def test_screening_shape_exploration_share_and_improvement():
     # No greedy phase: the explore share holds from the first fit on.
-    config = PVLLConfig(enabled=True, explore=0.25, pool=32, min_observations=10,
-                        greedy_until=0)
-    plugin = _fitted_plugin(config)
-    core = MultiASNG(N_OPTIONS, 3, coefficients=[0.0, 0.1, 0.2], n_per_dist=4)
-    rng = np.random.default_rng(5)
+    plugin, core, rng = _screening_case(greedy_until=0)
     before, after = [], []
     for _ in range(20):
         asked = core.ask(rng)
@@ -124,11 +128,7 @@ def test_screening_shape_exploration_share_and_improvement():
 def test_greedy_phase_screens_every_row_until_enough_observations():
     # 60 remembered pairs: with greedy_until 100 every row is screened (none told, the
     # distributions wait); 40 more pairs end the phase and the explore share comes back.
-    config = PVLLConfig(enabled=True, explore=0.25, pool=32, min_observations=10,
-                        greedy_until=100)
-    plugin = _fitted_plugin(config)
-    core = MultiASNG(N_OPTIONS, 3, coefficients=[0.0, 0.1, 0.2], n_per_dist=4)
-    rng = np.random.default_rng(5)
+    plugin, core, rng = _screening_case(greedy_until=100)
     asked = core.ask(rng)
     out = plugin.propose(rng, core, asked)
     assert not plugin.tell_mask(len(out)).any()
