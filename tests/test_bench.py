@@ -338,6 +338,9 @@ def test_exhaustive_search_has_no_signal_regret_only_the_signals_noise(tmp_path:
     (row,) = run_bench(job)["rows"]
     assert row["signal_regret_mean"] == 0.0
     assert row["regret_mean"] > 0.1  # the 12-epoch signal misleads on some budgets
+    # It evaluated everything, so it found the best under every budget: all its regret is the
+    # pick's, none the search's.
+    assert row["found_regret_mean"] == 0.0 and row["found_regret_per_budget"] == [0.0] * 5
 
 
 def test_smoothed_picks_rank_by_the_smoothed_signal_and_keep_the_observed_regret(
@@ -358,8 +361,14 @@ def test_smoothed_picks_rank_by_the_smoothed_signal_and_keep_the_observed_regret
                     .splitlines()] for name in ("o", "s")}
     assert any(a["picks"] != b["picks"] for a, b in zip(lines["o"], lines["s"]))
     assert all(b["observed_regret"] == a["regret"] for a, b in zip(lines["o"], lines["s"]))
+    # What the evaluations held does not depend on the pick rule, and no rule beats it.
+    assert all(b["found_regret"] == a["found_regret"] for a, b in zip(lines["o"], lines["s"]))
+    for line in lines["o"] + lines["s"]:
+        assert all(0 <= f <= r + 1e-9 for f, r in zip(line["found_regret"], line["regret"]))
+    assert any(line["found_regret"] != line["regret"] for line in lines["s"])
     page = (tmp_path / "s" / "summary.md").read_text()
     assert "with observed picks (--pick observed)" in page and "--pick smoothed" in page
+    assert "## Mean found regret" in page
     # The rule itself: the evaluated rows' signal smoothed, every other row as it was.
     problem = load_problem(NB201_CSV, "c10", "params")
     rows = np.arange(0, 3000, 7)
