@@ -14,9 +14,10 @@ import bench_compare  # noqa: E402
 
 
 def _folder(path: Path, strategies: dict[str, tuple[float, float]], seeds: int = 12,
-            signal: bool = False) -> Path:
+            signal: bool = False, found: bool = False) -> Path:
     """A bench folder whose strategies have per-seed HV ~ N(hv, 1e-4), regret ~ N(r, 0.02);
-    with `signal`, a signal regret of half the regret (as the harness writes since it kept it)."""
+    with `signal`, a signal regret of half the regret (as the harness writes since it kept it);
+    with `found`, a found regret of a quarter of it."""
     rng = np.random.default_rng(1)
     path.mkdir()
     summary = {"dataset": "c10", "cost": "params", "prune": "dead",
@@ -31,6 +32,8 @@ def _folder(path: Path, strategies: dict[str, tuple[float, float]], seeds: int =
                         "regret": [regret + rng.normal(0, 0.02)] * 5}
                 if signal:
                     line["signal_regret"] = [v / 2 for v in line["regret"]]
+                if found:
+                    line["found_regret"] = [v / 4 for v in line["regret"]]
                 lines.append(json.dumps(line))
     (path / "fronts.jsonl").write_text("\n".join(lines) + "\n")
     return path
@@ -65,6 +68,21 @@ def test_signal_regret_is_compared_only_when_every_folder_kept_it(tmp_path: Path
     mixed = both_new + [bench_compare.load(f"C={old}")]
     assert "signal" not in mixed[2][2][100]
     assert "Mean signal regret" not in bench_compare.page([("mixed", mixed)], "test")
+
+
+def test_found_regret_is_compared_only_when_every_folder_has_it(tmp_path: Path) -> None:
+    new = _folder(tmp_path / "new", {"a": (0.995, 0.50), "b": (0.995, 0.20)}, found=True)
+    old = _folder(tmp_path / "old", {"c": (0.995, 0.50)})
+    both = [bench_compare.load(f"A={new}:a"), bench_compare.load(f"B={new}:b")]
+    assert np.allclose(both[0][2][100]["found"], both[0][2][100]["regret"] / 4)
+    text = bench_compare.page([("new", both)], "test")
+    diffs = text.split("Mean found regret")[2]  # the differences' table
+    row_b = next(line for line in diffs.splitlines() if line.startswith("| B |"))
+    assert row_b.count("**") == 4  # (0.20 - 0.50) / 4 at both counts
+    assert all(-0.08 < float(cell.split("**")[1].split()[0]) < -0.07
+               for cell in row_b.split("|")[2:4])
+    mixed = both + [bench_compare.load(f"C={old}")]
+    assert "Mean found regret" not in bench_compare.page([("mixed", mixed)], "test")
 
 
 def test_an_older_folder_gets_its_signal_regret_from_its_picks_and_table(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """Compare strategies across `moonas bench` result folders, with the spread the seeds leave.
 
-Reads each folder's summary.json and fronts.jsonl (per-seed HV ratio, regret and signal regret;
+Reads each folder's summary.json and fronts.jsonl (per-seed HV ratio, regret, signal regret and,
+where the harness wrote it, found regret;
 a folder written before the harness kept the signal regret gets it from its picks and the table
 its summary names, when that file is there) and writes a page: per strategy and count, the
 median HV ratio and the mean regrets, each with a 95% percentile-bootstrap interval over the
@@ -63,7 +64,8 @@ def _pick_scorer(summary: dict) -> Callable[[list], float] | None:
 
 class Entry(NamedTuple):
     """One LABEL=DIR[:STRATEGY]: its label, the folder's summary, per count {"hv", "regret",
-    "seeds" and, when every seed has it, "signal": (seeds,) each}, and the strategy's name."""
+    "seeds" and, when every seed has them, "signal" and "found": (seeds,) each}, and the
+    strategy's name."""
 
     label: str
     summary: dict
@@ -89,7 +91,7 @@ def load(spec: str) -> Entry:
         strategy = names[0]
     if strategy not in names:
         sys.exit(f"error: {folder} has no {strategy!r}; it holds {', '.join(names)}")
-    per: dict[int, dict[int, tuple[float, float, float]]] = {}
+    per: dict[int, dict[int, tuple[float, float, float, float]]] = {}
     from_picks: Callable[[list], float] | None = None
     for line in (folder / "fronts.jsonl").read_text().splitlines():
         r = json.loads(line)
@@ -99,14 +101,17 @@ def load(spec: str) -> Entry:
             else:  # written before the harness kept it: from the picks, or nan without a table
                 from_picks = from_picks or _pick_scorer(summary) or (lambda picks: np.nan)
                 signal = from_picks(r["picks"]) if "picks" in r else np.nan
+            found = float(np.mean(r["found_regret"])) if "found_regret" in r else np.nan
             per.setdefault(r["evals"], {})[r["seed"]] = (r["hv_ratio"], float(np.mean(r["regret"])),
-                                                         signal)
+                                                         signal, found)
     data = {}
     for count, seeds in sorted(per.items()):
         values = np.array([v for _, v in sorted(seeds.items())])
         data[count] = {"hv": values[:, 0], "regret": values[:, 1], "seeds": np.array(sorted(seeds))}
         if not np.isnan(values[:, 2]).any():
             data[count]["signal"] = values[:, 2]
+        if not np.isnan(values[:, 3]).any():
+            data[count]["found"] = values[:, 3]
     return Entry(label, summary, data, strategy)
 
 
@@ -164,6 +169,10 @@ def section(entries: list[Entry], pairing: bool = True) -> list[str]:
     if all("signal" in e.data[c] for e in entries for c in counts):
         metrics.append(("signal", np.mean, "{:.3f}",
                         "Mean signal regret (12-epoch points the search missed)"))
+    if all("found" in e.data[c] for e in entries for c in counts):
+        metrics.append(("found", np.mean, "{:.3f}",
+                        "Mean found regret (test points lost before the pick: the best "
+                        "200-epoch test accuracy among the evaluations under each budget)"))
     for metric, stat, fmt, name in metrics:
         lines += [f"{name}:", "",
                   "| strategy | " + " | ".join(f"@{c}" for c in counts) + " |",
