@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["non_dominated", "normalise", "hypervolume"]
+__all__ = ["non_dominated", "non_dominated_2d", "normalise", "hypervolume", "improvements_2d"]
 
 
 def non_dominated(points: np.ndarray) -> np.ndarray:
@@ -36,6 +36,23 @@ def non_dominated(points: np.ndarray) -> np.ndarray:
     return keep
 
 
+def non_dominated_2d(points: np.ndarray) -> np.ndarray:
+    """`non_dominated` for two objectives in O(n log n): boolean mask `(n,)` of the points
+    `(n, 2)` that no other point dominates (duplicates of a non-dominated point all kept)."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    order = np.lexsort((points[:, 0], points[:, 1]))  # by the second, ties by the first
+    first, second = points[order, 0], points[order, 1]
+    # Best first objective among points with a strictly smaller second one.
+    best_before = np.minimum.accumulate(np.concatenate([[np.inf], first]))[:-1]
+    group = np.searchsorted(second, second, side="left")  # first index of each tie group
+    best_strictly_before = best_before[group]
+    tie_best = np.minimum.reduceat(first, np.unique(group))[np.unique(group, return_inverse=True)[1]]
+    keep = (first < best_strictly_before) & (first <= tie_best)
+    mask = np.zeros(len(points), dtype=bool)
+    mask[order] = keep
+    return mask
+
+
 def normalise(points: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
     """Map each objective from `[low, high]` to `[0, 1]` (constant objectives map to 0)."""
     low = np.asarray(low, dtype=np.float64)
@@ -58,3 +75,32 @@ def hypervolume(points: np.ndarray, reference: np.ndarray | float) -> float:
     if not inside.any():
         return 0.0
     return float(HV(ref_point=reference.copy())(points[inside]))
+
+
+def improvements_2d(front: np.ndarray, candidates: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """For two minimised objectives: what each candidate `(n, 2)` alone would add to the
+    hypervolume of `front` `(f, 2)` up to `reference` `(2,)` (its exclusive contribution),
+    and, for a candidate that adds nothing, minus how far it falls short: the amount its first
+    objective must drop for it to add something (the gap to the front's staircase at its second
+    objective). So one ordering, largest first, puts gains before near misses before far misses.
+    """
+    front = np.asarray(front, dtype=np.float64).reshape(-1, 2)
+    cand = np.asarray(candidates, dtype=np.float64).reshape(-1, 2)
+    ref = np.asarray(reference, dtype=np.float64).reshape(2)
+    front = front[np.all(front < ref, axis=1)]
+    # The staircase: by the second objective ascending, the running best of the first.
+    order = np.argsort(front[:, 1], kind="stable")
+    steps_at = front[order, 1]
+    best = np.minimum.accumulate(front[order, 0]) if len(front) else np.zeros(0)
+    # Segments [start, end) of the second objective with the best first objective there.
+    starts = np.concatenate([[-np.inf], steps_at])
+    ends = np.concatenate([steps_at, [ref[1]]])
+    level = np.concatenate([[ref[0]], best])
+    lo = np.maximum(starts[None, :], cand[:, 1:2])
+    width = np.clip(np.minimum(ends[None, :], ref[1]) - lo, 0.0, None)
+    height = np.clip(level[None, :] - cand[:, 0:1], 0.0, None)
+    gain = (width * height).sum(axis=1)
+    # Shortfall: the staircase's level where the candidate sits, minus its first objective.
+    at = np.searchsorted(steps_at, cand[:, 1], side="right")
+    shortfall = cand[:, 0] - level[at]
+    return np.where(gain > 0, gain, -np.clip(shortfall, 0.0, None))
