@@ -195,6 +195,66 @@ def test_neighbours_of_moves_one_choice_each():
     assert (moves < np.asarray(N_OPTIONS)).all() and (moves >= 0).all()
 
 
+def test_neighbours_of_several_archs_are_each_archs_moves_in_turn():
+    from moonas.plugins.pvll import neighbours_of
+
+    archs = _random_archs(np.random.default_rng(5), 4)
+    np.testing.assert_array_equal(neighbours_of(archs, N_OPTIONS),
+                                  np.concatenate([neighbours_of(a, N_OPTIONS) for a in archs]))
+
+
+def test_front_screening_measures_the_largest_predicted_hypervolume_gains(monkeypatch):
+    # Screening by the front: every screened row becomes a fresh, distinct architecture; the
+    # first chosen has the largest predicted hypervolume gain over the remembered front in a
+    # pool holding every fresh one-choice move of a front member; the rows are not told.
+    from moonas.pareto import improvements_2d, non_dominated_2d
+    from moonas.plugins import pvll
+    from moonas.plugins.pvll import neighbours_of
+
+    calls = []
+
+    def spy(front, candidates, reference):
+        calls.append((front.copy(), candidates.copy(), reference.copy()))
+        return improvements_2d(front, candidates, reference)
+
+    monkeypatch.setattr(pvll, "improvements_2d", spy)
+    cost_of = lambda a: np.asarray(a).sum(axis=1).astype(float)  # noqa: E731
+    config = PVLLConfig(enabled=True, explore=0.0, pool=8, min_observations=10, screen="front")
+    plugin = PVLLPlugin(config, N_OPTIONS, 2, 0)
+    archs = np.unique(_random_archs(np.random.default_rng(6), 80), axis=0)
+    losses = _additive(archs)
+    plugin.add(archs, losses)
+    plugin.set_objective(cost_of, coefficients=np.array([0.0, 1.0]), cost_max=21.0)
+    core = MultiASNG(N_OPTIONS, 2, coefficients=[0.0, 1.0], n_per_dist=3)
+    rng = np.random.default_rng(7)
+    out = plugin.propose(rng, core, core.ask(rng))
+    assert out.shape == (6, len(N_OPTIONS))
+    assert len(np.unique(out, axis=0)) == 6
+    remembered = {tuple(a) for a in archs.tolist()}
+    assert not any(tuple(a) in remembered for a in out.tolist())
+    assert not plugin.tell_mask(6).any()
+    assert len(calls) == 6  # one choice at a time, each joining the front
+    front, candidates, reference = calls[0]
+    observed = np.stack([losses, cost_of(archs)], axis=1)
+    np.testing.assert_allclose(np.sort(front, axis=0),
+                               np.sort(observed[non_dominated_2d(observed)], axis=0))
+    predicted = np.stack([plugin.predict(out[:1]), cost_of(out[:1])], axis=1)[0].round(9)
+    gains = improvements_2d(front, candidates, reference)
+    assert gains.max() > 0
+    assert predicted.tolist() in candidates[gains == gains.max()].round(9).tolist()
+    moves = neighbours_of(archs[non_dominated_2d(observed)], N_OPTIONS)
+    moves = moves[[tuple(m) not in remembered for m in moves.tolist()]]
+    in_pool = {tuple(c) for c in candidates.round(9).tolist()}
+    move_points = np.stack([plugin.predict(moves), cost_of(moves)], axis=1).round(9)
+    assert len(moves) > 20 and all(tuple(p) in in_pool for p in move_points.tolist())
+    assert len(calls[1][0]) == len(front) + 1  # the chosen one joined the front
+    # Objective screening of the same case keeps to each distribution's own objective: the
+    # rows differ.
+    plugin.config = dataclasses.replace(config, screen="objective")
+    rng = np.random.default_rng(7)
+    assert not np.array_equal(plugin.propose(rng, core, core.ask(rng)), out)
+
+
 def test_incumbent_is_the_best_remembered_under_each_objective():
     plugin = PVLLPlugin(PVLLConfig(neighbours=True), N_OPTIONS, 2, 0)
     assert plugin.incumbent(0) is None
@@ -349,6 +409,8 @@ def test_state_save_load_resumes_identically(features):
 def test_config_rejects_bad_values():
     with pytest.raises(ConfigError):
         PVLLConfig(explore=1.5)
+    with pytest.raises(ConfigError, match="screen='hv'.*'front'"):
+        PVLLConfig(screen="hv")
     with pytest.raises(ConfigError):
         PVLLConfig(tell="some")
     with pytest.raises(ConfigError):
