@@ -1,6 +1,8 @@
 """Pareto maths on minimised objectives: non-dominated filtering, normalisation, hypervolume.
 
-pymoo's `HV` indicator is the one hypervolume implementation; everything else is numpy.
+pymoo's `HV` indicator computes every hypervolume that is reported. `improvements_2d`, a 2-D
+candidate's exclusive contribution for ranking many candidates inside a search step, is numpy
+(vectorised over the candidates; its tests check it against pymoo's HV).
 """
 
 from __future__ import annotations
