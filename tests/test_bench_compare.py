@@ -154,3 +154,22 @@ def test_two_settings_of_one_strategy_pair_over_seeds(tmp_path: Path) -> None:
     d, low, high = bench_compare.difference(better, base, np.mean, np.random.default_rng(1),
                                             paired=True)
     assert low < d < high < 0 and abs(d - (better.mean() - base.mean())) < 1e-12
+
+
+def test_folders_pool_their_seeds_and_a_seed_list_keeps_some(tmp_path: Path) -> None:
+    a = _folder(tmp_path / "a", {"x": (0.995, 0.50)}, seeds=6)
+    b = _folder(tmp_path / "b", {"x": (0.995, 0.50)}, seeds=6)
+    only = bench_compare.load(f"A={a}:x@0-1,4")
+    assert only.data[100]["seeds"].tolist() == [0, 1, 4]
+    np.testing.assert_allclose(only.data[100]["regret"],
+                               bench_compare.load(f"A={a}:x").data[100]["regret"][[0, 1, 4]])
+    with pytest.raises(SystemExit, match="seed 0 of x is in both"):
+        bench_compare.load(f"P={a}+{b}:x")
+    # Disjoint seed sets pool: the second folder's seeds shifted past the first's.
+    lines = (b / "fronts.jsonl").read_text().splitlines()
+    shifted = [json.dumps({**json.loads(x), "seed": json.loads(x)["seed"] + 200}) for x in lines]
+    (b / "fronts.jsonl").write_text("\n".join(shifted) + "\n")
+    pooled = bench_compare.load(f"P={a}+{b}:x")
+    assert pooled.data[100]["seeds"].tolist() == [*range(6), *range(200, 206)]
+    text = bench_compare.page([("pooled", [pooled])], "test")
+    assert "seeds 0..5, 200..205 (12)" in text

@@ -17,7 +17,9 @@ strategy draws its own random numbers). A difference whose interval excludes 0 i
             "optuna-tpe=results/plugins_params/baselines:optuna-tpe"
 
 Each `--group TITLE ENTRY...` is one section of the page; an entry is LABEL=DIR or
-LABEL=DIR:STRATEGY (STRATEGY may be left out when DIR holds one).
+LABEL=DIR:STRATEGY (STRATEGY may be left out when DIR holds one). DIR+DIR pools the seeds of
+several folders (a seed in two of them is an error) and a trailing @SEEDS (0-19,200-259) keeps
+only those seeds, e.g. "TPE=results/a+results/b:optuna-tpe@0-19,200-259".
 """
 
 from __future__ import annotations
@@ -73,13 +75,52 @@ class Entry(NamedTuple):
     strategy: str
 
 
+def _seed_list(text: str) -> set[int]:
+    """Seeds "0-19,200-259" -> {0..19, 200..259}."""
+    seeds: set[int] = set()
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        try:
+            seeds.update(range(int(low), int(high or low) + 1))
+        except ValueError:
+            sys.exit(f"error: seeds {text!r}: expected ranges like 0-19,200-259")
+    return seeds
+
+
 def load(spec: str) -> Entry:
-    """The `Entry` of one LABEL=DIR[:STRATEGY]."""
+    """The `Entry` of one LABEL=DIR[+DIR...][:STRATEGY][@SEEDS]: several folders pool their
+    seeds (one seed in two folders is an error), @SEEDS keeps only those seeds."""
     if "=" not in spec:
         sys.exit(f"error: {spec!r}: expected LABEL=DIR or LABEL=DIR:STRATEGY")
     label, where = spec.split("=", 1)
-    folder, _, strategy = where.partition(":")
-    folder = Path(folder)
+    where, _, seed_text = where.partition("@")
+    keep = _seed_list(seed_text) if seed_text else None
+    folders, _, strategy = where.partition(":")
+    per: dict[int, dict[int, tuple[float, float, float, float]]] = {}
+    summaries, source = [], {}
+    for folder in map(Path, folders.split("+")):
+        summary, strategy = _load_folder(folder, strategy, per, keep, source)
+        summaries.append(summary)
+    summary = dict(summaries[0])
+    if len(summaries) > 1:
+        summary["provenance"] = {"command": "; ".join(
+            s.get("provenance", {}).get("command", "not recorded") for s in summaries)}
+    data = {}
+    for count, seeds in sorted(per.items()):
+        values = np.array([v for _, v in sorted(seeds.items())])
+        data[count] = {"hv": values[:, 0], "regret": values[:, 1], "seeds": np.array(sorted(seeds))}
+        if not np.isnan(values[:, 2]).any():
+            data[count]["signal"] = values[:, 2]
+        if not np.isnan(values[:, 3]).any():
+            data[count]["found"] = values[:, 3]
+    if not data:
+        sys.exit(f"error: {spec!r} holds no runs of {strategy!r} on the seeds asked for")
+    return Entry(label, summary, data, strategy)
+
+
+def _load_folder(folder: Path, strategy: str, per: dict, keep: set[int] | None,
+                 source: dict) -> tuple[dict, str]:
+    """Add one folder's per-seed figures of `strategy` to `per`; its summary and the strategy."""
     for name in ("summary.json", "fronts.jsonl"):
         if not (folder / name).is_file():
             sys.exit(f"error: {folder / name} not found: give a folder written by moonas bench")
@@ -91,28 +132,24 @@ def load(spec: str) -> Entry:
         strategy = names[0]
     if strategy not in names:
         sys.exit(f"error: {folder} has no {strategy!r}; it holds {', '.join(names)}")
-    per: dict[int, dict[int, tuple[float, float, float, float]]] = {}
     from_picks: Callable[[list], float] | None = None
     for line in (folder / "fronts.jsonl").read_text().splitlines():
         r = json.loads(line)
-        if r["strategy"] == strategy:
-            if "signal_regret" in r:
-                signal = float(np.mean(r["signal_regret"]))
-            else:  # written before the harness kept it: from the picks, or nan without a table
-                from_picks = from_picks or _pick_scorer(summary) or (lambda picks: np.nan)
-                signal = from_picks(r["picks"]) if "picks" in r else np.nan
-            found = float(np.mean(r["found_regret"])) if "found_regret" in r else np.nan
-            per.setdefault(r["evals"], {})[r["seed"]] = (r["hv_ratio"], float(np.mean(r["regret"])),
-                                                         signal, found)
-    data = {}
-    for count, seeds in sorted(per.items()):
-        values = np.array([v for _, v in sorted(seeds.items())])
-        data[count] = {"hv": values[:, 0], "regret": values[:, 1], "seeds": np.array(sorted(seeds))}
-        if not np.isnan(values[:, 2]).any():
-            data[count]["signal"] = values[:, 2]
-        if not np.isnan(values[:, 3]).any():
-            data[count]["found"] = values[:, 3]
-    return Entry(label, summary, data, strategy)
+        if r["strategy"] != strategy or (keep is not None and r["seed"] not in keep):
+            continue
+        if "signal_regret" in r:
+            signal = float(np.mean(r["signal_regret"]))
+        else:  # written before the harness kept it: from the picks, or nan without a table
+            from_picks = from_picks or _pick_scorer(summary) or (lambda picks: np.nan)
+            signal = from_picks(r["picks"]) if "picks" in r else np.nan
+        found = float(np.mean(r["found_regret"])) if "found_regret" in r else np.nan
+        key = (r["evals"], r["seed"])
+        if source.setdefault(key, folder) != folder:
+            sys.exit(f"error: seed {r['seed']} of {strategy} is in both {source[key]} and "
+                     f"{folder}: pool folders with different seeds, or keep some with @SEEDS")
+        per.setdefault(r["evals"], {})[r["seed"]] = (r["hv_ratio"], float(np.mean(r["regret"])),
+                                                     signal, found)
+    return summary, strategy
 
 
 def interval(values: np.ndarray, stat) -> tuple[float, float]:
@@ -152,6 +189,14 @@ def page(groups: list[tuple[str, list[Entry]]], title: str, pairing: bool = True
     return "\n".join(lines)
 
 
+def _ranges(seeds: np.ndarray) -> str:
+    """Sorted seeds as runs: "0..19" or "0..19, 200..259"."""
+    breaks = np.flatnonzero(np.diff(seeds) != 1)
+    starts = np.concatenate([[0], breaks + 1])
+    ends = np.concatenate([breaks, [len(seeds) - 1]])
+    return ", ".join(f"{seeds[a]}..{seeds[b]}" for a, b in zip(starts, ends))
+
+
 def section(entries: list[Entry], pairing: bool = True) -> list[str]:
     rng = np.random.default_rng(0)
     counts = sorted(set.intersection(*(set(e.data) for e in entries)))
@@ -159,8 +204,8 @@ def section(entries: list[Entry], pairing: bool = True) -> list[str]:
     for label, summary, data, _ in entries:
         seeds = next(iter(data.values()))["seeds"]
         made = summary.get("provenance", {}).get("command", "not recorded in the folder (written before summaries kept it)")
-        lines.append(f"- {label}: {summary['dataset']}/{summary['cost']}, seeds {seeds.min()}.."
-                     f"{seeds.max()} ({len(seeds)}), prune {summary.get('prune', 'keep')}, "
+        lines.append(f"- {label}: {summary['dataset']}/{summary['cost']}, seeds {_ranges(seeds)} "
+                     f"({len(seeds)}), prune {summary.get('prune', 'keep')}, "
                      f"picks {summary.get('pick', 'observed')}; "
                      f"made by `{made}`")
     lines.append("")
