@@ -207,7 +207,7 @@ def test_front_screening_measures_the_largest_predicted_hypervolume_gains(monkey
     # Screening by the front: every screened row becomes a fresh, distinct architecture; the
     # first chosen has the largest predicted hypervolume gain over the remembered front in a
     # pool holding every fresh one-choice move of a front member; the rows are not told.
-    from moonas.pareto import improvements_2d, non_dominated_2d
+    from moonas.pareto import front_2d, improvements_2d
     from moonas.plugins import pvll
     from moonas.plugins.pvll import neighbours_of
 
@@ -237,12 +237,12 @@ def test_front_screening_measures_the_largest_predicted_hypervolume_gains(monkey
     front, candidates, reference = calls[0]
     observed = np.stack([losses, cost_of(archs)], axis=1)
     np.testing.assert_allclose(np.sort(front, axis=0),
-                               np.sort(observed[non_dominated_2d(observed)], axis=0))
+                               np.sort(observed[front_2d(*observed.T)], axis=0))
     predicted = np.stack([plugin.predict(out[:1]), cost_of(out[:1])], axis=1)[0].round(9)
     gains = improvements_2d(front, candidates, reference)
     assert gains.max() > 0
     assert predicted.tolist() in candidates[gains == gains.max()].round(9).tolist()
-    moves = neighbours_of(archs[non_dominated_2d(observed)], N_OPTIONS)
+    moves = neighbours_of(archs[front_2d(*observed.T)], N_OPTIONS)
     moves = moves[[tuple(m) not in remembered for m in moves.tolist()]]
     in_pool = {tuple(c) for c in candidates.round(9).tolist()}
     move_points = np.stack([plugin.predict(moves), cost_of(moves)], axis=1).round(9)

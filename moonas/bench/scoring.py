@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 
 from moonas.bench.table import BenchProblem
-from moonas.pareto import hypervolume, normalise
+from moonas.pareto import front_2d, hypervolume, normalise
 from moonas.plugins.pvll import SMOOTHING, smoothed_scores
 
 __all__ = [
@@ -52,32 +52,6 @@ def bootstrap_interval(values: np.ndarray, level: float = 0.95, resamples: int =
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(boots, (tail, 100 - tail))
     return float(low), float(high)
-
-
-def front_2d(error: np.ndarray, cost: np.ndarray) -> np.ndarray:
-    """Rows (sorted by cost) of the non-dominated points of (error, cost), both minimised.
-
-    The vectorised 2-objective case of `moonas.pareto.non_dominated` (same set, duplicates of a
-    front point kept); used on the 15,625 rows of the table and on each snapshot.
-    """
-    error = np.asarray(error, dtype=np.float64)
-    cost = np.asarray(cost, dtype=np.float64)
-    if error.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    order = np.lexsort((error, cost))  # by cost, then error
-    e = error[order]
-    c = cost[order]
-    best_before = np.concatenate([[np.inf], np.minimum.accumulate(e)[:-1]])
-    # Strictly better error than everything cheaper-or-equal before it, or an exact duplicate
-    # of the point that set the running minimum at the same cost.
-    prev_e = np.concatenate([[np.nan], e[:-1]])
-    prev_c = np.concatenate([[np.nan], c[:-1]])
-    keep = e < best_before
-    dup = (e == prev_e) & (c == prev_c)
-    # A duplicate is kept when the point it repeats was kept (chains of duplicates too).
-    for i in np.flatnonzero(dup & ~keep):
-        keep[i] = keep[i - 1]
-    return order[keep]
 
 
 def returned_set(rows: np.ndarray, signal: np.ndarray, cost: np.ndarray) -> np.ndarray:

@@ -89,7 +89,7 @@ import numpy as np
 from moonas.asng import MultiASNG
 from moonas.asng.importance import budget_keys, coefficient_keys
 from moonas.errors import CheckpointError, ConfigError
-from moonas.pareto import improvements_2d, non_dominated_2d
+from moonas.pareto import front_2d, improvements_2d
 from moonas.plugins import Plugin
 from moonas.threads import blas_threads
 
@@ -633,7 +633,7 @@ class PVLLPlugin(Plugin):
                  for k, n in enumerate(per_k) if n > 0]
         costs = self._memory_costs()
         front = np.stack([self._losses, costs], axis=1)
-        on_front = non_dominated_2d(front)
+        on_front = front_2d(self._losses, costs)  # rows, by cost
         if self.config.neighbours:
             allowed = (thetas > 0).any(axis=0)
             moves = neighbours_of(np.unique(self._archs[on_front], axis=0), self.n_options)
