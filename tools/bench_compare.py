@@ -97,9 +97,9 @@ def load(spec: str) -> Entry:
     keep = _seed_list(seed_text) if seed_text else None
     folders, _, strategy = where.partition(":")
     per: dict[int, dict[int, tuple[float, float, float, float]]] = {}
-    summaries, source = [], {}
+    summaries = []
     for folder in map(Path, folders.split("+")):
-        summary, strategy = _load_folder(folder, strategy, per, keep, source)
+        summary, strategy = _load_folder(folder, strategy, per, keep)
         summaries.append(summary)
     summary = dict(summaries[0])
     if len(summaries) > 1:
@@ -118,8 +118,8 @@ def load(spec: str) -> Entry:
     return Entry(label, summary, data, strategy)
 
 
-def _load_folder(folder: Path, strategy: str, per: dict, keep: set[int] | None,
-                 source: dict) -> tuple[dict, str]:
+def _load_folder(folder: Path, strategy: str, per: dict,
+                 keep: set[int] | None) -> tuple[dict, str]:
     """Add one folder's per-seed figures of `strategy` to `per`; its summary and the strategy."""
     for name in ("summary.json", "fronts.jsonl"):
         if not (folder / name).is_file():
@@ -143,11 +143,10 @@ def _load_folder(folder: Path, strategy: str, per: dict, keep: set[int] | None,
             from_picks = from_picks or _pick_scorer(summary) or (lambda picks: np.nan)
             signal = from_picks(r["picks"]) if "picks" in r else np.nan
         found = float(np.mean(r["found_regret"])) if "found_regret" in r else np.nan
-        key = (r["evals"], r["seed"])
-        if source.setdefault(key, folder) != folder:
-            sys.exit(f"error: seed {r['seed']} of {strategy} is in both {source[key]} and "
-                     f"{folder}: pool folders with different seeds, or keep some with @SEEDS")
-        per.setdefault(r["evals"], {})[r["seed"]] = (r["hv_ratio"], float(np.mean(r["regret"])),
+        if r["seed"] in per.setdefault(r["evals"], {}):
+            sys.exit(f"error: seed {r['seed']} of {strategy} is in both {folder} and an earlier "
+                     "folder: pool folders with different seeds, or keep some with @SEEDS")
+        per[r["evals"]][r["seed"]] = (r["hv_ratio"], float(np.mean(r["regret"])),
                                                      signal, found)
     return summary, strategy
 

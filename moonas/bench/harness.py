@@ -279,15 +279,14 @@ def _summarise(job: BenchJob, problem: BenchProblem, scorer: Scorer, records: li
             "signal_regret_mean": float(np.mean([r["signal_regret"] for r in group])),
             "wall_s_median": float(np.median([r["wall_s"] for r in group])),
         }
-        if "observed_regret" in group[0]:
-            observed = np.array([r["observed_regret"] for r in group])
-            row["observed_regret_mean"] = float(observed.mean())
-            row["observed_regret_ci95"] = list(bootstrap_interval(observed.mean(axis=1)))
+        for key in ("observed_regret", "found_regret"):
+            if key in group[0]:
+                values = np.array([r[key] for r in group])  # (seeds, K)
+                row[f"{key}_mean"] = float(values.mean())
+                row[f"{key}_ci95"] = list(bootstrap_interval(values.mean(axis=1)))
         if "found_regret" in group[0]:
-            found = np.array([r["found_regret"] for r in group])
-            row["found_regret_mean"] = float(found.mean())
-            row["found_regret_ci95"] = list(bootstrap_interval(found.mean(axis=1)))
-            row["found_regret_per_budget"] = found.mean(axis=0).tolist()
+            row["found_regret_per_budget"] = np.mean([r["found_regret"] for r in group],
+                                                     axis=0).tolist()
         if "mode_regret" in group[0]:
             row["mode_regret_mean"] = float(np.mean([r["mode_regret"] for r in group]))
         if name in NOTES:
@@ -335,10 +334,7 @@ def _write(job: BenchJob, problem: BenchProblem, summary: dict, records: list[di
             line["modes"] = [names[i] for i in r["modes"]]
         line.update(reached=r["reached"], hv_ratio=r["hv_ratio"], regret=r["regret"],
                     signal_regret=r["signal_regret"])
-        if "observed_regret" in r:
-            line["observed_regret"] = r["observed_regret"]
-        if "found_regret" in r:
-            line["found_regret"] = r["found_regret"]
+        line.update({key: r[key] for key in ("observed_regret", "found_regret") if key in r})
         lines.append(_json_line(line))
     write_text(out / "fronts.jsonl", "".join(lines))
     write_json(out / "summary.json", summary)
@@ -404,19 +400,18 @@ def summary_markdown(summary: dict[str, Any]) -> str:
 
     table_names = [n for n in names if n != "exhaustive"]
     exhaustive = [r for r in rows if r["strategy"] == "exhaustive"]
-    observed = (("Mean budget regret of the same runs with observed picks (--pick observed)",
-                 lambda r: f"{r['observed_regret_mean']:.3f} ({r['observed_regret_ci95'][0]:.3f}-"
-                           f"{r['observed_regret_ci95'][1]:.3f})"
-                 if "observed_regret_mean" in r else ""),)
-    if not any("observed_regret_mean" in r for r in rows):
-        observed = ()
-    found = (("Mean found regret (the best 200-epoch test accuracy among a run's evaluations "
-              "under each budget: what the search found, before the pick; regret minus this is "
-              "what picking by the 12-epoch signal lost)",
-              lambda r: f"{r['found_regret_mean']:.3f} ({r['found_regret_ci95'][0]:.3f}-"
-                        f"{r['found_regret_ci95'][1]:.3f})" if "found_regret_mean" in r else ""),)
-    if not any("found_regret_mean" in r for r in rows):
-        found = ()
+    def optional(key: str, title: str) -> tuple:
+        """A (title, format) table for `key`_mean with its interval, or none when no row has it."""
+        if not any(f"{key}_mean" in r for r in rows):
+            return ()
+        return ((title, lambda r: f"{r[f'{key}_mean']:.3f} ({r[f'{key}_ci95'][0]:.3f}-"
+                                  f"{r[f'{key}_ci95'][1]:.3f})" if f"{key}_mean" in r else ""),)
+
+    observed = optional("observed_regret", "Mean budget regret of the same runs with observed "
+                        "picks (--pick observed)")
+    found = optional("found_regret", "Mean found regret (the best 200-epoch test accuracy among "
+                     "a run's evaluations under each budget: what the search found, before the "
+                     "pick; regret minus this is what picking by the 12-epoch signal lost)")
     for title, fmt in (
         ("Median HV ratio (25th-75th percentile)",
          lambda r: f"{r['hv_ratio']['median']:.4f} ({r['hv_ratio']['p25']:.4f}-"
