@@ -160,7 +160,7 @@ def _score_task(task: _Task) -> list[dict[str, Any]]:
     job = task.job
     problem, scorer = _problem(job.table, job.dataset, job.cost)
     options = RunOptions(budgets=scorer.budgets, search=job.search, population=job.population,
-                         prune=job.prune)
+                         prune=job.prune, table=job.table)
     exhaustive = task.strategy == "exhaustive"
     # Mode k searched for budget k (the regret's) unless multi-asng's targets were overridden.
     own_targets = task.strategy == "multi-asng" and any(
@@ -222,7 +222,7 @@ def run_bench(job: BenchJob, progress: Callable[[int, int], None] | None = None)
     summary (what summary.json holds).
     """
     problem, scorer = _problem(job.table, job.dataset, job.cost)  # fail fast on bad input
-    search = asdict(search_config(RunOptions(scorer.budgets, job.search), job.cost))
+    search = asdict(search_config(RunOptions(scorer.budgets, job.search, table=job.table), job.cost))
     tasks = _tasks(job)
     total = len(tasks)
     if progress is not None:

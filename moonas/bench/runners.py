@@ -37,13 +37,15 @@ SEARCH_KEYS = ("delta0", "delta_max", "alpha", "samples_per_dist", "utility", "c
 @dataclass(frozen=True)
 class RunOptions:
     """What every runner gets besides the problem: the budgets (cost percentiles of the table),
-    multi-asng's search settings (`SEARCH_KEYS` overrides), the population of NSGA-II, and
-    what pruning every strategy's cells get before they are looked up (`PRUNE_LEVELS`)."""
+    multi-asng's search settings (`SEARCH_KEYS` overrides), the population of NSGA-II, what
+    pruning every strategy's cells get before they are looked up (`PRUNE_LEVELS`), and the
+    table's path, which a latency cost's search config names as its latency table."""
 
     budgets: tuple[float, ...]
     search: tuple[tuple[str, Any], ...] = ()
     population: int = 20
     prune: str = "dead"
+    table: str | None = None
 
 
 @dataclass
@@ -147,7 +149,8 @@ def run_strategy(name: str, problem: BenchProblem, max_evals: int, rng: np.rando
 def search_config(options: RunOptions, cost: str) -> SearchConfig:
     """multi-asng's `SearchConfig`: budget mode on the options' budgets unless overridden
     (`coefficients` switches to coefficient mode). Overrides go through the config layer's
-    validation; dotted keys (`eoi.enabled`) set plug-in sections."""
+    validation; dotted keys (`eoi.enabled`) set plug-in sections. A `latency:DEVICE` cost
+    names the options' table as its latency table (the benchmark prices cells from it)."""
     overrides = dict(options.search)
     unknown = sorted(k for k in overrides if k.split(".")[0] not in SEARCH_KEYS)
     if unknown:
@@ -155,6 +158,8 @@ def search_config(options: RunOptions, cost: str) -> SearchConfig:
                           f"{', '.join(SEARCH_KEYS)}")
     data: dict[str, Any] = {"strategy": "multi-asng", "cost": cost, "prune": options.prune,
                             "budgets": list(options.budgets), "n_budgets": len(options.budgets)}
+    if cost.startswith("latency:"):
+        data["latency_table"] = options.table
     if overrides.get("coefficients") is not None:
         data.update(budgets=None, n_budgets=len(overrides["coefficients"]))
     for key, value in overrides.items():
