@@ -56,11 +56,13 @@ PRUNING = {
     "unreachable": "Pruning (--prune unreachable): every strategy's cells are looked up, counted "
                    "and returned with the operations whose result cannot reach the cell output "
                    "set to none (same output, same NAS-Bench-201 isomorphism class, never "
-                   "more params or MACs), as the supernet search does with search.prune.",
+                   "more params or MACs; a measured latency can be higher), as the supernet "
+                   "search does with search.prune.",
     "dead": "Pruning (--prune dead): every strategy's cells are looked up, counted and returned "
             "with their dead operations set to none (an edge whose result cannot reach the cell "
-            "output, or whose input is always zero; never more params or MACs), as the supernet "
-            "search does with search.prune.",
+            "output, or whose input is always zero; never more params or MACs, while a measured "
+            "latency is the pruned cell's own row and can be higher), as the supernet search "
+            "does with search.prune.",
 }
 
 #: Extra counts (besides the job's) at which runs are scored for the anytime plot.
@@ -222,7 +224,8 @@ def run_bench(job: BenchJob, progress: Callable[[int, int], None] | None = None)
     summary (what summary.json holds).
     """
     problem, scorer = _problem(job.table, job.dataset, job.cost)  # fail fast on bad input
-    search = asdict(search_config(RunOptions(scorer.budgets, job.search, table=job.table), job.cost))
+    options = RunOptions(scorer.budgets, job.search, table=job.table)
+    search = asdict(search_config(options, job.cost))
     tasks = _tasks(job)
     total = len(tasks)
     if progress is not None:
