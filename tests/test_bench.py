@@ -259,9 +259,9 @@ def test_runners_stop_at_the_count_and_use_the_strategy_layer(table) -> None:
 
 
 def test_a_latency_cost_searches_with_the_table_as_its_latency_table(table) -> None:
-    """multi-asng on a measured latency: the search config names the benchmark's table as the
-    latency table (without one it fails with the config layer's one-line error), and every
-    returned cell is priced by that device's column."""
+    """multi-asng and the separate ASNG runs on a measured latency: their search configs name
+    the benchmark's table as the latency table (without one the config layer fails with its
+    one-line error), and the cells are priced by that device's column."""
     problem = table.problem("c10", "latency:pixel3")
     budgets = budget_percentiles(problem.cost)
     config = search_config(RunOptions(budgets, table=str(NB201_CSV)), "latency:pixel3")
@@ -269,10 +269,11 @@ def test_a_latency_cost_searches_with_the_table_as_its_latency_table(table) -> N
     with pytest.raises(ConfigError, match="needs search.latency_table"):
         search_config(RunOptions(budgets), "latency:pixel3")
     options = RunOptions(budgets=budgets, table=str(NB201_CSV))
-    trace = run_strategy("multi-asng", problem, 40, np.random.default_rng(0), options, (40,))
-    rows = trace.rows_at(40)
-    assert len(rows) == 40
-    assert not np.allclose(problem.cost[rows], table.problem("c10", "params").cost[rows])
+    for name in ("multi-asng", "asng-separate", "asng-separate-full"):
+        trace = run_strategy(name, problem, 40, np.random.default_rng(0), options, (40,))
+        rows = trace.rows_at(40)
+        assert len(rows) >= 40
+        assert not np.allclose(problem.cost[rows], table.problem("c10", "params").cost[rows])
 
 
 def test_each_run_seeds_its_plug_ins_from_its_own_generator(table, monkeypatch) -> None:

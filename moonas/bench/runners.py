@@ -157,9 +157,8 @@ def search_config(options: RunOptions, cost: str) -> SearchConfig:
         raise ConfigError(f"unknown search setting {unknown[0]!r} for the benchmark; valid: "
                           f"{', '.join(SEARCH_KEYS)}")
     data: dict[str, Any] = {"strategy": "multi-asng", "cost": cost, "prune": options.prune,
-                            "budgets": list(options.budgets), "n_budgets": len(options.budgets)}
-    if cost.startswith("latency:"):
-        data["latency_table"] = options.table
+                            "budgets": list(options.budgets), "n_budgets": len(options.budgets),
+                            "latency_table": _latency_table(options, cost)}
     if overrides.get("coefficients") is not None:
         data.update(budgets=None, n_budgets=len(overrides["coefficients"]))
     for key, value in overrides.items():
@@ -222,12 +221,18 @@ def _multi_asng(problem: BenchProblem, max_evals: int, rng: np.random.Generator,
     return trace
 
 
+def _latency_table(options: RunOptions, cost: str) -> str | None:
+    """The latency table a search config on `cost` names: the benchmark's own table for a
+    `latency:DEVICE` cost (cells are priced from it), None for params and MACs."""
+    return options.table if cost.startswith("latency:") else None
+
+
 def _single_asngs(problem: BenchProblem, options: RunOptions) -> list[Any]:
-    budgets = options.budgets
-    return [_strategy("asng", problem, SearchConfig(strategy="asng", cost=problem.cost_name,
-                                                   prune=options.prune,
-                                                   budgets=(float(b),), n_budgets=1))
-            for b in budgets]
+    cost = problem.cost_name
+    return [_strategy("asng", problem, SearchConfig(
+                strategy="asng", cost=cost, prune=options.prune, budgets=(float(b),),
+                n_budgets=1, latency_table=_latency_table(options, cost)))
+            for b in options.budgets]
 
 
 @RUNNERS.register("asng-separate")
