@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from moonas.bench.harness import BenchJob, run_bench
+from moonas.bench.harness import STRATEGY_NAMES, BenchJob, run_bench
 from moonas.bench.runners import RunOptions, TableEvaluator, run_strategy, search_config
 from moonas.bench.scoring import (REFERENCE, build_scorer, budget_percentiles, front_2d, picks,
                                   returned_set, signal_regret)
@@ -311,6 +311,17 @@ QUICK = ("multi-asng", "asng-separate", "nsga2", "optuna-tpe", "random", "exhaus
 def _quick_job(out: Path, **kw) -> BenchJob:
     return BenchJob(table=str(NB201_CSV), out=str(out), strategies=QUICK, evals=(50, 100),
                     seeds=2, plot_counts=(20,), **kw)
+
+
+def test_every_strategy_runs_a_latency_job(tmp_path: Path) -> None:
+    """`--cost latency:DEVICE` (offered by the CLI) through the whole harness, every strategy
+    but the exhaustive one: each gets a row, in the device's unit."""
+    strategies = tuple(s for s in STRATEGY_NAMES if s != "exhaustive")
+    summary = run_bench(BenchJob(table=str(NB201_CSV), out=str(tmp_path), cost="latency:eyeriss",
+                                 strategies=strategies, evals=(30,), seeds=1, plot_counts=(10,)))
+    assert {r["strategy"] for r in summary["rows"]} == set(strategies)
+    assert summary["cost"] == "latency:eyeriss" and summary["cost_unit"] == "ms"
+    assert "latency:eyeriss" in (tmp_path / "summary.md").read_text()
 
 
 def test_quick_run_writes_every_file_and_a_seed_reproduces(tmp_path: Path) -> None:
