@@ -41,9 +41,9 @@ def non_dominated(points: np.ndarray) -> np.ndarray:
 def front_2d(error: np.ndarray, cost: np.ndarray) -> np.ndarray:
     """Rows (sorted by cost) of the non-dominated points of (error, cost), both minimised.
 
-    The vectorised 2-objective case of `non_dominated` (same set, duplicates of a
-    front point kept); used on the 15,625 rows of the NAS-Bench-201 table, on each snapshot, and on PVLL's memory
-    at every screened step.
+    The vectorised 2-objective case of `non_dominated` (same set, duplicates of a front point
+    kept); used on the 15,625 rows of the NAS-Bench-201 table, on each snapshot, and on PVLL's
+    memory at every screened step.
     """
     error = np.asarray(error, dtype=np.float64)
     cost = np.asarray(cost, dtype=np.float64)

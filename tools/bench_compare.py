@@ -146,8 +146,7 @@ def _load_folder(folder: Path, strategy: str, per: dict,
         if r["seed"] in per.setdefault(r["evals"], {}):
             sys.exit(f"error: seed {r['seed']} of {strategy} is in both {folder} and an earlier "
                      "folder: pool folders with different seeds, or keep some with @SEEDS")
-        per[r["evals"]][r["seed"]] = (r["hv_ratio"], float(np.mean(r["regret"])),
-                                                     signal, found)
+        per[r["evals"]][r["seed"]] = (r["hv_ratio"], float(np.mean(r["regret"])), signal, found)
     return summary, strategy
 
 

@@ -287,9 +287,8 @@ def _summarise(job: BenchJob, problem: BenchProblem, scorer: Scorer, records: li
                 values = np.array([r[key] for r in group])  # (seeds, K)
                 row[f"{key}_mean"] = float(values.mean())
                 row[f"{key}_ci95"] = list(bootstrap_interval(values.mean(axis=1)))
-        if "found_regret" in group[0]:
-            row["found_regret_per_budget"] = np.mean([r["found_regret"] for r in group],
-                                                     axis=0).tolist()
+                if key == "found_regret":
+                    row["found_regret_per_budget"] = values.mean(axis=0).tolist()
         if "mode_regret" in group[0]:
             row["mode_regret_mean"] = float(np.mean([r["mode_regret"] for r in group]))
         if name in NOTES:
