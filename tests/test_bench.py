@@ -304,6 +304,31 @@ def test_each_run_seeds_its_plug_ins_from_its_own_generator(table, monkeypatch) 
     assert seen[0] == seen[1] != seen[2]
 
 
+@pytest.mark.parametrize("pruned", [True, False])
+def test_multi_asng_proxy_learns_the_cells_the_table_prices(table, monkeypatch, pruned) -> None:
+    """The harness hands PVLL the pruning it looks cells up with: with `pvll.pruned` (the
+    default) the proxy's memory holds dead-pruned cells; switched off, the archs as drawn
+    (some of which carry dead operations)."""
+    from moonas.bench import runners
+
+    built = []
+    real = runners._strategy
+
+    def spy(name, problem, search, seed=0):
+        built.append(real(name, problem, search, seed))
+        return built[-1]
+
+    monkeypatch.setattr(runners, "_strategy", spy)
+    problem = table.problem("c10", "params")
+    options = RunOptions(budgets=budget_percentiles(problem.cost),
+                         search=(("pvll.pruned", pruned),))
+    run_strategy("multi-asng", problem, 80, np.random.default_rng(0), options)
+    memory, _ = built[0].pvll.memory
+    dead = (problem.prune(memory, "dead") != memory).any(axis=1)
+    assert len(memory) >= 80
+    assert not dead.any() if pruned else dead.any()
+
+
 # ------------------------------------------------------------------------------ a quick run
 QUICK = ("multi-asng", "asng-separate", "nsga2", "optuna-tpe", "random", "exhaustive")
 

@@ -311,6 +311,55 @@ def test_neighbour_screening_moves_off_the_remembered_incumbent():
     assert not (again[:, d] == removed[d]).any()
 
 
+def _dead_second(archs: np.ndarray) -> np.ndarray:
+    """A toy pruning: option 0 of choice 0 cuts choice 1 off, which then reads option 0."""
+    cells = np.array(archs, dtype=np.int64)
+    cells[cells[:, 0] == 0, 1] = 0
+    return cells
+
+
+@pytest.mark.parametrize("pruned", [True, False])
+def test_pvll_learns_and_screens_the_measured_cells(pruned):
+    """With `pruned` (the default) the memory holds the cells as measured and the screened
+    rows are measured cells not yet remembered; without it, the archs as drawn."""
+    config = PVLLConfig(enabled=True, explore=0.0, pool=8, min_observations=10, pruned=pruned)
+    plugin = PVLLPlugin(config, N_OPTIONS, 1, 0, cells=_dead_second)
+    archs = _random_archs(np.random.default_rng(2), 60)
+    archs[:30, 0] = 0  # half of them with a dead choice 1
+    archs[:30, 1] = 1 + np.arange(30) % 4
+    core = MultiASNG(N_OPTIONS, 1, coefficients=[0.0], n_per_dist=6)
+    plugin.observe(archs, _additive(archs), np.zeros(len(archs)), core)
+    memory, _ = plugin.memory
+    np.testing.assert_array_equal(memory, _dead_second(archs) if pruned else archs)
+    out = plugin.propose(np.random.default_rng(3), core, core.ask(np.random.default_rng(3)))
+    remembered = {tuple(a) for a in _dead_second(archs).tolist()}
+    cells = _dead_second(out)
+    if pruned:
+        np.testing.assert_array_equal(out, cells)
+        assert not any(tuple(c) in remembered for c in cells.tolist())
+        assert len(np.unique(cells, axis=0)) == len(cells)
+    # Switched off, the plug-in ignores the cells it was given.
+    assert (plugin._cells is None) == (not pruned)
+
+
+def test_moves_of_a_pruned_cell_check_only_the_choice_they_change():
+    """A distribution that removed option 0 of choice 1 still gets moves off a measured cell
+    whose dead choice 1 reads 0; no move sets a removed option."""
+    plugin = PVLLPlugin(PVLLConfig(), N_OPTIONS, 1, 0, cells=_dead_second)
+    allowed = np.ones((len(N_OPTIONS), max(N_OPTIONS)), dtype=bool)
+    allowed[1, 0] = False
+    allowed[2, 3] = False
+    base = np.array([[0, 0, 1, 1, 1, 1]])
+    moves = plugin._moves(base, allowed)
+    assert len(moves) > 0
+    assert not (moves[:, 2] == 3).any()
+    np.testing.assert_array_equal(moves, _dead_second(moves))
+    # On archs as drawn every choice must be allowed: only the moves off choice 1's 0 remain.
+    raw = PVLLPlugin(PVLLConfig(pruned=False), N_OPTIONS, 1, 0, cells=_dead_second)
+    raw_moves = raw._moves(base, allowed)
+    assert len(raw_moves) == N_OPTIONS[1] - 1 and (raw_moves[:, 1] != 0).all()
+
+
 def test_front_samples_rank_candidates_by_the_predictor():
     config = PVLLConfig(enabled=True, explore=0.25, pool=16, min_observations=10)
     plugin = _fitted_plugin(config)

@@ -182,7 +182,8 @@ def _strategy(name: str, problem: BenchProblem, search: SearchConfig, seed: int 
                           float(cost.min()), float(cost.max()))
     return build_strategy(name, problem.n_options, objective, search,
                           price=lambda archs: problem.cost[problem.index(
-                              problem.prune(archs, search.prune))], seed=seed)
+                              problem.prune(archs, search.prune))], seed=seed,
+                          cells=lambda archs: problem.prune(archs, search.prune))
 
 
 def plugin_seed(rng: np.random.Generator) -> int:

@@ -105,6 +105,8 @@ DEFAULT_RIDGE = {"ridge": 1.0, "kernel": 0.1}
 
 #: Costs of architectures (n, D) -> (n,), for screening by the predicted objective of k.
 CostFn = Callable[[np.ndarray], np.ndarray]
+#: What the search measures for architectures (n, D): the cells (n, D), e.g. pruned.
+CellFn = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,7 @@ class PVLLConfig:
     neighbours: bool = True              # pools also hold the incumbent's one-choice moves
     greedy_until: int = 150              # observations before which every row is screened
     screen: Literal["objective", "front"] = "objective"  # what a screened row is chosen by
+    pruned: bool = True                  # learn and screen the cells as measured (pruned)
 
     def __post_init__(self) -> None:
         if self.memory < 2:
@@ -155,6 +158,8 @@ class PVLLConfig:
         if self.greedy_until < 0:
             raise ConfigError(f"search.pvll.greedy_until={self.greedy_until}: use >= 0 "
                               "observations (0: no greedy phase; default 150)")
+        if not isinstance(self.pruned, bool):
+            raise ConfigError(f"search.pvll.pruned={self.pruned!r}: use true or false")
         if self.screen not in ("objective", "front"):
             raise ConfigError(f"search.pvll.screen={self.screen!r}: use 'objective' (each "
                               "distribution's own objective) or 'front' (predicted hypervolume "
@@ -545,8 +550,11 @@ class PVLLPlugin(Plugin):
     name = "pvll"
 
     def __init__(self, config: PVLLConfig, n_options: tuple[int, ...], K: int,
-                 rng: np.random.Generator | int | None = None) -> None:
+                 rng: np.random.Generator | int | None = None, cells: CellFn | None = None
+                 ) -> None:
         self.config = config
+        # What the search measures for an architecture (its pruned cell); used with ``pruned``.
+        self._cells = cells if config.pruned and cells is not None else None
         self.n_options = tuple(int(n) for n in n_options)
         self.K = int(K)
         # Own generator for the exploration choice, so screening never shifts the caller's.
@@ -606,7 +614,7 @@ class PVLLPlugin(Plugin):
         memory_costs = self._memory_costs() if self.config.neighbours else None
         for k in np.unique(source[rows]):
             mine = rows[source[rows] == k]
-            pool = _sample(thetas[k], rng, len(mine) * self.config.pool)
+            pool = self._measured(_sample(thetas[k], rng, len(mine) * self.config.pool))
             if self.config.neighbours:
                 pool = self._with_neighbours(pool, int(k), len(mine), thetas[k] > 0,
                                              memory_costs)
@@ -629,15 +637,14 @@ class PVLLPlugin(Plugin):
         front member that some distribution still allows; remembered architectures are left out
         while enough others remain."""
         need = int(per_k.sum())
-        pools = [_sample(thetas[k], rng, int(n) * self.config.pool)
+        pools = [self._measured(_sample(thetas[k], rng, int(n) * self.config.pool))
                  for k, n in enumerate(per_k) if n > 0]
         costs = self._memory_costs()
         front = np.stack([self._losses, costs], axis=1)
         on_front = front_2d(self._losses, costs)  # rows, by cost
         if self.config.neighbours:
-            allowed = (thetas > 0).any(axis=0)
-            moves = neighbours_of(np.unique(self._archs[on_front], axis=0), self.n_options)
-            pools.append(moves[allowed[np.arange(moves.shape[1])[None, :], moves].all(axis=1)])
+            pools.append(self._moves(np.unique(self._archs[on_front], axis=0),
+                                     (thetas > 0).any(axis=0)))
         pool = np.unique(np.concatenate(pools), axis=0)
         fresh = ~_rows_in(pool, self._archs)
         if fresh.sum() >= need:
@@ -673,7 +680,7 @@ class PVLLPlugin(Plugin):
                 out.append(_sample(thetas[k], rng, n))
                 continue
             n_explore = int(round(self.config.explore * n))
-            pool = _sample(thetas[k], rng, max(n - n_explore, 0) * self.config.pool)
+            pool = self._measured(_sample(thetas[k], rng, max(n - n_explore, 0) * self.config.pool))
             best = self._order(pool, k) if len(pool) else np.zeros(0, dtype=np.int64)
             _, first = np.unique(pool[best], axis=0, return_index=True)
             kept = pool[best[np.sort(first)][:n - n_explore]]
@@ -703,16 +710,32 @@ class PVLLPlugin(Plugin):
 
     def _with_neighbours(self, pool: np.ndarray, k: int, need: int, allowed: np.ndarray,
                          memory_costs: np.ndarray | None = None) -> np.ndarray:
-        """The pool plus every one-choice move of k's incumbent that uses only options k still
-        has (``allowed`` (D, Kmax) bool: removed options, e.g. by EoiNAS or the angle, never
-        come back), without remembered architectures while at least ``need`` others remain."""
+        """The pool plus the one-choice moves of k's incumbent that k allows (``_moves``;
+        ``allowed`` (D, Kmax) bool: removed options, e.g. by EoiNAS or the angle, never come
+        back), without remembered architectures while at least ``need`` others remain."""
         best = self.incumbent(k, memory_costs)
         if best is not None:
-            moves = neighbours_of(best, self.n_options)
-            ok = allowed[np.arange(moves.shape[1])[None, :], moves].all(axis=1)
-            pool = np.concatenate([pool, moves[ok]])
+            pool = np.concatenate([pool, self._moves(best[None], allowed)])
         fresh = ~_rows_in(pool, self._archs)
         return pool[fresh] if fresh.sum() >= need else pool
+
+    def _measured(self, archs: np.ndarray) -> np.ndarray:
+        """What the search measures for archs (n, D): their pruned cells with ``pruned`` (and a
+        cell function), else the archs themselves."""
+        return archs if self._cells is None else np.asarray(self._cells(archs), dtype=np.int64)
+
+    def _moves(self, bases: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+        """The one-choice moves of each of bases (a, D), as measured (``_measured``), that
+        ``allowed`` (D, Kmax) bool permits. On architectures as drawn, a move must use only
+        allowed options. On pruned cells only its changed choice is checked: the rest is the
+        base's measured cell (a dead edge reads ``none`` whether or not k still has it)."""
+        moves = neighbours_of(bases, self.n_options)
+        columns = np.arange(moves.shape[1])[None, :]
+        ok = allowed[columns, moves]
+        if self._cells is not None:
+            per = len(moves) // len(bases)
+            ok |= moves == np.repeat(bases, per, axis=0)
+        return self._measured(moves[ok.all(axis=1)])
 
     def tell_mask(self, m: int) -> np.ndarray:
         """Rows (m,) bool of the last ``propose`` to tell the core (see module doc)."""
@@ -759,7 +782,8 @@ class PVLLPlugin(Plugin):
     def observe(self, archs: np.ndarray, losses: np.ndarray, costs: np.ndarray,
                 core: MultiASNG) -> dict[str, Any]:
         """Add the evaluated pairs (finite losses) to the FIFO memory; refit on schedule."""
-        archs = np.asarray(archs, dtype=np.int64)
+        # The memory holds what was measured: with ``pruned``, cells without dead operations.
+        archs = self._measured(np.asarray(archs, dtype=np.int64))
         losses = np.asarray(losses, dtype=np.float64).reshape(-1)
         keep = np.isfinite(losses)
         self.add(archs[keep], losses[keep])

@@ -89,7 +89,8 @@ def build_context(config: RunConfig) -> SearchContext:
     strategy = build_strategy(search.strategy, space.n_options, objective, search,
                               price=lambda archs: table.cost(objective.cost,
                                                              space.prune(archs, search.prune)),
-                              seed=config.seed)
+                              seed=config.seed,
+                              cells=lambda archs: space.prune(archs, search.prune))
     torch.manual_seed(config.seed)
     supernet = build_supernet(space)
     if search.split.enabled and type(supernet)._split_option is Supernet._split_option:

@@ -25,6 +25,9 @@ Evaluate = Callable[[np.ndarray], np.ndarray]
 #: Prices architectures `(n, D)` -> the searched cost `(n,)`.
 Price = Callable[[np.ndarray], np.ndarray]
 
+#: What the search measures for architectures `(n, D)`: their cells `(n, D)` (pruned).
+Cells = Callable[[np.ndarray], np.ndarray]
+
 #: Strategies that search one distribution (their objective has one budget or coefficient).
 SINGLE_DISTRIBUTION = ("asng",)
 
@@ -35,12 +38,14 @@ class Strategy:
     name: ClassVar[str] = ""
 
     def __init__(self, n_options: tuple[int, ...], objective: Objective,
-                 search: SearchConfig, price: Price | None = None, seed: int = 0) -> None:
+                 search: SearchConfig, price: Price | None = None, seed: int = 0,
+                 cells: Cells | None = None) -> None:
         self.n_options = tuple(n_options)
         self.objective = objective
         self.search = search
         self.price = price
         self.seed = seed
+        self.cells = cells
 
     def train_paths(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """Paths `(n, D)` for one weight step of the supernet."""
@@ -101,8 +106,9 @@ class MultiASNGStrategy(Strategy):
     name = "multi-asng"
 
     def __init__(self, n_options: tuple[int, ...], objective: Objective,
-                 search: SearchConfig, price: Price | None = None, seed: int = 0) -> None:
-        super().__init__(n_options, objective, search, price, seed)
+                 search: SearchConfig, price: Price | None = None, seed: int = 0,
+                 cells: Cells | None = None) -> None:
+        super().__init__(n_options, objective, search, price, seed, cells)
         k = objective.n_dists
         self.core = MultiASNG(
             n_options, k,
@@ -118,7 +124,7 @@ class MultiASNGStrategy(Strategy):
         # The seed plug-ins serve multi-asng; `asng` is plain ASNG-NAS, the baseline.
         plain = self.name != "multi-asng"
         self.plugins = [] if plain else _plugins(search, objective, self.core)
-        self.pvll = None if plain else _pvll(search, objective, n_options, k, price, seed)
+        self.pvll = None if plain else _pvll(search, objective, n_options, k, price, seed, cells)
         self.angle = None if plain else _angle(search, objective, n_options, k, price, seed)
 
     def train_paths(self, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -238,14 +244,14 @@ def _plugins(search: SearchConfig, objective: Objective, core: MultiASNG) -> lis
 
 
 def _pvll(search: SearchConfig, objective: Objective, n_options: tuple[int, ...], k: int,
-          price: Price | None, seed: int):
+          price: Price | None, seed: int, cells: Cells | None = None):
     """The proxy-validation-loss plug-in when switched on, ranking by each distribution's
-    predicted objective when the cost can be priced."""
+    predicted objective when the cost can be priced, on the measured cells when given."""
     if not search.pvll.enabled:
         return None
     from moonas.plugins.pvll import PVLLPlugin
 
-    plugin = PVLLPlugin(search.pvll, n_options, k, rng=seed)
+    plugin = PVLLPlugin(search.pvll, n_options, k, rng=seed, cells=cells)
     if price is not None:
         plugin.set_objective(price, budgets=objective.budgets,
                              coefficients=objective.coefficients, cost_max=objective.cost_max)
@@ -276,10 +282,12 @@ def samples_per_dist(search: SearchConfig, k: int) -> int:
 
 
 def build_strategy(name: str, n_options: tuple[int, ...], objective: Objective,
-                   search: SearchConfig, price: Price | None = None, seed: int = 0) -> Strategy:
-    """The strategy `name`; `price` (the searched cost of architectures) and `seed` serve the
+                   search: SearchConfig, price: Price | None = None, seed: int = 0,
+                   cells: Cells | None = None) -> Strategy:
+    """The strategy `name`; `price` (the searched cost of architectures), `seed` and `cells`
+    (what is measured for an architecture: its cell pruned at `search.prune`) serve the
     plug-ins that need them."""
-    return STRATEGIES.get(name)(n_options, objective, search, price, seed)
+    return STRATEGIES.get(name)(n_options, objective, search, price, seed, cells)
 
 
 def _rounded(values) -> list[float]:
