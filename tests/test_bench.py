@@ -329,6 +329,16 @@ def test_multi_asng_proxy_learns_the_cells_the_table_prices(table, monkeypatch, 
     assert not dead.any() if pruned else dead.any()
 
 
+@pytest.mark.parametrize("argv0, shown", [("/venv/bin/moonas", "moonas"),
+                                           ("/repo/moonas/__main__.py", "python -m moonas")])
+def test_provenance_names_the_command_as_typed(monkeypatch, argv0, shown) -> None:
+    from moonas.bench import harness
+
+    monkeypatch.setattr("sys.argv", [argv0, "bench", "nb201", "--out", "a b"])
+    command = harness._provenance(BenchJob(table="t.csv", out="a b"))["command"]
+    assert command == f"{shown} bench nb201 --out 'a b'"
+
+
 # ------------------------------------------------------------------------------ a quick run
 QUICK = ("multi-asng", "asng-separate", "nsga2", "optuna-tpe", "random", "exhaustive")
 

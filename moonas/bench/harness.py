@@ -311,8 +311,10 @@ def _summarise(job: BenchJob, problem: BenchProblem, scorer: Scorer, records: li
 
 def _provenance(job: BenchJob) -> dict[str, Any]:
     """What ran the job, where and when (summary.md's first lines)."""
-    argv = [os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python",
-            *sys.argv[1:]]
+    program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
+    if program == "__main__.py":  # python -m moonas
+        program = "python -m moonas"
+    argv = [*program.split(), *sys.argv[1:]]
     return {
         "command": shlex.join(argv),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
