@@ -57,6 +57,13 @@ def test_cost_extremes_and_overrides(capsys) -> None:
     assert by_kind["min_macs"]["macs"] < by_kind["max_macs"]["macs"]
 
 
+def test_an_unknown_strategy_fails_before_any_run_directory(tmp_path: Path) -> None:
+    result = _run("search", "--set", "search.strategy=multi-asgn", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "did you mean 'multi-asng'" in result.stderr and "asng-separate" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
