@@ -33,7 +33,10 @@ CURRENT_DEFAULTS = ("search.prune=dead", "search.pvll.neighbours=true",
                     "search.pvll.features=pairs")
 
 #: `search.pvll.neighbours` became a default on 2026-11-25 (session 4), `search.pvll.features:
-#: pairs` on 2026-12-02 (session 5); results recorded before with PVLL on pin both back with
-#: these (moonas.search overrides / harness search settings).
-NO_NEIGHBOURS = ("search.pvll.neighbours=false", "search.pvll.features=onehot")
-NO_NEIGHBOURS_BENCH = (("pvll.neighbours", False), ("pvll.features", "onehot"))
+#: pairs` on 2026-12-02 (session 5), `search.pvll.pruned` on 2026-12-07 (session 12); results
+#: recorded before with PVLL on pin all three back with these (moonas.search overrides /
+#: harness search settings).
+NO_NEIGHBOURS = ("search.pvll.neighbours=false", "search.pvll.features=onehot",
+                 "search.pvll.pruned=false")
+NO_NEIGHBOURS_BENCH = (("pvll.neighbours", False), ("pvll.features", "onehot"),
+                       ("pvll.pruned", False))

@@ -30,6 +30,7 @@ from moonas.retrain import TrainRecipe  # noqa: E402
 VARIANTS: dict[str, tuple[str, ...]] = {
     "no plug-in": (),
     "+ pvll": ("search.pvll.enabled=true",),
+    "+ pvll (archs as drawn)": ("search.pvll.enabled=true", "search.pvll.pruned=false"),
     "+ eoi": ("search.eoi.enabled=true",),
     "+ angle": ("search.angle.enabled=true",),
     "+ split (per-budget weights)": ("search.split.enabled=true",),
@@ -48,8 +49,13 @@ def main() -> None:
     parser.add_argument("--current", action="store_true",
                         help="today's search defaults (pruning, pvll pairs and neighbours when "
                              "on) instead of those the page was first recorded with")
+    parser.add_argument("--only", nargs="+", metavar="VARIANT", choices=list(VARIANTS),
+                        help="run these variants only ('no plug-in' is always run: the wall "
+                             "ratio's reference)")
     parser.add_argument("--out", default="results/plugins_digits.md")
     args = parser.parse_args()
+    variants = {label: extra for label, extra in VARIANTS.items()
+                if args.only is None or label == "no plug-in" or label in args.only}
     if args.current:
         args.set = [*CURRENT_DEFAULTS, *args.set]
     torch.set_num_threads(1)
@@ -57,13 +63,13 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="moonas-plugins-digits-"))
     cache: dict[tuple[int, ...], float] = {}
     data, space, low, high = digits_setup(args.set)
-    rows: dict[str, list[dict]] = {v: [] for v in VARIANTS}
+    rows: dict[str, list[dict]] = {v: [] for v in variants}
     # Warm-up (imports, dataset, first allocations) so the first timed run is not penalised.
     moonas.search(None, work / "warm-up", overrides=(*PRE_PRUNE_DEFAULTS, *args.set,
                                                       "search.epochs=2",
                                                       "search.warmup_epochs=1"))
     for seed in range(args.seeds):
-        for label, extra in VARIANTS.items():
+        for label, extra in variants.items():
             start = time.perf_counter()
             run = moonas.search(None, work / f"{len(rows[label])}-{seed}-{abs(hash(label))}",
                                 overrides=(*PRE_PRUNE_DEFAULTS, *args.set, *extra,
@@ -93,7 +99,7 @@ def main() -> None:
              "retrained front | HV per seed | best retrained test acc (median) | best supernet "
              "val acc (median) |",
              "|---|---:|---:|---:|---:|---|---:|---:|"]
-    for label in VARIANTS:
+    for label in variants:
         lines.append(f"| {label} | {med(label, 'wall'):.1f} | {med(label, 'wall') / ref:.2f} | "
                      f"{med(label, 'front'):.0f} | {med(label, 'hv'):.4f} | "
                      f"{', '.join(format(r['hv'], '.4f') for r in rows[label])} | "
