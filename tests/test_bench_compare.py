@@ -14,7 +14,8 @@ import bench_compare  # noqa: E402
 
 
 def _folder(path: Path, strategies: dict[str, tuple[float, float]], seeds: int = 12,
-            signal: bool = False, found: bool = False) -> Path:
+            signal: bool = False, found: bool = False, counts: tuple[int, ...] = (100, 300),
+            first: int = 0) -> Path:
     """A bench folder whose strategies have per-seed HV ~ N(hv, 1e-4), regret ~ N(r, 0.02);
     with `signal`, a signal regret of half the regret (as the harness writes since it kept it);
     with `found`, a found regret of a quarter of it."""
@@ -25,8 +26,8 @@ def _folder(path: Path, strategies: dict[str, tuple[float, float]], seeds: int =
     (path / "summary.json").write_text(json.dumps(summary))
     lines = []
     for name, (hv, regret) in strategies.items():
-        for count in (100, 300):
-            for seed in range(seeds):
+        for count in counts:
+            for seed in range(first, first + seeds):
                 line = {"strategy": name, "evals": count, "seed": seed,
                         "hv_ratio": hv + rng.normal(0, 1e-4),
                         "regret": [regret + rng.normal(0, 0.02)] * 5}
@@ -173,3 +174,17 @@ def test_folders_pool_their_seeds_and_a_seed_list_keeps_some(tmp_path: Path) -> 
     assert pooled.data[100]["seeds"].tolist() == [*range(6), *range(200, 206)]
     text = bench_compare.page([("pooled", [pooled])], "test")
     assert "seeds 0..5, 200..205 (12)" in text
+
+
+def test_a_count_only_part_of_a_pooled_entry_reached_is_left_out(tmp_path: Path) -> None:
+    full = _folder(tmp_path / "full", {"a": (0.995, 0.5)})
+    short = _folder(tmp_path / "short", {"a": (0.995, 0.5)}, counts=(100,), first=100)
+    other = _folder(tmp_path / "other", {"b": (0.995, 0.4)}, seeds=24)
+    entries = [bench_compare.load(f"A={full}+{short}:a"), bench_compare.load(f"B={other}:b")]
+    assert len(entries[0][2][100]["seeds"]) == 24 and len(entries[0][2][300]["seeds"]) == 12
+    text = bench_compare.page([("pooled", entries)], "test")
+    assert "| @100 |" in text and "@300 |" not in text
+    assert "left out: @300, which some entry holds for only part of its seeds" in text
+    # Each folder alone reaches both counts for all of its seeds: both stay.
+    text = bench_compare.page([("one", [bench_compare.load(f"A={full}:a"), entries[1]])], "t")
+    assert "| @100 | @300 |" in text and "left out" not in text

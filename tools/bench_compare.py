@@ -197,7 +197,11 @@ def _ranges(seeds: np.ndarray) -> str:
 
 def section(entries: list[Entry], pairing: bool = True) -> list[str]:
     rng = np.random.default_rng(0)
-    counts = sorted(set.intersection(*(set(e.data) for e in entries)))
+    shared = sorted(set.intersection(*(set(e.data) for e in entries)))
+    # A count an entry holds for only part of its seeds (a pooled folder run to fewer
+    # evaluations) would set different seed sets side by side: it is left out.
+    counts = [c for c in shared if all(
+        len(e.data[c]["seeds"]) == max(len(d["seeds"]) for d in e.data.values()) for e in entries)]
     lines = ["Sources:", ""]
     for label, summary, data, _ in entries:
         seeds = next(iter(data.values()))["seeds"]
@@ -206,6 +210,10 @@ def section(entries: list[Entry], pairing: bool = True) -> list[str]:
                      f"({len(seeds)}), prune {summary.get('prune', 'keep')}, "
                      f"picks {summary.get('pick', 'observed')}; "
                      f"made by `{made}`")
+    left = [c for c in shared if c not in counts]
+    if left:
+        lines.append(f"- left out: {', '.join(f'@{c}' for c in left)}, which some entry holds "
+                     "for only part of its seeds")
     lines.append("")
     metrics = [("hv", np.median, "{:.4f}", "Median HV ratio"),
                ("regret", np.mean, "{:.3f}", "Mean regret (points)")]
