@@ -691,7 +691,8 @@ class PVLLPlugin(Plugin):
                 out.append(_sample(thetas[k], rng, n))
                 continue
             n_explore = int(round(self.config.explore * n))
-            pool = self._measured(_sample(thetas[k], rng, max(n - n_explore, 0) * self.config.pool))
+            drawn = _sample(thetas[k], rng, max(n - n_explore, 0) * self.config.pool)
+            pool = self._measured(drawn)
             best = self._order(pool, k) if len(pool) else np.zeros(0, dtype=np.int64)
             _, first = np.unique(pool[best], axis=0, return_index=True)
             kept = pool[best[np.sort(first)][:n - n_explore]]
