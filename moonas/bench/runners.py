@@ -180,10 +180,12 @@ def _strategy(name: str, problem: BenchProblem, search: SearchConfig, seed: int 
     cost = np.asarray(problem.cost)
     objective = Objective(problem.cost_name, search.budgets, search.coefficients,
                           float(cost.min()), float(cost.max()))
+    def cells(archs: np.ndarray) -> np.ndarray:  # what the table looks up: the pruned cells
+        return problem.prune(archs, search.prune)
+
     return build_strategy(name, problem.n_options, objective, search,
-                          price=lambda archs: problem.cost[problem.index(
-                              problem.prune(archs, search.prune))], seed=seed,
-                          cells=lambda archs: problem.prune(archs, search.prune))
+                          price=lambda archs: problem.cost[problem.index(cells(archs))],
+                          seed=seed, cells=cells)
 
 
 def plugin_seed(rng: np.random.Generator) -> int:

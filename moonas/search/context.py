@@ -86,11 +86,12 @@ def build_context(config: RunConfig) -> SearchContext:
     table = cost_model(space, search)
     objective = resolve_objective(search, table, seeds(config.seed, STREAM_OBJECTIVE),
                                   single=search.strategy in SINGLE_DISTRIBUTION)
+    def cells(archs: np.ndarray) -> np.ndarray:  # what the search measures: the pruned cells
+        return space.prune(archs, search.prune)
+
     strategy = build_strategy(search.strategy, space.n_options, objective, search,
-                              price=lambda archs: table.cost(objective.cost,
-                                                             space.prune(archs, search.prune)),
-                              seed=config.seed,
-                              cells=lambda archs: space.prune(archs, search.prune))
+                              price=lambda archs: table.cost(objective.cost, cells(archs)),
+                              seed=config.seed, cells=cells)
     torch.manual_seed(config.seed)
     supernet = build_supernet(space)
     if search.split.enabled and type(supernet)._split_option is Supernet._split_option:
