@@ -5,7 +5,10 @@ through `moonas.bench.run_bench` on the same seeds: multi-asng in budget mode, m
 the harness-tuned settings, the tuned settings with each plug-in alone and combined, and the
 baselines (pymoo NSGA-II, optuna's NSGA-II and TPE, random search, K separate ASNG runs) run in
 this job, not read from an earlier one. Exhaustive evaluation gives the ceiling the 12-epoch
-signal sets on the regret. Each summary also lands in results/plugins_<cost>/<variant>/.
+signal sets on the regret. Each summary also lands in results/plugins/<cost>/<variant>/.
+Every strategy's pick per budget follows one rule (`--pick`, smoothed by default, as every
+page since results/plugins_seeded.md). Below each cost's table, the shipped search minus each
+baseline seed by seed, with bootstrap intervals: what "ahead of every baseline" rests on.
 Every strategy's cells are pruned (`--prune dead`, the harness default); a last table per cost
 runs the tuned multi-asng, NSGA-II, random search and exhaustive evaluation at each pruning
 level (`keep`, `unreachable`, `dead`) on the same seeds, to show what pruning does.
@@ -17,6 +20,7 @@ so a difference seen on 20 seeds can be checked on more) -> results/plugins_repl
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -26,26 +30,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import NO_NEIGHBOURS_BENCH, header  # noqa: E402
 
 from moonas.atomic import write_text  # noqa: E402
+import numpy as np  # noqa: E402
+
 from moonas.bench.harness import BenchJob, run_bench  # noqa: E402
+from moonas.bench.scoring import PICK_RULES, bootstrap_interval  # noqa: E402
 
 #: Every plug-in off (pvll is on by default).
 PLAIN = (("pvll.enabled", False),)
 TUNED = (("coefficients", (0.0, 0.05, 0.1, 0.2, 0.5)), ("delta0", 0.5), ("samples_per_dist", 1))
-#: PVLL as first measured: one-hot ridge, no `neighbours` (those two became defaults in
-#: sessions 4 and 5; the rows "+ pvll" keep the first form, the "defaults" rows are the current).
-PVLL = (("pvll.enabled", True),) + NO_NEIGHBOURS_BENCH
-#: PVLL at its defaults: one-hot + pairs ridge, pools with the incumbents' neighbours.
-PVLL_DEFAULTS = (("pvll.enabled", True),)
+#: PVLL as first measured (session 3): one-hot ridge, no incumbents' neighbours, the archs as
+#: drawn, no greedy phase. Neighbours, pairs, the greedy phase and pruned cells became defaults
+#: in sessions 4, 5, 9 and 12; the other "+ pvll" rows take one of them back at a time.
+PVLL_FIRST = NO_NEIGHBOURS_BENCH + (("pvll.greedy_until", 0),)
+EOI = (("eoi.enabled", True),)
+#: The row every baseline is compared with: the shipped search (every default, tuned settings).
+SHIPPED = "+ pvll (shipped defaults)"
 VARIANTS: dict[str, tuple[tuple[str, object], ...]] = {
     "multi-asng (budget mode), no plug-in": PLAIN,
     "multi-asng (tuned), no plug-in": TUNED + PLAIN,
-    "+ pvll": TUNED + PVLL,
-    "+ eoi": TUNED + PLAIN + (("eoi.enabled", True),),
-    "+ pvll + eoi": TUNED + PVLL + (("eoi.enabled", True),),
-    "+ pvll (gae, kernel)": TUNED + PVLL + (("pvll.features", "gae"),
-                                           ("pvll.predictor", "kernel")),
-    "+ pvll (defaults: pairs, neighbours)": TUNED + PVLL_DEFAULTS,
-    "+ pvll (defaults) + eoi": TUNED + PVLL_DEFAULTS + (("eoi.enabled", True),),
+    "+ eoi": TUNED + PLAIN + EOI,
+    "+ pvll (first form: one-hot, no neighbours, archs as drawn, no greedy phase)":
+        TUNED + PVLL_FIRST,
+    "+ pvll (archs as drawn)": TUNED + (("pvll.pruned", False),),
+    "+ pvll (gae, kernel)": TUNED + (("pvll.features", "gae"), ("pvll.predictor", "kernel")),
+    SHIPPED: TUNED,
+    "+ pvll + eoi": TUNED + EOI,
 }
 #: Where the hand-written readings of an earlier page begin: kept below a re-run's tables.
 READINGS = "## Reading (hand-written"
@@ -80,6 +89,36 @@ def _slug(label: str) -> str:
     return "-".join(part for part in keep.split("-") if part)
 
 
+def _records(out: Path, strategy: str) -> dict[tuple[int, int], dict]:
+    """Per-run records of `strategy` in a job folder, by (seed, evals)."""
+    records = {}
+    for line in (out / "fronts.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record["strategy"] == strategy:
+            records[(record["seed"], record["evals"])] = record
+    return records
+
+
+def _paired(ours: dict, theirs: dict, label: str) -> str:
+    """A row of the shipped search minus a baseline, seed by seed: mean regret difference and
+    median HV-ratio difference at each count, with 95% bootstrap intervals over the seeds
+    (negative regret and positive HV: ours is better); bold where the interval excludes 0."""
+    cells_regret, cells_hv = [], []
+    for count in COUNTS:
+        key = count if any(e == count for _, e in theirs) else max(e for _, e in theirs)
+        seeds = sorted(s for s, e in ours if e == count and (s, key) in theirs)
+        regret = np.array([np.mean(ours[(s, count)]["regret"])
+                           - np.mean(theirs[(s, key)]["regret"]) for s in seeds])
+        hv = np.array([ours[(s, count)]["hv_ratio"] - theirs[(s, key)]["hv_ratio"]
+                       for s in seeds])
+        for values, stat, digits, cells in ((regret, np.mean, 3, cells_regret),
+                                            (hv, np.median, 4, cells_hv)):
+            low, high = bootstrap_interval(values, stat=stat)
+            text = f"{stat(values):+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
+            cells.append(f"**{text}**" if low > 0 or high < 0 else text)
+    return f"| {label} | " + " | ".join(cells_regret + cells_hv) + " |"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--table", default=str(Path(__file__).resolve().parents[2] / "shared" /
@@ -87,6 +126,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--costs", default="params,macs")
+    parser.add_argument("--pick", default="smoothed", choices=sorted(PICK_RULES),
+                        help="the pick rule of every strategy (default: smoothed)")
     parser.add_argument("--results", default="results")
     parser.add_argument("--replicate", type=int, default=0,
                         help="only the multi-asng variants, on this many fresh seeds")
@@ -102,43 +143,56 @@ def main() -> None:
              f"{args.seeds - 1}. multi-asng (budget mode): the default mode, budgets at the "
              "table's 10/25/50/75/90th cost percentiles, `delta0` 0.5 capped. Tuned: `"
              + ", ".join(f"{k}={v}" for k, v in TUNED) + "` (chosen on other seeds, "
-             "results/nb201_tuning.json). Plug-ins with their defaults (`moonas/plugins/`). "
-             "Angle-based shrinking needs a supernet and does not apply to a table (see "
-             "results/angle.md and results/plugins_digits.md). Every strategy's cells are "
-             "pruned before the look-up (`--prune dead`, the default: operations that cannot "
-             "reach the cell output or only see zeros set to none; README). Targets (issue #4): "
-             "HV ratio >= "
+             "results/nb201_tuning.json). Plug-ins with their defaults (`moonas/plugins/`) "
+             "unless the row says otherwise. Angle-based shrinking needs a supernet and does "
+             "not apply to a table (see results/angle.md and results/plugins_digits_current.md). "
+             "Every strategy's cells are pruned before the look-up (`--prune dead`, the default: "
+             "operations that cannot reach the cell output or only see zeros set to none; "
+             f"README). Picks: {PICK_RULES[args.pick]}. Targets (issue #4): HV ratio >= "
              f"{' / '.join(map(str, TARGET_HV))}, mean regret <= "
              f"{' / '.join(map(str, TARGET_REGRET))}. Signal regret: the same loss in 12-epoch "
              "validation points (the table's best under the budget minus the pick's), what the "
              "search missed apart from the signal's noise. Wall: median seconds of one run to "
-             "1000 evaluations.", ""]
+             "1000 evaluations (runs of a job share the machine's cores).", ""]
     for cost in args.costs.split(","):
         started = time.perf_counter()
+        folder = results / "plugins" / cost
         lines += [f"## c10 / {cost}", "",
                   "| strategy | HV @100 | HV @300 | HV @1000 | regret @100 | regret @300 | "
                   "regret @1000 | signal regret @100 | @300 | @1000 | wall (s) |",
                   "|---|" + "---:|" * 10]
         for label, search in VARIANTS.items():
-            job = BenchJob(table=args.table, out=str(results / f"plugins_{cost}" / _slug(label)),
-                           cost=cost, strategies=("multi-asng",), seeds=args.seeds,
-                           workers=args.workers, search=search)
+            job = BenchJob(table=args.table, out=str(folder / _slug(label)), cost=cost,
+                           strategies=("multi-asng",), seeds=args.seeds, workers=args.workers,
+                           search=search, pick=args.pick)
             summary = run_bench(job)
             lines.append(_line(label, _rows(summary, "multi-asng")))
             print(lines[-1], file=sys.stderr, flush=True)
-        job = BenchJob(table=args.table, out=str(results / f"plugins_{cost}" / "baselines"),
-                       cost=cost, strategies=BASELINES, seeds=args.seeds, workers=args.workers)
+        job = BenchJob(table=args.table, out=str(folder / "baselines"), cost=cost,
+                       strategies=BASELINES, seeds=args.seeds, workers=args.workers,
+                       pick=args.pick)
         summary = run_bench(job)
         for name in BASELINES:
             lines.append(_line(name, _rows(summary, name)))
-        lines += ["", f"### c10 / {cost}: pruning levels (same seeds; multi-asng tuned)", "",
+        ours = _records(folder / _slug(SHIPPED), "multi-asng")
+        lines += ["", f"### c10 / {cost}: the shipped search minus each baseline, seed by seed",
+                  "", f"Row `{SHIPPED}` minus the baseline on the same seeds: mean regret "
+                  "(negative: ours lower) and median HV ratio (positive: ours higher), 95% "
+                  "bootstrap intervals over the seeds; bold where the interval excludes 0. "
+                  "Exhaustive evaluation is compared at every count with its one run.", "",
+                  "| baseline | regret @100 | @300 | @1000 | HV @100 | @300 | @1000 |",
+                  "|---|" + "---:|" * 6]
+        for name in BASELINES:
+            lines.append(_paired(ours, _records(folder / "baselines", name), name))
+        lines += ["", f"### c10 / {cost}: pruning levels (same seeds; multi-asng tuned, "
+                  "no plug-in)", "",
                   "| strategy | prune | HV @100 | HV @300 | HV @1000 | regret @100 | "
                   "regret @300 | regret @1000 | signal regret @100 | @300 | @1000 | wall (s) |",
                   "|---|---|" + "---:|" * 10]
         for level in PRUNE_LEVELS:
-            job = BenchJob(table=args.table, out=str(results / f"plugins_{cost}" / f"prune-{level}"),
-                           cost=cost, strategies=PRUNE_STRATEGIES, seeds=args.seeds,
-                           workers=args.workers, search=TUNED + PLAIN, prune=level)
+            job = BenchJob(table=args.table, out=str(folder / f"prune-{level}"), cost=cost,
+                           strategies=PRUNE_STRATEGIES, seeds=args.seeds, workers=args.workers,
+                           search=TUNED + PLAIN, prune=level, pick=args.pick)
             summary = run_bench(job)
             for name in PRUNE_STRATEGIES:
                 row = _line(name, _rows(summary, name))
@@ -169,7 +223,7 @@ def replicate(args: argparse.Namespace, results: Path) -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 job = BenchJob(table=args.table, out=tmp, cost=cost, strategies=("multi-asng",),
                                seeds=args.replicate, first_seed=args.first_seed,
-                               workers=args.workers, search=search)
+                               workers=args.workers, search=search, pick=args.pick)
                 lines.append(_line(label, _rows(run_bench(job), "multi-asng")))
             print(lines[-1], file=sys.stderr, flush=True)
         lines.append("")

@@ -32,7 +32,7 @@ from moonas.bench.table import load_problem  # noqa: E402
 from moonas.plugins.pvll import SMOOTHING, smoothed_scores  # noqa: E402
 from moonas.threads import blas_threads  # noqa: E402
 
-#: multi-asng's shipped benchmark settings (results/plugins.md's default row).
+#: multi-asng's shipped benchmark settings (results/plugins_2026-12-02.md's default row).
 SHIPPED = (("coefficients", (0.0, 0.05, 0.1, 0.2, 0.5)), ("delta0", 0.5),
            ("samples_per_dist", 1), ("pvll.enabled", True), ("pvll.neighbours", True),
            ("pvll.features", "pairs"))

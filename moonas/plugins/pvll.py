@@ -36,7 +36,7 @@ architecture with the best observed key under k's objective), and leaves out arc
 already in the memory while enough new ones remain: a local search around each distribution's
 best, ranked by the predictor, like the mutation step that lets NSGA-II fill in the front.
 On by default: on NAS-Bench-201 it raised the median HV ratio at 100 and 300 evaluations on
-every seed set measured (results/plugins_significance.md, results/plugins.md).
+every seed set measured (results/plugins_significance.md, results/plugins_2026-12-02.md).
 
 Measured cells (``pruned: true``, the default since session 12). The search measures, prices
 and returns an architecture's cell pruned at ``search.prune`` (operations that cannot reach the
