@@ -106,10 +106,14 @@ def _paired(ours: dict, theirs: dict, label: str) -> str:
     cells_regret, cells_hv = [], []
     for count in COUNTS:
         key = count if any(e == count for _, e in theirs) else max(e for _, e in theirs)
-        seeds = sorted(s for s, e in ours if e == count and (s, key) in theirs)
+        seeds = sorted(s for s, e in ours if e == count)
+        mine = {s for s, e in theirs if e == key}
+        # One run (exhaustive evaluation) stands for every seed; otherwise seed against seed.
+        other = ({s: s for s in seeds} if len(mine) > 1 else {s: min(mine) for s in seeds})
+        seeds = [s for s in seeds if (other[s], key) in theirs]
         regret = np.array([np.mean(ours[(s, count)]["regret"])
-                           - np.mean(theirs[(s, key)]["regret"]) for s in seeds])
-        hv = np.array([ours[(s, count)]["hv_ratio"] - theirs[(s, key)]["hv_ratio"]
+                           - np.mean(theirs[(other[s], key)]["regret"]) for s in seeds])
+        hv = np.array([ours[(s, count)]["hv_ratio"] - theirs[(other[s], key)]["hv_ratio"]
                        for s in seeds])
         for values, stat, digits, cells in ((regret, np.mean, 3, cells_regret),
                                             (hv, np.median, 4, cells_hv)):
@@ -117,6 +121,16 @@ def _paired(ours: dict, theirs: dict, label: str) -> str:
             text = f"{stat(values):+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
             cells.append(f"**{text}**" if low > 0 or high < 0 else text)
     return f"| {label} | " + " | ".join(cells_regret + cells_hv) + " |"
+
+
+def _run(job: BenchJob, report: bool) -> dict:
+    """The job's summary: run now, or (`report`) read from its folder."""
+    if not report:
+        return run_bench(job)
+    path = Path(job.out) / "summary.json"
+    if not path.is_file():
+        sys.exit(f"--report: {path} is missing; run the job first (without --report)")
+    return json.loads(path.read_text())
 
 
 def main() -> None:
@@ -129,6 +143,9 @@ def main() -> None:
     parser.add_argument("--pick", default="smoothed", choices=sorted(PICK_RULES),
                         help="the pick rule of every strategy (default: smoothed)")
     parser.add_argument("--results", default="results")
+    parser.add_argument("--report", action="store_true",
+                        help="re-make the page from the job folders already under --results "
+                             "(their summary.json and fronts.jsonl), running nothing")
     parser.add_argument("--replicate", type=int, default=0,
                         help="only the multi-asng variants, on this many fresh seeds")
     parser.add_argument("--first-seed", type=int, default=200)
@@ -138,8 +155,11 @@ def main() -> None:
         replicate(args, results)
         return
     lines = [header(f"Seed plug-ins on NAS-Bench-201 (c10, {args.seeds} seeds, 100/300/1000 "
-                    "distinct evaluations)"), "",
-             "Every row of a table comes from this one job, on seeds 0.."
+                    "distinct evaluations)")]
+    if args.report:
+        lines.append(f"- runs: re-made from the job folders under {results / 'plugins'}/ (each "
+                     "folder's summary.md gives the command, machine and date of its runs)")
+    lines += ["", "Every row of a table comes from this one job, on seeds 0.."
              f"{args.seeds - 1}. multi-asng (budget mode): the default mode, budgets at the "
              "table's 10/25/50/75/90th cost percentiles, `delta0` 0.5 capped. Tuned: `"
              + ", ".join(f"{k}={v}" for k, v in TUNED) + "` (chosen on other seeds, "
@@ -165,13 +185,13 @@ def main() -> None:
             job = BenchJob(table=args.table, out=str(folder / _slug(label)), cost=cost,
                            strategies=("multi-asng",), seeds=args.seeds, workers=args.workers,
                            search=search, pick=args.pick)
-            summary = run_bench(job)
+            summary = _run(job, args.report)
             lines.append(_line(label, _rows(summary, "multi-asng")))
             print(lines[-1], file=sys.stderr, flush=True)
         job = BenchJob(table=args.table, out=str(folder / "baselines"), cost=cost,
                        strategies=BASELINES, seeds=args.seeds, workers=args.workers,
                        pick=args.pick)
-        summary = run_bench(job)
+        summary = _run(job, args.report)
         for name in BASELINES:
             lines.append(_line(name, _rows(summary, name)))
         ours = _records(folder / _slug(SHIPPED), "multi-asng")
@@ -193,12 +213,14 @@ def main() -> None:
             job = BenchJob(table=args.table, out=str(folder / f"prune-{level}"), cost=cost,
                            strategies=PRUNE_STRATEGIES, seeds=args.seeds, workers=args.workers,
                            search=TUNED + PLAIN, prune=level, pick=args.pick)
-            summary = run_bench(job)
+            summary = _run(job, args.report)
             for name in PRUNE_STRATEGIES:
                 row = _line(name, _rows(summary, name))
                 label, rest = row[2:].split(" | ", 1)
                 lines.append(f"| {label} | {level} | {rest}")
-        lines += ["", f"({cost}: {time.perf_counter() - started:.0f} s)", ""]
+        took = ("re-made from the recorded runs" if args.report
+                else f"{time.perf_counter() - started:.0f} s")
+        lines += ["", f"({cost}: {took})", ""]
         print("\n".join(lines[-len(BASELINES) - 3:]), file=sys.stderr, flush=True)
     page = results / "plugins.md"
     earlier = page.read_text() if page.is_file() else ""
