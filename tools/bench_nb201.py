@@ -193,7 +193,8 @@ def report(args: argparse.Namespace, runs: dict, tuning: dict | None, settings: 
                       f"{'on' if before[1] else 'off'}; the reported runs use `--prune {now[0]}` "
                       f"and PVLL {'on' if now[1] else 'off'}, so the grid ranks the settings but "
                       "its figures are not today's. A re-tuning of 11 settings under pruning "
-                      "(session 3, seeds 100-139, see results/plugins_2026-12-02.md) kept the chosen one."]
+                      "(session 3, seeds 100-139, see results/plugins_2026-12-02.md) kept the "
+                      "chosen one."]
     return "\n".join(lines) + "\n"
 
 
