@@ -14,7 +14,9 @@ runs the tuned multi-asng, NSGA-II, random search and exhaustive evaluation at e
 level (`keep`, `unreachable`, `dead`) on the same seeds, to show what pruning does.
 
 `--replicate N --first-seed S` runs only the multi-asng variants on seeds S..S+N-1 (fresh seeds,
-so a difference seen on 20 seeds can be checked on more) -> results/plugins_replication.md.
+so a difference seen on 20 seeds can be checked on more) ->
+results/plugins_replication_S-E.md (E the last seed; results/plugins_replication.md is the
+record of 2026-11-25, made with that day's variants, and is not overwritten).
 """
 
 from __future__ import annotations
@@ -249,7 +251,8 @@ def replicate(args: argparse.Namespace, results: Path) -> None:
                 lines.append(_line(label, _rows(run_bench(job), "multi-asng")))
             print(lines[-1], file=sys.stderr, flush=True)
         lines.append("")
-    write_text(results / "plugins_replication.md", "\n".join(lines) + "\n")
+    write_text(results / f"plugins_replication_{args.first_seed}-{last}.md",
+               "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
