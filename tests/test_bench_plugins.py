@@ -5,13 +5,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import bench_plugins  # noqa: E402
 
 
 def _records(regret: dict[int, float], hv: dict[int, float], counts=(100, 300, 1000)) -> dict:
-    return {(seed, count): {"regret": [regret[seed]] * 5, "hv_ratio": hv[seed]}
-            for seed in regret for count in counts}
+    """Per count, per-seed figures as `bench_compare.Entry.data` holds them."""
+    seeds = np.array(sorted(regret))
+    return {count: {"regret": np.array([regret[s] for s in seeds]),
+                    "hv": np.array([hv[s] for s in seeds]), "seeds": seeds} for count in counts}
 
 
 def _cells(row: str) -> list[str]:
@@ -37,7 +41,7 @@ def test_a_single_run_is_compared_with_every_seed():
     """Exhaustive evaluation has one run (seed 0) and one count: every seed of ours and every
     count is compared with it, not seed 0 alone."""
     ours = _records({s: 0.2 + 0.1 * (s % 2) for s in range(10)}, {s: 0.999 for s in range(10)})
-    exhaustive = {(0, 15625): {"regret": [0.2] * 5, "hv_ratio": 0.999}}
+    exhaustive = _records({0: 0.2}, {0: 0.999}, counts=(15625,))
     cells = _cells(bench_plugins._paired(ours, exhaustive, "exhaustive"))
     # Half the seeds are 0.1 worse than exhaustive: a mean of +0.05 (seed 0 alone would be 0).
     assert cells[0].startswith("**+0.050") and cells[1].startswith("**+0.050")

@@ -30,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import NO_NEIGHBOURS_BENCH, header  # noqa: E402
+from bench_compare import load  # noqa: E402
 
 from moonas.atomic import write_text  # noqa: E402
 import numpy as np  # noqa: E402
@@ -91,32 +92,23 @@ def _slug(label: str) -> str:
     return "-".join(part for part in keep.split("-") if part)
 
 
-def _records(out: Path, strategy: str) -> dict[tuple[int, int], dict]:
-    """Per-run records of `strategy` in a job folder, by (seed, evals)."""
-    records = {}
-    for line in (out / "fronts.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        if record["strategy"] == strategy:
-            records[(record["seed"], record["evals"])] = record
-    return records
-
-
 def _paired(ours: dict, theirs: dict, label: str) -> str:
     """A row of the shipped search minus a baseline, seed by seed: mean regret difference and
     median HV-ratio difference at each count, with 95% bootstrap intervals over the seeds
-    (negative regret and positive HV: ours is better); bold where the interval excludes 0."""
+    (negative regret and positive HV: ours is better); bold where the interval excludes 0.
+    `ours`, `theirs`: `bench_compare.Entry.data` (per count: per-seed "hv", "regret", "seeds")."""
     cells_regret, cells_hv = [], []
     for count in COUNTS:
-        key = count if any(e == count for _, e in theirs) else max(e for _, e in theirs)
-        seeds = sorted(s for s, e in ours if e == count)
-        mine = {s for s, e in theirs if e == key}
-        # One run (exhaustive evaluation) stands for every seed; otherwise seed against seed.
-        other = ({s: s for s in seeds} if len(mine) > 1 else {s: min(mine) for s in seeds})
-        seeds = [s for s in seeds if (other[s], key) in theirs]
-        regret = np.array([np.mean(ours[(s, count)]["regret"])
-                           - np.mean(theirs[(other[s], key)]["regret"]) for s in seeds])
-        hv = np.array([ours[(s, count)]["hv_ratio"] - theirs[(other[s], key)]["hv_ratio"]
-                       for s in seeds])
+        mine = ours[count]
+        other = theirs[count] if count in theirs else theirs[max(theirs)]
+        if len(other["seeds"]) == 1:  # one run (exhaustive evaluation) stands for every seed
+            keep = np.ones(len(mine["seeds"]), dtype=bool)
+            at = np.zeros(len(mine["seeds"]), dtype=np.int64)
+        else:  # seed against seed
+            keep = np.isin(mine["seeds"], other["seeds"])
+            at = np.searchsorted(other["seeds"], mine["seeds"][keep])
+        regret = mine["regret"][keep] - other["regret"][at]
+        hv = mine["hv"][keep] - other["hv"][at]
         for values, stat, digits, cells in ((regret, np.mean, 3, cells_regret),
                                             (hv, np.median, 4, cells_hv)):
             low, high = bootstrap_interval(values, stat=stat)
@@ -196,7 +188,7 @@ def main() -> None:
         summary = _run(job, args.report)
         for name in BASELINES:
             lines.append(_line(name, _rows(summary, name)))
-        ours = _records(folder / _slug(SHIPPED), "multi-asng")
+        ours = load(f"shipped={folder / _slug(SHIPPED)}:multi-asng").data
         lines += ["", f"### c10 / {cost}: the shipped search minus each baseline, seed by seed",
                   "", f"Row `{SHIPPED}` minus the baseline on the same seeds: mean regret "
                   "(negative: ours lower) and median HV ratio (positive: ours higher), 95% "
@@ -205,7 +197,7 @@ def main() -> None:
                   "| baseline | regret @100 | @300 | @1000 | HV @100 | @300 | @1000 |",
                   "|---|" + "---:|" * 6]
         for name in BASELINES:
-            lines.append(_paired(ours, _records(folder / "baselines", name), name))
+            lines.append(_paired(ours, load(f"{name}={folder / 'baselines'}:{name}").data, name))
         lines += ["", f"### c10 / {cost}: pruning levels (same seeds; multi-asng tuned, "
                   "no plug-in)", "",
                   "| strategy | prune | HV @100 | HV @300 | HV @1000 | regret @100 | "
