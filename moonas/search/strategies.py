@@ -45,7 +45,6 @@ class Strategy:
         self.search = search
         self.price = price
         self.seed = seed
-        self.cells = cells
 
     def train_paths(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """Paths `(n, D)` for one weight step of the supernet."""
