@@ -273,8 +273,9 @@ def test_incumbent_is_the_best_remembered_under_each_objective():
 
 def test_neighbour_screening_moves_off_the_remembered_incumbent():
     # A distribution settled on its incumbent draws nothing but remembered cells; with
-    # neighbours on, screening measures the incumbent's best-predicted one-choice moves instead.
-    config = PVLLConfig(enabled=True, explore=0.0, pool=4, min_observations=10)
+    # neighbours on, screening measures the incumbent's best-predicted one-choice moves instead
+    # (no crossover, whose children would join the pool).
+    config = PVLLConfig(enabled=True, explore=0.0, pool=4, min_observations=10, crossover=0)
     archs = _random_archs(np.random.default_rng(2), 60)
     losses = _additive(archs)
     incumbent = archs[np.argmin(losses)]
@@ -309,6 +310,77 @@ def test_neighbour_screening_moves_off_the_remembered_incumbent():
     core.stack.remove_option(0, d, int(removed[d]))
     again = plugin.propose(np.random.default_rng(4), core, core.ask(np.random.default_rng(4)))
     assert not (again[:, d] == removed[d]).any()
+
+
+def test_children_mix_two_of_the_best_remembered_cells():
+    """Every child takes each choice from one of two different parents among k's `parents`
+    best remembered cells under k's objective, and mixes them (it is neither parent)."""
+    plugin = PVLLPlugin(PVLLConfig(crossover=4, parents=3), N_OPTIONS, 2, 0)
+    allowed = np.ones((len(N_OPTIONS), max(N_OPTIONS)), dtype=bool)
+    rng = np.random.default_rng(0)
+    assert len(plugin._children(rng, 0, 8, allowed)) == 0  # nothing remembered yet
+    archs = _random_archs(np.random.default_rng(6), 40)
+    losses = _additive(archs)
+    plugin.add(archs, losses)
+    cost_of = lambda a: np.asarray(a).sum(axis=1).astype(float)  # noqa: E731
+    plugin.set_objective(cost_of, coefficients=np.array([0.0, 5.0]), cost_max=21.0)
+    for k, key in enumerate((losses, losses + 5.0 * cost_of(archs) / 21.0)):
+        parents = archs[np.argsort(key)[:3]]
+        kids = plugin._children(rng, k, 400, allowed)
+        assert kids.shape == (400, len(N_OPTIONS))
+        # Each child: some pair of the parents gives every one of its choices.
+        fits = [[((kid == parents[i]) | (kid == parents[j])).all()
+                 for i in range(3) for j in range(3) if i != j] for kid in kids]
+        assert all(any(f) for f in fits)
+        mixed = ~(kids[:, None, :] == parents[None]).all(axis=2).any(axis=1)
+        assert mixed.mean() > 0.3  # parents differ on most choices: most children are new
+
+
+def test_crossover_screening_measures_children_of_the_incumbents():
+    # A distribution settled on a remembered cell draws only remembered cells. With crossover
+    # and no neighbours, the screened rows are new cells bred from the best remembered ones,
+    # the best predicted of them; with crossover 0 they stay remembered cells.
+    archs = _random_archs(np.random.default_rng(2), 60)
+    losses = _additive(archs)
+    best = archs[np.argsort(losses)[:4]]
+    outs = {}
+    for crossover in (0, 32):
+        config = PVLLConfig(enabled=True, explore=0.0, pool=4, min_observations=10,
+                            neighbours=False, crossover=crossover, parents=4)
+        plugin = PVLLPlugin(config, N_OPTIONS, 1, 0)
+        plugin.add(archs, losses)
+        core = MultiASNG(N_OPTIONS, 1, budgets=[1e9], n_per_dist=4)
+        theta = np.zeros_like(core.thetas[0])
+        for d, n in enumerate(N_OPTIONS):
+            theta[d, :n] = 1e-4
+            theta[d, best[0, d]] = 1 - 1e-4 * (n - 1)
+        core.stack.set_theta(0, theta)
+        rng = np.random.default_rng(3)
+        outs[crossover] = plugin.propose(rng, core, core.ask(rng))
+    remembered = {tuple(a) for a in archs.tolist()}
+    assert all(tuple(a) in remembered for a in outs[0].tolist())
+    assert not any(tuple(a) in remembered for a in outs[32].tolist())
+    assert len(np.unique(outs[32], axis=0)) == len(outs[32])
+    # Each screened cell takes every choice from the four parents, and is predicted better
+    # than the average child of theirs.
+    assert all((cell[None] == best).any(axis=0).all() for cell in outs[32])
+    kids = plugin._children(np.random.default_rng(9), 0, 200, theta > 0)
+    assert plugin.predict(outs[32]).mean() < plugin.predict(kids).mean()
+
+
+def test_children_of_pruned_cells_never_bring_back_a_removed_option():
+    """A removed option never comes back through a child unless the child's measured cell
+    has it dead (like a move of a pruned cell)."""
+    plugin = PVLLPlugin(PVLLConfig(crossover=4, parents=2), N_OPTIONS, 1, 0, cells=_dead_second)
+    plugin.add(np.array([[0, 0, 3, 3, 1, 1], [1, 2, 2, 2, 2, 2]]), np.array([0.1, 0.2]))
+    allowed = np.ones((len(N_OPTIONS), max(N_OPTIONS)), dtype=bool)
+    allowed[2, 3] = False  # option 3 of choice 2: in the best parent, removed since
+    allowed[1, 0] = False  # option 0 of choice 1: only ever read where choice 1 is dead
+    kids = plugin._children(np.random.default_rng(1), 0, 200, allowed)
+    assert len(kids) > 0 and not (kids[:, 2] == 3).any()
+    np.testing.assert_array_equal(kids, _dead_second(kids))
+    assert ((kids[:, 1] != 0) | (kids[:, 0] == 0)).all()  # a 0 in choice 1 only where dead
+    assert (kids[:, 0] == 0).any()  # and such children are kept
 
 
 def _dead_second(archs: np.ndarray) -> np.ndarray:
@@ -472,6 +544,10 @@ def test_config_rejects_bad_values():
         PVLLConfig(ridge=0)
     with pytest.raises(ConfigError, match="neighbours='yes'"):
         PVLLConfig(neighbours="yes")
+    with pytest.raises(ConfigError, match="crossover=-1: use >= 0"):
+        PVLLConfig(crossover=-1)
+    with pytest.raises(ConfigError, match="parents=1: use >= 2"):
+        PVLLConfig(parents=1)
     assert PVLLConfig().l2 == 1.0 and PVLLConfig(predictor="kernel").l2 == 0.1
     assert PVLLConfig(predictor="kernel", ridge=2.0).l2 == 2.0
 

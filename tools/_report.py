@@ -23,20 +23,22 @@ def header(title: str) -> str:
 
 #: The search defaults before `search.prune` (dead) and `search.pvll` (on) became defaults
 #: (2026-11-25, session 3; `search.pvll.neighbours` followed in session 4, `features: pairs` in
-#: session 5). The digits plug-in benchmarks recorded before then (angle, split, plugins_digits)
-#: put these first in their overrides, so their results files reproduce.
+#: session 5, `crossover` in session 14). The digits plug-in benchmarks recorded before then
+#: (angle, split, plugins_digits) put these first in their overrides, so their results files
+#: reproduce.
 PRE_PRUNE_DEFAULTS = ("search.prune=keep", "search.pvll.enabled=false",
-                      "search.pvll.neighbours=false", "search.pvll.features=onehot")
+                      "search.pvll.neighbours=false", "search.pvll.features=onehot",
+                      "search.pvll.crossover=0")
 #: The current search defaults on top of `PRE_PRUNE_DEFAULTS` (those benchmarks' `--set`), for
 #: re-running them as a user would run the search today.
 CURRENT_DEFAULTS = ("search.prune=dead", "search.pvll.neighbours=true",
-                    "search.pvll.features=pairs")
+                    "search.pvll.features=pairs", "search.pvll.crossover=32")
 
 #: `search.pvll.neighbours` became a default on 2026-11-25 (session 4), `search.pvll.features:
-#: pairs` on 2026-12-02 (session 5), `search.pvll.pruned` on 2026-12-07 (session 12); results
-#: recorded before with PVLL on pin all three back with these (moonas.search overrides /
-#: harness search settings).
+#: pairs` on 2026-12-02 (session 5), `search.pvll.pruned` on 2026-12-07 (session 12),
+#: `search.pvll.crossover` (32) on 2026-12-07 (session 14); results recorded before with PVLL
+#: on pin all four back with these (moonas.search overrides / harness search settings).
 NO_NEIGHBOURS = ("search.pvll.neighbours=false", "search.pvll.features=onehot",
-                 "search.pvll.pruned=false")
+                 "search.pvll.pruned=false", "search.pvll.crossover=0")
 NO_NEIGHBOURS_BENCH = (("pvll.neighbours", False), ("pvll.features", "onehot"),
-                       ("pvll.pruned", False))
+                       ("pvll.pruned", False), ("pvll.crossover", 0))

@@ -42,8 +42,9 @@ from moonas.bench.scoring import PICK_RULES, bootstrap_interval  # noqa: E402
 PLAIN = (("pvll.enabled", False),)
 TUNED = (("coefficients", (0.0, 0.05, 0.1, 0.2, 0.5)), ("delta0", 0.5), ("samples_per_dist", 1))
 #: PVLL as first measured (session 3): one-hot ridge, no incumbents' neighbours, the archs as
-#: drawn, no greedy phase. Neighbours, pairs, the greedy phase and pruned cells became defaults
-#: in sessions 4, 5, 9 and 12; the other "+ pvll" rows take one of them back at a time.
+#: drawn, no greedy phase, no crossover. Neighbours, pairs, the greedy phase, pruned cells and
+#: crossover became defaults in sessions 4, 5, 9, 12 and 14; the other "+ pvll" rows take one
+#: of them back at a time.
 PVLL_FIRST = NO_NEIGHBOURS_BENCH + (("pvll.greedy_until", 0),)
 EOI = (("eoi.enabled", True),)
 #: The row every baseline is compared with: the shipped search (every default, tuned settings).
@@ -52,9 +53,10 @@ VARIANTS: dict[str, tuple[tuple[str, object], ...]] = {
     "multi-asng (budget mode), no plug-in": PLAIN,
     "multi-asng (tuned), no plug-in": TUNED + PLAIN,
     "+ eoi": TUNED + PLAIN + EOI,
-    "+ pvll (first form: one-hot, no neighbours, archs as drawn, no greedy phase)":
+    "+ pvll (first form: one-hot, no neighbours, archs as drawn, no greedy phase, no crossover)":
         TUNED + PVLL_FIRST,
     "+ pvll (archs as drawn)": TUNED + (("pvll.pruned", False),),
+    "+ pvll (no crossover)": TUNED + (("pvll.crossover", 0),),
     "+ pvll (gae, kernel)": TUNED + (("pvll.features", "gae"), ("pvll.predictor", "kernel")),
     SHIPPED: TUNED,
     "+ pvll + eoi": TUNED + EOI,
