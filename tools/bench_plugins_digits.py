@@ -31,6 +31,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "no plug-in": (),
     "+ pvll": ("search.pvll.enabled=true",),
     "+ pvll (archs as drawn)": ("search.pvll.enabled=true", "search.pvll.pruned=false"),
+    "+ pvll (no crossover)": ("search.pvll.enabled=true", "search.pvll.crossover=0"),
     "+ eoi": ("search.eoi.enabled=true",),
     "+ angle": ("search.angle.enabled=true",),
     "+ split (per-budget weights)": ("search.split.enabled=true",),
