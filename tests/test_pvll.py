@@ -369,8 +369,8 @@ def test_crossover_screening_measures_children_of_the_incumbents():
 
 
 def test_children_of_pruned_cells_never_bring_back_a_removed_option():
-    """A removed option never comes back through a child unless the child's measured cell
-    has it dead (like a move of a pruned cell)."""
+    """A removed option never comes back through a child, unless the pruning put it there
+    (a dead choice reads option 0 whatever the distribution allows, as for moves)."""
     plugin = PVLLPlugin(PVLLConfig(crossover=4, parents=2), N_OPTIONS, 1, 0, cells=_dead_second)
     plugin.add(np.array([[0, 0, 3, 3, 1, 1], [1, 2, 2, 2, 2, 2]]), np.array([0.1, 0.2]))
     allowed = np.ones((len(N_OPTIONS), max(N_OPTIONS)), dtype=bool)

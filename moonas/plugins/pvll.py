@@ -42,9 +42,9 @@ Crossover (``crossover``, children per screened row; ``parents``). Moves explore
 off one cell. With ``crossover`` > 0 each screened pool of k also holds ``crossover`` children
 per screened row, each a uniform crossover (every choice from either parent with probability
 1/2) of two different cells among k's ``parents`` best remembered under k's observed
-objective: candidates that recombine what several good cells share, the step that gives
-NSGA-II and TPE their reach on a landscape close to additive, ranked by the predictor before
-anything is measured. Remembered cells (a child equal to a parent) leave the pool while enough
+objective: candidates that recombine what several good cells share (what NSGA-II's crossover
+and TPE's per-choice draws from its good cells both do, on a landscape close to additive),
+ranked by the predictor before anything is measured. Remembered cells (a child equal to a parent) leave the pool while enough
 others remain, as with the moves. Default 32 children of 8 parents since session 14: on
 NAS-Bench-201 (shipped settings, paired against 0 on seeds 100-139 and 300-379 of both costs,
 240 runs; results/plugins_crossover.md) it lowered the mean regret at 300 evaluations by 0.025
