@@ -28,13 +28,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import NO_NEIGHBOURS_BENCH, header  # noqa: E402
 from bench_compare import load  # noqa: E402
 
 from moonas.atomic import write_text  # noqa: E402
-import numpy as np  # noqa: E402
-
 from moonas.bench.harness import BenchJob, run_bench  # noqa: E402
 from moonas.bench.scoring import PICK_RULES, bootstrap_interval  # noqa: E402
 
