@@ -40,11 +40,10 @@ class Strategy:
     def __init__(self, n_options: tuple[int, ...], objective: Objective,
                  search: SearchConfig, price: Price | None = None, seed: int = 0,
                  cells: Cells | None = None) -> None:
+        # `price`, `seed` and `cells` serve the subclasses that build plug-ins (MultiASNG's).
         self.n_options = tuple(n_options)
         self.objective = objective
         self.search = search
-        self.price = price
-        self.seed = seed
 
     def train_paths(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """Paths `(n, D)` for one weight step of the supernet."""
