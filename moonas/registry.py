@@ -38,10 +38,14 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
-            valid = ", ".join(sorted(self._items))
-            raise ConfigError(
-                f"unknown {self.kind} {name!r}{closest(name, tuple(self._items))}; valid: {valid}"
-            ) from None
+            raise self.unknown(name) from None
+
+    def unknown(self, name: str, also: tuple[str, ...] = ()) -> ConfigError:
+        """The one-line error for a name that is not registered; `also`: names valid
+        elsewhere (handled outside the registry) that the list should offer too."""
+        valid = tuple(sorted((*self._items, *also)))
+        return ConfigError(f"unknown {self.kind} {name!r}{closest(name, valid)}; valid: "
+                           f"{', '.join(valid)}")
 
     def names(self) -> tuple[str, ...]:
         return tuple(sorted(self._items))

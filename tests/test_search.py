@@ -148,6 +148,9 @@ def test_resume_of_a_complete_run_returns_it(tiny_run) -> None:
 
 @pytest.mark.parametrize("override, message", [
     ("search.strategy=multi-asgn", r"unknown strategy 'multi-asgn' \(did you mean 'multi-asng'\?\)"),
+    # asng-separate runs outside the strategy registry: still suggested and listed.
+    ("search.strategy=asng-seperate", r"\(did you mean 'asng-separate'\?\); valid: asng, "
+                                      r"asng-separate, multi-asng"),
     ("search.budgets=[100, 200]", r"below the cheapest architecture of the space \(params = \d+\)"),
     ("search.budgets=[9000, 8000]", r"strictly increasing"),
     ("search.cost=flops", r"search.cost='flops' is unknown: use params, macs or latency:DEVICE"),

@@ -21,8 +21,7 @@ import torch
 from moonas.atomic import write_json, write_text
 from moonas.config import RunConfig, config_to_dict, load_config
 from moonas.costs import COST_UNITS, cost_label
-from moonas.errors import ConfigError, MoonasError
-from moonas.registry import closest
+from moonas.errors import MoonasError
 from moonas.run import (Candidate, Run, RunFiles, is_run_dir, load_run, read_candidates,
                         write_candidates, write_front)
 from moonas.search.context import build_context
@@ -146,10 +145,8 @@ def search(config: RunConfig | str | Path | Mapping | None = None, out: str | Pa
 def _check_strategy(name: str) -> None:
     """One line for a strategy the search does not know (`asng-separate` runs here, outside
     the strategy registry)."""
-    valid = tuple(sorted((*STRATEGIES.names(), "asng-separate")))
-    if name not in valid:
-        raise ConfigError(f"unknown strategy {name!r}{closest(name, valid)}; valid: "
-                          f"{', '.join(valid)}")
+    if name not in STRATEGIES and name != "asng-separate":
+        raise STRATEGIES.unknown(name, also=("asng-separate",))
 
 
 def _single(config: RunConfig, files: RunFiles, resume: bool, progress: Progress | None) -> None:
