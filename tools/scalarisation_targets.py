@@ -16,8 +16,8 @@ The page shows, per cost:
    summary.json (``regret_per_budget``), at each count they list.
 
     .venv/bin/python tools/scalarisation_targets.py --table ../shared/data/nb201/nb201.csv \\
-        --compare 'ours, seeds 0-19=results/plugins/params/pvll-shipped-defaults:multi-asng' \\
-                  'optuna-tpe, seeds 0-19=results/plugins/params/baselines:optuna-tpe'
+        --compare 'ours=results/plugins/params/pvll-shipped-defaults:multi-asng' \\
+                  'optuna-tpe=results/plugins/params/baselines:optuna-tpe'
 """
 
 from __future__ import annotations
@@ -31,15 +31,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import header  # noqa: E402
+from bench_plugins import TUNED  # noqa: E402
 
 from moonas.atomic import write_text  # noqa: E402
 from moonas.bench.scoring import PERCENTILES, budget_percentiles  # noqa: E402
 from moonas.bench.table import load_problem  # noqa: E402
+from moonas.errors import MoonasError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-#: Coefficients listed in the grid; the shipped set (results/nb201_tuning.json) among them.
+#: Coefficients listed in the grid; the tuned set the benchmarks run (bench_plugins.TUNED,
+#: results/nb201_tuning.json) among them.
 GRID = (0.0, 0.02, 0.05, 0.07, 0.1, 0.15, 0.2, 0.25, 0.26, 0.3, 0.5, 1.0)
-SHIPPED = (0.0, 0.05, 0.1, 0.2, 0.5)
+SHIPPED = tuple(dict(TUNED)["coefficients"])
 #: The dense sweep that decides whether a budget's best cell is any coefficient's target.
 SWEEP = np.concatenate([[0.0], np.geomspace(1e-4, 10.0, 4001)])
 
@@ -123,8 +126,11 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--table {args.table}: no such file; pass the NAS-Bench-201 csv")
     lines = [header("Where the cost coefficients aim on NAS-Bench-201, and the regret per "
                     "budget"), __doc__.split("\n\n")[1].replace("\n", " "), ""]
-    for cost_name in args.costs:
-        lines += cost_section(args.table, args.dataset, cost_name)
+    try:
+        for cost_name in args.costs:
+            lines += cost_section(args.table, args.dataset, cost_name)
+    except MoonasError as err:  # an unknown dataset or cost: one line
+        raise SystemExit(f"scalarisation_targets: {err}") from None
     if args.compare:
         lines += compare_section(args.compare)
     write_text(args.out, "\n".join(lines) + "\n")
