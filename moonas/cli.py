@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from moonas.bars import advance, progress_bar
 from moonas.errors import MoonasError
 
 if TYPE_CHECKING:
@@ -52,9 +53,6 @@ class _Bar:
     """A tqdm bar (ETA, step, losses) fed by the library's progress callback."""
 
     def __init__(self, desc: str) -> None:
-        from tqdm import tqdm
-
-        self._tqdm = tqdm
         self.desc = desc
         self.bar = None
         self.phase = None
@@ -64,10 +62,8 @@ class _Bar:
         if phase != self.phase:
             self.close()
             self.phase = phase
-            self.bar = self._tqdm(total=total or None, desc=f"{self.desc} {phase}",
-                                  unit="step" if phase == "train" else "arch",
-                                  dynamic_ncols=True, file=sys.stderr)
-        self.bar.n = done
+            self.bar = progress_bar(total or None, f"{self.desc} {phase}",
+                                    "step" if phase == "train" else "arch")
         post = {}
         if "epoch" in info:
             post["epoch"] = info["epoch"]
@@ -76,7 +72,7 @@ class _Bar:
         if "val_loss" in info:
             post["val"] = "/".join(f"{v:.2f}" for v in info["val_loss"])
         self.bar.set_postfix(post, refresh=False)
-        self.bar.refresh()
+        advance(self.bar, done)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any, Callable
 
 
+from moonas.bars import advance, progress_bar
 from moonas.bench.harness import STRATEGY_NAMES, BenchJob, run_bench
 from moonas.bench.runners import SEARCH_KEYS
 from moonas.errors import ConfigError
@@ -88,8 +88,6 @@ def _settings(items: list[str]) -> tuple[tuple[str, Any], ...]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark the parsed arguments describe, with a progress bar on stderr."""
-    from tqdm import tqdm
-
     job = BenchJob(
         table=args.table, out=args.out, dataset=args.dataset, cost=args.cost,
         strategies=_list(args.strategies, str, "--strategies"),
@@ -103,10 +101,8 @@ def run(args: argparse.Namespace) -> int:
     def progress(done: int, total: int) -> None:
         # The bar opens once the job has passed its checks, so a bad input prints one line only.
         if not bars:
-            bars.append(tqdm(total=total, unit="run", desc=f"bench {args.dataset}/{args.cost}",
-                             file=sys.stderr, dynamic_ncols=True))
-        bars[0].n = done
-        bars[0].refresh()
+            bars.append(progress_bar(total, f"bench {args.dataset}/{args.cost}", "run"))
+        advance(bars[0], done)
 
     try:
         run_bench(job, progress)
