@@ -75,7 +75,8 @@ def _settings(items: list[str]) -> tuple[tuple[str, Any], ...]:
         key = key.strip().removeprefix("search.")
         if key.split(".")[0] == "angle":
             raise ConfigError(f"--set {item!r}: search.angle needs a supernet (it measures how "
-                              "far trained weights moved); a table has none: use it in 'moonas search'")
+                              "far trained weights moved); a table has none: use it in "
+                              "'moonas search'")
         if key.split(".")[0] not in SEARCH_KEYS:
             raise ConfigError(f"--set {item!r}: unknown key {key!r}; valid: "
                               f"{', '.join(SEARCH_KEYS)}")

@@ -72,10 +72,12 @@ def _prepare_dir(files: RunFiles, force: bool) -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as err:
-        raise MoonasError(f"cannot write to {root} ({err.strerror}): choose another --out") from None
+        raise MoonasError(f"cannot write to {root} ({err.strerror}): "
+                          "choose another --out") from None
 
 
-def _manifest(config: RunConfig, status: str, wall: float | None, extra: dict | None = None) -> dict:
+def _manifest(config: RunConfig, status: str, wall: float | None,
+              extra: dict | None = None) -> dict:
     versions = {}
     for name in _LIBRARIES:
         try:
@@ -118,7 +120,8 @@ def search(config: RunConfig | str | Path | Mapping | None = None, out: str | Pa
             raise MoonasError("--resume needs the run directory to continue")
         files = RunFiles(Path(out))
         if not files.config.is_file():
-            raise MoonasError(f"{files.root} is not a moonas run (no config.yaml): nothing to resume")
+            raise MoonasError(f"{files.root} is not a moonas run (no config.yaml): "
+                              "nothing to resume")
         if config is not None or overrides:
             raise MoonasError("--resume continues with the config saved in the run: drop CONFIG "
                               "and --set")
