@@ -655,9 +655,8 @@ class PVLLPlugin(Plugin):
                                                             len(mine) * self.config.crossover,
                                                             thetas[k] > 0, memory_costs)])
             if self.config.neighbours:
-                pool = self._with_neighbours(pool, int(k), len(mine), thetas[k] > 0,
-                                             memory_costs)
-            elif self.config.crossover > 0:
+                pool = self._with_neighbours(pool, int(k), thetas[k] > 0, memory_costs)
+            if self.config.neighbours or self.config.crossover > 0:
                 pool = self._fresh(pool, len(mine))
             best = self._order(pool, int(k))
             # Distinct candidates first: screening two rows into one arch wastes a row.
@@ -773,15 +772,15 @@ class PVLLPlugin(Plugin):
         ok = allowed[columns, cells] | (cells != kids)
         return cells[ok.all(axis=1)]
 
-    def _with_neighbours(self, pool: np.ndarray, k: int, need: int, allowed: np.ndarray,
+    def _with_neighbours(self, pool: np.ndarray, k: int, allowed: np.ndarray,
                          memory_costs: np.ndarray | None = None) -> np.ndarray:
         """The pool plus the one-choice moves of k's incumbent that k allows (``_moves``;
         ``allowed`` (D, Kmax) bool: removed options, e.g. by EoiNAS or the angle, never come
-        back), without remembered architectures while at least ``need`` others remain."""
+        back). ``propose`` then leaves out remembered architectures (``_fresh``)."""
         best = self.incumbent(k, memory_costs)
-        if best is not None:
-            pool = np.concatenate([pool, self._moves(best[None], allowed)])
-        return self._fresh(pool, need)
+        if best is None:
+            return pool
+        return np.concatenate([pool, self._moves(best[None], allowed)])
 
     def _fresh(self, pool: np.ndarray, need: int) -> np.ndarray:
         """The pool without remembered architectures while at least ``need`` others remain."""
