@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import header  # noqa: E402
 from bench_plugins import TUNED  # noqa: E402
 
+from moonas.asng.importance import coefficient_keys  # noqa: E402
 from moonas.atomic import write_text  # noqa: E402
 from moonas.bench.scoring import PERCENTILES, budget_percentiles  # noqa: E402
 from moonas.bench.table import load_problem  # noqa: E402
@@ -52,8 +53,8 @@ def targets(loss: np.ndarray, cost: np.ndarray, coefficients) -> np.ndarray:
     (ties: the cheaper cell)."""
     cost_max = float(cost.max())
     out = []
-    for c in coefficients:
-        key = loss + c * cost / cost_max
+    for c in coefficients:  # one at a time: the sweep's (K, cells) keys would not fit memory
+        key = coefficient_keys(loss, cost, np.array([c]), cost_max)[0]
         best = np.flatnonzero(key <= key.min() + 1e-12)
         out.append(int(best[np.argmin(cost[best])]))
     return np.array(out, dtype=np.int64)

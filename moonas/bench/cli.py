@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any, Callable
 
-
 from moonas.bars import advance, progress_bar
 from moonas.bench.harness import STRATEGY_NAMES, BenchJob, run_bench
 from moonas.bench.runners import SEARCH_KEYS
