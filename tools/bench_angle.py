@@ -44,7 +44,7 @@ from moonas.costs import build_cost_table  # noqa: E402
 from moonas.data import load_dataset  # noqa: E402
 from moonas.nets import SUPERNETS, build_supernet  # noqa: E402
 from moonas.plugins.angle import angle_terms, snapshot  # noqa: E402
-from moonas.plugins.pvll import RidgePredictor  # noqa: E402
+from moonas.plugins.pvll import make_predictor  # noqa: E402
 from moonas.retrain import TrainRecipe, train_standalone  # noqa: E402
 from moonas.run import RunFiles  # noqa: E402
 from moonas.search.batches import Batches  # noqa: E402
@@ -146,9 +146,14 @@ def _estimates(run_dir: Path, space, data, archs: list[tuple[int, ...]]) -> dict
     pvll = state["strategy"].get("plugins", {}).get("pvll")
     if pvll is not None:
         mem_archs, mem_losses = np.asarray(pvll["archs"]), np.asarray(pvll["losses"])
-        predictor = RidgePredictor(space.n_options, "onehot", 1.0)  # the plug-in's default
+        # The run's own predictor (one-hot ridge with the pre-prune defaults, pairs today); with
+        # `pvll.pruned` its memory holds the cells as measured, so it predicts those.
+        predictor = make_predictor(config.search.pvll, space.n_options)
         predictor.fit(mem_archs, mem_losses)
-        out["PVLL predicted loss (negated)"] = -predictor.predict(np.array(archs))
+        cells = np.array(archs)
+        if config.search.pvll.pruned:
+            cells = space.prune(cells, config.search.prune)
+        out["PVLL predicted loss (negated)"] = -predictor.predict(cells)
         out["_pvll_pairs"] = np.array([len(mem_losses)])
     return out
 
@@ -166,6 +171,18 @@ def _tau_within(a: np.ndarray, b: np.ndarray, groups: np.ndarray) -> float:
             taus.append(_tau(a[sel], b[sel]))
             sizes.append(sel.sum())
     return float(np.average(taus, weights=sizes)) if taus else float("nan")
+
+
+def _within_sentence(within: dict[tuple[str, str], float]) -> str:
+    """What the last column says of the default angle against the multi-asng supernet's other
+    estimates: tau within groups of equal convolution count."""
+    angle = within[("multi-asng", "angle (conv/linear weights, default)")]
+    others = [(m, t) for (n, m), t in within.items() if n == "multi-asng" and "angle" not in m]
+    above = [f"{m} {t:.3f}" for m, t in others if t > angle]
+    below = [f"{m} {t:.3f}" for m, t in others if t <= angle]
+    return (f"Within cells of equal convolution count it ranks at tau {angle:.3f} (last column)"
+            + (f"; above it: {', '.join(above)}" if above else "")
+            + (f"; at or below it: {', '.join(below)}" if below else "") + ".")
 
 
 def main() -> None:
@@ -268,7 +285,13 @@ def main() -> None:
     lines += ["", f"Published (NAS-Bench-201, CIFAR-10, ABS paper): angle {PUBLISHED['angle']}, "
               f"supernet accuracy {PUBLISHED['supernet accuracy']}. PVLL pairs in the memory at the "
               f"end of the multi-asng search: {int(diag['multi-asng']['_pvll_pairs'][0])} (the "
-              "plug-in's FIFO, default 500).", "",
+              "plug-in's FIFO, default 500); the predictor is the run's own "
+              f"(`features: {runs['multi-asng'].config.search.pvll.features}`, `predictor: "
+              f"{runs['multi-asng'].config.search.pvll.predictor}`), fitted on that memory"
+              + (", and predicts each cell pruned as the search measures it "
+                 f"(`{runs['multi-asng'].config.search.prune}`)"
+                 if runs['multi-asng'].config.search.pvll.pruned
+                 and runs['multi-asng'].config.search.prune != "keep" else "") + ".", "",
               "Angles of the blocks on their own (default vector, radians): "
               + "; ".join(f"{n}: shared weights {d['_shared_angle'][0]:.3f}, conv1x1 per edge "
                           f"{d['_conv1x1_angle'].min():.3f}-{d['_conv1x1_angle'].max():.3f}, conv3x3 "
@@ -288,8 +311,7 @@ def main() -> None:
                  f"{diag['multi-asng']['params_tau']:.3f} and {diag['random']['params_tau']:.3f}), while on digits more convolutions mean more accuracy (params "
                  f"alone: tau {rows[0][2]:.3f}). "
                  if dilutes else "")
-              + "Within cells of equal convolution count it ranks weakly positively (last "
-              "column), below the supernet's accuracy and the PVLL predictor.",
+              + _within_sentence({(n, m): d for n, m, _, _, _, d in rows}),
               f"- The ground truth is weak: two single standalone seeds agree at tau "
               f"{ceiling:.3f} (the truth is the mean of {args.seeds}); the figures compare the "
               "estimates with each other more than with the published ones, which rank "
@@ -297,11 +319,8 @@ def main() -> None:
               "- Shrinking therefore removes convolutions from the distributions that can afford "
               "them (list below), the opposite of what digits rewards; keep search.angle off on "
               "this kind of task (it is off by default).",
-              "- Not done: per-budget separate weights for the most contested choices "
-              "(PWSNAS's reduced weight sharing after shrinking). It needs a supernet whose "
-              "forward takes the distribution (weights per budget for some options), which "
-              "changes the Supernet contract, the training paths and the front's evaluation; "
-              "with the angle not ranking well here there was no shrunk space worth it.",
+              "- Per-budget separate weights for the most contested choices (PWSNAS's reduced "
+              "weight sharing after shrinking): `search.split`, measured in results/split.md.",
               "", "## Shrinking in the search (`multi-asng+angle`)", ""]
     for e in shrinks:
         removed = ", ".join(f"k{k}:e{d}:{ops[j]}" for k, d, j in e["angle_removed"])
