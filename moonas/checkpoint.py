@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +55,11 @@ def load_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"checkpoint {path} not found: start the run again without --resume")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError,
-            ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    except Exception as err:  # noqa: BLE001 - arbitrary bytes fail the unpickler in many ways
+        # (KeyError, IndexError, struct.error, ... besides the usual RuntimeError,
+        # UnpicklingError, BadZipFile, EOFError): each means the file is no checkpoint.
+        text = str(err).strip()
+        first = type(err).__name__ + (f": {text.splitlines()[0]}" if text else "")
         raise CheckpointError(
             f"checkpoint {path} is corrupt or truncated ({first[:120]}): delete it and start "
             "again, or restore it from a copy"

@@ -199,6 +199,19 @@ def test_corrupt_checkpoint_is_one_line(tiny_run, tmp_path: Path) -> None:
         moonas.search(None, out, resume=True)
 
 
+@pytest.mark.parametrize("content", [b"junk\n", b"", b"\x80\x02}q\x00.", b"PK\x03\x04" + b"x" * 64,
+                                     bytes(range(256)) * 4])
+def test_any_bytes_that_are_no_checkpoint_give_one_line(tmp_path: Path, content: bytes) -> None:
+    from moonas.checkpoint import load_checkpoint
+    from moonas.errors import CheckpointError
+
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="corrupt or truncated|does not hold") as caught:
+        load_checkpoint(path)
+    assert "\n" not in str(caught.value) and str(path) in str(caught.value)
+
+
 @pytest.mark.parametrize("strategy", ["asng", "random"])
 def test_baseline_strategies_produce_fronts(tmp_path: Path, strategy: str) -> None:
     run = _search(tmp_path / strategy, f"search.strategy={strategy}")
