@@ -11,7 +11,7 @@ NAS-Bench-201 only, other spaces fall back to one-hot with a warning). Regressor
 (``predictor``): closed-form ridge (default) or RBF kernel ridge. Measured in
 results/pvll_tau.md: the GAE embedding with kernel ridge ranks held-out NAS-Bench-201 cells best
 by Kendall tau, yet searched worse than the default (regret +0.165 points at 100 evaluations,
-240 paired runs); the default misses the least when its first-ranked cells are what counts.
+240 paired runs); after 50-100 uniform draws the default's first-ranked cells miss the least.
 Once it has seen ``min_observations`` pairs, ``propose`` screens: for each row that
 ``core.ask`` drew from distribution k, it draws ``pool`` more candidates from k and replaces
 the row by the candidate whose *predicted* ranking key under k's objective is best (predicted
