@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
+from moonas.devices import check_device_name
 from moonas.errors import ConfigError, MoonasError
 from moonas.plugins.angle import AngleConfig
 from moonas.plugins.eoi import EoiConfig
@@ -209,10 +210,14 @@ class RunConfig:
 
     seed: int = 0
     threads: int | None = None
+    device: str = "auto"  # auto (a CUDA GPU when torch sees one), cpu, cuda or cuda:N
     space: SpaceConfig = field(default_factory=SpaceConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+
+    def __post_init__(self) -> None:
+        check_device_name(self.device)
 
 
 # -- validation ------------------------------------------------------------------------------

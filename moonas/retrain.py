@@ -55,13 +55,17 @@ def evaluate(net: nn.Module, batches) -> float:
 
 def train_standalone(net: nn.Module, data: DataSplits, recipe: TrainRecipe, seed: int = 0,
                      checkpoint: Path | None = None,
-                     progress: Callable[[int, int, dict], None] | None = None) -> TrainResult:
+                     progress: Callable[[int, int, dict], None] | None = None,
+                     device: torch.device | None = None) -> TrainResult:
     """Train `net` in place on `data.train`; report validation and test accuracy.
 
     With `checkpoint`, the state is saved atomically after every epoch and an existing
-    checkpoint is resumed from (same result as an uninterrupted run).
+    checkpoint is resumed from (same result as an uninterrupted run). With `device`, `net` is
+    moved there and trained there (its weights stay there).
     """
-    train = Batches(data.train, recipe.batch_size, seed, stream=11, drop_last=True)
+    if device is not None:
+        net.to(device)
+    train = Batches(data.train, recipe.batch_size, seed, stream=11, drop_last=True, device=device)
     optimizer = torch.optim.SGD(net.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                 nesterov=recipe.momentum > 0, weight_decay=recipe.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, len(train) * recipe.epochs)
@@ -102,7 +106,9 @@ def train_standalone(net: nn.Module, data: DataSplits, recipe: TrainRecipe, seed
             save_checkpoint(checkpoint, {"net": net.state_dict(), "optimizer": optimizer.state_dict(),
                                          "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
                                          "history": [list(h) for h in history]})
-    val = evaluate(net, Batches(data.val, 256, seed, stream=12, drop_last=False).epoch(0, False))
-    test = evaluate(net, Batches(data.test, 256, seed, stream=13, drop_last=False).epoch(0, False))
+    val = evaluate(net, Batches(data.val, 256, seed, stream=12, drop_last=False,
+                                device=device).epoch(0, False))
+    test = evaluate(net, Batches(data.test, 256, seed, stream=13, drop_last=False,
+                                 device=device).epoch(0, False))
     return TrainResult(val_accuracy=val, test_accuracy=test, epochs=recipe.epochs,
                        history=tuple(history))

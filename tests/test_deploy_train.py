@@ -42,6 +42,21 @@ def test_training_stores_weights_and_metrics_in_the_run(trained) -> None:
     assert tuple(state["arch"]) == next(c.arch for c in run.candidates if c.id == cid)
 
 
+def test_the_device_is_recorded_and_a_missing_gpu_is_one_line(trained, monkeypatch) -> None:
+    run, cid, metrics = trained
+    assert metrics["device"] == "cpu"
+    files = TrainedFiles.of(run.dir, cid)
+    stamp = files.weights.stat().st_mtime_ns
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="--device='cuda'.*no CUDA GPU"):
+        train_candidate(run, cid, epochs=2, device="cuda")
+    with pytest.raises(ConfigError, match="--device='tpu'"):
+        train_candidate(run, cid, epochs=2, device="tpu")
+    assert files.weights.stat().st_mtime_ns == stamp
+    # Another device is no other setting: the finished training is reused.
+    assert train_candidate(run, cid, epochs=2, device="cpu") == metrics
+
+
 def test_same_settings_reuse_other_settings_refuse(trained) -> None:
     run, cid, metrics = trained
     files = TrainedFiles.of(run.dir, cid)

@@ -42,6 +42,7 @@ def test_run_directory_holds_every_promised_file(tiny_run) -> None:
     assert manifest["status"] == "complete"
     assert manifest["versions"]["torch"] == torch.__version__.split("+")[0] or manifest["versions"]["torch"]
     assert "macs" in manifest["units"] and manifest["seed"] == 0
+    assert manifest["machine"]["device"] == "cpu"  # smoke's `device: cpu`
     saved = yaml.safe_load(files.config.read_text())
     assert saved["search"]["epochs"] == 3 and saved["space"]["channels"] == 4
 

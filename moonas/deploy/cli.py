@@ -292,7 +292,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         bar = _Bar(f"id {args.id}")
     try:
         metrics = train_candidate(run, args.id, epochs=args.epochs, init=args.init, lr=args.lr,
-                                  restart=args.restart, progress=bar)
+                                  restart=args.restart, progress=bar, device=args.device)
     finally:
         if bar is not None:
             bar.close()
@@ -422,6 +422,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=None, help="learning rate (default 0.05)")
     p.add_argument("--restart", action="store_true",
                    help="discard an earlier or interrupted training of this id")
+    p.add_argument("--device", default=None,
+                   help="auto, cpu, cuda or cuda:N (default: the run's device setting)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 

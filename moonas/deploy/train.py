@@ -14,6 +14,7 @@ import torch
 
 from moonas.atomic import write_json
 from moonas.checkpoint import save_checkpoint
+from moonas.devices import resolve_device
 from moonas.errors import ConfigError, MoonasError
 from moonas.retrain import TrainRecipe, train_standalone
 from moonas.run import Run
@@ -46,15 +47,20 @@ def default_recipe(run: Run, epochs: int | None = None, lr: float | None = None)
 def train_candidate(run: Run, cid: int, *, epochs: int | None = None,
                     init: Literal["scratch", "supernet"] = "scratch", lr: float | None = None,
                     restart: bool = False,
-                    progress: Callable[[int, int, dict], None] | None = None) -> dict:
+                    progress: Callable[[int, int, dict], None] | None = None,
+                    device: str | None = None) -> dict:
     """Train candidate `cid` of `run` on the run's dataset (same splits and seed) and return its
     metrics (also written to `RUN/trained/ID/metrics.json`).
 
     Resumable: an interrupted training with the same settings continues from its last epoch;
     a finished one is returned as is. Other settings over an existing one need `restart=True`.
+    `device` (`--device`; default: the run's `device`) is where it trains; it may differ
+    between a training and its resumption.
     """
     if init not in INITS:
         raise ConfigError(f"--init must be one of {', '.join(INITS)}, got {init!r}")
+    where = resolve_device(run.config.device if device is None else device,
+                           "device" if device is None else "--device")
     candidate = find_candidate(run, cid)
     recipe = default_recipe(run, epochs, lr)
     files = TrainedFiles.of(run.dir, cid)
@@ -100,7 +106,7 @@ def train_candidate(run: Run, cid: int, *, epochs: int | None = None,
         log.info("resuming the training of id %d from %s", cid, files.checkpoint)
     start = time.perf_counter()
     result = train_standalone(net, data, recipe, seed=run.config.seed,
-                              checkpoint=files.checkpoint, progress=progress)
+                              checkpoint=files.checkpoint, progress=progress, device=where)
     save_checkpoint(files.weights, {"format": TRAINED_FORMAT, "arch": list(candidate.arch),
                                     "arch_str": candidate.arch_str,
                                     "state_dict": net.state_dict()})
@@ -118,6 +124,7 @@ def train_candidate(run: Run, cid: int, *, epochs: int | None = None,
         "params": candidate.params,
         "macs": candidate.macs,
         "history": [list(h) for h in result.history],
+        "device": str(where),
         "wall_seconds_last_session": round(time.perf_counter() - start, 2),
         "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

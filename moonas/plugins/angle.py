@@ -169,8 +169,8 @@ def angle_terms(supernet: torch.nn.Module, v0: Mapping[str, np.ndarray],
     def terms(names: list[str]) -> np.ndarray:
         out = np.zeros(3)
         for n in names:
-            a = torch.from_numpy(np.asarray(v0[n])).double().reshape(-1)
             b = now[n].detach().double().reshape(-1)
+            a = torch.from_numpy(np.asarray(v0[n])).to(b.device).double().reshape(-1)
             out += (float(a @ b), float(a @ a), float(b @ b))
         return out
 

@@ -29,8 +29,10 @@ class Batches:
     """
 
     def __init__(self, dataset: Dataset, batch_size: int, seed: int, stream: int,
-                 drop_last: bool) -> None:
+                 drop_last: bool, device: torch.device | None = None) -> None:
         self.dataset = dataset
+        # Where the batches go (the network's device); None or the CPU: left where they are.
+        self.device = None if device is None or device.type == "cpu" else device
         self.batch_size = batch_size
         self.seed = seed
         self.stream = stream
@@ -49,6 +51,14 @@ class Batches:
         return -(-n // self.batch_size)
 
     def epoch(self, epoch: int, shuffle: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of `epoch` (the same ones on every call), on this object's device."""
+        if self.device is None:
+            yield from self._epoch(epoch, shuffle)
+            return
+        for x, y in self._epoch(epoch, shuffle):
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def _epoch(self, epoch: int, shuffle: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         seed = epoch_seed(self.seed, epoch, self.stream)
         if self._tensors is not None:
             x, y = self._tensors

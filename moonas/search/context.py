@@ -10,6 +10,7 @@ import torch
 from moonas.config import RunConfig
 from moonas.costs import CostTable, build_cost_table
 from moonas.data import DataSplits, load_dataset
+from moonas.devices import resolve_device
 from moonas.errors import ConfigError
 from moonas.nets import Supernet, build_supernet
 from moonas.search.batches import Batches
@@ -40,6 +41,7 @@ class SearchContext:
     train_batches: Batches
     val_batches: Batches
     eval_batches: Batches
+    device: torch.device  # where the supernet and every batch live (config.device)
 
     def evaluated(self, archs: np.ndarray) -> np.ndarray:
         """What the search measures, prices and returns for the architectures `(n, D)` a
@@ -76,6 +78,7 @@ def build_context(config: RunConfig) -> SearchContext:
     STRATEGIES.get(config.search.strategy)  # unknown strategy -> one line before any work
     if config.threads is not None:
         torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)  # a missing GPU: one line before the data loads
     d = config.data
     data = load_dataset(d.name, root=d.root, download=d.download, seed=config.seed,
                         val_fraction=d.val_fraction, test_fraction=d.test_fraction,
@@ -93,7 +96,7 @@ def build_context(config: RunConfig) -> SearchContext:
                               price=lambda archs: table.cost(objective.cost, cells(archs)),
                               seed=config.seed, cells=cells)
     torch.manual_seed(config.seed)
-    supernet = build_supernet(space)
+    supernet = build_supernet(space).to(device)
     if search.split.enabled and type(supernet)._split_option is Supernet._split_option:
         raise ConfigError(f"search.split.enabled: the {space.name} supernet has no per-"
                           "distribution weights; use space.name=nb201 or switch split off")
@@ -102,7 +105,7 @@ def build_context(config: RunConfig) -> SearchContext:
                                 nesterov=t.nesterov and t.momentum > 0,
                                 weight_decay=t.weight_decay)
     train_batches = Batches(data.train, d.batch_size, config.seed, STREAM_TRAIN_BATCHES,
-                            drop_last=True)
+                            drop_last=True, device=device)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=len(train_batches) * search.epochs, eta_min=t.lr_min)
     return SearchContext(
@@ -110,6 +113,8 @@ def build_context(config: RunConfig) -> SearchContext:
         strategy=strategy, supernet=supernet, optimizer=optimizer, scheduler=scheduler,
         rng=seeds(config.seed, STREAM_SEARCH), train_batches=train_batches,
         val_batches=Batches(data.val, d.batch_size, config.seed, STREAM_VAL_BATCHES,
-                            drop_last=True),
-        eval_batches=Batches(data.val, max(d.batch_size, 256), config.seed, 0, drop_last=False),
+                            drop_last=True, device=device),
+        eval_batches=Batches(data.val, max(d.batch_size, 256), config.seed, 0, drop_last=False,
+                             device=device),
+        device=device,
     )

@@ -21,6 +21,7 @@ import torch
 from moonas.atomic import write_json, write_text
 from moonas.config import RunConfig, config_to_dict, load_config
 from moonas.costs import COST_UNITS, cost_label
+from moonas.devices import resolve_device
 from moonas.errors import MoonasError
 from moonas.run import (Candidate, Run, RunFiles, is_run_dir, load_run, read_candidates,
                         write_candidates, write_front)
@@ -89,7 +90,8 @@ def _manifest(config: RunConfig, status: str, wall: float | None,
         "seed": config.seed,
         "versions": {"python": platform.python_version(), **versions},
         "machine": {"platform": platform.platform(), "processor": platform.machine(),
-                    "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+                    "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    **_device_fields(config.device)},
         "command": sys.argv,
         "units": {
             "accuracy": "fraction of the validation split classified correctly by the path in "
@@ -132,6 +134,7 @@ def search(config: RunConfig | str | Path | Mapping | None = None, out: str | Pa
     else:
         config = _resolve_config(config, tuple(overrides))
         _check_strategy(config.search.strategy)  # before a run directory exists
+        resolve_device(config.device)  # likewise a GPU this machine lacks
         files = RunFiles(Path(out) if out is not None else _default_out(config))
         _prepare_dir(files, force)
         write_text(files.config, dump_yaml(config_to_dict(config)))
@@ -143,6 +146,15 @@ def search(config: RunConfig | str | Path | Mapping | None = None, out: str | Pa
         _single(config, files, resume, progress)
     write_json(files.manifest, _manifest(config, "complete", time.perf_counter() - start))
     return load_run(files.root)
+
+
+def _device_fields(name: str) -> dict:
+    """The device the run trains on, and the GPU's name on a CUDA device."""
+    device = resolve_device(name)
+    fields = {"device": str(device)}
+    if device.type == "cuda":
+        fields["gpu"] = torch.cuda.get_device_name(device)
+    return fields
 
 
 def _check_strategy(name: str) -> None:
