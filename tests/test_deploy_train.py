@@ -135,6 +135,27 @@ def test_corrupt_weights_fail_with_one_line(tmp_path) -> None:
         load_network(run, run.front.picks[-1], "trained")
 
 
+def test_a_finished_training_with_corrupt_weights_writes_them_again(tmp_path) -> None:
+    run = load_run(make_run(tmp_path / "run"))
+    cid = run.front.picks[0]
+    metrics = train_candidate(run, cid, epochs=1)
+    files = TrainedFiles.of(run.dir, cid)
+    good = load_checkpoint(files.weights)["state_dict"]
+    files.weights.write_bytes(b"junk")
+    again = train_candidate(run, cid, epochs=1)  # no --restart needed, no epoch trained again
+    assert again["test_accuracy"] == metrics["test_accuracy"]
+    assert again["history"] == metrics["history"]
+    restored = load_checkpoint(files.weights)["state_dict"]
+    for key, value in good.items():
+        torch.testing.assert_close(restored[key], value, rtol=0, atol=0)
+    # With the training's checkpoint gone too, nothing is left to rebuild from: one line.
+    files.weights.write_bytes(b"junk")
+    files.checkpoint.write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match="corrupt or truncated") as info:
+        train_candidate(run, cid, epochs=1)
+    assert "\n" not in str(info.value)
+
+
 def test_cli_train(tmp_path, capsys) -> None:
     from moonas.deploy.cli import register
 

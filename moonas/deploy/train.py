@@ -13,9 +13,9 @@ from typing import Callable, Literal
 import torch
 
 from moonas.atomic import write_json
-from moonas.checkpoint import save_checkpoint
+from moonas.checkpoint import load_checkpoint, save_checkpoint
 from moonas.devices import resolve_device
-from moonas.errors import ConfigError, MoonasError
+from moonas.errors import CheckpointError, ConfigError, MoonasError
 from moonas.retrain import TrainRecipe, train_standalone
 from moonas.run import Run
 from moonas.deploy.weights import (TRAINED_FORMAT, TrainedFiles, find_candidate, read_trained_metrics,
@@ -80,10 +80,15 @@ def train_candidate(run: Run, cid: int, *, epochs: int | None = None,
                 "settings to resume or reuse it"
             )
         if files.complete:
-            log.info("id %d of %s is already trained with these settings", cid, run.dir)
-            metrics = read_trained_metrics(run.dir, cid)
-            if metrics is not None:
-                return metrics
+            try:  # the weights must load, or the training is not done: its last checkpoint
+                load_checkpoint(files.weights)  # (a finished one: zero epochs) writes them again
+            except CheckpointError as err:
+                log.warning("%s; writing them again from the training's last checkpoint", err)
+            else:
+                log.info("id %d of %s is already trained with these settings", cid, run.dir)
+                metrics = read_trained_metrics(run.dir, cid)
+                if metrics is not None:
+                    return metrics
     try:
         files.root.mkdir(parents=True, exist_ok=True)
     except OSError as err:
