@@ -166,6 +166,7 @@ def _check_strategy(name: str) -> None:
 
 def _single(config: RunConfig, files: RunFiles, resume: bool, progress: Progress | None) -> None:
     ctx = build_context(config)
+    log.info("training on %s", " ".join(str(v) for v in _device_fields(config.device).values()))
     start_epoch = 0
     if resume and files.checkpoint.is_file():
         start_epoch = restore(ctx, files.checkpoint)
