@@ -21,6 +21,10 @@ and the device call (carry `.gpuwheels`):
     python3 -m pip install -q --no-index --no-deps .gpuwheels/*.whl && \\
         PYTHONPATH=. python3 tools/gpu_check.py --out $OUT
 
+The device tool sends the working tree, at most 64 MiB, and `results/` alone holds about 80 MB
+(the benchmarks' fronts.jsonl files; 2026-12-07). Move it aside for the call and back after it
+(`mv results ../results.hold`, then `mv ../results.hold results`), committing nothing between.
+
 Here, `--devices cpu` with a small `--channels`, `--cells` and `--image-size` runs the same
 steps on the CPU alone (tests/test_gpu_check.py).
 """
