@@ -282,16 +282,16 @@ def main() -> None:
              "| supernet | estimate | tau vs accuracy | tau (connected) | tau vs -loss | tau within equal #conv |",
              "|---|---|---:|---:|---:|---:|"]
     lines += [f"| {n} | {m} | {a:.3f} | {b:.3f} | {c:.3f} | {d:.3f} |" for n, m, a, b, c, d in rows]
+    searched = runs["multi-asng"].config.search
     lines += ["", f"Published (NAS-Bench-201, CIFAR-10, ABS paper): angle {PUBLISHED['angle']}, "
               f"supernet accuracy {PUBLISHED['supernet accuracy']}. PVLL pairs in the memory at the "
               f"end of the multi-asng search: {int(diag['multi-asng']['_pvll_pairs'][0])} (the "
               "plug-in's FIFO, default 500); the predictor is the run's own "
-              f"(`features: {runs['multi-asng'].config.search.pvll.features}`, `predictor: "
-              f"{runs['multi-asng'].config.search.pvll.predictor}`), fitted on that memory"
+              f"(`features: {searched.pvll.features}`, `predictor: "
+              f"{searched.pvll.predictor}`), fitted on that memory"
               + (", and predicts each cell pruned as the search measures it "
-                 f"(`{runs['multi-asng'].config.search.prune}`)"
-                 if runs['multi-asng'].config.search.pvll.pruned
-                 and runs['multi-asng'].config.search.prune != "keep" else "") + ".", "",
+                 f"(`{searched.prune}`)"
+                 if searched.pvll.pruned and searched.prune != "keep" else "") + ".", "",
               "Angles of the blocks on their own (default vector, radians): "
               + "; ".join(f"{n}: shared weights {d['_shared_angle'][0]:.3f}, conv1x1 per edge "
                           f"{d['_conv1x1_angle'].min():.3f}-{d['_conv1x1_angle'].max():.3f}, conv3x3 "

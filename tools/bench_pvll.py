@@ -138,6 +138,18 @@ def _factories(problem: BenchProblem, seed: int, labels: Sequence[str],
 Scores = dict[str, dict[int, list[tuple[float, float]]]]
 
 
+def _score_prefixes(out: Scores, factories: dict[str, Callable[[], Any]], problem: BenchProblem,
+                    rows: np.ndarray, test: np.ndarray, pool: np.ndarray,
+                    budgets: Sequence[float], observations: Sequence[int],
+                    score: Callable) -> None:
+    """Append to `out` each predictor's `score` after fitting on the first n of `rows`, for
+    each n of `observations`; the miss counts the cells of `pool` not among those n."""
+    for name, make in factories.items():
+        for n in observations:
+            out.setdefault(name, {}).setdefault(n, []).append(
+                score(make(), problem, rows[:n], test, np.setdiff1d(pool, rows[:n]), budgets))
+
+
 def uniform_scores(problem: BenchProblem, seeds: Sequence[int], held_out: int,
                    labels: Sequence[str] = tuple(PRODUCT), with_references: bool = True,
                    observations: Sequence[int] = OBSERVATIONS) -> Scores:
@@ -149,10 +161,8 @@ def uniform_scores(problem: BenchProblem, seeds: Sequence[int], held_out: int,
     for seed in seeds:
         order = np.random.default_rng(seed).permutation(pool)
         test = order[-held_out:]
-        for name, make in _factories(problem, seed, labels, with_references).items():
-            for n in observations:
-                out.setdefault(name, {}).setdefault(n, []).append(
-                    assess(make(), problem, order[:n], test, np.sort(order[n:]), budgets))
+        _score_prefixes(out, _factories(problem, seed, labels, with_references), problem,
+                        order, test, pool, budgets, observations, assess)
     return out
 
 
@@ -174,11 +184,8 @@ def search_scores(problem: BenchProblem, seeds: Sequence[int], held_out: int,
         rest = np.setdiff1d(pool, rows[:last])
         test = np.random.default_rng(seed).choice(rest, size=min(held_out, len(rest)),
                                                   replace=False)
-        for name, make in _factories(problem, seed, labels, False).items():
-            for n in observations:
-                out.setdefault(name, {}).setdefault(n, []).append(
-                    score(make(), problem, rows[:n], test, np.setdiff1d(pool, rows[:n]),
-                          budgets))
+        _score_prefixes(out, _factories(problem, seed, labels, False), problem, rows, test,
+                        pool, budgets, observations, score)
     return out
 
 

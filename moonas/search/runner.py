@@ -91,7 +91,7 @@ def _manifest(config: RunConfig, status: str, wall: float | None,
         "versions": {"python": platform.python_version(), **versions},
         "machine": {"platform": platform.platform(), "processor": platform.machine(),
                     "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    **_device_fields(config.device)},
+                    **_device_fields(resolve_device(config.device))},
         "command": sys.argv,
         "units": {
             "accuracy": "fraction of the validation split classified correctly by the path in "
@@ -148,9 +148,8 @@ def search(config: RunConfig | str | Path | Mapping | None = None, out: str | Pa
     return load_run(files.root)
 
 
-def _device_fields(name: str) -> dict:
+def _device_fields(device: torch.device) -> dict:
     """The device the run trains on, and the GPU's name on a CUDA device."""
-    device = resolve_device(name)
     fields = {"device": str(device)}
     if device.type == "cuda":
         fields["gpu"] = torch.cuda.get_device_name(device)
@@ -166,7 +165,7 @@ def _check_strategy(name: str) -> None:
 
 def _single(config: RunConfig, files: RunFiles, resume: bool, progress: Progress | None) -> None:
     ctx = build_context(config)
-    log.info("training on %s", " ".join(str(v) for v in _device_fields(config.device).values()))
+    log.info("training on %s", " ".join(_device_fields(ctx.device).values()))
     start_epoch = 0
     if resume and files.checkpoint.is_file():
         start_epoch = restore(ctx, files.checkpoint)
