@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import logging
 import sys
 from pathlib import Path
@@ -118,6 +120,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from moonas.distributed import add_processes_argument
+
     parser = argparse.ArgumentParser(
         prog="moonas",
         description="Multi-budget one-shot neural architecture search: one run, several budget "
@@ -139,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--force", action="store_true",
                         help="overwrite the run already in --out")
     search.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_processes_argument(search)
     search.set_defaults(func=_cmd_search)
 
     from moonas.bench.cli import register as register_bench
@@ -163,20 +168,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from moonas.distributed import SINGLE, launch, launched, without_processes
+
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    try:
+        world = launched()
+    except MoonasError as err:
+        print(f"moonas: error: {err}", file=sys.stderr)
+        return err.exit_code
+    # Under torchrun rank 0 speaks for the run; the others log warnings and errors only.
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
+        level=logging.WARNING if not world.main else
+        logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s" if not world.parallel else
+        f"%(levelname)s [rank {world.rank}] %(name)s: %(message)s",
         stream=sys.stderr,
     )
     if args.command is None:
         parser.print_help()
         return 0
+    where = "" if world == SINGLE else f" (rank {world.rank} of {world.size})"
     try:
+        if getattr(args, "processes", 1) != 1:  # this process launches the workers
+            launch(args.processes, without_processes(argv))
+            return 0
+        if not world.main:
+            with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+                return int(args.func(args) or 0)
         return int(args.func(args) or 0)
     except MoonasError as err:
-        print(f"moonas {args.command}: error: {err}", file=sys.stderr)
+        # One write: the lines of several processes sharing a terminal do not interleave.
+        sys.stderr.write(f"moonas {args.command}{where}: error: {err}\n")
+        sys.stderr.flush()
         return err.exit_code
     except KeyboardInterrupt:
         print(f"moonas {args.command}: interrupted", file=sys.stderr)

@@ -201,10 +201,14 @@ def split_indices(
     return np.sort(train), np.sort(val), np.sort(test)
 
 
-def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int, drop_last: bool = False) -> DataLoader:
-    """A single-process DataLoader whose order is fixed by `seed` (its own torch.Generator)."""
+def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int, drop_last: bool = False,
+                batches: list[list[int]] | None = None) -> DataLoader:
+    """A single-process DataLoader whose order is fixed by `seed` (its own torch.Generator);
+    with `batches`, exactly those lists of item indices, in that order."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size={batch_size!r} must be a positive integer, e.g. 64")
+    if batches is not None:
+        return DataLoader(dataset, batch_sampler=batches, num_workers=0)
     generator = torch.Generator().manual_seed(int(seed))
     return DataLoader(
         dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, num_workers=0, generator=generator

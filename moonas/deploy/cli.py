@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from moonas.distributed import add_processes_argument
 from moonas.errors import ConfigError, MoonasError
 
 __all__ = ["register", "SearchHistory", "read_history", "plot_runs", "plot_history",
@@ -317,7 +318,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     if len(runs) != 1:
         raise ConfigError(f"--kind {args.kind} draws one run, got {len(runs)}")
     if args.x is not None:
-        raise ConfigError(f"--x applies to --kind front only")
+        raise ConfigError("--x applies to --kind front only")
     plot_history(runs[0], out, args.kind)
     print(f"{args.kind} of {runs[0].dir} -> {out}")
     return 0
@@ -425,6 +426,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None,
                    help="auto, cpu, cuda or cuda:N (default: the run's device setting)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_processes_argument(p)
     p.set_defaults(func=_cmd_train)
 
     p = subparsers.add_parser(

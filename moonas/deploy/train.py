@@ -14,7 +14,7 @@ import torch
 
 from moonas.atomic import write_json
 from moonas.checkpoint import load_checkpoint, save_checkpoint
-from moonas.devices import resolve_device
+from moonas.distributed import World, barrier, join
 from moonas.errors import CheckpointError, ConfigError, MoonasError
 from moonas.retrain import TrainRecipe, train_standalone
 from moonas.run import Run
@@ -55,19 +55,21 @@ def train_candidate(run: Run, cid: int, *, epochs: int | None = None,
     Resumable: an interrupted training with the same settings continues from its last epoch;
     a finished one is returned as is. Other settings over an existing one need `restart=True`.
     `device` (`--device`; default: the run's `device`) is where it trains; it may differ
-    between a training and its resumption.
+    between a training and its resumption. Under torchrun every process trains its shard of
+    each batch (`moonas.distributed`) and rank 0 writes the files.
     """
     if init not in INITS:
         raise ConfigError(f"--init must be one of {', '.join(INITS)}, got {init!r}")
-    where = resolve_device(run.config.device if device is None else device,
-                           "device" if device is None else "--device")
+    world, where = join(run.config.device if device is None else device,
+                        "device" if device is None else "--device")
     candidate = find_candidate(run, cid)
     recipe = default_recipe(run, epochs, lr)
     files = TrainedFiles.of(run.dir, cid)
     job = {"id": candidate.id, "arch": list(candidate.arch), "init": init,
            "seed": run.config.seed, "recipe": asdict(recipe)}
-    if restart and files.root.exists():
+    if restart and files.root.exists() and world.main:
         shutil.rmtree(files.root)
+    barrier(world)  # the others read what rank 0 left
     if files.job.is_file():
         try:
             previous = json.loads(files.job.read_text())
@@ -89,12 +91,13 @@ def train_candidate(run: Run, cid: int, *, epochs: int | None = None,
                 metrics = read_trained_metrics(run.dir, cid)
                 if metrics is not None:
                     return metrics
-    try:
-        files.root.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise MoonasError(f"cannot write to {files.root} ({err.strerror}): make the run "
-                          "directory writable") from None
-    write_json(files.job, job)
+    if world.main:
+        try:
+            files.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise MoonasError(f"cannot write to {files.root} ({err.strerror}): make the run "
+                              "directory writable") from None
+        write_json(files.job, job)
 
     if run.config.threads is not None:
         torch.set_num_threads(run.config.threads)
@@ -111,11 +114,22 @@ def train_candidate(run: Run, cid: int, *, epochs: int | None = None,
         log.info("resuming the training of id %d from %s", cid, files.checkpoint)
     start = time.perf_counter()
     result = train_standalone(net, data, recipe, seed=run.config.seed,
-                              checkpoint=files.checkpoint, progress=progress, device=where)
-    save_checkpoint(files.weights, {"format": TRAINED_FORMAT, "arch": list(candidate.arch),
-                                    "arch_str": candidate.arch_str,
-                                    "state_dict": net.state_dict()})
-    metrics = {
+                              checkpoint=files.checkpoint, device=where, world=world,
+                              progress=progress if world.main else None)
+    metrics = _metrics(candidate, run, init, recipe, result, where, world,
+                       time.perf_counter() - start)
+    if world.main:
+        save_checkpoint(files.weights, {"format": TRAINED_FORMAT, "arch": list(candidate.arch),
+                                        "arch_str": candidate.arch_str,
+                                        "state_dict": net.state_dict()})
+        write_json(files.metrics, metrics)  # last: marks the training complete
+    barrier(world)
+    return metrics
+
+
+def _metrics(candidate, run: Run, init: str, recipe: TrainRecipe, result, where: torch.device,
+             world: World, wall: float) -> dict:
+    return {
         "id": candidate.id,
         "arch": list(candidate.arch),
         "arch_str": candidate.arch_str,
@@ -130,11 +144,10 @@ def train_candidate(run: Run, cid: int, *, epochs: int | None = None,
         "macs": candidate.macs,
         "history": [list(h) for h in result.history],
         "device": str(where),
-        "wall_seconds_last_session": round(time.perf_counter() - start, 2),
+        "processes": world.size,
+        "wall_seconds_last_session": round(wall, 2),
         "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    write_json(files.metrics, metrics)  # last: marks the training complete
-    return metrics
 
 
 def _difference(previous: dict | None, job: dict) -> str:

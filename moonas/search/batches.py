@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 from moonas.data import make_loader
+from moonas.distributed import SINGLE, World, shard
 
 __all__ = ["Batches", "epoch_seed"]
 
@@ -25,12 +26,16 @@ class Batches:
     """Shuffled minibatches of one split; `epoch(e)` yields the same batches for the same e.
 
     A split without augmentation is stacked in memory (fast); an augmented one goes through a
-    seeded DataLoader whose augmentation generator is reseeded per epoch.
+    seeded DataLoader whose augmentation generator is reseeded per epoch. Under torchrun
+    (`world`), every process walks the same batches and yields only its shard of each
+    (`moonas.distributed.shard`); a shard left empty (a short last batch) is skipped.
     """
 
     def __init__(self, dataset: Dataset, batch_size: int, seed: int, stream: int,
-                 drop_last: bool, device: torch.device | None = None) -> None:
+                 drop_last: bool, device: torch.device | None = None,
+                 world: World = SINGLE) -> None:
         self.dataset = dataset
+        self.world = world
         # Where the batches go (the network's device); None or the CPU: left where they are.
         self.device = None if device is None or device.type == "cpu" else device
         self.batch_size = batch_size
@@ -67,15 +72,26 @@ class Batches:
             size = min(self.batch_size, n)
             stop = n - n % size if self.drop_last else n
             for start in range(0, stop, size):
-                index = torch.from_numpy(order[start:start + size])
-                yield x[index], y[index]
+                index = shard(order[start:start + size], self.world)
+                if len(index):
+                    index = torch.from_numpy(index)
+                    yield x[index], y[index]
             return
         generator = getattr(getattr(self.dataset, "augment", None), "generator", None)
         if isinstance(generator, torch.Generator):
-            generator.manual_seed(seed)
-        loader = make_loader(self.dataset, self.batch_size, shuffle=shuffle, seed=seed,
-                             drop_last=self.drop_last and len(self.dataset) >= self.batch_size)
-        yield from loader
+            generator.manual_seed(seed + self.world.rank)  # each shard its own augmentation
+        drop_last = self.drop_last and len(self.dataset) >= self.batch_size
+        if not self.world.parallel:
+            yield from make_loader(self.dataset, self.batch_size, shuffle=shuffle, seed=seed,
+                                   drop_last=drop_last)
+            return
+        n = len(self.dataset)
+        order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
+        stop = n - n % self.batch_size if drop_last else n
+        parts = [shard(order[start:start + self.batch_size], self.world).tolist()
+                 for start in range(0, stop, self.batch_size)]
+        yield from make_loader(self.dataset, self.batch_size, shuffle=False, seed=seed,
+                               batches=[part for part in parts if part])
 
 
 def stack(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,7 +10,7 @@ import torch
 from moonas.config import RunConfig
 from moonas.costs import CostTable, build_cost_table
 from moonas.data import DataSplits, load_dataset
-from moonas.devices import resolve_device
+from moonas.distributed import World, check_batch_size, join
 from moonas.errors import ConfigError
 from moonas.nets import Supernet, build_supernet
 from moonas.search.batches import Batches
@@ -42,6 +42,7 @@ class SearchContext:
     val_batches: Batches
     eval_batches: Batches
     device: torch.device  # where the supernet and every batch live (config.device)
+    world: World  # this process under torchrun (moonas.distributed); a world of one otherwise
 
     def evaluated(self, archs: np.ndarray) -> np.ndarray:
         """What the search measures, prices and returns for the architectures `(n, D)` a
@@ -78,8 +79,10 @@ def build_context(config: RunConfig) -> SearchContext:
     STRATEGIES.get(config.search.strategy)  # unknown strategy -> one line before any work
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-    device = resolve_device(config.device)  # a missing GPU: one line before the data loads
+    # A missing GPU: one line before the data loads. Under torchrun: this rank's device.
+    world, device = join(config.device)
     d = config.data
+    check_batch_size(d.batch_size, world, "data.batch_size")
     data = load_dataset(d.name, root=d.root, download=d.download, seed=config.seed,
                         val_fraction=d.val_fraction, test_fraction=d.test_fraction,
                         image_size=d.image_size, augment=d.augment, max_train=d.max_train)
@@ -105,7 +108,7 @@ def build_context(config: RunConfig) -> SearchContext:
                                 nesterov=t.nesterov and t.momentum > 0,
                                 weight_decay=t.weight_decay)
     train_batches = Batches(data.train, d.batch_size, config.seed, STREAM_TRAIN_BATCHES,
-                            drop_last=True, device=device)
+                            drop_last=True, device=device, world=world)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=len(train_batches) * search.epochs, eta_min=t.lr_min)
     return SearchContext(
@@ -113,8 +116,8 @@ def build_context(config: RunConfig) -> SearchContext:
         strategy=strategy, supernet=supernet, optimizer=optimizer, scheduler=scheduler,
         rng=seeds(config.seed, STREAM_SEARCH), train_batches=train_batches,
         val_batches=Batches(data.val, d.batch_size, config.seed, STREAM_VAL_BATCHES,
-                            drop_last=True, device=device),
+                            drop_last=True, device=device, world=world),
         eval_batches=Batches(data.val, max(d.batch_size, 256), config.seed, 0, drop_last=False,
-                             device=device),
-        device=device,
+                             device=device, world=world),
+        device=device, world=world,
     )

@@ -36,7 +36,8 @@ def _evaluator(ctx: SearchContext, progress: Progress | None):
                 calibration = calibration_batches(ctx.train_batches, search.bn_batches)
                 cache[key] = split_accuracy(ctx.supernet, arch,
                                             ctx.eval_batches.epoch(0, shuffle=False),
-                                            bn=search.bn, calibration=calibration, dist=dist)
+                                            bn=search.bn, calibration=calibration, dist=dist,
+                                            world=ctx.world)
                 if progress is not None:
                     progress(len(cache), 0, {"phase": "front"})
             out[i] = cache[key]

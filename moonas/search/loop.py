@@ -15,6 +15,7 @@ from torch import nn
 
 from moonas.atomic import write_text
 from moonas.checkpoint import load_checkpoint, save_checkpoint
+from moonas.distributed import average_gradients, check_lockstep, mean_values
 from moonas.errors import CheckpointError, MoonasError
 from moonas.search.context import SearchContext
 from moonas.search.measure import path_losses
@@ -47,20 +48,27 @@ def _weight_step(ctx: SearchContext, x: torch.Tensor, y: torch.Tensor) -> float:
         arch = tuple(int(v) for v in arch)
         loss = nn.functional.cross_entropy(
             ctx.supernet(x, arch) if dist is None else ctx.supernet(x, arch, dist=int(dist)), y)
-        if not torch.isfinite(loss):
-            value = float(loss.detach())
-            raise MoonasError(
-                f"the training loss became {value} at step {ctx.scheduler.last_epoch}: lower "
-                f"train.lr (now {t.lr:g}) or set train.grad_clip; the last good checkpoint is "
-                "kept, resume with --resume after changing nothing else"
-            )
+        if not torch.isfinite(loss) and not ctx.world.parallel:
+            _diverged(ctx, float(loss.detach()))
         (loss / len(paths)).backward()
         total += float(loss.detach())
+    # Under torchrun: the whole batch's gradients and loss (a NaN on one shard reaches all).
+    total = float(average_gradients(ctx.supernet.parameters(), ctx.world, [total])[0])
+    if not np.isfinite(total):
+        _diverged(ctx, total)
     if t.grad_clip is not None:
         nn.utils.clip_grad_norm_(ctx.supernet.parameters(), t.grad_clip)
     ctx.optimizer.step()
     ctx.scheduler.step()
     return total / len(paths)
+
+
+def _diverged(ctx: SearchContext, value: float) -> None:
+    raise MoonasError(
+        f"the training loss became {value} at step {ctx.scheduler.last_epoch}: lower "
+        f"train.lr (now {ctx.config.train.lr:g}) or set train.grad_clip; the last good "
+        "checkpoint is kept, resume with --resume after changing nothing else"
+    )
 
 
 def _distribution_step(ctx: SearchContext, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
@@ -73,7 +81,8 @@ def _distribution_step(ctx: SearchContext, x: torch.Tensor, y: torch.Tensor) -> 
              if ctx.supernet.split_options else None)
     # The distributions learn from what they drew; what is measured is the pruned cell.
     measured = ctx.evaluated(archs)
-    losses = path_losses(ctx.supernet, measured, x, y, dists)
+    # Under torchrun each process measured its shard: the means are the whole batch's losses.
+    losses = mean_values(path_losses(ctx.supernet, measured, x, y, dists), ctx.world)
     if not np.all(np.isfinite(losses)):
         raise MoonasError("a validation loss became NaN or infinite: lower train.lr or set "
                           "train.grad_clip; the last good checkpoint is kept")
@@ -133,6 +142,18 @@ def truncate_log(path: Path, last_step: int) -> None:
     write_text(path, "".join(f"{line}\n" for line in keep))
 
 
+def _fingerprint(ctx: SearchContext) -> np.ndarray:
+    """Numbers every process must share after an epoch: the generator's state, the
+    distributions' parameters and a weight statistic."""
+    state = ctx.rng.bit_generator.state["state"]
+    rng = [float(int(v) % 2**50) for v in (state.values() if isinstance(state, dict) else [state])]
+    theta = getattr(getattr(ctx.strategy, "core", None), "thetas", None)
+    theta = [] if theta is None else np.asarray(theta, dtype=np.float64).ravel().tolist()
+    with torch.no_grad():
+        weights = [float(sum(p.double().sum() for p in ctx.supernet.parameters()))]
+    return np.array(rng + theta + weights)
+
+
 def train(ctx: SearchContext, checkpoint: Path, log_path: Path, start_epoch: int = 0,
           progress: Progress | None = None) -> None:
     """Run the epochs from `start_epoch`, checkpointing after each."""
@@ -171,7 +192,10 @@ def train(ctx: SearchContext, checkpoint: Path, log_path: Path, start_epoch: int
             "theta": None if theta is None else np.round(theta, 5).tolist(),
             **shrink,
         }))
-        with log_path.open("a") as handle:
-            handle.write("".join(f"{line}\n" for line in lines))
-        save_checkpoint(checkpoint, _state(ctx, epoch + 1))
+        if ctx.world.parallel:
+            check_lockstep(_fingerprint(ctx), ctx.world, f"the search state after epoch {epoch}")
+        if ctx.world.main:  # under torchrun, rank 0 writes
+            with log_path.open("a") as handle:
+                handle.write("".join(f"{line}\n" for line in lines))
+            save_checkpoint(checkpoint, _state(ctx, epoch + 1))
         log.debug("epoch %d done (step %d of %d)", epoch, step, total)

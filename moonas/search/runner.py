@@ -21,7 +21,7 @@ import torch
 from moonas.atomic import write_json, write_text
 from moonas.config import RunConfig, config_to_dict, load_config
 from moonas.costs import COST_UNITS, cost_label
-from moonas.devices import resolve_device
+from moonas.distributed import World, barrier, check_batch_size, join, launched
 from moonas.errors import MoonasError
 from moonas.run import (Candidate, Run, RunFiles, is_run_dir, load_run, read_candidates,
                         write_candidates, write_front)
@@ -47,7 +47,9 @@ def _resolve_config(config: RunConfig | str | Path | Mapping | None,
     return load_config(config, list(overrides))
 
 
-def _default_out(config: RunConfig) -> Path:
+def _default_out(config: RunConfig, world: World) -> Path:
+    if world.parallel:  # the ranks' clocks may straddle a second
+        raise MoonasError("under torchrun, name the run directory with --out")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{config.space.name}-{config.data.name}-{config.search.strategy}-{stamp}"
 
@@ -77,7 +79,7 @@ def _prepare_dir(files: RunFiles, force: bool) -> None:
                           "choose another --out") from None
 
 
-def _manifest(config: RunConfig, status: str, wall: float | None,
+def _manifest(config: RunConfig, status: str, wall: float | None, world: World,
               extra: dict | None = None) -> dict:
     versions = {}
     for name in _LIBRARIES:
@@ -91,7 +93,7 @@ def _manifest(config: RunConfig, status: str, wall: float | None,
         "versions": {"python": platform.python_version(), **versions},
         "machine": {"platform": platform.platform(), "processor": platform.machine(),
                     "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    **_device_fields(resolve_device(config.device))},
+                    **_device_fields(join(config.device)[1]), "processes": world.size},
         "command": sys.argv,
         "units": {
             "accuracy": "fraction of the validation split classified correctly by the path in "
@@ -117,6 +119,7 @@ def search(config: RunConfig | str | Path | Mapping | None = None, out: str | Pa
     is used.
     """
     start = time.perf_counter()
+    world = launched()  # under torchrun: rank 0 writes, every rank trains
     if resume:
         if out is None:
             raise MoonasError("--resume needs the run directory to continue")
@@ -131,20 +134,28 @@ def search(config: RunConfig | str | Path | Mapping | None = None, out: str | Pa
         if files.pareto_json.is_file():
             log.info("run %s is already complete", files.root)
             return load_run(files.root)
+        join(config.device)
     else:
         config = _resolve_config(config, tuple(overrides))
         _check_strategy(config.search.strategy)  # before a run directory exists
-        resolve_device(config.device)  # likewise a GPU this machine lacks
-        files = RunFiles(Path(out) if out is not None else _default_out(config))
-        _prepare_dir(files, force)
-        write_text(files.config, dump_yaml(config_to_dict(config)))
-    write_json(files.manifest, _manifest(config, "running", None))
+        join(config.device)  # likewise a GPU this machine lacks
+        check_batch_size(config.data.batch_size, world, "data.batch_size")
+        files = RunFiles(Path(out) if out is not None else _default_out(config, world))
+        if world.main:
+            _prepare_dir(files, force)
+            write_text(files.config, dump_yaml(config_to_dict(config)))
+    if world.main:
+        write_json(files.manifest, _manifest(config, "running", None, world))
+    barrier(world)  # the others start once rank 0 has prepared the directory
 
     if config.search.strategy == "asng-separate":
-        _separate(config, files, progress)
+        _separate(config, files, progress, world)
     else:
         _single(config, files, resume, progress)
-    write_json(files.manifest, _manifest(config, "complete", time.perf_counter() - start))
+    if world.main:
+        write_json(files.manifest, _manifest(config, "complete", time.perf_counter() - start,
+                                             world))
+    barrier(world)  # every rank returns the run rank 0 wrote
     return load_run(files.root)
 
 
@@ -165,15 +176,21 @@ def _check_strategy(name: str) -> None:
 
 def _single(config: RunConfig, files: RunFiles, resume: bool, progress: Progress | None) -> None:
     ctx = build_context(config)
-    log.info("training on %s", " ".join(_device_fields(ctx.device).values()))
+    main = ctx.world.main
+    if main:
+        log.info("training on %s%s", " ".join(_device_fields(ctx.device).values()),
+                 f" and {ctx.world.size - 1} more processes" if ctx.world.parallel else "")
     start_epoch = 0
     if resume and files.checkpoint.is_file():
         start_epoch = restore(ctx, files.checkpoint)
-        log.info("resuming %s after epoch %d", files.root, start_epoch)
-    truncate_log(files.log, start_epoch * ctx.steps_per_epoch)
-    train(ctx, files.checkpoint, files.log, start_epoch, progress)
-    candidates, front = build_front(ctx, progress)
-    _write_results(files, candidates, front, config)
+        if main:
+            log.info("resuming %s after epoch %d", files.root, start_epoch)
+    if main:
+        truncate_log(files.log, start_epoch * ctx.steps_per_epoch)
+    train(ctx, files.checkpoint, files.log, start_epoch, progress if main else None)
+    candidates, front = build_front(ctx, progress if main else None)
+    if main:
+        _write_results(files, candidates, front, config)
 
 
 def _write_results(files: RunFiles, candidates: list[Candidate], front, config: RunConfig) -> None:
@@ -192,7 +209,8 @@ def _write_results(files: RunFiles, candidates: list[Candidate], front, config: 
     write_front(files, front)  # last: pareto.json marks the run complete
 
 
-def _separate(config: RunConfig, files: RunFiles, progress: Progress | None) -> None:
+def _separate(config: RunConfig, files: RunFiles, progress: Progress | None,
+              world: World) -> None:
     """`asng-separate`: K independent single-budget ASNG runs, each as long as the joint run,
     each with its own supernet; their candidates (and modes) pooled into one front."""
     from moonas.pricing import static_space
@@ -211,13 +229,18 @@ def _separate(config: RunConfig, files: RunFiles, progress: Progress | None) -> 
         sub_config = replace(config, search=replace(config.search, strategy="asng",
                                                     budgets=(budget,), n_budgets=1))
         if not sub_files.pareto_json.is_file():
-            sub_files.root.mkdir(parents=True, exist_ok=True)
-            if not sub_files.config.is_file():
-                write_text(sub_files.config, dump_yaml(config_to_dict(sub_config)))
+            if world.main:
+                sub_files.root.mkdir(parents=True, exist_ok=True)
+                if not sub_files.config.is_file():
+                    write_text(sub_files.config, dump_yaml(config_to_dict(sub_config)))
+            barrier(world)
             _single(sub_config, sub_files, resume=sub_files.checkpoint.is_file(),
                     progress=progress)
+        barrier(world)  # rank 0 has written the sub-run's candidates
         for c in read_candidates(sub_files.candidates):
             pooled.append(replace(c, id=len(pooled), mode_of=k if c.mode_of is not None else None))
+    if not world.main:
+        return
     with files.log.open("w") as handle:
         for k in range(len(objective.budgets)):
             sub_log = files.root / "separate" / f"budget{k}" / "log.jsonl"

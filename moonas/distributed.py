@@ -1,0 +1,271 @@
+"""Data-parallel training over several processes launched by torchrun (torch.distributed).
+
+`moonas search` and `moonas train` started as ``torchrun --nproc_per_node N -m moonas ...``
+run one process per rank. Every process holds the whole supernet (or network) and draws the
+same paths from the same seeded generator; each sees one equal shard of every batch
+(`data.batch_size` is the global batch, so a config means the same search at any process
+count). After each backward pass the gradients are averaged over the processes, and every
+measured loss the search learns from is averaged too, so the distributions, the optimizer
+steps and the weights stay identical on every rank (checked once per epoch). Batch-norm
+statistics are per shard, as in DistributedDataParallel without SyncBatchNorm; running
+statistics are averaged before they are used. Rank 0 writes every file.
+
+A plain run is a world of one: every collective here is then a no-op, and nothing is
+initialised. GPUs: each process takes the GPU of its local rank (NCCL); CPUs: gloo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import uuid
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from moonas.devices import check_device_name, resolve_device
+from moonas.errors import ConfigError, MoonasError
+
+__all__ = ["World", "SINGLE", "launched", "join", "launch", "add_processes_argument", "shard", "average_gradients", "mean_values",
+           "sum_values", "average_buffers", "barrier", "check_lockstep", "check_batch_size"]
+
+
+@dataclass(frozen=True)
+class World:
+    """Which process this is: `rank` of `size`, `local_rank` on its node."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """The process that writes files, logs and draws the progress bar."""
+        return self.rank == 0
+
+    @property
+    def parallel(self) -> bool:
+        return self.size > 1
+
+
+#: A plain, single-process run.
+SINGLE = World()
+
+
+def _env_int(name: str, default: int) -> int:
+    text = os.environ.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"environment variable {name}={text!r} is not an integer: launch "
+                          "with torchrun, or unset it for a single process") from None
+
+
+def launched() -> World:
+    """The world torchrun's environment describes (WORLD_SIZE, RANK, LOCAL_RANK); a world of
+    one without it. Reads the environment only; joins nothing."""
+    size = _env_int("WORLD_SIZE", 1)
+    rank = _env_int("RANK", 0)
+    local = _env_int("LOCAL_RANK", rank)
+    if size < 1 or not 0 <= rank < size or local < 0:
+        raise ConfigError(f"torchrun environment WORLD_SIZE={size}, RANK={rank}, "
+                          f"LOCAL_RANK={local} is inconsistent: launch with torchrun")
+    return World(rank=rank, size=size, local_rank=local)
+
+
+def _rank_device(name: str, world: World, key: str) -> torch.device:
+    """Each process's device: the GPU of its local rank for auto/cuda, else the CPU."""
+    check_device_name(name, key)
+    if name.startswith("cuda:"):
+        raise ConfigError(f"{key}={name!r} names one GPU, but under torchrun each of the "
+                          f"{world.size} processes takes the GPU of its local rank: use "
+                          f"{key}=cuda or auto (or cpu)")
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    resolve_device("cuda", key)  # one line when torch sees no GPU
+    count = torch.cuda.device_count()
+    if world.local_rank >= count:
+        raise ConfigError(f"{key}={name!r}: process {world.local_rank} on this node has no GPU "
+                          f"of its own ({count} GPU(s)): use --nproc_per_node <= {count}, or "
+                          f"{key}=cpu")
+    return torch.device("cuda", world.local_rank)
+
+
+def join(device_name: str, key: str = "device") -> tuple[World, torch.device]:
+    """This process's world and device; under torchrun, joins the process group (once)."""
+    world = launched()
+    if not world.parallel:
+        return world, resolve_device(device_name, key)
+    device = _rank_device(device_name, world, key)
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        raise MoonasError("this torch build has no torch.distributed: run one process, "
+                          "without torchrun")
+    if not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return world, device
+
+
+def check_batch_size(batch_size: int, world: World, key: str) -> None:
+    """Equal shards: the global batch must split evenly over the processes."""
+    if batch_size % world.size:
+        raise ConfigError(f"{key}={batch_size} does not split evenly over {world.size} "
+                          f"processes: use a multiple of {world.size}")
+
+
+def shard(index: np.ndarray, world: World) -> np.ndarray:
+    """This rank's contiguous part of one batch's item indices (near-equal parts)."""
+    if not world.parallel:
+        return index
+    return np.array_split(index, world.size)[world.rank]
+
+
+def _all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
+    """`tensor` reduced over the processes, in place (NCCL reduces on the process's GPU)."""
+    import torch.distributed as dist
+
+    reduce_op = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX}[op]
+    if dist.get_backend() == "nccl" and tensor.device.type != "cuda":
+        on_gpu = tensor.to(torch.device("cuda", torch.cuda.current_device()))
+        dist.all_reduce(on_gpu, op=reduce_op)
+        return tensor.copy_(on_gpu.cpu())
+    dist.all_reduce(tensor, op=reduce_op)
+    return tensor
+
+
+def average_gradients(params: Iterable[nn.Parameter], world: World,
+                      extra: Iterable[float] = ()) -> np.ndarray:
+    """Average the gradients of `params` over the processes in place (one flat all-reduce)
+    and return `extra` (e.g. the step's loss) averaged the same way.
+
+    The processes must agree on which parameters have gradients (they draw the same paths);
+    a disagreement is one line instead of a hang or a silent mix-up."""
+    extra = np.asarray(list(extra), dtype=np.float64)
+    if not world.parallel:
+        return extra
+    grads = [p.grad for p in params if p.grad is not None]
+    n = sum(g.numel() for g in grads)
+    sizes = _all_reduce(torch.tensor([n, -n], dtype=torch.float64), "max")
+    if sizes[0] != -sizes[1]:
+        raise MoonasError("the processes trained different paths in one step (their "
+                          "generators diverged): report this with the run's config")
+    device = grads[0].device if grads else torch.device("cpu")
+    flat = torch.cat([g.reshape(-1).to(torch.float32) for g in grads]
+                     + [torch.as_tensor(extra, dtype=torch.float32, device=device)])
+    _all_reduce(flat).div_(world.size)
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+    return flat[offset:].double().cpu().numpy()
+
+
+def sum_values(values: np.ndarray, world: World) -> np.ndarray:
+    """`values` summed over the processes (float64)."""
+    values = np.asarray(values, dtype=np.float64)
+    if not world.parallel:
+        return values
+    return _all_reduce(torch.from_numpy(values.copy())).numpy()
+
+
+def mean_values(values: np.ndarray, world: World) -> np.ndarray:
+    """`values` averaged over the processes (float64): e.g. each process's losses of the
+    same paths on its shard -> the losses on the whole batch."""
+    return sum_values(values, world) / world.size
+
+
+def average_buffers(module: nn.Module, world: World) -> None:
+    """Average the floating-point buffers (batch-norm running statistics) over the processes,
+    so a network evaluated in eval mode or saved is the same on every rank."""
+    if not world.parallel:
+        return
+    buffers = [b for b in module.buffers() if b.is_floating_point()]
+    if not buffers:
+        return
+    flat = torch.cat([b.reshape(-1) for b in buffers])
+    _all_reduce(flat).div_(world.size)
+    offset = 0
+    for b in buffers:
+        b.copy_(flat[offset:offset + b.numel()].view_as(b))
+        offset += b.numel()
+
+
+def barrier(world: World) -> None:
+    """Wait until every process gets here (e.g. rank 0 has written a file the others read)."""
+    if world.parallel:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def check_lockstep(values: np.ndarray, world: World, what: str) -> None:
+    """One line if the processes hold different `values` (which must be identical)."""
+    if not world.parallel:
+        return
+    values = np.asarray(values, dtype=np.float64).ravel()
+    both = torch.from_numpy(np.concatenate([values, -values]))
+    _all_reduce(both, "max")
+    high, low = both[:len(values)], -both[len(values):]
+    if not torch.equal(high, low):
+        raise MoonasError(f"the processes disagree on {what} (they are no longer in "
+                          "lockstep): report this with the run's config")
+
+
+def add_processes_argument(parser: argparse.ArgumentParser) -> None:
+    """`--processes N` of the commands that train (search, train)."""
+    parser.add_argument("--processes", type=int, default=1, metavar="N",
+                        help="train data-parallel in N processes on this machine (one per GPU; "
+                        "on CPUs, each takes its share of the cores), as `torchrun "
+                        "--standalone --nproc_per_node N -m moonas ...` does; default 1")
+
+
+def without_processes(argv: list[str]) -> list[str]:
+    """`argv` with its `--processes N` (or `--processes=N`) removed."""
+    out, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token == "--processes":
+            skip = True
+        elif not token.startswith("--processes="):
+            out.append(token)
+    return out
+
+
+def launch(processes: int, argv: list[str]) -> None:
+    """Run ``python -m moonas ARGV`` in `processes` processes on this machine through
+    torch.distributed's elastic launcher (what ``torchrun --standalone`` does); a failed
+    process is one line (its own error is printed above it), not the launcher's traceback."""
+    if processes < 1:
+        raise ConfigError(f"--processes must be >= 1, got {processes}")
+    if launched().parallel:
+        raise ConfigError("--processes under torchrun: launch with one of them, not both")
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    if "OMP_NUM_THREADS" not in os.environ:  # as torchrun: no oversubscribed cores
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // processes))
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=processes,
+                          run_id=str(uuid.uuid4()), rdzv_backend="c10d",
+                          rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1)
+    import logging
+
+    # The launcher's own log lines repeat what the failed process printed; its errors stay.
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    try:
+        elastic_launch(config, sys.executable)("-m", "moonas", *argv)
+    except ChildFailedError as err:
+        codes = sorted({int(f.exitcode) for f in err.failures.values()})
+        failure = MoonasError(f"{len(err.failures)} of {processes} processes failed (exit code "
+                              f"{', '.join(map(str, codes))}); their errors are above")
+        failure.exit_code = codes[0] if codes and codes[0] > 0 else 1
+        raise failure from None

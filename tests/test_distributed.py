@@ -1,0 +1,312 @@
+"""moonas.distributed: data-parallel search and training over processes (torchrun / --processes).
+
+The collectives run in real two-process gloo groups launched by torch.distributed's launcher;
+the end-to-end tests drive the CLI as a user does."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from moonas.checkpoint import load_checkpoint
+from moonas.distributed import (SINGLE, World, _rank_device, average_buffers, average_gradients,
+                                check_batch_size, check_lockstep, launched, mean_values, shard,
+                                sum_values, without_processes)
+from moonas.errors import ConfigError
+from moonas.search.batches import Batches
+
+REPO = Path(__file__).resolve().parents[1]
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+
+
+def _env() -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+# --- the world and each process's device -------------------------------------------------
+
+def test_without_torchrun_the_world_is_one_process(monkeypatch):
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert launched() == SINGLE
+    assert SINGLE.main and not SINGLE.parallel
+
+
+def test_torchrun_environment_is_read(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    world = launched()
+    assert world == World(rank=3, size=4, local_rank=1)
+    assert world.parallel and not world.main
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"WORLD_SIZE": "two"}, "WORLD_SIZE='two' is not an integer"),
+    ({"WORLD_SIZE": "2", "RANK": "2"}, "inconsistent"),
+    ({"WORLD_SIZE": "0"}, "inconsistent"),
+])
+def test_a_broken_torchrun_environment_is_one_line(monkeypatch, env, message):
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=message) as caught:
+        launched()
+    assert "\n" not in str(caught.value)
+
+
+def test_each_process_takes_the_gpu_of_its_local_rank(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert _rank_device("auto", World(1, 2, 1), "device") == torch.device("cuda", 1)
+    assert _rank_device("cuda", World(0, 2, 0), "device") == torch.device("cuda", 0)
+    assert _rank_device("cpu", World(1, 2, 1), "device") == torch.device("cpu")
+    with pytest.raises(ConfigError, match="no GPU of its own.*--nproc_per_node <= 2"):
+        _rank_device("cuda", World(2, 3, 2), "device")
+    with pytest.raises(ConfigError, match="'cuda:1' names one GPU.*use device=cuda or auto"):
+        _rank_device("cuda:1", World(0, 2, 0), "device")
+
+
+def test_without_a_gpu_auto_processes_use_the_cpu_and_cuda_is_one_line(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _rank_device("auto", World(1, 2, 1), "device") == torch.device("cpu")
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        _rank_device("cuda", World(1, 2, 1), "device")
+
+
+def test_the_global_batch_must_split_evenly():
+    check_batch_size(64, World(0, 2, 0), "data.batch_size")
+    check_batch_size(63, SINGLE, "data.batch_size")
+    with pytest.raises(ConfigError, match="data.batch_size=63 does not split evenly over 2 "
+                                          "processes: use a multiple of 2"):
+        check_batch_size(63, World(0, 2, 0), "data.batch_size")
+
+
+@pytest.mark.parametrize("n, size", [(64, 2), (65, 3), (2, 3)])
+def test_shards_partition_a_batch(n, size):
+    index = np.random.default_rng(0).permutation(n)
+    parts = [shard(index, World(r, size, r)) for r in range(size)]
+    assert np.array_equal(np.concatenate(parts), index)
+    lengths = [len(p) for p in parts]
+    assert max(lengths) - min(lengths) <= 1
+    assert shard(index, SINGLE) is index
+
+
+def test_without_processes_drops_only_that_option():
+    argv = ["search", "smoke", "--processes", "2", "--set", "seed=1", "--processes=3", "-q"]
+    assert without_processes(argv) == ["search", "smoke", "--set", "seed=1", "-q"]
+
+
+def test_collectives_are_no_ops_for_one_process():
+    net = torch.nn.Linear(3, 2)
+    net(torch.ones(4, 3)).sum().backward()
+    before = net.weight.grad.clone()
+    assert np.array_equal(average_gradients(net.parameters(), SINGLE, [2.5]), [2.5])
+    assert torch.equal(net.weight.grad, before)
+    assert np.array_equal(mean_values(np.array([1.0, 2.0]), SINGLE), [1.0, 2.0])
+    assert np.array_equal(sum_values(np.array([1.0, 2.0]), SINGLE), [1.0, 2.0])
+    average_buffers(torch.nn.BatchNorm1d(3), SINGLE)
+    check_lockstep(np.array([1.0]), SINGLE, "x")
+
+
+# --- batches: every process walks the same batches and takes its shard --------------------
+
+class _Items(torch.utils.data.Dataset):
+    def __init__(self, n: int, augment: bool) -> None:
+        self.n = n
+        if augment:  # the attribute that sends Batches through a DataLoader
+            self.augment = type("Augment", (), {"generator": torch.Generator()})()
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        return torch.full((1, 2, 2), float(i)), i
+
+
+def test_stacked_batches_shard_the_single_process_batches():
+    data = _Items(50, augment=False)
+    whole = list(Batches(data, 8, seed=3, stream=1, drop_last=True).epoch(2))
+    shards = [list(Batches(data, 8, seed=3, stream=1, drop_last=True,
+                           world=World(r, 2, r)).epoch(2)) for r in range(2)]
+    assert len(shards[0]) == len(shards[1]) == len(whole) == 6
+    for (x, y), (x0, y0), (x1, y1) in zip(whole, *shards):
+        assert torch.equal(torch.cat([y0, y1]), y) and len(y0) == len(y1) == 4
+        assert torch.equal(torch.cat([x0, x1]), x)
+
+
+@pytest.mark.parametrize("drop_last", [True, False])
+def test_loader_batches_are_shards_of_one_order(drop_last):
+    data = _Items(21, augment=True)
+    shards = [list(Batches(data, 4, seed=5, stream=1, drop_last=drop_last,
+                           world=World(r, 2, r)).epoch(0)) for r in range(2)]
+    # The last batch of 21 items, one item, leaves rank 1 an empty shard: skipped.
+    assert [len(s) for s in shards] == ([5, 5] if drop_last else [6, 5])
+    seen = torch.cat([y for rank in shards for _, y in rank]).tolist()
+    assert len(seen) == len(set(seen)) == (20 if drop_last else 21)
+    if drop_last:
+        assert all(len(y0) == len(y1) == 2 for (_, y0), (_, y1) in zip(*shards))
+    again = [list(Batches(data, 4, seed=5, stream=1, drop_last=drop_last,
+                          world=World(0, 2, 0)).epoch(0))]
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(again[0], shards[0]))
+
+
+# --- the collectives in a real two-process group ----------------------------------------
+
+_WORKER = textwrap.dedent('''
+    import json, sys
+    import numpy as np
+    import torch
+    import torch.distributed as dist
+    from moonas.distributed import (average_buffers, average_gradients, check_lockstep, join,
+                                    mean_values, shard, sum_values)
+    from moonas.errors import MoonasError
+
+    world, device = join("cpu")
+    out = {"rank": world.rank, "size": world.size, "backend": dist.get_backend()}
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 3))
+    x = torch.randn(16, 5, generator=torch.Generator().manual_seed(1))
+    y = torch.randint(0, 3, (16,), generator=torch.Generator().manual_seed(2))
+    part = torch.from_numpy(shard(np.arange(16), world))
+    loss = torch.nn.functional.cross_entropy(net(x[part]), y[part])
+    loss.backward()
+    out["loss"] = float(average_gradients(net.parameters(), world, [float(loss)])[0])
+    out["grads"] = [p.grad.reshape(-1).tolist() for p in net.parameters()]
+    out["mean"] = mean_values(np.array([world.rank + 1.0, 10.0 * (world.rank + 1)]), world).tolist()
+    out["sum"] = sum_values(np.array([world.rank + 1.0]), world).tolist()
+    bn = torch.nn.BatchNorm1d(2)
+    bn.running_mean.fill_(float(world.rank))
+    average_buffers(bn, world)
+    out["running_mean"] = bn.running_mean.tolist()
+    check_lockstep(np.array([1.0, 2.0]), world, "same values")
+    try:
+        check_lockstep(np.array([float(world.rank)]), world, "the rank")
+        out["lockstep_error"] = None
+    except MoonasError as err:
+        out["lockstep_error"] = str(err)
+    other = torch.nn.Linear(2, 1 + world.rank)  # different parameter sets: one line, no hang
+    other(torch.ones(1, 2)).sum().backward()
+    try:
+        average_gradients(other.parameters(), world)
+        out["paths_error"] = None
+    except MoonasError as err:
+        out["paths_error"] = str(err)
+    with open(f"{sys.argv[1]}/rank{world.rank}.json", "w") as handle:
+        json.dump(out, handle)
+''')
+
+
+def test_collectives_in_a_two_process_group(tmp_path):
+    worker = tmp_path / "worker.py"
+    worker.write_text(_WORKER)
+    done = subprocess.run([*TORCHRUN, str(worker), str(tmp_path)], env=_env(),
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [r["rank"] for r in ranks] == [0, 1] and ranks[0]["backend"] == "gloo"
+
+    # The averaged shard gradients are the whole batch's gradient in one process.
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 3))
+    x = torch.randn(16, 5, generator=torch.Generator().manual_seed(1))
+    y = torch.randint(0, 3, (16,), generator=torch.Generator().manual_seed(2))
+    loss = torch.nn.functional.cross_entropy(net(x), y)
+    loss.backward()
+    loss = float(loss.detach())
+    whole = [p.grad.reshape(-1).tolist() for p in net.parameters()]
+    for rank in ranks:
+        assert rank["loss"] == pytest.approx(loss, abs=1e-6)
+        for got, want in zip(rank["grads"], whole):
+            np.testing.assert_allclose(got, want, atol=1e-6)
+        assert rank["mean"] == [1.5, 15.0] and rank["sum"] == [3.0]
+        assert rank["running_mean"] == [0.5, 0.5]
+        assert "disagree on the rank" in rank["lockstep_error"]
+        assert "trained different paths" in rank["paths_error"]
+    assert ranks[0]["grads"] == ranks[1]["grads"]  # bit-identical on both ranks
+
+
+# --- end to end: the CLI as a user runs it ------------------------------------------------
+
+def _moonas(*args: str, timeout: int = 400) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "moonas", *args], env=_env(), cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp") / "run"
+    done = _moonas("search", "smoke", "--processes", "2", "--out", str(out), "-q",
+                   "--set", "search.epochs=4", "--set", "search.warmup_epochs=1")
+    return out, done
+
+
+def test_a_search_in_two_processes_writes_one_complete_run(two_process_run):
+    out, done = two_process_run
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("front of ") == 1  # rank 1 prints nothing
+    assert "[rank 1]" not in done.stderr and "Traceback" not in done.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["machine"]["processes"] == 2
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()
+             if "kind" not in json.loads(line)]
+    assert steps == list(range(1, len(steps) + 1))  # one writer: no line twice
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert state["epoch"] == 4
+    front = json.loads((out / "pareto.json").read_text())
+    assert front["architectures"] and len(front["picks"]) == 5
+
+
+def test_resuming_a_two_process_run_rebuilds_the_same_front(two_process_run):
+    out, done = two_process_run
+    assert done.returncode == 0
+    candidates = (out / "candidates.csv").read_text()
+    (out / "pareto.json").unlink()  # as if killed after the last checkpoint
+    again = _moonas("search", "--resume", str(out), "--processes", "2", "-q")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (out / "candidates.csv").read_text() == candidates
+
+
+def test_retraining_in_two_processes(two_process_run):
+    out, done = two_process_run
+    assert done.returncode == 0
+    cid = json.loads((out / "pareto.json").read_text())["picks"][0]
+    trained = _moonas("train", str(out), "--id", str(cid), "--epochs", "2", "--processes", "2",
+                      "-q")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert trained.stdout.count("retrained") == 1
+    metrics = json.loads((out / "trained" / str(cid) / "metrics.json").read_text())
+    assert metrics["processes"] == 2 and 0.2 < metrics["test_accuracy"] <= 1.0
+    weights = load_checkpoint(out / "trained" / str(cid) / "weights.pt")
+    assert weights["arch"] == metrics["arch"]
+
+
+def test_a_bad_setting_under_processes_is_one_line_per_process(tmp_path):
+    done = _moonas("search", "smoke", "--processes", "2", "--out", str(tmp_path / "r"), "-q",
+                   "--set", "data.batch_size=63")
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if "does not split evenly" in line]
+    assert len(lines) == 2 and "(rank 1 of 2)" in "".join(lines)
+    assert done.stderr.strip().splitlines()[-1] == (
+        "moonas search: error: 2 of 2 processes failed (exit code 1); their errors are above")
+    assert not (tmp_path / "r").exists()
+
+
+def test_processes_must_be_positive():
+    done = _moonas("search", "smoke", "--processes", "0")
+    assert done.returncode != 0
+    assert done.stderr.strip() == "moonas search: error: --processes must be >= 1, got 0"
