@@ -55,11 +55,12 @@ def run(args: list[str]) -> tuple[float, subprocess.CompletedProcess]:
     return wall, done
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--cells", type=int, default=1, help="space.cells_per_stage")
     parser.add_argument("--channels", type=int, nargs="+", default=[16, 32])
     parser.add_argument("--batch-size", type=int, nargs="+", default=[64, 128],
                         help="one per --channels value")
@@ -68,7 +69,7 @@ def main() -> None:
     parser.add_argument("--train-epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", default=str(REPO / "results" / "processes.md"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if len(args.batch_size) != len(args.channels):
         raise SystemExit("give one --batch-size per --channels value")
     n = args.processes
@@ -80,6 +81,7 @@ def main() -> None:
         for c, b in shapes:
             settings = ("--set", "device=cpu", "--set", f"data.image_size={args.image_size}",
                         "--set", f"space.channels={c}", "--set", f"data.batch_size={b}",
+                        "--set", f"space.cells_per_stage={args.cells}",
                         "--set", f"search.epochs={args.epochs}", "--set",
                         "search.warmup_epochs=1", "--set",
                         f"search.front_samples={args.front_samples}")
