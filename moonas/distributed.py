@@ -21,7 +21,7 @@ import os
 import sys
 import uuid
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable, TypeVar
 
 import numpy as np
 import torch
@@ -30,8 +30,11 @@ from torch import nn
 from moonas.devices import check_device_name, resolve_device
 from moonas.errors import ConfigError, MoonasError
 
-__all__ = ["World", "SINGLE", "launched", "join", "launch", "add_processes_argument", "shard", "average_gradients", "mean_values",
-           "sum_values", "average_buffers", "barrier", "check_lockstep", "check_batch_size"]
+T = TypeVar("T")
+
+__all__ = ["World", "SINGLE", "launched", "join", "launch", "add_processes_argument",
+           "without_processes", "shard", "average_gradients", "mean_values", "sum_values",
+           "average_buffers", "barrier", "main_first", "check_lockstep", "check_batch_size"]
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,17 @@ def barrier(world: World) -> None:
         import torch.distributed as dist
 
         dist.barrier()
+
+
+def main_first(world: World, load: Callable[[], T]) -> T:
+    """`load()` on rank 0 first, then on the others: a dataset download or cache that rank 0
+    writes is there for them to read, never written by two processes at once."""
+    result = None
+    for turn in (True, False):
+        if world.main == turn:
+            result = load()
+        barrier(world)
+    return result
 
 
 def check_lockstep(values: np.ndarray, world: World, what: str) -> None:

@@ -172,7 +172,7 @@ _WORKER = textwrap.dedent('''
     import torch
     import torch.distributed as dist
     from moonas.distributed import (average_buffers, average_gradients, check_lockstep, join,
-                                    mean_values, shard, sum_values)
+                                    main_first, mean_values, shard, sum_values)
     from moonas.errors import MoonasError
 
     world, device = join("cpu")
@@ -205,6 +205,12 @@ _WORKER = textwrap.dedent('''
         out["paths_error"] = None
     except MoonasError as err:
         out["paths_error"] = str(err)
+    def load():
+        with open(f"{sys.argv[1]}/order.txt", "a") as handle:
+            handle.write(f"{world.rank} saw {open(f'{sys.argv[1]}/order.txt').read()!r};")
+        return world.rank
+
+    out["main_first"] = main_first(world, load)
     with open(f"{sys.argv[1]}/rank{world.rank}.json", "w") as handle:
         json.dump(out, handle)
 ''')
@@ -237,6 +243,9 @@ def test_collectives_in_a_two_process_group(tmp_path):
         assert "disagree on the rank" in rank["lockstep_error"]
         assert "trained different paths" in rank["paths_error"]
     assert ranks[0]["grads"] == ranks[1]["grads"]  # bit-identical on both ranks
+    # main_first: rank 0 loads (downloads) before rank 1 starts.
+    assert [r["main_first"] for r in ranks] == [0, 1]
+    assert (tmp_path / "order.txt").read_text() == "0 saw '';1 saw \"0 saw '';\";"
 
 
 # --- end to end: the CLI as a user runs it ------------------------------------------------

@@ -14,7 +14,7 @@ import torch
 
 from moonas.atomic import write_json
 from moonas.checkpoint import load_checkpoint, save_checkpoint
-from moonas.distributed import World, barrier, join
+from moonas.distributed import World, barrier, join, main_first
 from moonas.errors import CheckpointError, ConfigError, MoonasError
 from moonas.retrain import TrainRecipe, train_standalone
 from moonas.run import Run
@@ -102,7 +102,7 @@ def train_candidate(run: Run, cid: int, *, epochs: int | None = None,
     if run.config.threads is not None:
         torch.set_num_threads(run.config.threads)
     space = run_space(run)
-    data = run_data(run)
+    data = main_first(world, lambda: run_data(run))  # a download: rank 0 alone
     if init == "supernet":
         net = supernet_network(run, candidate.arch, data=data, space=space)
     else:

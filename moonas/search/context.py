@@ -10,7 +10,7 @@ import torch
 from moonas.config import RunConfig
 from moonas.costs import CostTable, build_cost_table
 from moonas.data import DataSplits, load_dataset
-from moonas.distributed import World, check_batch_size, join
+from moonas.distributed import World, check_batch_size, join, main_first
 from moonas.errors import ConfigError
 from moonas.nets import Supernet, build_supernet
 from moonas.search.batches import Batches
@@ -83,9 +83,10 @@ def build_context(config: RunConfig) -> SearchContext:
     world, device = join(config.device)
     d = config.data
     check_batch_size(d.batch_size, world, "data.batch_size")
-    data = load_dataset(d.name, root=d.root, download=d.download, seed=config.seed,
-                        val_fraction=d.val_fraction, test_fraction=d.test_fraction,
-                        image_size=d.image_size, augment=d.augment, max_train=d.max_train)
+    data = main_first(world, lambda: load_dataset(
+        d.name, root=d.root, download=d.download, seed=config.seed,
+        val_fraction=d.val_fraction, test_fraction=d.test_fraction, image_size=d.image_size,
+        augment=d.augment, max_train=d.max_train))
     info = data.info
     space = config.space.build(info.input_size, info.in_channels, info.n_classes)
     search = config.search
