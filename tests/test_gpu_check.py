@@ -12,14 +12,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import gpu_check  # noqa: E402
 
 SMALL = ["--channels", "4", "--cells", "1", "--image-size", "8", "--epochs", "2",
-         "--front-samples", "4", "--train-epochs", "1"]
+         "--front-samples", "4", "--train-epochs", "1", "--processes", "2"]
 
 
 def test_every_step_runs_and_is_recorded(tmp_path):
     assert gpu_check.main(["--out", str(tmp_path), "--devices", "cpu", *SMALL]) == 0
     record = json.loads((tmp_path / "gpu_check.json").read_text())
-    for name in ("search_cpu", "resume", "train", "export_onnx"):
+    for name in ("search_cpu", "resume", "train", "export_onnx", "search_cpu_2_processes"):
         assert record[name]["ok"], record[name]
+    assert record["search_cpu_2_processes"]["processes"] == 2
+    assert record["search_cpu_2_processes"]["steps"] == record["search_cpu"]["steps"]
     assert record["search_cpu"]["device"] == "cpu" and record["search_cpu"]["steps"] > 0
     assert record["resume"]["same_candidates"] is True
     assert record["export_onnx"]["weights"] == "trained"

@@ -25,6 +25,10 @@ The device tool sends the working tree, at most 64 MiB, and `results/` alone hol
 (the benchmarks' fronts.jsonl files; 2026-12-07). Move it aside for the call and back after it
 (`mv results ../results.hold`, then `mv ../results.hold results`), committing nothing between.
 
+`--processes N` (default 4) also times the CPU search in N data-parallel processes, the
+machine's cores shared out among them, against `search_cpu` (one process, every core's
+thread). The machine has one GPU, so the NCCL path (one GPU per process) stays unmeasured.
+
 Here, `--devices cpu` with a small `--channels`, `--cells` and `--image-size` runs the same
 steps on the CPU alone (tests/test_gpu_check.py).
 """
@@ -33,8 +37,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -85,6 +91,25 @@ def search_figures(run: moonas.Run, seconds: float) -> dict[str, Any]:
             "best_accuracy": max(c.accuracy for c in run.candidates)}
 
 
+def processes_search(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """The CPU search of `search_cpu` through the CLI in `args.processes` processes, each with
+    its share of the cores (the cores over the processes), as a user launches it."""
+    threads = max(1, (os.cpu_count() or 1) // args.processes)
+    settings = [s if not s.startswith("threads=") else f"threads={threads}"
+                for s in overrides("cpu", args)]
+    command = [sys.executable, "-m", "moonas", "search", "--out", str(out), "--force", "-q",
+               "--processes", str(args.processes)]
+    for setting in settings:
+        command += ["--set", setting]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"exit {done.returncode}: {done.stderr[-1500:]}")
+    figures = search_figures(moonas.load_run(out), seconds)
+    return {**figures, "processes": args.processes, "threads_each": threads}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -98,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--front-samples", type=int, default=16)
     parser.add_argument("--train-epochs", type=int, default=2)
+    parser.add_argument("--processes", type=int, default=4,
+                        help="also time the CPU search in this many data-parallel processes "
+                             "(moonas search --processes), the cores shared out; 0: skip")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -117,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
 
     for device in args.devices:
         step(record, f"search_{device}", lambda d=device: timed_search(d))
+    if args.processes > 0 and "cpu" in args.devices:
+        step(record, f"search_cpu_{args.processes}_processes",
+             lambda: processes_search(args, work / "cpu-processes"))
     first = args.devices[0]
     if first in runs:
         def resume() -> dict:
