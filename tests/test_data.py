@@ -411,3 +411,80 @@ def test_mnist_standins_load_through_torchvision(tmp_path: Path, name: str, fold
     x_test, y_test = _stack(splits.test)
     assert torch.allclose(x_test, (torch.from_numpy(test).float().unsqueeze(1) / 255.0 - info.mean[0]) / info.std[0])
     assert torch.equal(y_test, torch.arange(12) % 10)
+
+
+# --- whole batches built at once (augmented images in memory) ----------------------------
+
+def _crop_flip_reference(x: torch.Tensor, padding: int, flip: bool, seed: int) -> torch.Tensor:
+    """Item by item, with the draws `RandomCropFlip.batch` documents."""
+    n, _, h, w = x.shape
+    generator = torch.Generator().manual_seed(seed)
+    offsets = (torch.randint(0, 2 * padding + 1, (n, 2), generator=generator) if padding
+               else torch.zeros(n, 2, dtype=torch.int64))
+    flips = torch.rand(n, generator=generator) < 0.5 if flip else torch.zeros(n, dtype=torch.bool)
+    out = []
+    for item, (top, left), f in zip(x, offsets.tolist(), flips.tolist()):
+        crop = torch.nn.functional.pad(item, (padding,) * 4)[:, top:top + h, left:left + w]
+        out.append(crop.flip(-1) if f else crop)
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("padding, flip", [(4, True), (0, True), (2, False), (1, True)])
+def test_batched_crop_flip_is_the_item_transform(padding: int, flip: bool) -> None:
+    from moonas.data._splits import RandomCropFlip
+
+    x = torch.rand(37, 3, 10, 12)
+    transform = RandomCropFlip(padding, torch.Generator(), flip=flip)
+    got = transform.batch(x, torch.Generator().manual_seed(9))
+    assert torch.equal(got, _crop_flip_reference(x, padding, flip, seed=9))
+    if padding or flip:
+        assert not torch.equal(got, x)
+
+
+@pytest.mark.parametrize("size", [None, 16])
+def test_a_batch_of_a_split_is_its_items(size: int | None) -> None:
+    from moonas.data._splits import SplitView, TensorImages
+
+    images = torch.randint(0, 256, (30, 3, 32, 32), dtype=torch.uint8)
+    source = TensorImages(images, torch.arange(30) % 7, size=size)
+    view = SplitView(source, np.arange(5, 25), (torch.arange(5, 25) % 7), (0.4, 0.5, 0.6),
+                     (0.2, 0.25, 0.3))
+    assert view.batchable()
+    positions = np.array([3, 0, 19, 7])
+    x, y = view.batch(positions, torch.Generator())
+    items = [view[int(i)] for i in positions]
+    assert torch.allclose(x, torch.stack([a for a, _ in items]), atol=1e-5)
+    assert torch.equal(y, torch.stack([b for _, b in items]))
+
+
+def _augmented_view(n: int = 50):
+    from moonas.data._splits import RandomCropFlip, SplitView, TensorImages
+
+    # Image i is the constant i / 255: any crop keeps the value at the centre.
+    images = (torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 1, 8, 8)).clone()
+    source = TensorImages(images, torch.arange(n))
+    return SplitView(source, np.arange(n), torch.arange(n), (0.0,), (1.0,),
+                     augment=RandomCropFlip(2, torch.Generator()))
+
+
+def test_batches_of_augmented_images_in_memory_are_built_whole_and_reproducibly() -> None:
+    from moonas.distributed import World
+    from moonas.search.batches import Batches
+
+    view = _augmented_view()
+    batches = Batches(view, 8, seed=4, stream=1, drop_last=True)
+    assert batches.batched and not Batches(view, 8, 4, 1, True, batched=False).batched
+    first = list(batches.epoch(0))
+    assert len(first) == 6
+    for x, y in first:  # each image is its own item, cropped (zeros at the border) or not
+        assert torch.allclose(x[:, 0, 4, 4] * 255, y.float(), atol=1e-4)
+    assert torch.cat([y for _, y in first]).tolist() != list(range(48))  # shuffled
+    again = list(Batches(view, 8, seed=4, stream=1, drop_last=True).epoch(0))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(first, again))
+    other = list(batches.epoch(1))
+    assert not all(torch.equal(a[1], b[1]) for a, b in zip(first, other))
+    # Under two processes: each walks the same batches and takes its half.
+    shards = [list(Batches(view, 8, seed=4, stream=1, drop_last=True,
+                           world=World(r, 2, r)).epoch(0)) for r in range(2)]
+    for (_, y), (_, y0), (_, y1) in zip(first, *shards):
+        assert torch.equal(torch.cat([y0, y1]), y)

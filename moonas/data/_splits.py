@@ -79,6 +79,19 @@ class TensorImages:
             ).squeeze(0).clamp_(0.0, 1.0)
         return x, int(self.labels[index])
 
+    def take(self, index: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
+        """The images at `index` (n,) as one float batch (n, C, H, W) in [0, 1] on `device`,
+        each as `__getitem__` gives it (moved before conversion: uint8 travels 4x lighter)."""
+        x = self.images[index]
+        if device is not None:
+            x = x.to(device, non_blocking=True)
+        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+        if self.size is not None and tuple(x.shape[-2:]) != (self.size, self.size):
+            x = F.interpolate(
+                x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True
+            ).clamp_(0.0, 1.0)
+        return x
+
 
 class RandomCropFlip:
     """Random crop after zero padding, then a horizontal flip with probability 1/2.
@@ -102,6 +115,27 @@ class RandomCropFlip:
         if self.flip and torch.rand(1, generator=self.generator).item() < 0.5:
             x = x.flip(-1)
         return x.contiguous()
+
+    def batch(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The same transform on a whole batch (n, C, H, W) at once, on its device: item i is
+        cropped at offsets `randint(0, 2p + 1, (n, 2))[i]` (top, left) and flipped where
+        `rand(n)[i] < 1/2`, both drawn from `generator` (on the CPU) in that order. Crop and
+        flip are one pair of gathers (a flipped item reads its crop's columns backwards)."""
+        n, c, h, w = x.shape
+        p = self.padding
+        offsets = (torch.randint(0, 2 * p + 1, (n, 2), generator=generator) if p > 0
+                   else torch.zeros(n, 2, dtype=torch.int64))
+        flips = (torch.rand(n, generator=generator) < 0.5 if self.flip
+                 else torch.zeros(n, dtype=torch.bool))
+        if p == 0 and not bool(flips.any()):
+            return x.contiguous()
+        padded = F.pad(x, (p, p, p, p)) if p > 0 else x
+        across = torch.arange(w)
+        cols = offsets[:, 1:] + torch.where(flips.view(n, 1), w - 1 - across, across)
+        rows = offsets[:, :1] + torch.arange(h)
+        rows = rows.to(x.device).view(n, 1, h, 1).expand(n, c, h, padded.shape[-1])
+        cols = cols.to(x.device).view(n, 1, 1, w).expand(n, c, h, w)
+        return padded.gather(2, rows).gather(3, cols)
 
 
 class SplitView(Dataset):
@@ -137,6 +171,25 @@ class SplitView(Dataset):
             x = self.augment(x)
         x = (x - self.mean) / self.std
         return x, torch.tensor(y, dtype=torch.int64)
+
+    def batchable(self) -> bool:
+        """Whether `batch` can build whole batches: images held in memory, and an
+        augmentation (if any) that transforms a batch at once."""
+        return isinstance(self.source, TensorImages) and (
+            self.augment is None or callable(getattr(self.augment, "batch", None)))
+
+    def batch(self, positions: np.ndarray, generator: torch.Generator,
+              device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Items `positions` (n,) of this split as one batch, built on `device` with
+        vectorised ops (`batchable` views only): what `__getitem__` gives per item, except
+        that the augmentation draws from `generator` for the whole batch."""
+        positions = np.asarray(positions, dtype=np.int64)
+        x = self.source.take(torch.from_numpy(self.indices[positions]), device)
+        if self.augment is not None:
+            x = self.augment.batch(x, generator)
+        x = (x - self.mean.to(x.device)) / self.std.to(x.device)
+        y = self.labels[torch.from_numpy(positions)]
+        return x, y if device is None else y.to(device, non_blocking=True)
 
 
 def check_fractions(val_fraction: float, test_fraction: float, *, uses_test: bool = True) -> None:

@@ -25,15 +25,18 @@ def epoch_seed(seed: int, epoch: int, stream: int) -> int:
 class Batches:
     """Shuffled minibatches of one split; `epoch(e)` yields the same batches for the same e.
 
-    A split without augmentation is stacked in memory (fast); an augmented one goes through a
-    seeded DataLoader whose augmentation generator is reseeded per epoch. Under torchrun
+    A split without augmentation is stacked in memory (fast). An augmented split of images
+    held in memory (the torchvision datasets) is built a whole batch at a time on the device,
+    the augmentation drawn from a generator seeded per (epoch, batch, rank) (`batched`; False
+    forces the item path). Any other augmented split goes through a seeded DataLoader whose
+    augmentation generator is reseeded per epoch. Under torchrun
     (`world`), every process walks the same batches and yields only its shard of each
     (`moonas.distributed.shard`); a shard left empty (a short last batch) is skipped.
     """
 
     def __init__(self, dataset: Dataset, batch_size: int, seed: int, stream: int,
                  drop_last: bool, device: torch.device | None = None,
-                 world: World = SINGLE) -> None:
+                 world: World = SINGLE, batched: bool | None = None) -> None:
         self.dataset = dataset
         self.world = world
         # Where the batches go (the network's device); None or the CPU: left where they are.
@@ -44,6 +47,9 @@ class Batches:
         self.drop_last = drop_last
         self._tensors: tuple[torch.Tensor, torch.Tensor] | None = None
         augment = getattr(dataset, "augment", None)
+        # Augmented images in memory: whole batches at once, augmented on the device.
+        self.batched = (augment is not None and batched is not False
+                        and getattr(dataset, "batchable", lambda: False)())
         if augment is None and len(dataset) > 0:
             x0, _ = dataset[0]
             if x0.numel() * 4 * len(dataset) <= _IN_MEMORY_BYTES:
@@ -63,6 +69,19 @@ class Batches:
         for x, y in self._epoch(epoch, shuffle):
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
+    def _batched_epoch(self, seed: int, shuffle: bool
+                       ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.dataset)
+        order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
+        size = min(self.batch_size, n)
+        stop = n - n % size if self.drop_last else n
+        for number, start in enumerate(range(0, stop, size)):
+            positions = shard(order[start:start + size], self.world)
+            if len(positions):
+                generator = torch.Generator().manual_seed(
+                    _batch_seed(seed, number, self.world.rank))
+                yield self.dataset.batch(positions, generator, self.device)
+
     def _epoch(self, epoch: int, shuffle: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         seed = epoch_seed(self.seed, epoch, self.stream)
         if self._tensors is not None:
@@ -76,6 +95,9 @@ class Batches:
                 if len(index):
                     index = torch.from_numpy(index)
                     yield x[index], y[index]
+            return
+        if self.batched:
+            yield from self._batched_epoch(seed, shuffle)
             return
         generator = getattr(getattr(self.dataset, "augment", None), "generator", None)
         if isinstance(generator, torch.Generator):
@@ -92,6 +114,10 @@ class Batches:
                  for start in range(0, stop, self.batch_size)]
         yield from make_loader(self.dataset, self.batch_size, shuffle=False, seed=seed,
                                batches=[part for part in parts if part])
+
+
+def _batch_seed(seed: int, number: int, rank: int) -> int:
+    return int(np.random.SeedSequence([seed, number, rank]).generate_state(1)[0])
 
 
 def stack(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
