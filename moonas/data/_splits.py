@@ -80,17 +80,23 @@ class TensorImages:
         return x, int(self.labels[index])
 
     def take(self, index: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
-        """The images at `index` (n,) as one float batch (n, C, H, W) in [0, 1] on `device`,
-        each as `__getitem__` gives it (moved before conversion: uint8 travels 4x lighter)."""
+        """The images at `index` (n,) as one batch (n, C, H, W) on `device`: as stored (uint8
+        travels and crops 4x lighter) unless resizing makes them float in [0, 1]; `as_float`
+        finishes what `__getitem__` gives per item."""
         x = self.images[index]
         if device is not None:
             x = x.to(device, non_blocking=True)
-        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
         if self.size is not None and tuple(x.shape[-2:]) != (self.size, self.size):
             x = F.interpolate(
-                x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True
+                self.as_float(x), size=(self.size, self.size), mode="bilinear",
+                align_corners=False, antialias=True
             ).clamp_(0.0, 1.0)
         return x
+
+    @staticmethod
+    def as_float(x: torch.Tensor) -> torch.Tensor:
+        """A batch from `take` as float in [0, 1]."""
+        return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
 
 
 class RandomCropFlip:
@@ -185,9 +191,9 @@ class SplitView(Dataset):
         that the augmentation draws from `generator` for the whole batch."""
         positions = np.asarray(positions, dtype=np.int64)
         x = self.source.take(torch.from_numpy(self.indices[positions]), device)
-        if self.augment is not None:
+        if self.augment is not None:  # on the stored bytes where the images are not resized
             x = self.augment.batch(x, generator)
-        x = (x - self.mean.to(x.device)) / self.std.to(x.device)
+        x = self.source.as_float(x).sub_(self.mean.to(x.device)).div_(self.std.to(x.device))
         y = self.labels[torch.from_numpy(positions)]
         return x, y if device is None else y.to(device, non_blocking=True)
 

@@ -1,0 +1,29 @@
+"""tools/bench_batches.py: items against whole batches, run small."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import bench_batches  # noqa: E402
+
+
+def test_both_paths_are_timed_and_tabled(tmp_path):
+    threads = torch.get_num_threads()
+    out = tmp_path / "batches.md"
+    try:
+        bench_batches.main(["--items", "600", "--batch-sizes", "16", "--batches", "5",
+                            "--repeats", "1", "--out", str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    rows = [line.split(" | ") for line in out.read_text().splitlines() if line.startswith("| 16 |")]
+    assert [r[1] for r in rows] == list(bench_batches.PATHS)
+    assert rows[0][4] == "1.00x |" and all(float(r[2]) > 0 for r in rows)
+
+
+def test_the_stand_in_is_the_shipped_fast_path():
+    view = bench_batches.stand_in(40)
+    assert view.batchable() and view.augment is not None
