@@ -204,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.flush()
         return err.exit_code
     except KeyboardInterrupt:
-        print(f"moonas {args.command}: interrupted", file=sys.stderr)
+        sys.stderr.write(f"moonas {args.command}{where}: interrupted\n")
         return 130
     except BrokenPipeError:
         return 0

@@ -263,6 +263,7 @@ def launch(processes: int, argv: list[str]) -> None:
         raise ConfigError(f"--processes must be >= 1, got {processes}")
     if launched().parallel:
         raise ConfigError("--processes under torchrun: launch with one of them, not both")
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -273,10 +274,14 @@ def launch(processes: int, argv: list[str]) -> None:
                           rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1)
     import logging
 
-    # The launcher's own log lines repeat what the failed process printed; its errors stay.
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    # The launcher's own log lines repeat what the processes printed (their errors, an
+    # interrupt); its modules set their own levels, so each is quietened.
+    for name in [n for n in logging.root.manager.loggerDict if n.startswith("torch.distributed")]:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         elastic_launch(config, sys.executable)("-m", "moonas", *argv)
+    except SignalException:  # Ctrl-C or a kill: the processes stopped, the checkpoint stays
+        raise KeyboardInterrupt from None
     except ChildFailedError as err:
         codes = sorted({int(f.exitcode) for f in err.failures.values()})
         failure = MoonasError(f"{len(err.failures)} of {processes} processes failed (exit code "

@@ -319,3 +319,30 @@ def test_processes_must_be_positive():
     done = _moonas("search", "smoke", "--processes", "0")
     assert done.returncode != 0
     assert done.stderr.strip() == "moonas search: error: --processes must be >= 1, got 0"
+
+
+def test_ctrl_c_stops_every_process_with_one_line_each_and_the_run_resumes(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moonas", "search", "smoke", "--processes", "2", "--out",
+         str(out), "-q", "--set", "search.epochs=12"], env=_env(), cwd=REPO,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoint.pt").is_file() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == "moonas search: interrupted"
+    assert not (out / "pareto.json").exists()
+    resumed = _moonas("search", "--resume", str(out), "--processes", "2", "-q",
+                      "--set", "search.epochs=12")
+    assert resumed.returncode != 0 and "drop CONFIG and --set" in resumed.stderr
+    resumed = _moonas("search", "--resume", str(out), "--processes", "2", "-q")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming" in resumed.stderr and (out / "pareto.json").is_file()
