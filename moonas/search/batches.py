@@ -29,9 +29,9 @@ class Batches:
     held in memory (the torchvision datasets) is built a whole batch at a time on the device,
     the augmentation drawn from a generator seeded per (epoch, batch, rank) (`batched`; False
     forces the item path). Any other augmented split goes through a seeded DataLoader whose
-    augmentation generator is reseeded per epoch. Under torchrun
-    (`world`), every process walks the same batches and yields only its shard of each
-    (`moonas.distributed.shard`); a shard left empty (a short last batch) is skipped.
+    augmentation generator is reseeded per epoch. Under torchrun (`world`), every process
+    walks the same batches and yields only its shard of each (`moonas.distributed.shard`); a
+    shard left empty (a short last batch) is skipped.
     """
 
     def __init__(self, dataset: Dataset, batch_size: int, seed: int, stream: int,
