@@ -67,6 +67,7 @@ class DataConfig:
     augment: bool = False
     batch_size: int = 64
     max_train: int | None = None
+    workers: int = 0
 
     def __post_init__(self) -> None:
         from moonas.data import DATASETS
@@ -78,6 +79,9 @@ class DataConfig:
             )
         if self.batch_size < 1:
             raise ConfigError(f"data.batch_size must be >= 1, got {self.batch_size}")
+        if self.workers < 0:
+            raise ConfigError(f"data.workers must be >= 0 (0: read items in the training "
+                              f"process), got {self.workers}")
         if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1
                 and self.val_fraction + self.test_fraction < 1):
             raise ConfigError(

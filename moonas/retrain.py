@@ -62,20 +62,22 @@ def evaluate(net: nn.Module, batches, world: World = SINGLE) -> float:
 def train_standalone(net: nn.Module, data: DataSplits, recipe: TrainRecipe, seed: int = 0,
                      checkpoint: Path | None = None,
                      progress: Callable[[int, int, dict], None] | None = None,
-                     device: torch.device | None = None, world: World = SINGLE) -> TrainResult:
+                     device: torch.device | None = None, world: World = SINGLE,
+                     workers: int = 0) -> TrainResult:
     """Train `net` in place on `data.train`; report validation and test accuracy.
 
     With `checkpoint`, the state is saved atomically after every epoch and an existing
     checkpoint is resumed from (same result as an uninterrupted run). With `device`, `net` is
     moved there and trained there (its weights stay there). Under torchrun (`world`), each
     process trains on its shard of every batch with the gradients averaged over the processes
-    (`moonas.distributed`), and rank 0 writes the checkpoint.
+    (`moonas.distributed`), and rank 0 writes the checkpoint. `workers`: DataLoader worker
+    processes for splits read item by item (`data.workers`).
     """
     if device is not None:
         net.to(device)
     check_batch_size(recipe.batch_size, world, "the batch size")
     train = Batches(data.train, recipe.batch_size, seed, stream=11, drop_last=True, device=device,
-                    world=world)
+                    world=world, workers=workers)
     optimizer = torch.optim.SGD(net.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                 nesterov=recipe.momentum > 0, weight_decay=recipe.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, len(train) * recipe.epochs)
@@ -120,9 +122,9 @@ def train_standalone(net: nn.Module, data: DataSplits, recipe: TrainRecipe, seed
             save_checkpoint(checkpoint, {"net": net.state_dict(), "optimizer": optimizer.state_dict(),
                                          "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
                                          "history": [list(h) for h in history]})
-    val = evaluate(net, Batches(data.val, 256, seed, stream=12, drop_last=False,
-                                device=device, world=world).epoch(0, False), world)
-    test = evaluate(net, Batches(data.test, 256, seed, stream=13, drop_last=False,
-                                 device=device, world=world).epoch(0, False), world)
+    val = evaluate(net, Batches(data.val, 256, seed, stream=12, drop_last=False, device=device,
+                                world=world, workers=workers).epoch(0, False), world)
+    test = evaluate(net, Batches(data.test, 256, seed, stream=13, drop_last=False, device=device,
+                                 world=world, workers=workers).epoch(0, False), world)
     return TrainResult(val_accuracy=val, test_accuracy=test, epochs=recipe.epochs,
                        history=tuple(history))

@@ -16,12 +16,16 @@ def test_both_paths_are_timed_and_tabled(tmp_path):
     out = tmp_path / "batches.md"
     try:
         bench_batches.main(["--items", "600", "--batch-sizes", "16", "--batches", "5",
-                            "--repeats", "1", "--out", str(out)])
+                            "--repeats", "1", "--folder-images", "160", "--max-workers", "1",
+                            "--out", str(out)])
     finally:
         torch.set_num_threads(threads)
     rows = [line.split(" | ") for line in out.read_text().splitlines() if line.startswith("| 16 |")]
     assert [r[1] for r in rows] == list(bench_batches.PATHS)
     assert rows[0][4] == "1.00x |" and all(float(r[2]) > 0 for r in rows)
+    workers = [line.split(" | ") for line in out.read_text().splitlines()
+               if line.startswith("| 0 |") or line.startswith("| 1 |")]
+    assert [w[0] for w in workers] == ["| 0", "| 1"] and workers[0][3] == "1.00x |"
 
 
 def test_the_stand_in_is_the_shipped_fast_path():

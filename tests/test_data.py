@@ -488,3 +488,41 @@ def test_batches_of_augmented_images_in_memory_are_built_whole_and_reproducibly(
                            world=World(r, 2, r)).epoch(0)) for r in range(2)]
     for (_, y), (_, y0), (_, y1) in zip(first, *shards):
         assert torch.equal(torch.cat([y0, y1]), y)
+
+
+def test_augmented_files_read_by_workers_give_the_same_batches(tmp_path: Path) -> None:
+    from moonas.search.batches import Batches
+
+    _write_folder(tmp_path / "imgs")
+    splits = load_dataset("imagefolder", root=tmp_path / "imgs", seed=2, augment=True)
+    assert not splits.train.batchable()  # files on disk: read item by item
+    alone = list(Batches(splits.train, 4, seed=1, stream=3, drop_last=True).epoch(0))
+    workers = Batches(splits.train, 4, seed=1, stream=3, drop_last=True, workers=2)
+    assert not workers.batched and workers.workers == 2
+    shared = list(workers.epoch(0))
+    assert len(alone) == len(shared) > 0
+    for (x, y), (x2, y2) in zip(alone, shared):
+        assert torch.equal(x, x2) and torch.equal(y, y2)
+    plain = _stack(load_dataset("imagefolder", root=tmp_path / "imgs", seed=2).train)[0]
+    assert not torch.equal(torch.cat([x for x, _ in alone]), plain[:len(alone) * 4])
+    other = list(Batches(splits.train, 4, seed=1, stream=3, drop_last=True).epoch(1))
+    assert not all(torch.equal(a[0], b[0]) for a, b in zip(alone, other))
+
+
+def test_an_items_augmentation_depends_on_the_epoch_and_the_item_only(tmp_path: Path) -> None:
+    _write_folder(tmp_path / "imgs")
+    train = load_dataset("imagefolder", root=tmp_path / "imgs", seed=2, augment=True).train
+    train.seed_augmentation(11)
+    forward = [train[i][0] for i in range(len(train))]
+    backward = [train[i][0] for i in reversed(range(len(train)))][::-1]
+    assert all(torch.equal(a, b) for a, b in zip(forward, backward))
+    train.seed_augmentation(12)
+    assert not all(torch.equal(a, train[i][0]) for i, a in enumerate(forward))
+
+
+def test_negative_workers_are_one_line() -> None:
+    from moonas.config import load_config
+
+    with pytest.raises(ConfigError, match=r"data.workers must be >= 0"):
+        load_config("smoke", ["data.workers=-1"])
+    assert load_config("smoke", ["data.workers=2"]).data.workers == 2

@@ -1,11 +1,15 @@
 """Benchmark: augmented training batches, item by item (DataLoader) against whole batches
-(`SplitView.batch`) -> results/batches.md.
+(`SplitView.batch`), and images read from files by DataLoader workers -> results/batches.md.
 
 A CIFAR-10-sized stand-in held in memory as the torchvision loaders hold it (45,000 uint8
 images, 3x32x32, random pixels), random crop (padding 4) and horizontal flip, normalised; the
 search's training `Batches` of it, one epoch's first `--batches` batches per timing, the two
 paths interleaved over `--repeats` rounds (medians). torch runs `--threads` threads. This
 measures the input pipeline on the CPU only; no GPU was at hand.
+
+Then an `imagefolder` of `--folder-images` generated JPEG photos-like images (96x96, random
+smooth colour fields, 10 classes) resized to 32x32 and augmented, read item by item: one whole
+training epoch (worker start-up included) with `data.workers` 0, 1, 2, ..., `--max-workers`.
 
     python tools/bench_batches.py --repeats 5
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,6 +44,27 @@ def stand_in(n: int) -> SplitView:
                      augment=RandomCropFlip(4, torch.Generator()))
 
 
+def write_folder(root: Path, n: int, classes: int = 10) -> None:
+    """`n` JPEG images of 96x96 (smooth random colour fields) in `classes` class folders."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        folder = root / f"class{i % classes}"
+        folder.mkdir(parents=True, exist_ok=True)
+        coarse = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
+        image = Image.fromarray(coarse).resize((96, 96), Image.BILINEAR)
+        image.save(folder / f"{i}.jpg", quality=90)
+
+
+def time_whole_epoch(batches: Batches, epoch: int) -> float:
+    """Seconds for every batch of `epoch` (a loader's worker start-up included)."""
+    started = time.perf_counter()
+    for _ in batches.epoch(epoch):
+        pass
+    return time.perf_counter() - started
+
+
 def time_epoch(batches: Batches, epoch: int, count: int) -> float:
     """Milliseconds per batch over the first `count` batches of `epoch`."""
     started = time.perf_counter()
@@ -58,6 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--folder-images", type=int, default=3000)
+    parser.add_argument("--max-workers", type=int, default=2)
     parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "results" /
                                              "batches.md"))
     args = parser.parse_args(argv)
@@ -82,8 +110,34 @@ def main(argv: list[str] | None = None) -> None:
             ms = statistics.median(times[(size, name)])
             lines.append(f"| {size} | {name} | {ms:.2f} | {size / ms * 1000:,.0f} | "
                          f"{base / ms:.2f}x |")
+    if args.folder_images > 0:
+        lines += folder_section(args)
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def folder_section(args: argparse.Namespace) -> list[str]:
+    from moonas.data import load_dataset
+
+    root = Path(tempfile.mkdtemp(prefix="moonas-folder-")) / "images"
+    write_folder(root, args.folder_images)
+    train = load_dataset("imagefolder", root=root, seed=0, augment=True, image_size=32).train
+    workers = list(range(args.max_workers + 1))
+    seconds: dict[int, list[float]] = {w: [] for w in workers}
+    for r in range(args.repeats):
+        for w in workers:
+            batches = Batches(train, 64, seed=0, stream=3, drop_last=True, workers=w)
+            seconds[w].append(time_whole_epoch(batches, r))
+    base = statistics.median(seconds[0])
+    lines = ["", f"`imagefolder`: {len(train):,} training images (JPEG 96x96, resized to 32x32, "
+             f"crop + flip), batch 64, one whole epoch per timing, {args.repeats} interleaved "
+             "rounds, medians.", "", "| data.workers | epoch s | images per second | speed-up |",
+             "|---:|---:|---:|---:|"]
+    for w in workers:
+        t = statistics.median(seconds[w])
+        n = len(train) - len(train) % 64
+        lines.append(f"| {w} | {t:.2f} | {n / t:,.0f} | {base / t:.2f}x |")
+    return lines
 
 
 if __name__ == "__main__":

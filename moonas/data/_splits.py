@@ -167,13 +167,23 @@ class SplitView(Dataset):
         self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
         self.augment = augment
+        self.augment_seed: int | None = None  # set per epoch by `seed_augmentation`
 
     def __len__(self) -> int:
         return len(self.indices)
 
+    def seed_augmentation(self, seed: int) -> None:
+        """From now on item i's augmentation draws from a generator seeded by (`seed`, i):
+        the same augmented items whichever process (DataLoader worker) reads them, and in
+        whatever order."""
+        self.augment_seed = int(seed)
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = self.source[int(self.indices[index])]
         if self.augment is not None:
+            generator = getattr(self.augment, "generator", None)
+            if self.augment_seed is not None and isinstance(generator, torch.Generator):
+                generator.manual_seed(_item_seed(self.augment_seed, index))
             x = self.augment(x)
         x = (x - self.mean) / self.std
         return x, torch.tensor(y, dtype=torch.int64)
@@ -196,6 +206,11 @@ class SplitView(Dataset):
         x = self.source.as_float(x).sub_(self.mean.to(x.device)).div_(self.std.to(x.device))
         y = self.labels[torch.from_numpy(positions)]
         return x, y if device is None else y.to(device, non_blocking=True)
+
+
+def _item_seed(seed: int, index: int) -> int:
+    """A 63-bit seed for item `index` of an epoch seeded `seed` (a multiplicative hash)."""
+    return (seed * 0x9E3779B97F4A7C15 + int(index) * 0xBF58476D1CE4E5B9) % (2**63 - 1)
 
 
 def check_fractions(val_fraction: float, test_fraction: float, *, uses_test: bool = True) -> None:
@@ -261,14 +276,18 @@ def split_indices(
 
 
 def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int, drop_last: bool = False,
-                batches: list[list[int]] | None = None) -> DataLoader:
-    """A single-process DataLoader whose order is fixed by `seed` (its own torch.Generator);
-    with `batches`, exactly those lists of item indices, in that order."""
+                batches: list[list[int]] | None = None, workers: int = 0) -> DataLoader:
+    """A DataLoader whose order is fixed by `seed` (its own torch.Generator); with `batches`,
+    exactly those lists of item indices, in that order. `workers` > 0 reads items in that many
+    worker processes (same batches, same order)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size={batch_size!r} must be a positive integer, e.g. 64")
+    extra = {"num_workers": workers, "pin_memory": False}
+    if workers > 0:
+        extra["prefetch_factor"] = 4
     if batches is not None:
-        return DataLoader(dataset, batch_sampler=batches, num_workers=0)
+        return DataLoader(dataset, batch_sampler=batches, **extra)
     generator = torch.Generator().manual_seed(int(seed))
     return DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, num_workers=0, generator=generator
+        dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, generator=generator, **extra
     )

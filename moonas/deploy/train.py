@@ -115,6 +115,7 @@ def train_candidate(run: Run, cid: int, *, epochs: int | None = None,
     start = time.perf_counter()
     result = train_standalone(net, data, recipe, seed=run.config.seed,
                               checkpoint=files.checkpoint, device=where, world=world,
+                              workers=run.config.data.workers,
                               progress=progress if world.main else None)
     metrics = _metrics(candidate, run, init, recipe, result, where, world,
                        time.perf_counter() - start)

@@ -122,7 +122,7 @@ def calibration_batches(run: Run, data) -> Iterable[tuple[torch.Tensor, torch.Te
 
     config = run.config
     batches = Batches(data.train, config.data.batch_size, config.seed, STREAM_TRAIN_BATCHES,
-                      drop_last=True)
+                      drop_last=True, workers=config.data.workers)
     return first_calibration_batches(batches, config.search.bn_batches)
 
 

@@ -28,17 +28,19 @@ class Batches:
     A split without augmentation is stacked in memory (fast). An augmented split of images
     held in memory (the torchvision datasets) is built a whole batch at a time on the device,
     the augmentation drawn from a generator seeded per (epoch, batch, rank) (`batched`; False
-    forces the item path). Any other augmented split goes through a seeded DataLoader whose
-    augmentation generator is reseeded per epoch. Under torchrun (`world`), every process
+    forces the item path). Any other augmented split (files on disk) goes through a seeded
+    DataLoader, read by `workers` worker processes (`data.workers`), each item's augmentation
+    seeded by (epoch, item) so the workers change nothing. Under torchrun (`world`), every process
     walks the same batches and yields only its shard of each (`moonas.distributed.shard`); a
     shard left empty (a short last batch) is skipped.
     """
 
     def __init__(self, dataset: Dataset, batch_size: int, seed: int, stream: int,
                  drop_last: bool, device: torch.device | None = None,
-                 world: World = SINGLE, batched: bool | None = None) -> None:
+                 world: World = SINGLE, batched: bool | None = None, workers: int = 0) -> None:
         self.dataset = dataset
         self.world = world
+        self.workers = workers
         # Where the batches go (the network's device); None or the CPU: left where they are.
         self.device = None if device is None or device.type == "cpu" else device
         self.batch_size = batch_size
@@ -99,13 +101,16 @@ class Batches:
         if self.batched:
             yield from self._batched_epoch(seed, shuffle)
             return
-        generator = getattr(getattr(self.dataset, "augment", None), "generator", None)
-        if isinstance(generator, torch.Generator):
-            generator.manual_seed(seed + self.world.rank)  # each shard its own augmentation
+        if callable(getattr(self.dataset, "seed_augmentation", None)):
+            self.dataset.seed_augmentation(seed + self.world.rank)  # each shard its own
+        else:
+            generator = getattr(getattr(self.dataset, "augment", None), "generator", None)
+            if isinstance(generator, torch.Generator):
+                generator.manual_seed(seed + self.world.rank)
         drop_last = self.drop_last and len(self.dataset) >= self.batch_size
         if not self.world.parallel:
             yield from make_loader(self.dataset, self.batch_size, shuffle=shuffle, seed=seed,
-                                   drop_last=drop_last)
+                                   drop_last=drop_last, workers=self.workers)
             return
         n = len(self.dataset)
         order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
@@ -113,7 +118,7 @@ class Batches:
         parts = [shard(order[start:start + self.batch_size], self.world).tolist()
                  for start in range(0, stop, self.batch_size)]
         yield from make_loader(self.dataset, self.batch_size, shuffle=False, seed=seed,
-                               batches=[part for part in parts if part])
+                               batches=[part for part in parts if part], workers=self.workers)
 
 
 def _batch_seed(seed: int, number: int, rank: int) -> int:

@@ -109,7 +109,7 @@ def build_context(config: RunConfig) -> SearchContext:
                                 nesterov=t.nesterov and t.momentum > 0,
                                 weight_decay=t.weight_decay)
     train_batches = Batches(data.train, d.batch_size, config.seed, STREAM_TRAIN_BATCHES,
-                            drop_last=True, device=device, world=world)
+                            drop_last=True, device=device, world=world, workers=d.workers)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=len(train_batches) * search.epochs, eta_min=t.lr_min)
     return SearchContext(
@@ -117,8 +117,8 @@ def build_context(config: RunConfig) -> SearchContext:
         strategy=strategy, supernet=supernet, optimizer=optimizer, scheduler=scheduler,
         rng=seeds(config.seed, STREAM_SEARCH), train_batches=train_batches,
         val_batches=Batches(data.val, d.batch_size, config.seed, STREAM_VAL_BATCHES,
-                            drop_last=True, device=device, world=world),
+                            drop_last=True, device=device, world=world, workers=d.workers),
         eval_batches=Batches(data.val, max(d.batch_size, 256), config.seed, 0, drop_last=False,
-                             device=device, world=world),
+                             device=device, world=world, workers=d.workers),
         device=device, world=world,
     )
