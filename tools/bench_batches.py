@@ -7,7 +7,7 @@ search's training `Batches` of it, one epoch's first `--batches` batches per tim
 paths interleaved over `--repeats` rounds (medians). torch runs `--threads` threads. This
 measures the input pipeline on the CPU only; no GPU was at hand.
 
-Then an `imagefolder` of `--folder-images` generated JPEG photos-like images (96x96, random
+Then an `imagefolder` of `--folder-images` generated JPEG photo-sized images (256x256, random
 smooth colour fields, 10 classes) resized to 32x32 and augmented, read item by item: one whole
 training epoch (worker start-up included) with `data.workers` 0, 1, 2, ..., `--max-workers`.
 
@@ -45,7 +45,7 @@ def stand_in(n: int) -> SplitView:
 
 
 def write_folder(root: Path, n: int, classes: int = 10) -> None:
-    """`n` JPEG images of 96x96 (smooth random colour fields) in `classes` class folders."""
+    """`n` JPEG images of 256x256 (smooth random colour fields) in `classes` class folders."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
@@ -53,7 +53,7 @@ def write_folder(root: Path, n: int, classes: int = 10) -> None:
         folder = root / f"class{i % classes}"
         folder.mkdir(parents=True, exist_ok=True)
         coarse = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
-        image = Image.fromarray(coarse).resize((96, 96), Image.BILINEAR)
+        image = Image.fromarray(coarse).resize((256, 256), Image.BILINEAR)
         image.save(folder / f"{i}.jpg", quality=90)
 
 
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--folder-images", type=int, default=3000)
+    parser.add_argument("--folder-images", type=int, default=4000)
     parser.add_argument("--max-workers", type=int, default=2)
     parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "results" /
                                              "batches.md"))
@@ -129,7 +129,7 @@ def folder_section(args: argparse.Namespace) -> list[str]:
             batches = Batches(train, 64, seed=0, stream=3, drop_last=True, workers=w)
             seconds[w].append(time_whole_epoch(batches, r))
     base = statistics.median(seconds[0])
-    lines = ["", f"`imagefolder`: {len(train):,} training images (JPEG 96x96, resized to 32x32, "
+    lines = ["", f"`imagefolder`: {len(train):,} training images (JPEG 256x256, resized to 32x32, "
              f"crop + flip), batch 64, one whole epoch per timing, {args.repeats} interleaved "
              "rounds, medians.", "", "| data.workers | epoch s | images per second | speed-up |",
              "|---:|---:|---:|---:|"]
