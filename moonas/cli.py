@@ -119,6 +119,21 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _precheck_search(args: argparse.Namespace) -> None:
+    """What every process of `search --processes N` would reject, checked once."""
+    from moonas.config import load_config
+    from moonas.distributed import check_launch
+
+    if args.resume:
+        path = Path(args.resume) / "config.yaml"
+        if not path.is_file():
+            return  # the processes say it, as a single run would
+        config = load_config(path)
+    else:
+        config = load_config(args.config, list(args.set))
+    check_launch(config, args.processes)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from moonas.distributed import add_processes_argument
 
@@ -144,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="overwrite the run already in --out")
     search.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_processes_argument(search)
-    search.set_defaults(func=_cmd_search)
+    search.set_defaults(func=_cmd_search, precheck=_precheck_search)
 
     from moonas.bench.cli import register as register_bench
     from moonas.deploy.cli import register as register_deploy
@@ -192,6 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     where = "" if world == SINGLE else f" (rank {world.rank} of {world.size})"
     try:
         if getattr(args, "processes", 1) != 1:  # this process launches the workers
+            if args.processes >= 1 and getattr(args, "precheck", None) is not None:
+                args.precheck(args)  # a bad setting: one line before any process starts
             launch(args.processes, without_processes(argv))
             return 0
         if not world.main:

@@ -32,8 +32,8 @@ from moonas.errors import ConfigError, MoonasError
 
 T = TypeVar("T")
 
-__all__ = ["World", "SINGLE", "launched", "join", "launch", "add_processes_argument",
-           "without_processes", "shard", "average_gradients", "mean_values", "sum_values",
+__all__ = ["World", "SINGLE", "PeerStopped", "launched", "join", "launch", "add_processes_argument",
+           "without_processes", "check_launch", "shard", "average_gradients", "mean_values", "sum_values",
            "average_buffers", "barrier", "main_first", "check_lockstep", "check_batch_size"]
 
 
@@ -132,6 +132,19 @@ def shard(index: np.ndarray, world: World) -> np.ndarray:
     return np.array_split(index, world.size)[world.rank]
 
 
+class PeerStopped(MoonasError):
+    """Another process of the run stopped (its own error says why), so this one cannot go on."""
+
+
+def _collective(run: Callable[[], T]) -> T:
+    """`run()` (a collective); a peer that died mid-way is one line, not gloo's traceback."""
+    try:
+        return run()
+    except RuntimeError:  # torch.distributed.DistBackendError is one
+        raise PeerStopped("another process stopped, so this one stops too (that process's "
+                          "error says why)") from None
+
+
 def _all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
     """`tensor` reduced over the processes, in place (NCCL reduces on the process's GPU)."""
     import torch.distributed as dist
@@ -139,9 +152,9 @@ def _all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
     reduce_op = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX}[op]
     if dist.get_backend() == "nccl" and tensor.device.type != "cuda":
         on_gpu = tensor.to(torch.device("cuda", torch.cuda.current_device()))
-        dist.all_reduce(on_gpu, op=reduce_op)
+        _collective(lambda: dist.all_reduce(on_gpu, op=reduce_op))
         return tensor.copy_(on_gpu.cpu())
-    dist.all_reduce(tensor, op=reduce_op)
+    _collective(lambda: dist.all_reduce(tensor, op=reduce_op))
     return tensor
 
 
@@ -207,7 +220,7 @@ def barrier(world: World) -> None:
     if world.parallel:
         import torch.distributed as dist
 
-        dist.barrier()
+        _collective(dist.barrier)
 
 
 def main_first(world: World, load: Callable[[], T]) -> T:
@@ -240,6 +253,15 @@ def add_processes_argument(parser: argparse.ArgumentParser) -> None:
                         help="train data-parallel in N processes on this machine (one per GPU; "
                         "on CPUs, each takes its share of the cores), as `torchrun "
                         "--standalone --nproc_per_node N -m moonas ...` does; default 1")
+
+
+def check_launch(config, processes: int) -> None:
+    """Before `processes` processes start: the config's settings they would each reject
+    (`config`: a RunConfig), so a bad one is one line, not one per process."""
+    check_device_name(config.device)
+    if processes > 1 and config.device.startswith("cuda:"):
+        _rank_device(config.device, World(0, processes, 0), "device")
+    check_batch_size(config.data.batch_size, World(0, processes, 0), "data.batch_size")
 
 
 def without_processes(argv: list[str]) -> list[str]:
@@ -283,8 +305,10 @@ def launch(processes: int, argv: list[str]) -> None:
     except SignalException:  # Ctrl-C or a kill: the processes stopped, the checkpoint stays
         raise KeyboardInterrupt from None
     except ChildFailedError as err:
-        codes = sorted({int(f.exitcode) for f in err.failures.values()})
-        failure = MoonasError(f"{len(err.failures)} of {processes} processes failed (exit code "
-                              f"{', '.join(map(str, codes))}); their errors are above")
+        codes = sorted({int(f.exitcode) for f in err.failures.values()}, reverse=True)
+        # A negative code: the launcher stopped that process (a signal) after another failed.
+        said = ", ".join(str(c) if c >= 0 else f"signal {-c}" for c in codes)
+        failure = MoonasError(f"{len(err.failures)} of {processes} processes stopped (exit "
+                              f"{said}); their errors are above")
         failure.exit_code = codes[0] if codes and codes[0] > 0 else 1
         raise failure from None

@@ -303,15 +303,26 @@ def test_retraining_in_two_processes(two_process_run):
     assert weights["arch"] == metrics["arch"]
 
 
-def test_a_bad_setting_under_processes_is_one_line_per_process(tmp_path):
+def test_a_bad_setting_under_processes_is_one_line_before_any_process_starts(tmp_path):
     done = _moonas("search", "smoke", "--processes", "2", "--out", str(tmp_path / "r"), "-q",
                    "--set", "data.batch_size=63")
+    assert done.returncode == 1
+    assert done.stderr.strip() == ("moonas search: error: data.batch_size=63 does not split "
+                                   "evenly over 2 processes: use a multiple of 2")
+    assert not (tmp_path / "r").exists()
+    done = _moonas("search", "smoke", "--processes", "2", "--set", "device=cuda:1")
+    assert done.returncode == 1 and "names one GPU" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_under_torchrun_each_process_says_what_it_rejects(tmp_path):
+    done = subprocess.run([*TORCHRUN, "-m", "moonas", "search", "smoke", "--out",
+                           str(tmp_path / "r"), "-q", "--set", "data.batch_size=63"],
+                          env=_env(), cwd=REPO, capture_output=True, text=True, timeout=240)
     assert done.returncode != 0
-    assert "Traceback" not in done.stderr
     lines = [line for line in done.stderr.splitlines() if "does not split evenly" in line]
-    assert len(lines) == 2 and "(rank 1 of 2)" in "".join(lines)
-    assert done.stderr.strip().splitlines()[-1] == (
-        "moonas search: error: 2 of 2 processes failed (exit code 1); their errors are above")
+    assert sorted(line.split(":")[0] for line in lines) == [
+        "moonas search (rank 0 of 2)", "moonas search (rank 1 of 2)"]
     assert not (tmp_path / "r").exists()
 
 
@@ -346,3 +357,29 @@ def test_ctrl_c_stops_every_process_with_one_line_each_and_the_run_resumes(tmp_p
     resumed = _moonas("search", "--resume", str(out), "--processes", "2", "-q")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming" in resumed.stderr and (out / "pareto.json").is_file()
+
+
+def test_a_failure_inside_the_processes_is_summed_up_in_one_line(tmp_path):
+    done = _moonas("search", "smoke", "--processes", "2", "--out", str(tmp_path / "r"), "-q",
+                   "--set", "data.name=cifar10", "--set", f"data.root={tmp_path / 'none'}")
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert any(line.startswith("moonas search (rank 0 of 2): error: ") and "cifar10" in line
+               for line in done.stderr.splitlines())
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("moonas search: error: 2 of 2 processes stopped (exit 1")
+    assert lines[-1].endswith("); their errors are above")
+    # Rank 1 waited for rank 0's data (or was stopped by the launcher first): one line or none.
+    assert all(line.startswith("moonas search") for line in lines), lines
+
+
+def test_a_dead_peer_in_a_collective_is_one_line():
+    from moonas.distributed import PeerStopped, _collective
+
+    def broken():
+        raise RuntimeError("[gloo/transport/tcp/pair.cc:561] Connection closed by peer\nmore")
+
+    with pytest.raises(PeerStopped, match=r"^another process stopped, so this one stops too "
+                                          r"\(that process's error says why\)$"):
+        _collective(broken)
+    assert _collective(lambda: 7) == 7

@@ -282,6 +282,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _precheck_train(args: argparse.Namespace) -> None:
+    """What every process of `train --processes N` would reject, checked once."""
+    from dataclasses import replace
+
+    from moonas.distributed import check_launch
+
+    config = _load_run(args.run).config
+    if args.device is not None:
+        config = replace(config, device=args.device)
+    check_launch(config, args.processes)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from moonas.deploy.train import train_candidate
 
@@ -427,7 +439,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="auto, cpu, cuda or cuda:N (default: the run's device setting)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_processes_argument(p)
-    p.set_defaults(func=_cmd_train)
+    p.set_defaults(func=_cmd_train, precheck=_precheck_train)
 
     p = subparsers.add_parser(
         "plot", help=_HELP["plot"], description=_HELP["plot"] + ". --kind front: fronts of one "
