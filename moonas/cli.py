@@ -131,6 +131,11 @@ def _precheck_search(args: argparse.Namespace) -> None:
         config = load_config(path)
     else:
         config = load_config(args.config, list(args.set))
+        if args.out is None:
+            raise MoonasError("with --processes, name the run directory with --out")
+        from moonas.search.runner import check_out_dir
+
+        check_out_dir(Path(args.out), args.force)
     check_launch(config, args.processes)
 
 

@@ -310,9 +310,19 @@ def test_a_bad_setting_under_processes_is_one_line_before_any_process_starts(tmp
     assert done.stderr.strip() == ("moonas search: error: data.batch_size=63 does not split "
                                    "evenly over 2 processes: use a multiple of 2")
     assert not (tmp_path / "r").exists()
-    done = _moonas("search", "smoke", "--processes", "2", "--set", "device=cuda:1")
+    done = _moonas("search", "smoke", "--processes", "2", "--set", "device=cuda:1", "--out",
+                   str(tmp_path / "r"))
     assert done.returncode == 1 and "names one GPU" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+    done = _moonas("search", "smoke", "--processes", "2")
+    assert done.stderr.strip() == ("moonas search: error: with --processes, name the run "
+                                   "directory with --out")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    done = _moonas("search", "smoke", "--processes", "2", "--out", str(tmp_path / "other"))
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1
+    assert "holds no moonas run" in done.stderr
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
 
 
 def test_under_torchrun_each_process_says_what_it_rejects(tmp_path):

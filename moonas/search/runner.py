@@ -54,17 +54,23 @@ def _default_out(config: RunConfig, world: World) -> Path:
     return Path("runs") / f"{config.space.name}-{config.data.name}-{config.search.strategy}-{stamp}"
 
 
-def _prepare_dir(files: RunFiles, force: bool) -> None:
-    root = files.root
+def check_out_dir(root: Path, force: bool) -> None:
+    """One line when a new run cannot go into `root` (a file; another run or other files
+    there without `force`); reads only."""
     if root.exists() and not root.is_dir():
         raise MoonasError(f"--out {root} is a file: choose a directory")
-    if root.is_dir() and any(root.iterdir()):
-        if is_run_dir(root) and not force:
+    if root.is_dir() and any(root.iterdir()) and not force:
+        if is_run_dir(root):
             raise MoonasError(f"{root} holds another run: pass --resume {root} to continue it, "
                               "--force to overwrite it, or choose another --out")
-        if not is_run_dir(root) and not force:
-            raise MoonasError(f"{root} is not empty and holds no moonas run: choose another "
-                              "--out (or --force to write into it)")
+        raise MoonasError(f"{root} is not empty and holds no moonas run: choose another "
+                          "--out (or --force to write into it)")
+
+
+def _prepare_dir(files: RunFiles, force: bool) -> None:
+    root = files.root
+    check_out_dir(root, force)
+    if root.is_dir() and any(root.iterdir()):
         for path in (files.config, files.manifest, files.log, files.checkpoint, files.candidates,
                      files.pareto_json, files.pareto_csv, files.pareto_png):
             path.unlink(missing_ok=True)
