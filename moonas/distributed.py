@@ -112,9 +112,11 @@ def join(device_name: str, key: str = "device") -> tuple[World, torch.device]:
         raise MoonasError("this torch build has no torch.distributed: run one process, "
                           "without torchrun")
     if not dist.is_initialized():
-        if device.type == "cuda":
+        if device.type == "cuda":  # NCCL: this process's GPU, bound from the start
             torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            dist.init_process_group("nccl", device_id=device)
+        else:
+            dist.init_process_group("gloo")
     return world, device
 
 
