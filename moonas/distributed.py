@@ -17,6 +17,7 @@ initialised. GPUs: each process takes the GPU of its local rank (NCCL); CPUs: gl
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import uuid
@@ -32,9 +33,10 @@ from moonas.errors import ConfigError, MoonasError
 
 T = TypeVar("T")
 
-__all__ = ["World", "SINGLE", "PeerStopped", "launched", "join", "launch", "add_processes_argument",
-           "without_processes", "check_launch", "shard", "average_gradients", "mean_values", "sum_values",
-           "average_buffers", "barrier", "main_first", "check_lockstep", "check_batch_size"]
+__all__ = ["World", "SINGLE", "PeerStopped", "launched", "join", "launch",
+           "add_processes_argument", "without_processes", "check_launch", "shard",
+           "average_gradients", "mean_values", "sum_values", "average_buffers", "barrier",
+           "main_first", "check_lockstep", "check_batch_size"]
 
 
 @dataclass(frozen=True)
@@ -95,8 +97,8 @@ def _rank_device(name: str, world: World, key: str) -> torch.device:
     count = torch.cuda.device_count()
     if world.local_rank >= count:
         raise ConfigError(f"{key}={name!r}: process {world.local_rank} on this node has no GPU "
-                          f"of its own ({count} GPU(s)): use --nproc_per_node <= {count}, or "
-                          f"{key}=cpu")
+                          f"of its own ({count} GPU(s)): start at most {count} processes per node "
+                          f"(--processes, --nproc_per_node), or {key}=cpu")
     return torch.device("cuda", world.local_rank)
 
 
@@ -261,8 +263,8 @@ def check_launch(config, processes: int) -> None:
     """Before `processes` processes start: the config's settings they would each reject
     (`config`: a RunConfig), so a bad one is one line, not one per process."""
     check_device_name(config.device)
-    if processes > 1 and config.device.startswith("cuda:"):
-        _rank_device(config.device, World(0, processes, 0), "device")
+    if processes > 1:  # the last process needs a GPU of its own too
+        _rank_device(config.device, World(processes - 1, processes, processes - 1), "device")
     check_batch_size(config.data.batch_size, World(0, processes, 0), "data.batch_size")
 
 
@@ -296,8 +298,6 @@ def launch(processes: int, argv: list[str]) -> None:
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=processes,
                           run_id=str(uuid.uuid4()), rdzv_backend="c10d",
                           rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1)
-    import logging
-
     # The launcher's own log lines repeat what the processes printed (their errors, an
     # interrupt); its modules set their own levels, so each is quietened.
     for name in [n for n in logging.root.manager.loggerDict if n.startswith("torch.distributed")]:

@@ -74,7 +74,7 @@ def test_each_process_takes_the_gpu_of_its_local_rank(monkeypatch):
     assert _rank_device("auto", World(1, 2, 1), "device") == torch.device("cuda", 1)
     assert _rank_device("cuda", World(0, 2, 0), "device") == torch.device("cuda", 0)
     assert _rank_device("cpu", World(1, 2, 1), "device") == torch.device("cpu")
-    with pytest.raises(ConfigError, match="no GPU of its own.*--nproc_per_node <= 2"):
+    with pytest.raises(ConfigError, match="no GPU of its own.*at most 2 processes per node"):
         _rank_device("cuda", World(2, 3, 2), "device")
     with pytest.raises(ConfigError, match="'cuda:1' names one GPU.*use device=cuda or auto"):
         _rank_device("cuda:1", World(0, 2, 0), "device")
@@ -314,6 +314,11 @@ def test_a_bad_setting_under_processes_is_one_line_before_any_process_starts(tmp
                    str(tmp_path / "r"))
     assert done.returncode == 1 and "names one GPU" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+    if not torch.cuda.is_available():
+        done = _moonas("search", "smoke", "--processes", "2", "--set", "device=cuda", "--out",
+                       str(tmp_path / "r"))
+        assert done.returncode == 1 and "no CUDA GPU" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
     done = _moonas("search", "smoke", "--processes", "2")
     assert done.stderr.strip() == ("moonas search: error: with --processes, name the run "
                                    "directory with --out")
