@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import uuid
 from dataclasses import dataclass
@@ -144,9 +145,11 @@ def _collective(run: Callable[[], T]) -> T:
     """`run()` (a collective); a peer that died mid-way is one line, not gloo's traceback."""
     try:
         return run()
-    except RuntimeError:  # torch.distributed.DistBackendError is one
+    except RuntimeError as err:  # gloo's and NCCL's errors (DistBackendError is one)
+        # Its first line, without gloo's source-file prefix: what this process saw.
+        seen = re.sub(r"^\[[^\]]*\]\s*", "", str(err).splitlines()[0] if str(err) else "")
         raise PeerStopped("another process stopped, so this one stops too (that process's "
-                          "error says why)") from None
+                          f"error says why; this one saw: {seen[:80]})") from None
 
 
 def _all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
