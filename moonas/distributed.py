@@ -17,6 +17,7 @@ initialised. GPUs: each process takes the GPU of its local rank (NCCL); CPUs: gl
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import re
@@ -182,14 +183,22 @@ def average_gradients(params: Iterable[nn.Parameter], world: World,
         raise MoonasError("the processes trained different paths in one step (their "
                           "generators diverged): report this with the run's config")
     device = grads[0].device if grads else torch.device("cpu")
-    flat = torch.cat([g.reshape(-1).to(torch.float32) for g in grads]
-                     + [torch.as_tensor(extra, dtype=torch.float32, device=device)])
+    tail = _average_in_place(grads + [torch.as_tensor(extra, dtype=torch.float32,
+                                                      device=device)], world)
+    return tail.double().cpu().numpy()
+
+
+def _average_in_place(tensors: list[torch.Tensor], world: World) -> torch.Tensor:
+    """Average `tensors` over the processes in place with one flat all-reduce (in their
+    common dtype); returns the last one's averaged values."""
+    dtype = functools.reduce(torch.promote_types, (t.dtype for t in tensors))
+    flat = torch.cat([t.reshape(-1).to(dtype) for t in tensors])
     _all_reduce(flat).div_(world.size)
     offset = 0
-    for g in grads:
-        g.copy_(flat[offset:offset + g.numel()].view_as(g))
-        offset += g.numel()
-    return flat[offset:].double().cpu().numpy()
+    for t in tensors:
+        t.copy_(flat[offset:offset + t.numel()].view_as(t))
+        offset += t.numel()
+    return flat[offset - tensors[-1].numel():offset]
 
 
 def sum_values(values: np.ndarray, world: World) -> np.ndarray:
@@ -212,14 +221,8 @@ def average_buffers(module: nn.Module, world: World) -> None:
     if not world.parallel:
         return
     buffers = [b for b in module.buffers() if b.is_floating_point()]
-    if not buffers:
-        return
-    flat = torch.cat([b.reshape(-1) for b in buffers])
-    _all_reduce(flat).div_(world.size)
-    offset = 0
-    for b in buffers:
-        b.copy_(flat[offset:offset + b.numel()].view_as(b))
-        offset += b.numel()
+    if buffers:
+        _average_in_place(buffers, world)
 
 
 def barrier(world: World) -> None:

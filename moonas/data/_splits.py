@@ -282,7 +282,7 @@ def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int, 
     worker processes (same batches, same order)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size={batch_size!r} must be a positive integer, e.g. 64")
-    extra = {"num_workers": workers, "pin_memory": False}
+    extra: dict = {"num_workers": workers}
     if workers > 0:
         extra["prefetch_factor"] = 4
     if batches is not None:

@@ -71,35 +71,33 @@ class Batches:
         for x, y in self._epoch(epoch, shuffle):
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
-    def _batched_epoch(self, seed: int, shuffle: bool
-                       ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _positions(self, seed: int, shuffle: bool) -> Iterator[tuple[int, np.ndarray]]:
+        """(batch number, this rank's item positions) of every batch of the epoch seeded
+        `seed`; a rank's empty shard of a short last batch is skipped."""
         n = len(self.dataset)
+        if n == 0:
+            return
         order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
         size = min(self.batch_size, n)
         stop = n - n % size if self.drop_last else n
         for number, start in enumerate(range(0, stop, size)):
             positions = shard(order[start:start + size], self.world)
             if len(positions):
-                generator = torch.Generator().manual_seed(
-                    _batch_seed(seed, number, self.world.rank))
-                yield self.dataset.batch(positions, generator, self.device)
+                yield number, positions
 
     def _epoch(self, epoch: int, shuffle: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         seed = epoch_seed(self.seed, epoch, self.stream)
         if self._tensors is not None:
             x, y = self._tensors
-            n = len(y)
-            order = (np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n))
-            size = min(self.batch_size, n)
-            stop = n - n % size if self.drop_last else n
-            for start in range(0, stop, size):
-                index = shard(order[start:start + size], self.world)
-                if len(index):
-                    index = torch.from_numpy(index)
-                    yield x[index], y[index]
+            for _, positions in self._positions(seed, shuffle):
+                index = torch.from_numpy(positions)
+                yield x[index], y[index]
             return
         if self.batched:
-            yield from self._batched_epoch(seed, shuffle)
+            for number, positions in self._positions(seed, shuffle):
+                generator = torch.Generator().manual_seed(
+                    _batch_seed(seed, number, self.world.rank))
+                yield self.dataset.batch(positions, generator, self.device)
             return
         if callable(getattr(self.dataset, "seed_augmentation", None)):
             self.dataset.seed_augmentation(seed + self.world.rank)  # each shard its own
@@ -107,19 +105,14 @@ class Batches:
             generator = getattr(getattr(self.dataset, "augment", None), "generator", None)
             if isinstance(generator, torch.Generator):
                 generator.manual_seed(seed + self.world.rank)
-        drop_last = self.drop_last and len(self.dataset) >= self.batch_size
         if not self.world.parallel:
+            drop_last = self.drop_last and len(self.dataset) >= self.batch_size
             yield from make_loader(self.dataset, self.batch_size, shuffle=shuffle, seed=seed,
                                    drop_last=drop_last, workers=self.workers)
             return
-        n = len(self.dataset)
-        order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
-        stop = n - n % self.batch_size if drop_last else n
-        parts = [shard(order[start:start + self.batch_size], self.world).tolist()
-                 for start in range(0, stop, self.batch_size)]
         yield from make_loader(self.dataset, self.batch_size, shuffle=False, seed=seed,
-                               batches=[part for part in parts if part], workers=self.workers)
-
+                               batches=[p.tolist() for _, p in self._positions(seed, shuffle)],
+                               workers=self.workers)
 
 def _batch_seed(seed: int, number: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, number, rank]).generate_state(1)[0])
