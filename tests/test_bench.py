@@ -410,7 +410,7 @@ def test_exhaustive_search_has_no_signal_regret_only_the_signals_noise(tmp_path:
 def test_smoothed_picks_rank_by_the_smoothed_signal_and_keep_the_observed_regret(
         tmp_path: Path) -> None:
     from moonas.bench.scoring import pick_signal
-    from moonas.plugins.pvll import smoothed_scores
+    from moonas.plugins.predictors import smoothed_scores
 
     kw = dict(table=str(NB201_CSV), strategies=("multi-asng", "random"), evals=(100, 300),
               seeds=2, plot_counts=(20,))

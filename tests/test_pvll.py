@@ -11,8 +11,9 @@ from scipy.stats import kendalltau
 from moonas.asng import MultiASNG
 from moonas.errors import ConfigError
 from moonas.plugins import gae
-from moonas.plugins.pvll import (KernelPredictor, PairsRidgePredictor, PVLLConfig, PVLLPlugin,
-                                 RidgePredictor, encode, make_predictor)
+from moonas.plugins.predictors import (KernelPredictor, PairsRidgePredictor, RidgePredictor,
+                                       encode)
+from moonas.plugins.pvll import PVLLConfig, PVLLPlugin, make_predictor
 
 N_OPTIONS = (5, 5, 5, 5, 3, 4)
 
@@ -716,7 +717,7 @@ def test_on_by_default_for_multi_asng_and_never_in_plain_asng() -> None:
 
 
 def test_smoothed_scores_discount_an_inflated_score_and_blend_with_the_fit():
-    from moonas.plugins.pvll import smoothed_scores
+    from moonas.plugins.predictors import smoothed_scores
 
     rng = np.random.default_rng(0)
     n_options = (4, 4, 4, 4)

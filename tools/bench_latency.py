@@ -104,9 +104,9 @@ def main() -> None:
              f"{args.repeats} interleaved rounds (every network once per round, random order), "
              "each sample at least 1 ms of back-to-back forwards; per network the median or "
              "the minimum over rounds", "",
-             f"| space | statistic | MAPE (%) | max APE (%) | noise floor (%) | Kendall tau | "
-             f"in-sample fit (%) | median latency (ms) | range (ms) | networks profiled | "
-             f"profile + check (s) |",
+             "| space | statistic | MAPE (%) | max APE (%) | noise floor (%) | Kendall tau | "
+             "in-sample fit (%) | median latency (ms) | range (ms) | networks profiled | "
+             "profile + check (s) |",
              "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
     for label, statistic, r in rows:
         lo, hi = r["range_ms"]

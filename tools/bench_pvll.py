@@ -48,7 +48,8 @@ from moonas.bench.runners import RunOptions, run_strategy  # noqa: E402
 from moonas.bench.scoring import bootstrap_interval, budget_percentiles  # noqa: E402
 from moonas.bench.table import BenchProblem, load_problem  # noqa: E402
 from moonas.errors import MoonasError  # noqa: E402
-from moonas.plugins.pvll import PVLLConfig, encode, make_predictor  # noqa: E402
+from moonas.plugins.predictors import encode  # noqa: E402
+from moonas.plugins.pvll import PVLLConfig, make_predictor  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OBSERVATIONS = (50, 100, 300)

@@ -5,7 +5,7 @@ Each strategy (multi-asng with the shipped settings, NSGA-II, random) runs once 
 to 1000 distinct evaluations, exactly as the harness runs it (same generator per strategy and
 seed, cells pruned dead). Its evaluations up to each count are then picked from under every
 rule of the grid: observed (the best 12-epoch accuracy under each budget) and smoothed with
-each (weight, ridge) (`moonas.plugins.pvll.smoothed_scores`), and each pick is scored with the
+each (weight, ridge) (`moonas.plugins.predictors.smoothed_scores`), and each pick is scored with the
 200-epoch test accuracy (mean budget regret). The runs are shared by every rule, so the rules
 are compared on the same evaluations. The reported seeds (0-19, 200-259) are not used here.
 
@@ -29,7 +29,7 @@ from moonas.bench.harness import strategy_rng  # noqa: E402
 from moonas.bench.runners import RunOptions, run_strategy  # noqa: E402
 from moonas.bench.scoring import build_scorer, picks  # noqa: E402
 from moonas.bench.table import load_problem  # noqa: E402
-from moonas.plugins.pvll import SMOOTHING, smoothed_scores  # noqa: E402
+from moonas.plugins.predictors import SMOOTHING, smoothed_scores  # noqa: E402
 from moonas.threads import blas_threads  # noqa: E402
 
 #: multi-asng's shipped benchmark settings (results/plugins_2026-12-02.md's default row).

@@ -9,7 +9,7 @@ import numpy as np
 
 from moonas.bench.table import BenchProblem
 from moonas.pareto import front_2d, hypervolume, normalise
-from moonas.plugins.pvll import SMOOTHING, smoothed_scores
+from moonas.plugins.predictors import SMOOTHING, smoothed_scores
 
 __all__ = [
     "PERCENTILES",
