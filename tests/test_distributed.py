@@ -148,6 +148,20 @@ def test_stacked_batches_shard_the_single_process_batches():
         assert torch.equal(torch.cat([x0, x1]), x)
 
 
+@pytest.mark.parametrize("augment", [False, True])
+def test_whole_batches_are_the_single_process_batches_on_every_rank(augment):
+    data = _Items(30, augment=augment)
+    single = list(Batches(data, 8, seed=3, stream=1, drop_last=True).epoch(4))
+    for rank in range(2):
+        sharded = Batches(data, 8, seed=3, stream=1, drop_last=True, world=World(rank, 2, rank))
+        whole = list(sharded.whole().epoch(4))
+        assert len(whole) == len(single) == 3
+        for (x, y), (xs, ys) in zip(whole, single):
+            assert torch.equal(x, xs) and torch.equal(y, ys)
+        assert sharded.world.size == 2  # the sharded view itself is untouched
+        assert len(next(iter(sharded.epoch(4)))[1]) == 4
+
+
 @pytest.mark.parametrize("drop_last", [True, False])
 def test_loader_batches_are_shards_of_one_order(drop_last):
     data = _Items(21, augment=True)
@@ -285,6 +299,33 @@ def test_resuming_a_two_process_run_rebuilds_the_same_front(two_process_run):
     candidates = (out / "candidates.csv").read_text()
     (out / "pareto.json").unlink()  # as if killed after the last checkpoint
     again = _moonas("search", "--resume", str(out), "--processes", "2", "-q")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (out / "candidates.csv").read_text() == candidates
+
+
+def test_the_front_of_two_processes_is_the_front_one_process_measures(two_process_run):
+    # Given the weights, the front does not depend on the process count: every process
+    # measures whole batches (batch-norm statistics included), as one process does.
+    out, done = two_process_run
+    assert done.returncode == 0
+    candidates = (out / "candidates.csv").read_text()
+    (out / "pareto.json").unlink()
+    again = _moonas("search", "--resume", str(out), "-q")  # one process
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (out / "candidates.csv").read_text() == candidates
+
+
+def test_a_recalibrated_front_of_two_processes_is_the_one_process_front(tmp_path):
+    # search.bn=recalibrate: batch norm re-estimated on whole training batches by every
+    # process, as one process and `moonas export` do.
+    out = tmp_path / "run"
+    done = _moonas("search", "smoke", "--processes", "2", "--out", str(out), "-q",
+                   "--set", "search.epochs=2", "--set", "search.warmup_epochs=1",
+                   "--set", "search.bn=recalibrate")
+    assert done.returncode == 0, done.stderr[-3000:]
+    candidates = (out / "candidates.csv").read_text()
+    (out / "pareto.json").unlink()
+    again = _moonas("search", "--resume", str(out), "-q")
     assert again.returncode == 0, again.stderr[-3000:]
     assert (out / "candidates.csv").read_text() == candidates
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Iterator
 
 import numpy as np
@@ -56,6 +57,16 @@ class Batches:
             x0, _ = dataset[0]
             if x0.numel() * 4 * len(dataset) <= _IN_MEMORY_BYTES:
                 self._tensors = stack(dataset)
+
+    def whole(self) -> "Batches":
+        """These batches as one process sees them: the same order, seeds and stored tensors,
+        each batch whole on every process (for measurements that must not depend on the
+        process count)."""
+        if not self.world.parallel:
+            return self
+        out = copy.copy(self)
+        out.world = SINGLE
+        return out
 
     def __len__(self) -> int:
         n = len(self.dataset)

@@ -33,11 +33,12 @@ def _evaluator(ctx: SearchContext, progress: Progress | None):
                                  None if mode_of is None else mode_of[i])
             key = arch if dist is None else (*arch, "copy", dist)
             if key not in cache:
-                calibration = calibration_batches(ctx.train_batches, search.bn_batches)
+                # Under torchrun every process measures whole batches (the training split's
+                # too, for BN calibration): the figures are one process's for these weights.
+                calibration = calibration_batches(ctx.train_batches.whole(), search.bn_batches)
                 cache[key] = split_accuracy(ctx.supernet, arch,
-                                            ctx.eval_batches.epoch(0, shuffle=False),
-                                            bn=search.bn, calibration=calibration, dist=dist,
-                                            world=ctx.world)
+                                            ctx.eval_batches.whole().epoch(0, shuffle=False),
+                                            bn=search.bn, calibration=calibration, dist=dist)
                 if progress is not None:
                     progress(len(cache), 0, {"phase": "front"})
             out[i] = cache[key]

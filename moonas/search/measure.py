@@ -9,7 +9,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from moonas.distributed import SINGLE, World, average_buffers, sum_values
 from moonas.nets import Supernet
 
 __all__ = ["path_losses", "split_accuracy", "frozen_bn_stats", "calibration_batches",
@@ -74,15 +73,14 @@ def split_accuracy(supernet: Supernet, arch: tuple[int, ...],
                    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                    bn: Literal["train", "recalibrate"] = "train",
                    calibration: Iterable[tuple[torch.Tensor, torch.Tensor]] = (),
-                   dist: int | None = None, world: World = SINGLE) -> tuple[float, float]:
+                   dist: int | None = None) -> tuple[float, float]:
     """(accuracy, mean loss) of `arch` over `batches` with the shared weights (on a split
     supernet: copy `dist` of the split options).
 
     `bn="train"` normalises with each batch's statistics; `"recalibrate"` first re-estimates
     the running statistics of the path on `calibration` batches and evaluates in eval mode.
-    Under torchrun (`world`), `batches` and `calibration` are this process's shards: the
-    running statistics are averaged over the processes and the counts summed, so every
-    process returns the same figures.
+    Under torchrun the front passes whole batches to every process (`Batches.whole`), so the
+    figures are those one process gets with the same weights.
     """
     if bn == "recalibrate":
         bns = [m for m in supernet.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -94,10 +92,9 @@ def split_accuracy(supernet: Supernet, arch: tuple[int, ...],
         supernet.train()
         for x, _ in calibration:
             supernet(x, arch, dist=dist)
-        average_buffers(supernet, world)
         supernet.eval()
         try:
-            return _accuracy(supernet, arch, batches, dist, world)
+            return _accuracy(supernet, arch, batches, dist)
         finally:
             for m, (momentum, mean, var, count) in zip(bns, saved):
                 m.momentum = momentum
@@ -106,18 +103,16 @@ def split_accuracy(supernet: Supernet, arch: tuple[int, ...],
                 m.num_batches_tracked.copy_(count)
             supernet.train()
     with frozen_bn_stats(supernet):
-        return _accuracy(supernet, arch, batches, dist, world)
+        return _accuracy(supernet, arch, batches, dist)
 
 
 def _accuracy(supernet: Supernet, arch: tuple[int, ...],
               batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-              dist: int | None = None, world: World = SINGLE) -> tuple[float, float]:
+              dist: int | None = None) -> tuple[float, float]:
     correct, total, loss_sum = 0, 0, 0.0
     for x, y in batches:
         logits = supernet(x, arch, dist=dist)
         loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
         correct += int((logits.argmax(1) == y).sum())
         total += len(y)
-    if world.parallel:
-        correct, total, loss_sum = sum_values(np.array([correct, total, loss_sum]), world)
     return correct / max(total, 1), loss_sum / max(total, 1)
