@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from moonas.distributed import sum_values
 from moonas.pareto import non_dominated
 from moonas.run import Candidate, ParetoFront
 from moonas.search.context import SearchContext
@@ -16,13 +17,22 @@ __all__ = ["build_front", "front_from_candidates"]
 
 def _evaluator(ctx: SearchContext, progress: Progress | None):
     search = ctx.config.search
-    cache: dict[tuple[int, ...], tuple[float, float]] = {}
+    world = ctx.world
+    cache: dict[tuple, np.ndarray] = {}
+
+    def measure(arch: tuple[int, ...], dist: int | None) -> tuple[float, float]:
+        # Whole batches (the training split's too, for BN calibration): under torchrun each
+        # candidate is measured by one process exactly as one process alone measures it.
+        calibration = calibration_batches(ctx.train_batches.whole(), search.bn_batches)
+        return split_accuracy(ctx.supernet, arch, ctx.eval_batches.whole().epoch(0, shuffle=False),
+                              bn=search.bn, calibration=calibration, dist=dist)
 
     def evaluate(archs: np.ndarray, mode_of: list | None = None) -> np.ndarray:
         """(n, D) -> (n, 2): validation accuracy and mean loss of each architecture (each
         architecture is measured once per run; repeats come from a cache). After
-        search.split, each runs its home copy (`moonas.plugins.split.home_copy`)."""
-        out = np.empty((len(archs), 2))
+        search.split, each runs its home copy (`moonas.plugins.split.home_copy`). Under
+        torchrun the new ones are dealt round the processes and the figures gathered."""
+        keys, todo = [], {}
         for i, arch in enumerate(archs):
             arch = tuple(int(v) for v in arch)
             dist = None
@@ -32,17 +42,19 @@ def _evaluator(ctx: SearchContext, progress: Progress | None):
                 dist = home_copy(ctx.supernet, arch, ctx.strategy.core.thetas,
                                  None if mode_of is None else mode_of[i])
             key = arch if dist is None else (*arch, "copy", dist)
+            keys.append(key)
             if key not in cache:
-                # Under torchrun every process measures whole batches (the training split's
-                # too, for BN calibration): the figures are one process's for these weights.
-                calibration = calibration_batches(ctx.train_batches.whole(), search.bn_batches)
-                cache[key] = split_accuracy(ctx.supernet, arch,
-                                            ctx.eval_batches.whole().epoch(0, shuffle=False),
-                                            bn=search.bn, calibration=calibration, dist=dist)
+                todo.setdefault(key, (arch, dist))
+        values = np.zeros((len(todo), 2))
+        for j, (arch, dist) in enumerate(todo.values()):
+            if j % world.size == world.rank:
+                values[j] = measure(arch, dist)
                 if progress is not None:
-                    progress(len(cache), 0, {"phase": "front"})
-            out[i] = cache[key]
-        return out
+                    progress(len(cache) + j + 1, 0, {"phase": "front"})
+        # Each row was measured by one process, the others hold zeros: the sum is exact.
+        if todo:
+            cache.update(zip(todo, sum_values(values, world)))
+        return np.array([cache[key] for key in keys]).reshape(len(keys), 2)
 
     return evaluate
 
