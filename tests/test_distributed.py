@@ -315,6 +315,19 @@ def test_the_front_of_two_processes_is_the_front_one_process_measures(two_proces
     assert (out / "candidates.csv").read_text() == candidates
 
 
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_front_candidates_are_dealt_dearest_first_to_the_least_loaded(n):
+    from moonas.search.front import _deal
+
+    work = np.random.default_rng(n).integers(1, 100, size=17).astype(float)
+    owner = _deal(work, n)
+    assert np.array_equal(owner, _deal(work, n))  # the same on every process
+    loads = np.bincount(owner, weights=work, minlength=n)
+    assert set(owner.tolist()) == set(range(n))
+    assert loads.max() - loads.min() <= work.max()
+    assert np.array_equal(_deal(np.array([5.0, 4, 3, 3, 3]), 2), [0, 1, 1, 0, 1])
+
+
 def test_a_recalibrated_front_of_two_processes_is_the_one_process_front(tmp_path):
     # search.bn=recalibrate: batch norm re-estimated on whole training batches by every
     # process, as one process and `moonas export` do.

@@ -46,8 +46,12 @@ def _evaluator(ctx: SearchContext, progress: Progress | None):
             if key not in cache:
                 todo.setdefault(key, (arch, dist))
         values = np.zeros((len(todo), 2))
+        owner = np.zeros(len(todo), dtype=np.int64)
+        if world.parallel and todo:
+            owner = _deal(ctx.table.cost("macs", np.array([a for a, _ in todo.values()])),
+                          world.size)
         for j, (arch, dist) in enumerate(todo.values()):
-            if j % world.size == world.rank:
+            if owner[j] == world.rank:
                 values[j] = measure(arch, dist)
                 if progress is not None:
                     progress(len(cache) + j + 1, 0, {"phase": "front"})
@@ -57,6 +61,17 @@ def _evaluator(ctx: SearchContext, progress: Progress | None):
         return np.array([cache[key] for key in keys]).reshape(len(keys), 2)
 
     return evaluate
+
+
+def _deal(work: np.ndarray, n: int) -> np.ndarray:
+    """The process (n of them) that measures each item of `work` (its MACs): the dearest first,
+    each to the least loaded so far; the same on every process."""
+    owner = np.zeros(len(work), dtype=np.int64)
+    load = np.zeros(n)
+    for j in np.argsort(-np.asarray(work, dtype=np.float64), kind="stable"):
+        owner[j] = int(np.argmin(load))
+        load[owner[j]] += work[j]
+    return owner
 
 
 def build_front(ctx: SearchContext, progress: Progress | None = None
