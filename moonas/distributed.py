@@ -17,6 +17,7 @@ initialised. GPUs: each process takes the GPU of its local rank (NCCL); CPUs: gl
 from __future__ import annotations
 
 import argparse
+import atexit
 import functools
 import logging
 import os
@@ -121,7 +122,18 @@ def join(device_name: str, key: str = "device") -> tuple[World, torch.device]:
             dist.init_process_group("nccl", device_id=device)
         else:
             dist.init_process_group("gloo")
+        # Left to the interpreter's shutdown, the backend's threads can abort the process
+        # (SIGABRT, "terminate called without an active exception") after its work is done.
+        atexit.register(_leave)
     return world, device
+
+
+def _leave() -> None:
+    """Destroy this process's group, if it still has one (at exit)."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def check_batch_size(batch_size: int, world: World, key: str) -> None:

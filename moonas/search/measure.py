@@ -79,8 +79,8 @@ def split_accuracy(supernet: Supernet, arch: tuple[int, ...],
 
     `bn="train"` normalises with each batch's statistics; `"recalibrate"` first re-estimates
     the running statistics of the path on `calibration` batches and evaluates in eval mode.
-    Under torchrun the front passes whole batches to every process (`Batches.whole`), so the
-    figures are those one process gets with the same weights.
+    Under torchrun the front measures each candidate in one process on whole batches
+    (`Batches.whole`), so the figures are those one process gets with the same weights.
     """
     if bn == "recalibrate":
         bns = [m for m in supernet.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
