@@ -128,11 +128,16 @@ def join(device_name: str, key: str = "device") -> tuple[World, torch.device]:
     return world, device
 
 
+#: Whether a collective of this process failed (a peer died): its group is then left to the
+#: process's end, since destroying it could wait on the dead peer (NCCL).
+_GROUP = {"broken": False}
+
+
 def _leave() -> None:
-    """Destroy this process's group, if it still has one (at exit)."""
+    """Destroy this process's group, if it still has one and it is whole (at exit)."""
     import torch.distributed as dist
 
-    if dist.is_initialized():
+    if dist.is_initialized() and not _GROUP["broken"]:
         dist.destroy_process_group()
 
 
@@ -159,6 +164,7 @@ def _collective(run: Callable[[], T]) -> T:
     try:
         return run()
     except RuntimeError as err:  # gloo's and NCCL's errors (DistBackendError is one)
+        _GROUP["broken"] = True
         # Its first line, without gloo's source-file prefix: what this process saw.
         seen = re.sub(r"^\[[^\]]*\]\s*", "", str(err).splitlines()[0] if str(err) else "")
         raise PeerStopped("another process stopped, so this one stops too (that process's "
