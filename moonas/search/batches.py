@@ -125,6 +125,7 @@ class Batches:
                                batches=[p.tolist() for _, p in self._positions(seed, shuffle)],
                                workers=self.workers)
 
+
 def _batch_seed(seed: int, number: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, number, rank]).generate_state(1)[0])
 

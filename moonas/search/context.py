@@ -118,7 +118,8 @@ def build_context(config: RunConfig) -> SearchContext:
         rng=seeds(config.seed, STREAM_SEARCH), train_batches=train_batches,
         val_batches=Batches(data.val, d.batch_size, config.seed, STREAM_VAL_BATCHES,
                             drop_last=True, device=device, world=world, workers=d.workers),
+        # Whole batches on every process: the front deals out candidates, not batch shards.
         eval_batches=Batches(data.val, max(d.batch_size, 256), config.seed, 0, drop_last=False,
-                             device=device, world=world, workers=d.workers),
+                             device=device, workers=d.workers),
         device=device, world=world,
     )

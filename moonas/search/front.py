@@ -19,12 +19,13 @@ def _evaluator(ctx: SearchContext, progress: Progress | None):
     search = ctx.config.search
     world = ctx.world
     cache: dict[tuple, np.ndarray] = {}
+    # Whole batches (the training split's too, for BN calibration): under torchrun each
+    # candidate is measured by one process exactly as one process alone measures it.
+    train_batches = ctx.train_batches.whole()
 
     def measure(arch: tuple[int, ...], dist: int | None) -> tuple[float, float]:
-        # Whole batches (the training split's too, for BN calibration): under torchrun each
-        # candidate is measured by one process exactly as one process alone measures it.
-        calibration = calibration_batches(ctx.train_batches.whole(), search.bn_batches)
-        return split_accuracy(ctx.supernet, arch, ctx.eval_batches.whole().epoch(0, shuffle=False),
+        calibration = calibration_batches(train_batches, search.bn_batches)
+        return split_accuracy(ctx.supernet, arch, ctx.eval_batches.epoch(0, shuffle=False),
                               bn=search.bn, calibration=calibration, dist=dist)
 
     def evaluate(archs: np.ndarray, mode_of: list | None = None) -> np.ndarray:
