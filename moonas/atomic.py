@@ -1,4 +1,5 @@
-"""Atomic file writes (temp file in the same folder + fsync + rename): no half-written results."""
+"""Atomic file writes (temp file in the same folder + fsync + rename): no half-written results;
+and the check, before any work, that an output folder can take them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["atomic_path", "write_text", "write_json"]
+from moonas.errors import MoonasError
+
+__all__ = ["atomic_path", "write_text", "write_json", "check_out_folder"]
 
 
 @contextmanager
@@ -40,3 +43,21 @@ def write_text(path: str | Path, text: str) -> None:
 
 def write_json(path: str | Path, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def check_out_folder(path: str | Path, option: str = "--out") -> Path:
+    """`path` if results can be written into it as a folder (it exists as one, or can be made),
+    else a one-line MoonasError saying why; creates nothing. For a check before long work,
+    so that a typo'd --out does not lose the work at the end."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise MoonasError(f"{option} {path} is a file: choose a folder")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise MoonasError(f"{option} {path}: {parent} is a file, not a folder; choose another "
+                          f"{option}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise MoonasError(f"{option} {path}: {parent} is not writable; choose another {option}")
+    return path

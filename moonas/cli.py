@@ -34,19 +34,28 @@ def _cmd_cost(args: argparse.Namespace) -> int:
         for record in space_extremes(args.config, args.set):
             print(json.dumps(record))
         return 0
-    texts = list(args.arch)
+    # (where, text): bare ints as separate arguments (`3 3 0 1 2 4`) are one architecture.
+    args_ints = bool(args.arch) and all(a.strip().lstrip("-").isdigit() for a in args.arch)
+    sources = ([("arguments", " ".join(args.arch))] if args_ints
+               else [(f"argument {i + 1}", a) for i, a in enumerate(args.arch)])
     if args.from_file:
         path = Path(args.from_file)
         if not path.is_file():
             raise MoonasError(f"--from {args.from_file}: no such file")
-        texts += [line for line in path.read_text().splitlines()
-                  if line.strip() and not line.lstrip().startswith("#")]
-    if not texts:
+        sources += [(f"{path} line {i + 1}", line)
+                    for i, line in enumerate(path.read_text().splitlines())
+                    if line.strip() and not line.lstrip().startswith("#")]
+    if not sources:
         raise MoonasError(
             "no architectures given: pass them as arguments, with --from FILE, "
             "or use --extremes for the cheapest and dearest of the space"
         )
-    for record in price_architectures(args.config, texts, args.set):
+    records = price_architectures(args.config, [text for _, text in sources], args.set)
+    for where, _ in sources:
+        try:
+            record = next(records)
+        except MoonasError as err:
+            raise MoonasError(f"{where}: {err}") from None
         print(json.dumps(record))
     return 0
 
@@ -142,7 +151,7 @@ def _precheck_search(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from moonas.distributed import add_processes_argument
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="moonas",
         description="Multi-budget one-shot neural architecture search: one run, several budget "
         "distributions updated jointly by importance sampling, a Pareto front of accuracy vs cost.",
@@ -174,7 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     cost = sub.add_parser("cost", help=_HELP["cost"], description=_HELP["cost"] + ". Prints one "
                           "JSON object per architecture with arch, arch_str, params and macs.")
-    cost.add_argument("arch", nargs="*", help="an arch_str (nb201), a JSON list of ints, or ints")
+    cost.add_argument("arch", nargs="*", help="architectures, each an arch_str (nb201), a JSON "
+                      "list of ints or comma-separated ints; bare ints (3 3 0 1 2 4) are one "
+                      "architecture")
     cost.add_argument("--config", default=None,
                       help="YAML config or packaged name (default: the embedded default)")
     cost.add_argument("--from", dest="from_file", metavar="FILE",
@@ -185,6 +196,23 @@ def build_parser() -> argparse.ArgumentParser:
                       help="print the cheapest and dearest architecture per cost instead")
     cost.set_defaults(func=_cmd_cost)
     return parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: the error and where the help is, not the usage
+    block (subcommand parsers are of this class too)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """Whether `err` is an allocation failure (torch's CPU and CUDA ones included)."""
+    if isinstance(err, MemoryError):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and ("out of memory" in text
+                                              or "can't allocate memory" in text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -228,6 +256,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write(f"moonas {args.command}{where}: interrupted\n")
         return 130
+    except (MemoryError, RuntimeError) as err:
+        if not _out_of_memory(err):
+            raise
+        first = (str(err).strip().splitlines() or ["MemoryError"])[0]
+        sys.stderr.write(f"moonas {args.command}{where}: error: out of memory ({first[:160]}): "
+                         "lower space.channels, data.batch_size or the network's size\n")
+        return 1
     except BrokenPipeError:
         return 0
 

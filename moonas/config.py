@@ -189,8 +189,9 @@ class SearchConfig:
             raise ConfigError(
                 f"search.warmup_epochs must be in [0, epochs={self.epochs}), got {self.warmup_epochs}"
             )
-        if self.delta0 <= 0 or self.alpha <= 0:
-            raise ConfigError("search.delta0 and search.alpha must be > 0")
+        for key in ("delta0", "alpha"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"search.{key} must be > 0, got {getattr(self, key)}")
         if self.split.enabled and self.strategy != "multi-asng":
             raise ConfigError(f"search.split.enabled needs search.strategy=multi-asng (one copy "
                               f"per distribution), got {self.strategy!r}: switch split off")
@@ -222,6 +223,11 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         check_device_name(self.device)
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1 (or null for torch's default), got "
+                              f"{self.threads}")
 
 
 # -- validation ------------------------------------------------------------------------------
@@ -366,6 +372,9 @@ def _read_yaml(source: str | Path) -> dict:
     path = Path(source)
     if not path.is_file():
         shipped = packaged_config(str(source))
+        if shipped is None and path.is_dir():
+            raise ConfigError(f"config file {str(source)!r} is a folder: give the path of a "
+                              "YAML file")
         if shipped is None:
             names = sorted(p.stem for p in PACKAGED_CONFIGS.glob("*.yaml"))
             raise ConfigError(

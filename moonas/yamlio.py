@@ -45,7 +45,11 @@ def read_yaml(path: str | Path) -> Any:
     """The data of a YAML file (None when empty). Invalid YAML or a repeated key raises a
     one-line ConfigError naming the file and line."""
     path = Path(path)
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}): save the config as "
+                          "UTF-8 YAML") from None
     loader = _StrictLoader(text)
     loader.name = str(path)
     try:

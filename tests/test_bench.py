@@ -15,7 +15,7 @@ from moonas.bench.runners import RunOptions, TableEvaluator, run_strategy, searc
 from moonas.bench.scoring import (REFERENCE, build_scorer, budget_percentiles, front_2d, picks,
                                   returned_set, signal_regret)
 from moonas.bench.table import BenchProblem, load_problem, load_table
-from moonas.errors import ConfigError, DataError
+from moonas.errors import ConfigError, DataError, MoonasError
 from moonas.pareto import hypervolume, non_dominated, normalise
 from moonas.spaces import ArchError, NB201Space
 
@@ -525,3 +525,73 @@ def test_bootstrap_interval_brackets_the_statistic_and_narrows_with_more_seeds()
     with pytest.raises(ValueError, match="no values"):
         bootstrap_interval([])
 
+
+
+# ----------------------------------------------------------------- bad input, caught early
+def test_a_non_numeric_cell_is_named_by_row_and_column(tmp_path: Path) -> None:
+    """A cell that is not a number: the error names it, not a missing column; columns the
+    run does not need may hold anything."""
+    bad = tmp_path / "bad.csv"
+    rows = NB201_CSV.read_text().splitlines()
+    header = rows[0].split(",")
+    col = header.index("c10_test_200ep")
+    cells = rows[50].split(",")
+    cells[col] = "n/a"
+    rows[50] = ",".join(cells)
+    lat = header.index("hwnb_c10_eyeriss_latency_ms")
+    cells = rows[7].split(",")
+    cells[lat] = ""
+    rows[7] = ",".join(cells)
+    bad.write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"row 51, column 'c10_test_200ep': 'n/a' is not a number"):
+        load_problem(bad, "c10", "params")
+    with pytest.raises(DataError, match=r"row 8, column 'hwnb_c10_eyeriss_latency_ms': ''"):
+        load_problem(bad, "c100", "latency:eyeriss")
+    assert load_problem(bad, "c100", "params").size == 15_625
+    with pytest.raises(DataError, match="is a folder: pass --table"):
+        load_table(tmp_path)
+
+
+def test_bench_job_refuses_bad_settings_before_any_run(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    table = str(NB201_CSV)
+    for kw, message in (({"out": str(afile)}, "is a file: choose a folder"),
+                        ({"out": str(afile / "sub")}, "afile is a file, not a folder"),
+                        ({"first_seed": -1}, "--first-seed must be >= 0, got -1"),
+                        ({"population": 1}, "--population must be >= 2")):
+        with pytest.raises(MoonasError, match=message):
+            BenchJob(**{"table": table, "out": str(tmp_path / "o"), **kw})
+    calls = []
+    job = BenchJob(table=table, out=str(tmp_path / "o"), strategies=("random",), evals=(10_000,),
+                   seeds=1)
+    with pytest.raises(ConfigError, match="--evals 10000 is more than the 9,445 distinct cells"):
+        run_bench(job, progress=lambda d, t: calls.append(d))
+    assert not calls and not (tmp_path / "o").exists()
+    for setting, message in ((("coefficients", 1), "coefficients=1: expected a non-empty list"),
+                             (("coefficients", ()), r"coefficients=\[\]: expected"),
+                             (("budgets", None), "budgets=null: expected")):
+        with pytest.raises(ConfigError, match=message):
+            run_bench(BenchJob(table=table, out=str(tmp_path / "o"), strategies=("random",),
+                               evals=(10,), seeds=1, search=(setting,)))
+
+
+def test_summary_is_strict_json_and_names_plug_ins_overrides_and_the_latency_source(
+        tmp_path: Path) -> None:
+    job = BenchJob(table=str(NB201_CSV), out=str(tmp_path), strategies=("multi-asng", "random"),
+                   evals=(20,), seeds=1, plot_counts=(10,), cost="latency:eyeriss",
+                   dataset="c100", search=(("delta_max", float("inf")), ("pvll.enabled", False)))
+    run_bench(job)
+
+    def refuse(constant: str):
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    summary = json.loads((tmp_path / "summary.json").read_text(), parse_constant=refuse)
+    assert summary["multi_asng_search"]["delta_max"] == "inf"
+    assert summary["cost_column"] == "hwnb_c10_eyeriss_latency_ms"
+    page = (tmp_path / "summary.md").read_text()
+    assert "plug-ins on: none" in page and "pvll.enabled=false" in page
+    assert "`hwnb_c10_eyeriss_latency_ms` is used as is for c100" in page
+    assert "- 1 seed (0..0)" in page
+    random = next(line for line in page.splitlines() if line.startswith("- random:"))
+    assert random.endswith(").")  # the runner's whole first paragraph, not its first line

@@ -74,6 +74,13 @@ def test_an_unknown_strategy_fails_before_any_run_directory(tmp_path: Path) -> N
         (["cost", "--from", "/no/such/file"], "no such file"),
         (["bench", "nb201", "--table", "/no/such.csv", "--out", "/tmp/x"], "/no/such.csv"),
         (["search", "--set", "search.strategy=nope"], "unknown strategy"),
+        (["cost", "[1.9, 0, 0, 0, 0, 0]"], "argument 1: choice 0 is 1.9: an option index must"),
+        (["cost", "[true, 0, 0, 0, 0, 0]"], "choice 0 is True"),
+        (["cost", "0,0,0,0,0,0", "1,2,3"], "argument 2: architecture has 3 choices"),
+        (["cost", "--set", "space.channels=100000000", "0,0,0,0,0,0"], "out of memory"),
+        (["bench", "nb201", "--table", "t.csv", "--out", "o", "--workers", "two"],
+         "invalid int value: 'two' (see moonas bench --help)"),
+        (["serch"], "invalid choice: 'serch'"),
     ],
 )
 def test_errors_are_one_line_without_traceback(args: list[str], message: str) -> None:
@@ -82,3 +89,14 @@ def test_errors_are_one_line_without_traceback(args: list[str], message: str) ->
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_cost_takes_bare_ints_as_one_architecture_and_names_a_bad_line(tmp_path: Path) -> None:
+    result = _run("cost", "3", "3", "0", "1", "2", "4")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["arch"] == [3, 3, 0, 1, 2, 4]
+    listing = tmp_path / "archs.txt"
+    listing.write_text("0,0,0,0,0,0\n# a comment\n1,1,1,1,1\n")
+    result = _run("cost", "--from", str(listing))
+    assert result.returncode != 0 and len(result.stdout.splitlines()) == 1
+    assert f"{listing} line 3: architecture has 5 choices" in result.stderr

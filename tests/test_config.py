@@ -69,6 +69,9 @@ def test_resolved_config_round_trips(tmp_path: Path) -> None:
         (["nonsense"], r"expected KEY=VALUE"),
         (["search.pvll.greedy_until=-5"], r"search.pvll.greedy_until=-5: use >= 0"),
         (["search.pvll.greedy_until=many"], r"'search.pvll.greedy_until': expected an integer"),
+        (["threads=0"], r"threads must be >= 1 \(or null for torch's default\), got 0"),
+        (["seed=-1"], r"seed must be >= 0, got -1"),
+        (["search.delta0=-1"], r"search.delta0 must be > 0, got -1"),
     ],
 )
 def test_bad_input_is_one_clear_line(override: list[str], message: str) -> None:
@@ -84,6 +87,12 @@ def test_missing_and_broken_files(tmp_path: Path) -> None:
     broken.write_text("search: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(broken)
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe x\n")
+    with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 0\): save the config as UTF-8"):
+        load_config(binary)
+    with pytest.raises(ConfigError, match="is a folder: give the path of a YAML file"):
+        load_config(tmp_path)
 
 
 def test_repeated_key_is_refused_with_both_lines(tmp_path: Path) -> None:

@@ -34,15 +34,17 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                         help=f"comma-separated (default all: {','.join(STRATEGY_NAMES)})")
     parser.add_argument("--evals", default="100,300,1000", metavar="LIST",
                         help="distinct evaluation counts (default 100,300,1000)")
-    parser.add_argument("--seeds", type=int, default=20, help="seeds 0..N-1 (default 20)")
+    parser.add_argument("--seeds", type=int, default=20,
+                        help="how many seeds (default 20): --first-seed .. --first-seed + N - 1")
     parser.add_argument("--first-seed", type=int, default=0,
                         help="first seed (default 0): seeds run from it on")
     parser.add_argument("--workers", type=int, default=1, help="processes (default 1)")
     parser.add_argument("--population", type=int, default=20,
                         help="NSGA-II population, pymoo and optuna (default 20)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="a multi-asng search setting, e.g. --set delta0=0.5; keys: "
-                        + ", ".join(SEARCH_KEYS))
+                        help="a multi-asng search setting, e.g. --set delta0=0.5 or --set "
+                        "pvll.pool=32 (a plug-in's KEY as SECTION.KEY; a leading 'search.' is "
+                        "accepted); keys: " + ", ".join(SEARCH_KEYS))
     parser.add_argument("--prune", default="dead", metavar="LEVEL",
                         help="what every strategy's cells lose before a look-up, as 'moonas "
                         "search' does (search.prune): dead (default: operations that cannot "
@@ -103,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
         if not bars:
             bars.append(progress_bar(total, f"bench {args.dataset}/{args.cost}", "run"))
         advance(bars[0], done)
+        if done == total:  # closed here, so the job's closing log line follows the bar
+            bars.pop().close()
 
     try:
         run_bench(job, progress)

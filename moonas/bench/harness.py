@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from moonas.atomic import write_json, write_text
+from moonas.atomic import check_out_folder, write_json, write_text
 from moonas.bench.runners import RUNNERS, RunOptions, describe, run_strategy, search_config
 from moonas.bench.scoring import (PERCENTILES, PICK_RULES, REFERENCE, Scorer, build_scorer,
                                   bootstrap_interval, pick_signal, picks, returned_set,
@@ -114,6 +114,11 @@ class BenchJob:
                               f"got {self.evals}")
         if self.seeds < 1:
             raise ConfigError(f"--seeds must be >= 1, got {self.seeds}")
+        if self.first_seed < 0:
+            raise ConfigError(f"--first-seed must be >= 0, got {self.first_seed}")
+        if self.population < 2:
+            raise ConfigError(f"--population must be >= 2 (NSGA-II's population), got "
+                              f"{self.population}")
         if self.prune not in PRUNING:
             raise ConfigError(f"--prune {self.prune!r} is unknown; valid: {', '.join(PRUNING)}")
         if self.pick not in PICK_RULES:
@@ -124,6 +129,7 @@ class BenchJob:
             raise ConfigError(f"blas_threads must be >= 1 or None (the library's default), got "
                               f"{self.blas_threads}")
         object.__setattr__(self, "evals", tuple(sorted(set(int(e) for e in self.evals))))
+        check_out_folder(self.out)  # before the job, not after it
 
 
 @dataclass(frozen=True)
@@ -224,6 +230,14 @@ def run_bench(job: BenchJob, progress: Callable[[int, int], None] | None = None)
     summary (what summary.json holds).
     """
     problem, scorer = _problem(job.table, job.dataset, job.cost)  # fail fast on bad input
+    if _cost_note(job, problem):
+        log.warning("%s", _cost_note(job, problem))
+    distinct = len(np.unique(problem.index(problem.prune(problem.arch(np.arange(problem.size)),
+                                                         job.prune))))
+    if max(job.evals) > distinct:
+        raise ConfigError(f"--evals {max(job.evals)} is more than the {distinct:,} distinct "
+                          f"cells the table holds with --prune {job.prune}: use counts up to "
+                          f"{distinct}")
     options = RunOptions(scorer.budgets, job.search, table=job.table)
     search = asdict(search_config(options, job.cost))
     tasks = _tasks(job)
@@ -301,12 +315,36 @@ def _summarise(job: BenchJob, problem: BenchProblem, scorer: Scorer, records: li
         "budgets": list(scorer.budgets), "budget_percentiles": list(PERCENTILES),
         "reference_point": REFERENCE, "true_front": {"size": int(len(scorer.true_front)),
                                                      "hv": scorer.true_hv},
-        "first_seed": job.first_seed, "caching": CACHING, "multi_asng_search": search,
+        "first_seed": job.first_seed, "caching": CACHING, "multi_asng_search": _finite(search),
+        "overrides": _finite(dict(job.search)),
         "prune": job.prune, "pruning": PRUNING[job.prune],
         "pick": job.pick, "picking": PICK_RULES[job.pick],
-        "population": job.population,
+        "population": job.population, "cost_column": problem.cost_column,
+        "cost_note": _cost_note(job, problem),
         "elapsed_s": elapsed, "provenance": _provenance(job), "rows": rows, "anytime": anytime,
     }
+
+
+def _cost_note(job: BenchJob, problem: BenchProblem) -> str:
+    """A warning for summary.md when the cost was not measured for the job's dataset: the table
+    holds one latency per cell and device, whatever the dataset ("" when nothing to say)."""
+    if not job.cost.startswith("latency:") or job.dataset == "c10":
+        return ""
+    return (f"Cost: the table's latency column `{problem.cost_column}` is used as is for "
+            f"{job.dataset}; the table has one latency per cell and device, measured for one "
+            "network input (the hwnb_c10 columns: CIFAR-10's), not per dataset.")
+
+
+def _finite(data: Any) -> Any:
+    """`data` with every infinite or NaN float written as a string ("inf", "-inf", "nan"), so
+    that summary.json stays standard JSON (a setting such as delta_max may be .inf)."""
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(v) for v in data]
+    if isinstance(data, float) and not np.isfinite(data):
+        return str(data)
+    return data
 
 
 def _provenance(job: BenchJob) -> dict[str, Any]:
@@ -372,12 +410,14 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     rows = summary["rows"]
     counts = summary["evals"]
     names = list(summary["strategies"])
+    settings = _settings(summary["multi_asng_search"], summary.get("overrides"))
+    seeds = summary["seeds"]
     lines = [
         f"# NAS-Bench-201 benchmark: {summary['dataset']} / {summary['cost']}",
         "",
         *(f"- {key}: " + (f"`{value}`" if key == "command" else value)
           for key, value in summary.get("provenance", {}).items()),
-        f"- {summary['seeds']} seeds ({summary['first_seed']}.."
+        f"- {seeds} seed{'s' if seeds != 1 else ''} ({summary['first_seed']}.."
         f"{summary['first_seed'] + summary['seeds'] - 1}); counts "
         f"{', '.join(map(str, counts))} distinct evaluations; "
         f"budgets at the {', '.join(f'{p:g}' for p in summary['budget_percentiles'])}th cost "
@@ -393,7 +433,10 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         "budgets and seeds. Signal regret: the same with the 12-epoch validation accuracy (the "
         "best under the budget in the whole table minus the pick's), what the search missed "
         "apart from the signal's noise.",
-        f"- multi-asng settings: {_settings(summary['multi_asng_search'])}.",
+        f"- multi-asng settings: {settings}.",
+        *([f"- NSGA-II population (pymoo and optuna): {summary['population']}."]
+          if "population" in summary and any("nsga2" in n for n in names) else []),
+        *([f"- {summary['cost_note']}"] if summary.get("cost_note") else []),
         "",
     ]
     by_key = {(r["strategy"], r["evals"]): r for r in rows}
@@ -408,8 +451,14 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         """A (title, format) table for `key`_mean with its interval, or none when no row has it."""
         if not any(f"{key}_mean" in r for r in rows):
             return ()
-        return ((title, lambda r: f"{r[f'{key}_mean']:.3f} ({r[f'{key}_ci95'][0]:.3f}-"
-                                  f"{r[f'{key}_ci95'][1]:.3f})" if f"{key}_mean" in r else ""),)
+        def fmt(r: dict) -> str:
+            if f"{key}_mean" not in r:
+                return ""
+            low, high = r[f"{key}_ci95"]
+            interval = f" ({low:.3f}-{high:.3f})" if r["n_seeds"] > 1 else ""
+            return f"{r[f'{key}_mean']:.3f}{interval}"
+
+        return ((title, fmt),)
 
     observed = optional("observed_regret", "Mean budget regret of the same runs with observed "
                         "picks (--pick observed)")
@@ -456,6 +505,13 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _settings(search: dict[str, Any]) -> str:
+def _settings(search: dict[str, Any], overrides: dict[str, Any] | None = None) -> str:
+    """multi-asng's core settings, which plug-ins are on, and the job's --set overrides."""
     keys = ("budgets", "coefficients", "samples_per_dist", "utility", "delta0", "delta_max", "alpha")
-    return ", ".join(f"{k}={search[k]}" for k in keys if search.get(k) is not None)
+    text = ", ".join(f"{k}={search[k]}" for k in keys if search.get(k) is not None)
+    plugins = [k for k, v in search.items() if isinstance(v, dict) and "enabled" in v]
+    on = [k for k in plugins if search[k]["enabled"]]
+    text += f"; plug-ins on: {', '.join(on) or 'none'} (of {', '.join(plugins)})"
+    if overrides:
+        text += "; --set " + " ".join(f"{k}={json.dumps(v)}" for k, v in overrides.items())
+    return text

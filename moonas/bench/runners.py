@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -159,8 +160,18 @@ def search_config(options: RunOptions, cost: str) -> SearchConfig:
     data: dict[str, Any] = {"strategy": "multi-asng", "cost": cost, "prune": options.prune,
                             "budgets": list(options.budgets), "n_budgets": len(options.budgets),
                             "latency_table": _latency_table(options, cost)}
+    for key in ("budgets", "coefficients"):
+        value = overrides.get(key, ())
+        if key in overrides and not (isinstance(value, (list, tuple)) and value):
+            shown = json.dumps(list(value) if isinstance(value, tuple) else value)
+            raise ConfigError(f"--set {key}={shown}: expected a non-empty list of numbers, "
+                              f"e.g. --set '{key}=[0.1,0.3]'"
+                              + (" (leave budgets unset for the table's percentile budgets)"
+                                 if key == "budgets" else ""))
     if overrides.get("coefficients") is not None:
         data.update(budgets=None, n_budgets=len(overrides["coefficients"]))
+    elif "budgets" in overrides:
+        data.update(n_budgets=len(overrides["budgets"]))
     for key, value in overrides.items():
         node = data
         *parents, leaf = key.split(".")
@@ -269,8 +280,8 @@ def _asng_separate_full(problem: BenchProblem, max_evals: int, rng: np.random.Ge
 @RUNNERS.register("random")
 def _random(problem: BenchProblem, max_evals: int, rng: np.random.Generator,
             options: RunOptions, counts: Sequence[int]) -> Trace:
-    """Uniform sampling with repeats free: rows without replacement, in chunks until
-    `max_evals` distinct cells (pruning maps several rows to one cell)."""
+    """Uniform sampling without replacement, repeats free, until the count of distinct cells
+    is reached (pruning maps several rows to one cell, so rows are drawn in chunks)."""
     evaluator = TableEvaluator(problem, options.prune)
     order = rng.permutation(problem.size)
     start = 0
@@ -293,7 +304,7 @@ def _exhaustive(problem: BenchProblem, max_evals: int, rng: np.random.Generator,
 @RUNNERS.register("nsga2")
 def _nsga2(problem: BenchProblem, max_evals: int, rng: np.random.Generator,
            options: RunOptions, counts: Sequence[int]) -> Trace:
-    """pymoo's NSGA-II (categorical operators, population `options.population`)."""
+    """pymoo's NSGA-II (categorical operators; its population is the job's --population)."""
     from moonas.baselines.nsga2 import run_nsga2
 
     evaluator = TableEvaluator(problem, options.prune)
@@ -322,5 +333,6 @@ RUNNERS.register("optuna-tpe")(_optuna("tpe"))
 
 
 def describe(name: str) -> str:
-    """One line on what strategy `name` is."""
-    return (RUNNERS.get(name).__doc__ or name).strip().splitlines()[0]
+    """What strategy `name` is: the first paragraph of its runner's doc, on one line."""
+    doc = (RUNNERS.get(name).__doc__ or name).strip().split("\n\n")[0]
+    return " ".join(doc.split())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import re
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -56,7 +56,9 @@ class NB201Table:
 
     `archs` (N, D) int64 option indices; `arch_strs` the benchmark's strings; `columns` every
     numeric column of the csv by its name, each (N,) float64 and read-only; `devices` maps a
-    latency device name (`raspi4`, `titan_rtx_1`, ...) to its column.
+    latency device name (`raspi4`, `titan_rtx_1`, ...) to its column; `unparsed`: the columns
+    besides `arch_str` holding a value that is not a number, each with the first such cell
+    (csv row, value), so that a run needing one names the cell.
     """
 
     path: str
@@ -66,6 +68,7 @@ class NB201Table:
     official_index: np.ndarray
     columns: Mapping[str, np.ndarray]
     devices: Mapping[str, str]
+    unparsed: Mapping[str, tuple[int, str]] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -76,7 +79,13 @@ class NB201Table:
         return arch_index(archs, self.n_options)
 
     def column(self, name: str, needed_for: str) -> np.ndarray:
-        """A numeric column, or a DataError naming it and what needs it."""
+        """A numeric column, or a DataError naming it (or its first cell that is not a number)
+        and what needs it."""
+        if name in self.unparsed:
+            row, value = self.unparsed[name]
+            raise DataError(f"{self.path} row {row}, column {name!r}: {value!r} is not a number "
+                            f"(needed for {needed_for}): use the full nb201.csv of "
+                            "shared/data/nb201 (see its README)")
         if name not in self.columns:
             raise DataError(
                 f"{self.path} lacks column {name!r} needed for {needed_for}: use the full "
@@ -92,7 +101,7 @@ class NB201Table:
                 f"unknown latency device {device!r}{closest(device, tuple(self.devices))}; "
                 f"valid: {valid}"
             )
-        return self.columns[self.devices[device]]
+        return self.column(self.devices[device], f"--cost latency:{device}")
 
     def cost(self, cost: str, dataset: str = "c10") -> np.ndarray:
         """`params` (millions), `macs` (millions) for a dataset's head, or `latency:DEVICE` (ms)."""
@@ -122,6 +131,8 @@ class NB201Table:
             score=self.column(score_name, f"--dataset {dataset}"),
             cost=costs,
             arch_strs=self.arch_strs,
+            cost_column=(self.devices[cost.split(":", 1)[1]] if kind == "latency"
+                         else _COST_COLUMNS[cost].format(ds=dataset)),
         )
 
 
@@ -130,7 +141,8 @@ class BenchProblem:
     """One benchmark's view of the table, rows in mixed-radix arch order, each array (N,).
 
     `signal`: 12-epoch validation accuracy (%), what a search sees; `score`: 200-epoch test
-    accuracy (%), what its result is judged by; `cost`: the searched cost.
+    accuracy (%), what its result is judged by; `cost`: the searched cost; `cost_column`: the
+    table's column it comes from.
     """
 
     dataset: str
@@ -141,6 +153,7 @@ class BenchProblem:
     score: np.ndarray
     cost: np.ndarray
     arch_strs: tuple[str, ...]
+    cost_column: str = ""
 
     @property
     def size(self) -> int:
@@ -188,6 +201,9 @@ def load_table(path: str | Path) -> NB201Table:
     rows or an unparsable architecture. Columns a run needs are checked when it asks.
     """
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"NAS-Bench-201 table {str(path)!r} is a folder: pass --table with the "
+                        "path of the csv file itself (shared/data/nb201/nb201.csv)")
     if not path.is_file():
         raise DataError(
             f"NAS-Bench-201 table {str(path)!r} not found: pass --table with the path of "
@@ -218,20 +234,23 @@ def load_table(path: str | Path) -> NB201Table:
         raise DataError(f"{path} repeats architectures: every arch_str must appear once")
     order = np.argsort(index)
     columns: dict[str, np.ndarray] = {}
+    unparsed: dict[str, tuple[int, str]] = {}
     for name, values in col.items():
         if name == "arch_str":
             continue
         try:
             array = np.asarray(values, dtype=np.float64)[order]
-        except ValueError:
-            continue  # not numeric: never needed as a number
+        except ValueError:  # an error only if a run needs it (`NB201Table.column`)
+            unparsed[name] = _first_unparsed(values)
+            continue
         array.flags.writeable = False
         columns[name] = array
     devices: dict[str, str] = {}
     for name in header:
         for pattern in _LATENCY:
             match = pattern.match(name)
-            if match and match.group(1) not in devices and name in columns:
+            known = name in columns or name in unparsed
+            if match and match.group(1) not in devices and known:
                 devices[match.group(1)] = name
     archs = archs[order]
     archs.flags.writeable = False
@@ -246,7 +265,19 @@ def load_table(path: str | Path) -> NB201Table:
         official_index=official,
         columns=types.MappingProxyType(columns),
         devices=types.MappingProxyType(dict(sorted(devices.items()))),
+        unparsed=types.MappingProxyType(unparsed),
     )
+
+
+def _first_unparsed(values: tuple[str, ...]) -> tuple[int, str]:
+    """(csv row, value) of the first of a column's cells that is not a number; the header is
+    row 1."""
+    for i, value in enumerate(values):
+        try:
+            float(value)
+        except ValueError:
+            return i + 2, value
+    return 2, values[0]  # unreachable when the column failed to parse
 
 
 def load_problem(path: str | Path, dataset: str = "c10", cost: str = "params") -> BenchProblem:

@@ -108,8 +108,9 @@ class SearchSpace:
         return np.array(archs, dtype=np.int64, copy=True)
 
     def validate(self, arch: Sequence[int]) -> Arch:
-        """Return `arch` as an `Arch`, or raise `ArchError` naming the bad position."""
-        values = tuple(int(v) for v in arch)
+        """Return `arch` as an `Arch`, or raise `ArchError` naming the bad position (an option
+        index that is not a whole number, e.g. 1.9, true or "3", included)."""
+        values = tuple(_index(v, d) for d, v in enumerate(arch))
         if len(values) != self.n_choices:
             raise ArchError(
                 f"architecture has {len(values)} choices, space {self.name!r} has {self.n_choices}"
@@ -150,6 +151,18 @@ class SearchSpace:
         if tokens and all(t.lstrip("-").isdigit() for t in tokens):
             return self.validate([int(t) for t in tokens])
         return self.from_str(text)
+
+
+def _index(value: object, d: int) -> int:
+    """An option index given as any whole number (int, numpy integer, 2.0); else ArchError."""
+    try:
+        index = int(value)  # type: ignore[arg-type]
+        whole = not isinstance(value, (bool, str, bytes)) and index == value
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if not whole:
+        raise ArchError(f"choice {d} is {value!r}: an option index must be a whole number")
+    return index
 
 
 def _plain(value: object) -> object:
