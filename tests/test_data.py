@@ -342,13 +342,62 @@ def test_cifar10_resize(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert splits.train[0][0].shape == splits.val[0][0].shape == splits.test[0][0].shape == (3, 16, 16)
 
 
-def test_cifar10_wrong_checksums_count_as_missing(tmp_path: Path) -> None:
-    # Without the md5 patch the real files' checksums are expected: the stand-in is rejected.
+def test_cifar10_wrong_checksums_are_reported_as_such_not_as_missing(tmp_path: Path) -> None:
+    # Without the md5 patch the real files' checksums are expected: the stand-in is rejected,
+    # and the message must say why (the folder is there) rather than "not found".
     with pytest.MonkeyPatch.context() as patch:
         _write_cifar10(tmp_path, patch)
     with pytest.raises(DataError) as exc:
         load_dataset("cifar10", root=tmp_path)
-    assert str(tmp_path) in _one_line(exc)
+    message = _one_line(exc)
+    assert str(tmp_path / "cifar-10-batches-py") in message
+    assert "official checksums" in message and "data_batch_1" in message
+    assert "data.download=true" in message and "replace the folder" in message
+    assert "not found" not in message
+
+
+def _write_dummy_files(folder: Path, names: list[str]) -> None:
+    folder.mkdir(parents=True)
+    for name in names:
+        (folder / name).write_bytes(b"not the official file")
+
+
+def test_cifar100_wrong_checksums_and_a_partial_folder(tmp_path: Path) -> None:
+    cls = torchvision.datasets.CIFAR100
+    names = [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
+    folder = tmp_path / "cifar-100-python"
+    _write_dummy_files(folder, names)
+    with pytest.raises(DataError) as exc:
+        load_dataset("cifar100", root=tmp_path)
+    message = _one_line(exc)
+    assert str(folder) in message and "official checksums" in message and "not found" not in message
+    (folder / "test").unlink()
+    with pytest.raises(DataError) as exc:
+        load_dataset("cifar100", root=tmp_path)
+    message = _one_line(exc)
+    assert str(folder) in message and "lacks test " in message and "data.download=true" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "folder"), [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")]
+)
+def test_mnist_partial_or_unreadable_folder_is_not_missing(
+    tmp_path: Path, name: str, folder: str
+) -> None:
+    _write_mnist(tmp_path, folder)
+    raw = tmp_path / folder / "raw"
+    (raw / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(DataError) as exc:
+        load_dataset(name, root=tmp_path)
+    message = _one_line(exc)
+    assert str(raw) in message and "lacks t10k-labels-idx1-ubyte" in message
+    assert "not found" not in message and "data.download=true" in message
+    _write_idx(raw / "t10k-labels-idx1-ubyte", np.arange(12) % 10)
+    (raw / "train-images-idx3-ubyte").write_bytes(b"garbage, not an idx file")  # fails an assert
+    with pytest.raises(DataError) as exc:
+        load_dataset(name, root=tmp_path)
+    message = _one_line(exc)
+    assert "could not be read" in message and str(raw) in message and "not found" not in message
 
 
 @pytest.mark.parametrize(("name", "holds"), [("cifar10", "cifar-10-batches-py"), ("cifar100", "cifar-100-python"),

@@ -118,6 +118,62 @@ def _resolve_root(root: str | os.PathLike[str] | None) -> str:
     return os.path.abspath(os.path.expanduser(os.fspath(root if root is not None else DEFAULT_ROOT)))
 
 
+def _expected_files(cls: type) -> list[tuple[str, str | None]]:
+    """(name, md5 or None) of each file torchvision needs in the dataset's folder (`spec.holds`)."""
+    from torchvision import datasets
+
+    if issubclass(cls, datasets.CIFAR10):  # CIFAR-100 too: every batch and the meta file, by md5
+        entries = [*cls.train_list, *cls.test_list, (cls.meta["filename"], cls.meta["md5"])]
+        return [(str(file), str(md5)) for file, md5 in entries]
+    # MNIST-likes: torchvision only checks that the unpacked raw files exist
+    return [(os.path.splitext(os.path.basename(url))[0], None) for url, _ in cls.resources]
+
+
+def _some(names: list[str], shown: int = 3) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def _unreadable(name: str, spec: _VisionSpec, root: str, exc: BaseException) -> DataError:
+    return DataError(
+        f"{name} under {root} could not be read ({_one_line(exc)}): "
+        f"delete {os.path.join(root, spec.holds)} and pass data.download=true to fetch it again"
+    )
+
+
+def _not_loaded(
+    name: str, spec: _VisionSpec, cls: type, root: str, exc: BaseException
+) -> DataError:
+    """Why torchvision refused `root`: no folder, files missing, checksums wrong, or unreadable.
+
+    torchvision says "not found or corrupted" for each; only an absent folder is "not found".
+    """
+    from torchvision.datasets.utils import check_md5
+
+    folder = os.path.join(root, spec.holds)
+    if not os.path.isdir(folder):
+        return DataError(
+            f"{name} not found under {root}: pass data.download=true to fetch it, "
+            f"or set data.root to the folder that holds {spec.holds}"
+        )
+    expected = _expected_files(cls)
+    missing = [file for file, _ in expected if not os.path.isfile(os.path.join(folder, file))]
+    if missing:
+        return DataError(
+            f"{name} folder {folder} lacks {_some(missing)} (a partial download, or other files): "
+            f"pass data.download=true to download it again, or replace the folder with a complete "
+            f"{spec.holds}"
+        )
+    wrong = [f for f, md5 in expected if md5 and not check_md5(os.path.join(folder, f), md5)]
+    if wrong:
+        return DataError(
+            f"{name} folder {folder} does not match the official checksums ({_some(wrong)}; "
+            f"a partial download, or other files): pass data.download=true to download it again, "
+            f"or replace the folder with the official {spec.holds}"
+        )
+    return _unreadable(name, spec, root, exc)
+
+
 def _open(name: str, spec: _VisionSpec, root: str, *, train: bool, download: bool) -> Any:
     """The torchvision dataset object, with its failures turned into one-line DataErrors."""
     from torchvision import datasets
@@ -131,15 +187,10 @@ def _open(name: str, spec: _VisionSpec, root: str, *, train: bool, download: boo
                 f"{name} download into {root} failed ({_one_line(exc)}): check the network, or copy "
                 f"{spec.holds} into {root} by hand"
             ) from exc
-        raise DataError(
-            f"{name} not found under {root}: pass data.download=true to fetch it, "
-            f"or set data.root to the folder that holds {spec.holds}"
-        ) from exc
-    except (EOFError, ValueError, pickle.UnpicklingError) as exc:
-        raise DataError(
-            f"{name} under {root} could not be read ({_one_line(exc)}): delete {os.path.join(root, spec.holds)} "
-            "and pass data.download=true to fetch it again"
-        ) from exc
+        raise _not_loaded(name, spec, cls, root, exc) from exc
+    # torchvision's MNIST reader checks a file's header with assert
+    except (EOFError, ValueError, AssertionError, pickle.UnpicklingError) as exc:
+        raise _unreadable(name, spec, root, exc) from exc
 
 
 def _in_memory(dataset: Any, size: int | None) -> TensorImages:
