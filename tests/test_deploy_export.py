@@ -166,7 +166,7 @@ def test_bad_input_fails_with_one_line_and_overwrites_nothing(run, reference, tm
     assert code == 1 and "is a file, not a folder" in message
     with pytest.raises(MoonasError, match="is a directory"):
         check_output_path(tmp_path)
-    code, message = _cli(["export", str(tmp_path), "--id", "0", "--format", "pt",
+    code, message = _cli(["export", str(tmp_path), "--id", "0", "--format", "onnx",
                           "--out", str(out)])
     assert code == 1 and "not a moonas run" in message
     # A truncated checkpoint.
@@ -212,3 +212,63 @@ def test_end_to_end_search_pick_export_keeps_the_fronts_accuracy(tmp_path) -> No
     logits = onnx_outputs(out, x.numpy())
     accuracy = float((logits.argmax(1) == y.numpy()).mean())
     assert accuracy == pytest.approx(chosen.accuracy, abs=1e-6)
+
+
+def test_export_refuses_another_formats_suffix(run, reference, tmp_path) -> None:
+    from moonas.deploy.export import check_format_suffix
+
+    cid, _, _ = reference
+    out = tmp_path / "ex" / "x.onnx"
+    code, message = _cli(["export", str(run.dir), "--id", str(cid), "--format", "torchscript",
+                          "--out", str(out)])
+    assert code == 1 and "\n" not in message
+    assert ".onnx is the suffix of --format onnx; a torchscript file ends in .ts" in message
+    assert str(out.with_suffix(".ts")) in message and not (tmp_path / "ex").exists()
+    with pytest.raises(MoonasError, match="a pt file ends in .pt or .pth"):
+        export_network(run, cid, "pt", tmp_path / "net.ts")
+    assert check_format_suffix("net.pth", "pt").name == "net.pth"
+    assert check_format_suffix("net.bin", "onnx").name == "net.bin"  # no format's suffix
+
+
+def test_a_directory_out_suggests_a_name_that_is_accepted(tmp_path) -> None:
+    for suffixes in ((".json",), (".png", ".svg"), ()):
+        folder = tmp_path / f"d{suffixes[0] if suffixes else ''}"
+        folder.mkdir()
+        with pytest.raises(MoonasError, match="is a directory") as info:
+            check_output_path(folder, suffixes)
+        example = str(info.value).split("e.g. ")[-1]
+        assert check_output_path(example, suffixes).parent == folder
+
+
+def test_export_latency_table_without_device(run, reference, tmp_path) -> None:
+    from test_deploy_pick import _additive_model
+
+    cid, _, _ = reference
+    _additive_model(run).save(tmp_path / "toy.json")
+    out = tmp_path / "net.pt"
+    code, message = _cli(["export", str(run.dir), "--id", str(cid), "--format", "pt", "--out",
+                          str(out), "--latency-table", str(tmp_path / "nope.json")])
+    assert code == 1 and "nope.json' not found" in message and not out.exists()
+    code, _ = _cli(["export", str(run.dir), "--id", str(cid), "--format", "pt", "--out",
+                    str(out), "--latency-table", str(tmp_path / "toy.json")])
+    assert code == 0 and "latency_ms:toy" in json.loads(sidecar_path(out).read_text())["costs"]
+
+
+def test_help_gives_defaults_and_says_which_device() -> None:
+    from moonas.deploy.cli import register
+
+    parser = argparse.ArgumentParser(prog="moonas")
+    sub = parser.add_subparsers(dest="command")
+    register(sub)
+
+    def help_of(command: str) -> str:
+        return " ".join(sub.choices[command].format_help().split())
+
+    profile = help_of("profile")
+    assert "(default 10)" in profile and "(default 15)" in profile and "(default 0)" in profile
+    export = help_of("export")
+    assert "torchscript (.ts" in export and "latency device (not a torch device)" in export
+    assert "front (default)" in help_of("plot")
+    pick = help_of("pick")
+    assert "latency device (not a torch device)" in pick and "(1, 100] read as a percentage" in pick
+    assert "torch device to train on (not a latency device)" in help_of("train")

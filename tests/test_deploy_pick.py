@@ -289,3 +289,66 @@ def test_cli_pick_bad_runs(tmp_path, capsys) -> None:
     (broken / "pareto.json").unlink()
     assert _cli(["pick", str(broken)]) == 1
     assert "no front" in capsys.readouterr().out
+
+
+def test_min_accuracy_rule_and_errors_quote_what_was_typed(run) -> None:
+    from moonas.deploy.pick import _accuracy
+
+    # A fraction in [0, 1], a percentage with '%', or a bare number in (1, 100] as a percentage.
+    assert pick(run, min_accuracy="1.5").limits.min_accuracy == pytest.approx(0.015)
+    assert _accuracy("1") == 1.0 and _accuracy("100") == 1.0 and _accuracy("1%") == 0.01
+    for typed in ("150%", "150", "-5", "-5%"):
+        with pytest.raises(ConfigError, match=f"--min-accuracy '{typed}' is out of range"
+                           ) as info:
+            pick(run, min_accuracy=typed)
+        assert "1.5" not in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_latency_table_without_device(run, tmp_path, capsys) -> None:
+    from moonas.errors import DataError
+
+    model = _additive_model(run)
+    model.save(tmp_path / "toy.json")
+    # A one-device table names the device; a table of several needs --device.
+    result = pick(run, latency_table=tmp_path / "toy.json")
+    assert result.device == "toy" and result.latency_ms is not None
+    limited = pick(run, max_latency_ms=8, latency_table=tmp_path / "toy.json")
+    assert limited.latency_ms <= 8
+    with pytest.raises(ConfigError, match="holds .* devices: add --device NAME, one of .*raspi4"):
+        pick(run, latency_table=NB201_CSV)
+    # A missing table fails with or without --device, in the CLI too.
+    missing = tmp_path / "nope.json"
+    with pytest.raises(DataError, match="not found"):
+        pick(run, latency_table=missing)
+    assert _cli(["pick", str(run.dir), "--latency-table", str(missing)]) == 1
+    assert "nope.json' not found" in capsys.readouterr().out
+    spec = tmp_path / "devices.yaml"
+    spec.write_text(yaml.safe_dump({"a": {"max_params": "1M"}}))
+    with pytest.raises(DataError, match="not found"):
+        pick_many(run, read_budgets_file(spec), latency_table=missing)
+    # In a budgets file the default table serves the entries that name a device.
+    results = dict(pick_many(run, read_budgets_file(spec), latency_table=NB201_CSV))
+    assert results["a"].device is None
+
+
+def test_profile_refuses_negative_seeds_and_too_few_random_networks(tmp_path, capsys) -> None:
+    from moonas.deploy.profile import profile_archs, profile_space
+    from moonas.spaces import NB201Space
+
+    space = NB201Space(input_size=4, in_channels=1, n_classes=3, channels=2, cells_per_stage=1)
+    unknowns = 1 + sum(k - 1 for k in space.n_options)
+    rng = np.random.default_rng(0)
+    assert len(profile_archs(space, 1, rng)) == unknowns + 1
+    for n in (0, -1):
+        with pytest.raises(ConfigError, match=f"--random must be >= 1, got {n}: the fit has "
+                           f"{unknowns} unknowns"):
+            profile_archs(space, n, rng)
+    with pytest.raises(ConfigError, match="--seed must be >= 0, got -1"):
+        profile_space(space, "here", n_random=1, seed=-1)
+    out = tmp_path / "t.json"
+    for flag, value in (("--seed", "-1"), ("--random", "-1"), ("--random", "0")):
+        assert _cli(["profile", "--name", "x", "--out", str(out), "--space", "nb201",
+                     "--set", "space.channels=2", flag, value, "-q"]) == 1
+        message = capsys.readouterr().out
+        assert f"{flag} must be >=" in message and len(message.splitlines()) == 1
+    assert not out.exists()

@@ -167,3 +167,22 @@ def test_cli_train(tmp_path, capsys) -> None:
     assert args.func(args) == 0
     assert f"id {cid} retrained" in capsys.readouterr().out
     assert (run_dir / "trained" / str(cid) / "metrics.json").is_file()
+
+
+def test_a_job_that_failed_before_training_blocks_nothing(tmp_path) -> None:
+    run = load_run(make_run(tmp_path / "run"))
+    cid = run.front.picks[0]
+    files = TrainedFiles.of(run.dir, cid)
+    checkpoint = run.dir / "checkpoint.pt"
+    good = checkpoint.read_bytes()
+    checkpoint.write_bytes(good[:2000])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        train_candidate(run, cid, epochs=1, init="supernet")
+    assert not files.job.exists()
+    # A job.json left without any progress (an older failure) is replaced, not a clash.
+    files.root.mkdir(parents=True)
+    files.job.write_text(json.dumps({"id": cid, "init": "supernet", "recipe": {"epochs": 9}}))
+    metrics = train_candidate(run, cid, epochs=1)
+    assert metrics["init"] == "scratch" and json.loads(files.job.read_text())["init"] == "scratch"
+    with pytest.raises(MoonasError, match="other settings.*--restart"):
+        train_candidate(run, cid, epochs=2)  # with progress, other settings still refuse

@@ -197,7 +197,7 @@ def test_profile_cli(tmp_path: Path, capsys) -> None:
     args = parser.parse_args(["profile", "--space", "mobilenet", "--set", "space.stages=[[8,1,1]]",
                               "--set", "space.kernels=[3]", "--set", "space.head_channels=8",
                               "--name", "laptop", "--out", str(out), "--repeats", "2",
-                              "--warmup", "1", "--random", "0", "-q"])
+                              "--warmup", "1", "--random", "1", "-q"])
     assert args.func(args) == 0
     assert "latency:laptop of mobilenet" in capsys.readouterr().out
     model = load_latency(out)

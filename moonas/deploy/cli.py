@@ -24,7 +24,7 @@ __all__ = ["register", "SearchHistory", "read_history", "plot_runs", "plot_histo
 log = logging.getLogger(__name__)
 
 _HELP = {
-    "pick": "pick the best architecture of a run's front per device budget",
+    "pick": "pick the best architecture a run measured (its candidates) per device budget",
     "export": "export a picked network to TorchScript, ONNX or a state dict",
     "train": "retrain a picked network standalone on the run's dataset",
     "plot": "plot fronts, budgets and how the distributions settled",
@@ -262,12 +262,12 @@ def _cmd_pick(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from moonas.deploy.export import check_output_path, export_network
+    from moonas.deploy.export import check_format_suffix, check_output_path, export_network
 
-    check_output_path(args.out)
+    check_output_path(check_format_suffix(args.out, args.format))
     run = _load_run(args.run)
     latency = None
-    if args.device is not None:
+    if args.device is not None or args.latency_table is not None:
         from moonas.deploy.pick import resolve_latency
         from moonas.deploy.weights import find_candidate
 
@@ -397,10 +397,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-macs", metavar="N", help="at most N multiply-accumulates (e.g. 3.5M)")
     p.add_argument("--max-latency-ms", metavar="X", help="at most X ms on --device")
     p.add_argument("--device", metavar="NAME",
-                   help="latency device in --latency-table (also reports its latency)")
+                   help="latency device (not a torch device): a device of --latency-table, whose "
+                        "latency is also reported (default: the table's device if it has one)")
     p.add_argument("--latency-table", metavar="PATH",
                    help="a 'moonas profile' JSON, a folder of them, or nb201.csv")
-    p.add_argument("--min-accuracy", metavar="A", help="at least A accuracy (0.9 or 90%%)")
+    p.add_argument("--min-accuracy", metavar="A",
+                   help="at least A accuracy: a fraction in [0, 1] (0.9), a percentage (90%%), "
+                        "or a number in (1, 100] read as a percentage (90)")
     p.add_argument("--prefer", choices=("accuracy", "knee"), default="accuracy",
                    help="most accurate feasible (default) or the knee of the feasible front")
     p.add_argument("--budgets-file", metavar="YAML",
@@ -414,12 +417,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "are checked against PyTorch on random inputs.")
     p.add_argument("run", help="run directory of moonas search")
     p.add_argument("--id", type=int, required=True, help="candidate id (see pareto.csv or pick)")
-    p.add_argument("--format", choices=("torchscript", "onnx", "pt"), required=True)
-    p.add_argument("--out", required=True, metavar="PATH", help="file to write")
+    p.add_argument("--format", choices=("torchscript", "onnx", "pt"), required=True,
+                   help="torchscript (.ts; torch.jit.load), onnx (.onnx; onnxruntime) or pt "
+                        "(.pt; a state dict for moonas.deploy.export.load_pt)")
+    p.add_argument("--out", required=True, metavar="PATH",
+                   help="file to write (not with another format's suffix)")
     p.add_argument("--weights", choices=("auto", "supernet", "trained"), default="auto",
                    help="auto: retrained weights if 'moonas train' made them, else supernet")
     p.add_argument("--device", metavar="NAME",
-                   help="also record the latency on this device (in --latency-table)")
+                   help="latency device (not a torch device): also record the latency on this "
+                        "device of --latency-table (default: the table's device if it has one)")
     p.add_argument("--latency-table", metavar="PATH",
                    help="a 'moonas profile' JSON, a folder of them, or nb201.csv")
     p.set_defaults(func=_cmd_export)
@@ -436,7 +443,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--restart", action="store_true",
                    help="discard an earlier or interrupted training of this id")
     p.add_argument("--device", default=None,
-                   help="auto, cpu, cuda or cuda:N (default: the run's device setting)")
+                   help="torch device to train on (not a latency device): auto, cpu, cuda or "
+                        "cuda:N (default: the run's device setting)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_processes_argument(p)
     p.set_defaults(func=_cmd_train, precheck=_precheck_train)
@@ -447,7 +455,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "theta: per-budget probability heatmaps; curves: loss and entropy over the steps.")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
     p.add_argument("--out", required=True, metavar="FILE", help="FILE.png, .svg or .pdf")
-    p.add_argument("--kind", choices=("front", "theta", "curves"), default="front")
+    p.add_argument("--kind", choices=("front", "theta", "curves"), default="front",
+                   help="front (default): fronts against a cost; theta: probability heatmaps; "
+                        "curves: loss and entropy")
     p.add_argument("--x", default=None, metavar="COST",
                    help="params, macs or latency:DEVICE (default: the run's cost)")
     p.add_argument("--latency-table", metavar="PATH", help="for --x latency:DEVICE")
@@ -468,12 +478,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="override a config key, e.g. --set space.channels=16")
     p.add_argument("--run", default=None, metavar="RUN", help="profile the space of this run")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    p.add_argument("--warmup", type=int, default=10, help="untimed forwards per network")
-    p.add_argument("--repeats", type=int, default=15, help="timed rounds per network")
+    p.add_argument("--warmup", type=int, default=10,
+                   help="untimed forwards per network (default 10)")
+    p.add_argument("--repeats", type=int, default=15, help="timed rounds per network (default 15)")
     p.add_argument("--statistic", choices=("median", "min"), default="median",
                    help="per-network summary of the rounds (min: busy shared machines)")
     p.add_argument("--random", type=int, default=None, metavar="N",
-                   help="random networks timed besides the one-option changes (default: as many)")
-    p.add_argument("--seed", type=int, default=0)
+                   help="random networks timed besides the one-option changes, at least 1 so "
+                        "the fit is overdetermined (default: as many as the changes)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the random networks and weights (default 0)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_profile)

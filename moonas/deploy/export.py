@@ -30,6 +30,7 @@ __all__ = [
     "export_network",
     "export_module",
     "check_output_path",
+    "check_format_suffix",
     "sidecar_path",
     "load_pt",
     "onnx_outputs",
@@ -38,6 +39,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 FORMATS = ("torchscript", "onnx", "pt")
+#: The file suffixes of each format; another format's suffix is refused, others are allowed.
+SUFFIXES = {"torchscript": (".ts",), "onnx": (".onnx",), "pt": (".pt", ".pth")}
 #: `format` of a `--format pt` file: a plain dict loadable with `torch.load(weights_only=True)`.
 PT_FORMAT = "moonas-standalone/1"
 #: Largest |PyTorch - exported| output difference accepted on random inputs.
@@ -69,7 +72,8 @@ def check_output_path(path: str | Path, suffixes: tuple[str, ...] = ()) -> Path:
     if suffixes and path.suffix.lower() not in suffixes:
         raise ConfigError(f"--out {path}: the file name must end in {' or '.join(suffixes)}")
     if path.is_dir():
-        raise MoonasError(f"--out {path} is a directory: give a file name, e.g. {path}/model")
+        example = path / f"model{suffixes[0] if suffixes else ''}"
+        raise MoonasError(f"--out {path} is a directory: give a file name, e.g. {example}")
     parent = path.parent
     while not parent.exists():
         parent = parent.parent
@@ -77,6 +81,18 @@ def check_output_path(path: str | Path, suffixes: tuple[str, ...] = ()) -> Path:
         raise MoonasError(f"cannot write {path}: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise MoonasError(f"cannot write {path}: {parent} is not writable; choose another --out")
+    return path
+
+
+def check_format_suffix(path: str | Path, fmt: str) -> Path:
+    """`path` unless its suffix belongs to a format other than `fmt` (one line saying which)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    owner = next((f for f, known in SUFFIXES.items() if suffix in known), fmt)
+    if owner != fmt:
+        raise ConfigError(f"--out {path}: {suffix} is the suffix of --format {owner}; a {fmt} "
+                          f"file ends in {' or '.join(SUFFIXES[fmt])}, e.g. "
+                          f"{path.with_suffix(SUFFIXES[fmt][0])}")
     return path
 
 
@@ -195,7 +211,7 @@ def export_network(run: Run, cid: int, fmt: Literal["torchscript", "onnx", "pt"]
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    out = check_output_path(out)
+    out = check_output_path(check_format_suffix(out, fmt))
     candidate = find_candidate(run, cid)
     space = run_space(run)
     net, source = load_network(run, cid, weights)

@@ -22,7 +22,7 @@ from typing import Any, Literal, Mapping, Sequence
 import numpy as np
 
 from moonas.config import parse_amount
-from moonas.costs.latency import LatencyModel, device_name, load_latency
+from moonas.costs.latency import LatencyModel, device_name, known_devices, load_latency
 from moonas.costs.table import cost_label
 from moonas.errors import ConfigError, MoonasError
 from moonas.pareto import non_dominated
@@ -73,8 +73,8 @@ class Limits:
             if value is not None and value <= 0:
                 raise ConfigError(f"--{key.replace('_', '-')} must be > 0, got {value:g}")
         if self.min_accuracy is not None and not 0 <= self.min_accuracy <= 1:
-            raise ConfigError(f"--min-accuracy must be a fraction in [0, 1] or a percentage "
-                              f"in (1, 100], got {self.min_accuracy:g}")
+            raise ConfigError(f"--min-accuracy must be a fraction in [0, 1], got "
+                              f"{self.min_accuracy:g}")
 
     @property
     def empty(self) -> bool:
@@ -182,9 +182,20 @@ def knee_index(cost: np.ndarray, accuracy: np.ndarray) -> int:
 def resolve_latency(run: Run, device: str | LatencyModel | None,
                     latency_table: str | Path | None) -> LatencyModel | None:
     """The latency model named by `device`: a model as is, else loaded from `latency_table`
-    (or the run config's `search.latency_table` when it has one) and checked on the space."""
-    if device is None or isinstance(device, LatencyModel):
+    (or the run config's `search.latency_table` when it has one) and checked on the space.
+
+    Without `device`, a `latency_table` that holds one device (a 'moonas profile' JSON) gives
+    that device; one of several devices needs `device`. A missing table always fails."""
+    if isinstance(device, LatencyModel):
         return device
+    if device is None:
+        if latency_table is None:
+            return None
+        known = known_devices(latency_table)
+        if len(known) != 1:
+            raise ConfigError(f"--latency-table {latency_table} holds {len(known)} devices: add "
+                              f"--device NAME, one of {', '.join(known) or 'none'}")
+        device = known[0]
     table = latency_table or getattr(run.config.search, "latency_table", None)
     if table is None:
         raise ConfigError(f"device {device!r} needs a latency table: pass --latency-table PATH "
@@ -208,9 +219,10 @@ def pick(run: Run, max_params: float | str | None = None, max_macs: float | str 
     """The most accurate candidate of `run` meeting every limit given (or, with
     `prefer="knee"`, the knee of the feasible part of the front).
 
-    Amounts accept `'120k'`, `'3.5M'`; `min_accuracy` is a fraction, or a percentage when
-    above 1. `max_latency_ms` needs `device` (a name resolved in `latency_table`, or a
-    `LatencyModel`). Nothing feasible raises `NoFeasibleArchitecture` (exit code 2) naming
+    Amounts accept `'120k'`, `'3.5M'`; `min_accuracy` is a fraction in [0, 1], a percentage
+    (`'90%'`), or a number in (1, 100] read as a percentage. `max_latency_ms` needs `device`
+    (a name resolved in `latency_table`, or a `LatencyModel`) or a one-device `latency_table`
+    (see `resolve_latency`). Nothing feasible raises `NoFeasibleArchitecture` (exit code 2) naming
     the cheapest candidate under each limit.
     """
     if prefer not in PREFER:
@@ -222,9 +234,9 @@ def pick(run: Run, max_params: float | str | None = None, max_macs: float | str 
     searched = run.config.search.cost
     if limits.max_latency_ms is not None and device is None and searched.startswith("latency:"):
         device = device_name(searched)  # the device the run searched for
-    if limits.max_latency_ms is not None and device is None:
-        raise ConfigError("--max-latency-ms needs --device NAME (and --latency-table PATH)")
     model = resolve_latency(run, device, latency_table)
+    if limits.max_latency_ms is not None and model is None:
+        raise ConfigError("--max-latency-ms needs --device NAME (and --latency-table PATH)")
     pool = candidate_pool(run)
     if not pool:
         raise MoonasError(f"run {run.dir} has an empty front: search again")
@@ -306,10 +318,14 @@ def _accuracy(value: float | str | None) -> float | None:
     text = str(value).strip()
     percent = text.endswith("%")
     try:
-        number = float(text.rstrip("%"))
+        number = float(text[:-1] if percent else text)
     except ValueError:
-        raise ConfigError(f"--min-accuracy {value!r} is not a number (e.g. 0.9 or 90%)") from None
-    return number / 100 if percent or number > 1 else number
+        raise ConfigError(f"--min-accuracy {text!r} is not a number (e.g. 0.9 or 90%)") from None
+    fraction = number / 100 if percent or number > 1 else number
+    if not 0 <= fraction <= 1:
+        raise ConfigError(f"--min-accuracy {text!r} is out of range: give a fraction in [0, 1] "
+                          "(0.9), a percentage up to 100% (90%), or a number in (1, 100] (90)")
+    return fraction
 
 
 # -- several devices at once -----------------------------------------------------------------
@@ -357,14 +373,19 @@ def pick_many(run: Run, budgets: Mapping[str, Mapping[str, Any]],
               latency_table: str | Path | None = None,
               prefer: Literal["accuracy", "knee"] = "accuracy"
               ) -> list[tuple[str, Pick | NoFeasibleArchitecture]]:
-    """One pick per named device; infeasible devices give their `NoFeasibleArchitecture`."""
+    """One pick per named device; infeasible devices give their `NoFeasibleArchitecture`.
+
+    `latency_table` is the default table of the entries that name a `device`."""
+    if latency_table is not None:
+        known_devices(latency_table)  # a missing table fails even when no entry uses it
     out: list[tuple[str, Pick | NoFeasibleArchitecture]] = []
     for name, entry in budgets.items():
         kwargs = {k: entry.get(k) for k in _LIMIT_KEYS}
+        table = entry.get("latency_table") or (latency_table if entry.get("device") else None)
         try:
             result: Pick | NoFeasibleArchitecture = pick(
                 run, device=entry.get("device"), prefer=entry.get("prefer", prefer),
-                latency_table=entry.get("latency_table") or latency_table, label=name, **kwargs)
+                latency_table=table, label=name, **kwargs)
         except NoFeasibleArchitecture as err:
             result = err
         out.append((name, result))

@@ -114,7 +114,10 @@ def profile_archs(space: SearchSpace, n_random: int | None,
                   rng: np.random.Generator) -> np.ndarray:
     """What `profile_space` measures `(M, D)`: the all-zeros reference, every one-option change
     of it (so every option of every choice is timed), then `n_random` uniform architectures
-    (default as many as the changes) that average the fit over many contexts."""
+    (default as many as the changes) that average the fit over many contexts.
+
+    The fit has one unknown per network before the random ones (`base` and one per change),
+    so `n_random >= 1` keeps it overdetermined and its fit error meaningful."""
     n_options = space.n_options
     ref = np.zeros(len(n_options), dtype=np.int64)
     archs = [ref]
@@ -124,8 +127,11 @@ def profile_archs(space: SearchSpace, n_random: int | None,
             arch[d] = k
             archs.append(arch)
     n_random = len(archs) - 1 if n_random is None else n_random
-    if n_random > 0:
-        archs.extend(space.sample(rng, n_random))
+    if n_random < 1:
+        raise ConfigError(f"profile --random must be >= 1, got {n_random}: the fit has "
+                          f"{len(archs)} unknowns, as many as the one-option networks, so it "
+                          f"needs random ones to be checked (default {len(archs) - 1})")
+    archs.extend(space.sample(rng, n_random))
     return np.stack(archs)
 
 
@@ -169,6 +175,8 @@ def profile_space(space: SearchSpace, device: str, protocol: TimingProtocol = Ti
     if not device or any(c in device for c in "/\\: "):
         raise ConfigError(f"device name {device!r} must be a plain word (no '/', ':' or spaces), "
                           "e.g. --name laptop")
+    if seed < 0:
+        raise ConfigError(f"profile --seed must be >= 0, got {seed}")
     rng = np.random.default_rng(seed)
     archs = profile_archs(space, n_random, rng)
     torch.manual_seed(seed)

@@ -75,7 +75,8 @@ def train_candidate(run: Run, cid: int, *, epochs: int | None = None,
             previous = json.loads(files.job.read_text())
         except json.JSONDecodeError:
             previous = None
-        if previous != job:
+        started = any(f.exists() for f in (files.checkpoint, files.weights, files.metrics))
+        if previous != job and started:
             raise MoonasError(
                 f"{files.root} holds a training of id {cid} with other settings "
                 f"({_difference(previous, job)}): pass --restart to discard it, or the same "
@@ -91,13 +92,6 @@ def train_candidate(run: Run, cid: int, *, epochs: int | None = None,
                 metrics = read_trained_metrics(run.dir, cid)
                 if metrics is not None:
                     return metrics
-    if world.main:
-        try:
-            files.root.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise MoonasError(f"cannot write to {files.root} ({err.strerror}): make the run "
-                              "directory writable") from None
-        write_json(files.job, job)
 
     if run.config.threads is not None:
         torch.set_num_threads(run.config.threads)
@@ -110,6 +104,13 @@ def train_candidate(run: Run, cid: int, *, epochs: int | None = None,
 
         torch.manual_seed(run.config.seed)
         net = SUPERNETS.get(space.name).standalone(space, candidate.arch)
+    if world.main:  # only now: a job whose inputs fail to load leaves nothing behind
+        try:
+            files.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise MoonasError(f"cannot write to {files.root} ({err.strerror}): make the run "
+                              "directory writable") from None
+        write_json(files.job, job)
     if files.checkpoint.is_file():
         log.info("resuming the training of id %d from %s", cid, files.checkpoint)
     start = time.perf_counter()
