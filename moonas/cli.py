@@ -91,13 +91,19 @@ class _Bar:
             self.bar = None
 
 
+def _amount(value: float) -> str:
+    """A budget as `pick` prints amounts: whole counts with separators (1,000,000), others in
+    six significant digits (3.39986)."""
+    return f"{int(value):,}" if value >= 1 and value == round(value) else f"{value:.6g}"
+
+
 def front_summary(run: Run) -> list[str]:
     """What `moonas search` prints at the end: the front, each budget's pick, and a note when
     one architecture dominates every other measured."""
     front = run.front
     out = [f"front of {len(front.architectures)} architectures -> {run.dir}/pareto.json"]
     for k, pick in enumerate(front.picks):
-        limit = (f"{front.cost} <= {front.budgets[k]:g}" if front.budgets is not None
+        limit = (f"{front.cost} <= {_amount(front.budgets[k])}" if front.budgets is not None
                  else f"eps = {front.coefficients[k]:g}")
         if pick is None:
             out.append(f"  budget {k} ({limit}): nothing on the front fits")
@@ -117,6 +123,7 @@ def front_summary(run: Run) -> list[str]:
 def _cmd_search(args: argparse.Namespace) -> int:
     from moonas.search import search
 
+    _check_search_flags(args)
     bar = _Bar("search")
     try:
         run = search(args.config, args.resume or args.out, overrides=tuple(args.set),
@@ -128,10 +135,21 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_search_flags(args: argparse.Namespace) -> None:
+    """Flags that contradict --resume (it continues the run where it is, as it was)."""
+    if args.resume and args.out is not None and Path(args.out) != Path(args.resume):
+        raise MoonasError(f"--resume {args.resume} continues that run in place: drop --out "
+                          f"{args.out} (copy the folder first to continue a copy)")
+    if args.resume and args.force:
+        raise MoonasError("--resume continues a run and --force starts one over: pass one")
+
+
 def _precheck_search(args: argparse.Namespace) -> None:
     """What every process of `search --processes N` would reject, checked once."""
     from moonas.config import load_config
     from moonas.distributed import check_launch
+
+    _check_search_flags(args)
 
     if args.resume:
         path = Path(args.resume) / "config.yaml"

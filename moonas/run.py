@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -14,7 +15,14 @@ from moonas.config import RunConfig, load_config
 from moonas.errors import MoonasError
 
 __all__ = ["Candidate", "ParetoFront", "Run", "RunFiles", "load_run", "write_candidates",
-           "write_front", "is_run_dir"]
+           "write_front", "is_run_dir", "CorruptFront"]
+
+log = logging.getLogger(__name__)
+
+
+class CorruptFront(MoonasError):
+    """A run's front files (pareto.json, candidates.csv) cannot be read; its checkpoint, when
+    there is one, can rebuild them (`moonas search --resume`)."""
 
 _CSV_FIELDS = ("id", "arch", "arch_str", "accuracy", "loss", "params", "macs", "latency_ms",
                "mode_of", "on_front")
@@ -41,6 +49,12 @@ class RunFiles:
     @property
     def checkpoint(self) -> Path:
         return self.root / "checkpoint.pt"
+
+    @property
+    def rebuildable(self) -> bool:
+        """Whether the front can be rebuilt from what training left (a checkpoint, or the
+        sub-runs of asng-separate)."""
+        return self.checkpoint.is_file() or (self.root / "separate").is_dir()
 
     @property
     def candidates(self) -> Path:
@@ -208,10 +222,15 @@ def load_run(path: str | Path) -> Run:
     if not files.pareto_json.is_file():
         raise MoonasError(f"run {files.root} has no front yet (pareto.json): finish it with "
                           f"'moonas search --resume {files.root}'")
+    rebuild = (f"rebuild it from the checkpoint with 'moonas search --resume {files.root}'"
+               if files.rebuildable else "run the search again with --force")
     try:
         front = ParetoFront.from_json(json.loads(files.pareto_json.read_text()))
         candidates = read_candidates(files.candidates) if files.candidates.is_file() else ()
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-        raise MoonasError(f"run {files.root} has a corrupt front file ({err}): run the search "
-                          "again with --force") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError) as err:
+        raise CorruptFront(f"run {files.root} has a corrupt front file "
+                           f"({str(err).splitlines()[0][:120]}): {rebuild}") from None
+    if not files.candidates.is_file():
+        log.warning("run %s has no candidates.csv: picks choose among the front only; %s",
+                    files.root, rebuild)
     return Run(files.root, load_config(files.config), front, candidates)

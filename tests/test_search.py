@@ -161,6 +161,43 @@ def test_bad_search_input_is_one_clear_line(tmp_path: Path, override: str, messa
     with pytest.raises(MoonasError, match=message) as info:
         _search(tmp_path / "x", override)
     assert "\n" not in str(info.value)
+    # Nothing is left behind, so the corrected command runs without --force.
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_failed_start_leaves_the_folder_as_it_found_it(tmp_path: Path) -> None:
+    """Errors found once the data is loaded (after the run folder was prepared) roll the
+    folder back: a folder the run made is removed, one that existed is emptied of its files."""
+    existing = tmp_path / "mine"
+    existing.mkdir()
+    for out in (tmp_path / "new", existing):
+        with pytest.raises(MoonasError, match="below the cheapest architecture"):
+            _search(out, "search.budgets=[10]")
+        with pytest.raises(MoonasError, match="data.root"):
+            _search(out, "data.name=mnist", f"data.root={tmp_path / 'none'}")
+    assert not (tmp_path / "new").exists()
+    assert existing.is_dir() and not any(existing.iterdir())
+    assert _search(existing, "search.epochs=1", "search.warmup_epochs=0").front
+
+
+def test_search_flags_that_contradict_resume_are_refused(tiny_run, tmp_path: Path) -> None:
+    from moonas.cli import main
+
+    other = tmp_path / "elsewhere"
+    assert main(["search", "--resume", str(tiny_run.dir), "--out", str(other)]) == 1
+    assert main(["search", "--resume", str(tiny_run.dir), "--force"]) == 1
+    assert not other.exists()
+
+
+def test_force_removes_the_old_runs_retrained_networks(tiny_run, tmp_path: Path) -> None:
+    import shutil
+
+    out = tmp_path / "again"
+    shutil.copytree(tiny_run.dir, out)
+    (out / "trained" / "0").mkdir(parents=True)
+    (out / "trained" / "0" / "job.json").write_text("{}")
+    _search(out, "seed=3", "search.epochs=1", "search.warmup_epochs=0", force=True)
+    assert not (out / "trained").exists()
 
 
 def test_search_measures_and_returns_pruned_cells(tiny_run, tmp_path: Path) -> None:
@@ -188,6 +225,34 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> No
     files = RunFiles(out)
     assert files.config.is_file()
     assert torch.load(files.checkpoint, weights_only=True)["epoch"] == 1
+    manifest = json.loads(files.manifest.read_text())
+    assert manifest["status"] == "failed" and "loss became nan" in manifest["error"]
+
+
+def test_nan_loss_before_any_checkpoint_says_to_start_again(tmp_path: Path) -> None:
+    with pytest.raises(MoonasError, match=r"lower train.lr \(now 1e\+30\) or lower "
+                       r"train.grad_clip \(now 5\) and start the search again"):
+        _search(tmp_path / "nan", "train.lr=1e30", "train.grad_clip=5", "search.epochs=1",
+                "search.warmup_epochs=0")
+    assert not (tmp_path / "nan").exists()  # nothing to resume: nothing kept
+
+
+def test_damage_inside_a_tensor_of_the_checkpoint_is_caught(tiny_run, tmp_path: Path) -> None:
+    from moonas.checkpoint import load_checkpoint, save_checkpoint
+    from moonas.errors import CheckpointError
+
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"weights": torch.arange(4096, dtype=torch.float32), "epoch": 3})
+    assert load_checkpoint(path)["epoch"] == 3
+    raw = bytearray(path.read_bytes())
+    at = raw.find(torch.arange(100, 104, dtype=torch.float32).numpy().tobytes())
+    raw[at:at + 8] = bytes(8)  # the zip stays valid: torch.load alone would not notice
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="is damaged .*do not match the digest"):
+        load_checkpoint(path)
+    # A checkpoint written before the digest existed still loads.
+    torch.save({"epoch": 2}, path)
+    assert load_checkpoint(path)["epoch"] == 2
 
 
 def test_corrupt_checkpoint_is_one_line(tiny_run, tmp_path: Path) -> None:
@@ -355,3 +420,43 @@ def test_supernet_search_with_both_plugins(tmp_path: Path) -> None:
     saved = torch.load(RunFiles(a.dir).checkpoint, weights_only=True)["strategy"]["plugins"]
     assert set(saved) == {"eoi", "pvll"}
     assert a.config.search.pvll.enabled and a.config.search.eoi.enabled
+
+
+def test_ctrl_c_after_a_checkpoint_records_the_stop_and_how_to_resume(tmp_path: Path,
+                                                                        monkeypatch, caplog) -> None:
+    import importlib
+
+    runner = importlib.import_module("moonas.search.runner")  # moonas.search is the function
+
+    def interrupted(config, files, resume, progress):
+        files.checkpoint.write_bytes(b"a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "_single", interrupted)
+    out = tmp_path / "stopped"
+    with pytest.raises(KeyboardInterrupt):
+        _search(out)
+    assert json.loads(RunFiles(out).manifest.read_text())["status"] == "interrupted"
+    assert f"'moonas search --resume {out}'" in caplog.text
+
+
+def test_a_damaged_front_is_rebuilt_from_the_checkpoint(tiny_run, tmp_path: Path) -> None:
+    import shutil
+
+    from moonas.run import CorruptFront
+
+    out = tmp_path / "damaged"
+    shutil.copytree(tiny_run.dir, out)
+    files = RunFiles(out)
+    files.pareto_json.write_text(files.pareto_json.read_text()[:200])
+    with pytest.raises(CorruptFront, match=f"rebuild it from the checkpoint with 'moonas "
+                                           f"search --resume {out}'"):
+        moonas.load_run(out)
+    rebuilt = moonas.search(None, out, resume=True)
+    assert rebuilt.front == tiny_run.front and rebuilt.candidates == tiny_run.candidates
+    files.candidates.unlink()  # lost: the front alone would narrow every pick
+    assert moonas.search(None, out, resume=True).candidates == tiny_run.candidates
+    files.checkpoint.unlink()
+    files.pareto_json.write_text("{")
+    with pytest.raises(CorruptFront, match="run the search again with --force"):
+        moonas.search(None, out, resume=True)

@@ -63,10 +63,18 @@ def _weight_step(ctx: SearchContext, x: torch.Tensor, y: torch.Tensor) -> float:
 
 def _diverged(ctx: SearchContext, value: float) -> None:
     raise MoonasError(
-        f"the training loss became {value} at step {ctx.scheduler.last_epoch}: lower "
-        f"train.lr (now {ctx.config.train.lr:g}) or set train.grad_clip; the last good "
-        "checkpoint is kept, resume with --resume after changing nothing else"
+        f"the training loss became {value} at step {ctx.scheduler.last_epoch}: {_calmer(ctx)}"
     )
+
+
+def _calmer(ctx: SearchContext) -> str:
+    """The fix for a diverged search: a resume would repeat the divergence (same config, same
+    seed), so the search starts again with gentler settings."""
+    t = ctx.config.train
+    clip = ("set train.grad_clip (e.g. 5)" if t.grad_clip is None
+            else f"lower train.grad_clip (now {t.grad_clip:g})")
+    return (f"lower train.lr (now {t.lr:g}) or {clip} and start the search again (a resume "
+            "repeats the same steps)")
 
 
 def _distribution_step(ctx: SearchContext, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
@@ -82,8 +90,7 @@ def _distribution_step(ctx: SearchContext, x: torch.Tensor, y: torch.Tensor) -> 
     # Under torchrun each process measured its shard: the means are the whole batch's losses.
     losses = mean_values(path_losses(ctx.supernet, measured, x, y, dists), ctx.world)
     if not np.all(np.isfinite(losses)):
-        raise MoonasError("a validation loss became NaN or infinite: lower train.lr or set "
-                          "train.grad_clip; the last good checkpoint is kept")
+        raise MoonasError(f"a validation loss became NaN or infinite: {_calmer(ctx)}")
     costs = ctx.table.cost(ctx.objective.cost, measured)
     fields = ctx.strategy.tell(archs, losses, costs)
     # Losses per distribution: samples come grouped by the distribution that drew them.

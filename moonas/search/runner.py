@@ -23,8 +23,8 @@ from moonas.config import RunConfig, config_to_dict, load_config
 from moonas.costs import COST_UNITS, cost_label
 from moonas.distributed import World, barrier, check_batch_size, join, launched
 from moonas.errors import MoonasError
-from moonas.run import (Candidate, Run, RunFiles, is_run_dir, load_run, read_candidates,
-                        write_candidates, write_front)
+from moonas.run import (CorruptFront, Candidate, Run, RunFiles, is_run_dir, load_run,
+                        read_candidates, write_candidates, write_front)
 from moonas.search.context import build_context
 from moonas.search.front import build_front, front_from_candidates
 from moonas.search.loop import Progress, restore, train, truncate_log
@@ -75,6 +75,8 @@ def _prepare_dir(files: RunFiles, force: bool) -> None:
                      files.pareto_json, files.pareto_csv, files.pareto_png):
             path.unlink(missing_ok=True)
         shutil.rmtree(root / "separate", ignore_errors=True)
+        # Networks retrained from the old run's candidates: the new run's ids name others.
+        shutil.rmtree(root / "trained", ignore_errors=True)
     try:
         root.mkdir(parents=True, exist_ok=True)
         probe = root / ".moonas-write-test"
@@ -126,6 +128,7 @@ def search(config: RunConfig | str | Path | Mapping | None = None, out: str | Pa
     """
     start = time.perf_counter()
     world = launched()  # under torchrun: rank 0 writes, every rank trains
+    created = False  # whether this call made the run directory
     if resume:
         if out is None:
             raise MoonasError("--resume needs the run directory to continue")
@@ -138,8 +141,19 @@ def search(config: RunConfig | str | Path | Mapping | None = None, out: str | Pa
                               "and --set")
         config = load_config(files.config)
         if files.pareto_json.is_file():
-            log.info("run %s is already complete", files.root)
-            return load_run(files.root)
+            try:
+                run = load_run(files.root)
+            except CorruptFront as err:
+                if not files.rebuildable:
+                    raise
+                log.warning("%s; rebuilding the front from the checkpoint", err)
+                for path in (files.pareto_json, files.pareto_csv, files.candidates):
+                    path.unlink(missing_ok=True)
+            else:
+                if files.candidates.is_file() or not files.rebuildable:
+                    log.info("run %s is already complete", files.root)
+                    return run
+                files.pareto_json.unlink()  # candidates.csv lost: rebuilt with the front
         join(config.device)
     else:
         config = _resolve_config(config, tuple(overrides))
@@ -147,22 +161,53 @@ def search(config: RunConfig | str | Path | Mapping | None = None, out: str | Pa
         join(config.device)  # likewise a GPU this machine lacks
         check_batch_size(config.data.batch_size, world, "data.batch_size")
         files = RunFiles(Path(out) if out is not None else _default_out(config, world))
+        created = not files.root.exists()
         if world.main:
             _prepare_dir(files, force)
             write_text(files.config, dump_yaml(config_to_dict(config)))
-    if world.main:
-        write_json(files.manifest, _manifest(config, "running", None, world))
-    barrier(world)  # the others start once rank 0 has prepared the directory
+    try:
+        if world.main:
+            write_json(files.manifest, _manifest(config, "running", None, world))
+        barrier(world)  # the others start once rank 0 has prepared the directory
 
-    if config.search.strategy == "asng-separate":
-        _separate(config, files, progress, world)
-    else:
-        _single(config, files, resume, progress)
+        if config.search.strategy == "asng-separate":
+            _separate(config, files, progress, world)
+        else:
+            _single(config, files, resume, progress)
+    except BaseException as err:
+        if world.main:
+            _stopped(config, files, world, err, new=not resume, created=created)
+        raise
     if world.main:
         write_json(files.manifest, _manifest(config, "complete", time.perf_counter() - start,
                                              world))
     barrier(world)  # every rank returns the run rank 0 wrote
     return load_run(files.root)
+
+
+def _stopped(config: RunConfig, files: RunFiles, world: World, err: BaseException, *,
+             new: bool, created: bool) -> None:
+    """Leave the run directory as a rerun or a resume needs it after `err` stopped the run.
+
+    A new run stopped before its first checkpoint (bad data, an infeasible budget, a
+    divergence in the first epoch, Ctrl-C) has nothing to resume: its files are removed, and
+    the directory too if this run made it, so the corrected command runs without --force.
+    Otherwise the manifest records the stop, and after Ctrl-C the log says how to resume.
+    """
+    progressed = any(files.root.rglob("checkpoint.pt")) or files.candidates.is_file()
+    if new and not progressed:
+        for path in (files.config, files.manifest, files.log):
+            path.unlink(missing_ok=True)
+        shutil.rmtree(files.root / "separate", ignore_errors=True)
+        if created and files.root.is_dir() and not any(files.root.iterdir()):
+            files.root.rmdir()
+        return
+    interrupted = isinstance(err, KeyboardInterrupt)
+    write_json(files.manifest, _manifest(config, "interrupted" if interrupted else "failed",
+                                         None, world, {"error": str(err)[:500]}))
+    if interrupted:
+        log.warning("run %s stopped; its last checkpoint is kept: continue it with "
+                    "'moonas search --resume %s'", files.root, files.root)
 
 
 def _device_fields(device: torch.device) -> dict:
