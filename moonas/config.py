@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import re
 import types
 import typing
@@ -39,6 +40,8 @@ __all__ = [
     "packaged_config",
     "PACKAGED_CONFIGS",
 ]
+
+log = logging.getLogger(__name__)
 
 PACKAGED_CONFIGS = Path(__file__).parent / "configs"
 
@@ -427,8 +430,31 @@ def load_config(source: str | Path | Mapping | None = None, overrides: list[str]
         data = dict(source)
     else:
         data = _read_yaml(source)
-    data = apply_overrides(data, list(overrides))
+    data = apply_overrides(_switch_space(data, list(overrides)), list(overrides))
     return _build(RunConfig, data, "")
+
+
+#: Space settings every space shares (the data's shape): kept when --set switches the space.
+_SHARED_SPACE_KEYS = ("input_size", "in_channels", "n_classes")
+
+
+def _switch_space(data: dict, overrides: list[str]) -> dict:
+    """`data` without its space's own settings when an override names another space (e.g.
+    `--set space.name=mobilenet` on the nb201 default): they belong to the space being left,
+    so they would be unknown keys of the new one. Overrides of space settings still apply."""
+    names = [parse_value(item.split("=", 1)[1]) for item in overrides
+             if item.split("=", 1)[0].strip() == "space.name" and "=" in item]
+    space = data.get("space")
+    if not names or not isinstance(space, Mapping):
+        return data
+    old = space.get("name", SpaceConfig.name)
+    if names[-1] == old:
+        return data
+    dropped = [k for k in space if k not in ("name", *_SHARED_SPACE_KEYS)]
+    if dropped:
+        log.info("space.name %s -> %s: the config's %s settings (%s) are dropped", old,
+                 names[-1], old, ", ".join(map(str, dropped)))
+    return {**data, "space": {k: v for k, v in space.items() if k in _SHARED_SPACE_KEYS}}
 
 
 def config_to_dict(config: Any) -> Any:

@@ -47,10 +47,10 @@ def _resolve(source: str | Path | Mapping | None, overrides: Sequence[str]):
 
 def price_architectures(source: str | Path | Mapping | None, texts: Sequence[str],
                         overrides: Sequence[str] = ()) -> Iterator[dict]:
-    """One cost record per architecture text (arch_str, JSON list or ints)."""
+    """One cost record per architecture text (arch_str, JSON list or ints). The config and
+    space are resolved (and their errors raised) at the call, the records as iterated."""
     space, table = _resolve(source, overrides)
-    for text in texts:
-        yield cost_record(space, table, space.parse(text))
+    return (cost_record(space, table, space.parse(text)) for text in texts)
 
 
 def space_extremes(source: str | Path | Mapping | None,

@@ -124,3 +124,21 @@ def test_parse_amount() -> None:
     assert parse_amount("2e6") == 2_000_000
     with pytest.raises(ValueError):
         parse_amount("12 parsecs")
+
+
+def test_set_space_name_switches_the_space_dropping_the_old_ones_settings(caplog) -> None:
+    caplog.set_level("INFO", logger="moonas.config")
+    config = load_config("smoke", ["space.name=mobilenet", "space.head_channels=8"])
+    settings = dict(config.space.settings)
+    assert config.space.name == "mobilenet" and settings["head_channels"] == 8
+    assert "channels" not in settings
+    assert "the config's nb201 settings (channels" in caplog.text
+    same = load_config("smoke", ["space.name=nb201", "space.channels=4"])
+    assert dict(same.space.settings)["channels"] == 4
+
+
+def test_nb201_takes_image_sides_that_halve_evenly_twice() -> None:
+    assert load_config("smoke", ["space.input_size=28"]).space.name == "nb201"
+    for side in (2, 6, 30):
+        with pytest.raises(ConfigError, match=f"image side {side}: .* multiple of 4"):
+            load_config("smoke", [f"space.input_size={side}"])
