@@ -176,7 +176,10 @@ def search(config: RunConfig | str | Path | Mapping | None = None, out: str | Pa
             _single(config, files, resume, progress)
     except BaseException as err:
         if world.main:
-            _stopped(config, files, world, err, new=not resume, created=created)
+            try:
+                _stopped(config, files, world, err, new=not resume, created=created)
+            except Exception:  # noqa: BLE001 - the tidying must not hide the error itself
+                log.debug("could not tidy %s after the run stopped", files.root, exc_info=True)
         raise
     if world.main:
         write_json(files.manifest, _manifest(config, "complete", time.perf_counter() - start,
