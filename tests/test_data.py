@@ -245,6 +245,71 @@ def test_imagefolder_errors(tmp_path: Path) -> None:
     assert "subfolder" in _one_line(exc)
 
 
+def test_imagefolder_with_one_class_is_refused(tmp_path: Path) -> None:
+    _write_folder(tmp_path / "imgs")
+    for name in ("dog", "eel"):  # only cat is left: every prediction would be right
+        for file in (tmp_path / "imgs" / name).iterdir():
+            file.unlink()
+        (tmp_path / "imgs" / name).rmdir()
+    with pytest.raises(DataError) as exc:
+        load_dataset("imagefolder", root=tmp_path / "imgs")
+    message = _one_line(exc)
+    assert str(tmp_path / "imgs") in message and "'cat'" in message
+    assert "at least 2 class folders" in message
+
+
+def _random_image(path: Path, side: int = 64) -> bytes:
+    pixels = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, quality=95)
+    return path.read_bytes()
+
+
+def test_imagefolder_unreadable_images_are_one_line(tmp_path: Path) -> None:
+    root = tmp_path / "imgs"
+    _write_folder(root)
+    (root / "cat" / "bad.png").write_text("x\n")  # not an image at all
+    whole = _random_image(tmp_path / "whole.png")
+    (root / "dog" / "cut.png").write_bytes(whole[: len(whole) // 2])  # a PNG cut in half
+    (root / "eel" / "notes.jpg").write_text("a text file with an image's extension")
+    with pytest.raises(DataError) as exc:
+        load_dataset("imagefolder", root=root)
+    message = _one_line(exc)
+    assert str(root) in message and "3 unreadable images" in message
+    for name in ("cat/bad.png", "dog/cut.png", "eel/notes.jpg"):
+        assert name in message
+    assert "remove or replace them" in message and "BufferedReader" not in message
+    (root / "dog" / "cut.png").unlink()
+    (root / "eel" / "notes.jpg").unlink()
+    with pytest.raises(DataError, match=r"an unreadable image: cat/bad.png .*replace it$"):
+        load_dataset("imagefolder", root=root)
+
+
+def _split_holding(splits: DataSplits, path: Path) -> tuple[torch.utils.data.Dataset, int]:
+    for split in (splits.train, splits.val, splits.test):
+        where = [str(file) for file, _ in split.source.samples].index(str(path))
+        if where in split.indices:
+            return split, int(np.flatnonzero(split.indices == where)[0])
+    raise AssertionError(f"{path} is in no split")
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_imagefolder_image_that_fails_to_decode_is_one_line(tmp_path: Path, workers: int) -> None:
+    # A JPEG cut in half passes the check at load time (its header is whole); decoding it
+    # fails when the item is read, in this process or in a DataLoader worker.
+    root = tmp_path / "imgs"
+    _write_folder(root)
+    whole = _random_image(tmp_path / "whole.jpg")
+    cut = root / "eel" / "cut.jpg"
+    cut.write_bytes(whole[: len(whole) // 2])
+    split, position = _split_holding(load_dataset("imagefolder", root=root, seed=0), cut)
+    loader = make_loader(split, 4, shuffle=False, seed=0, batches=[[position]], workers=workers)
+    with pytest.raises(DataError) as exc:
+        list(loader)
+    message = _one_line(exc)
+    assert message.startswith(f"imagefolder image {cut} cannot be read (OSError: image file is")
+    assert message.endswith("remove or replace it")
+
+
 # ---------------------------------------------------------------- CIFAR-10 stand-in
 
 _CIFAR_NAMES = ["plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]

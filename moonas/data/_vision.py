@@ -114,6 +114,84 @@ def _one_line(exc: BaseException, limit: int = 160) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+class _UnreadableImage(DataError):
+    """An image file of an imagefolder that cannot be decoded, found when an item is read.
+
+    A DataLoader worker re-raises it in the training process as `_UnreadableImage(text)`,
+    `text` being the worker's whole traceback; the last line of that is this error's own
+    line, which is all it keeps (the CLI prints one line).
+    """
+
+    def __init__(self, message: str) -> None:
+        lines = message.strip().splitlines()
+        if len(lines) > 1:
+            marker = f"{type(self).__name__}: "
+            message = lines[-1].split(marker, 1)[-1]
+        super().__init__(message)
+
+
+def _read_errors() -> tuple[type[BaseException], ...]:
+    """What PIL raises for a file that is not an image, is cut short or is damaged."""
+    import struct
+
+    from PIL import Image
+
+    # OSError: unidentified, truncated or unreadable files; SyntaxError: a broken PNG chunk
+    return (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError)
+
+
+def _why_unreadable(exc: BaseException) -> str:
+    from PIL import UnidentifiedImageError
+
+    if isinstance(exc, UnidentifiedImageError):  # its text repeats the path as a file object
+        return "not an image format PIL can read"
+    if isinstance(exc, OSError) and exc.strerror:  # its text repeats the path
+        return f"{type(exc).__name__}: {exc.strerror}"
+    return _one_line(exc, 80)
+
+
+def _image_problem(path: str) -> str | None:
+    """Why the image file at `path` cannot be used, or None: its header must name a format
+    PIL reads, and formats that can be checked without decoding (PNG: every chunk there,
+    with its checksum) must pass `verify`."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except _read_errors() as exc:
+        return _why_unreadable(exc)
+    return None
+
+
+def _check_images(root: str, paths: list[str]) -> None:
+    """Raise one DataError naming the files under `root` that `_image_problem` refuses."""
+    bad = []
+    for path in paths:
+        problem = _image_problem(path)
+        if problem is not None:
+            bad.append(f"{os.path.relpath(path, root)} ({problem})")
+    if bad:
+        what, them = ("an unreadable image", "it") if len(bad) == 1 else (
+            f"{len(bad)} unreadable images", "them")
+        raise DataError(f"imagefolder at {root} has {what}: {_some(bad)}: remove or replace {them}")
+
+
+def _read_rgb(path: str) -> Any:
+    """The image at `path` as an RGB PIL image (ImageFolder's loader); a file that fails to
+    decode (cut short after the check at load time, or changed since) is a one-line error."""
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as file:
+            return Image.open(file).convert("RGB")
+    except _read_errors() as exc:
+        raise _UnreadableImage(
+            f"imagefolder image {path} cannot be read ({_why_unreadable(exc)}): "
+            "remove or replace it"
+        ) from exc
+
+
 def _resolve_root(root: str | os.PathLike[str] | None) -> str:
     return os.path.abspath(os.path.expanduser(os.fspath(root if root is not None else DEFAULT_ROOT)))
 
@@ -274,25 +352,39 @@ def load_imagefolder_splits(
     size = image_size or DEFAULT_IMAGE_SIZE
     to_tensor = transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor()])
     try:
-        folder = datasets.ImageFolder(root_path, transform=to_tensor)
-    except (RuntimeError, OSError) as exc:  # torchvision raises FileNotFoundError for no classes / no images
-        raise DataError(f"imagefolder at {root_path} has no usable images ({_one_line(exc)}): {_FOLDER_FIX}") from exc
+        folder = datasets.ImageFolder(root_path, transform=to_tensor, loader=_read_rgb)
+    except (RuntimeError, OSError) as exc:  # FileNotFoundError: no classes, or one without images
+        raise DataError(
+            f"imagefolder at {root_path} has no usable images ({_one_line(exc)}): {_FOLDER_FIX}"
+        ) from exc
+    names = tuple(folder.classes)
+    if len(names) < 2:  # one class: every prediction is right, and the search ranks nothing
+        raise DataError(
+            f"imagefolder at {root_path} has one class folder ({names[0]!r}): a classifier needs "
+            "at least 2 class folders; add a subfolder of images for each other class"
+        )
+    _check_images(root_path, [path for path, _ in folder.samples])
 
     labels = torch.as_tensor(np.asarray(folder.targets), dtype=torch.int64)
     split_rng, generator = split_seeds(seed)
     try:
-        train, val, test = split_indices(labels.numpy(), val_fraction, test_fraction, split_rng, max_train=max_train)
+        train, val, test = split_indices(
+            labels.numpy(), val_fraction, test_fraction, split_rng, max_train=max_train
+        )
     except DataError as exc:
         raise DataError(f"imagefolder at {root_path}: {exc}") from exc
-    names = tuple(folder.classes)
-    info = dataclasses.replace(IMAGEFOLDER_INFO, input_size=size, n_classes=len(names), class_names=names)
+    info = dataclasses.replace(
+        IMAGEFOLDER_INFO, input_size=size, n_classes=len(names), class_names=names
+    )
     logger.info(
-        "imagefolder %s: %d classes, %d train, %d val, %d test", root_path, len(names), len(train), len(val), len(test)
+        "imagefolder %s: %d classes, %d train, %d val, %d test",
+        root_path, len(names), len(train), len(val), len(test),
     )
     return DataSplits(
         info=info,
         train=SplitView(
-            folder, train, labels[train], info.mean, info.std, augment=_augmenter(augment, size, generator)
+            folder, train, labels[train], info.mean, info.std,
+            augment=_augmenter(augment, size, generator),
         ),
         val=SplitView(folder, val, labels[val], info.mean, info.std),
         test=SplitView(folder, test, labels[test], info.mean, info.std),
