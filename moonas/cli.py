@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -216,6 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's time limit, `kill`, `timeout`) raised as an interruption, so a
+    run stops as on Ctrl-C: its folder tidied or its stop recorded with the resume command."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line usage errors: the error and where the help is, not the usage
     block (subcommand parsers are of this class too)."""
@@ -238,7 +248,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the subcommand, which is where the flag was given
+        prog = f"moonas {args.command}" if args.command else "moonas"
+        hint = ("; config keys go through --set KEY=VALUE" if args.command in ("search", "cost")
+                else "")
+        parser.exit(2, f"{prog}: error: unrecognized arguments: {' '.join(unknown)} (see "
+                       f"{prog} --help{hint})\n")
     try:
         world = launched()
     except MoonasError as err:
@@ -256,6 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     where = "" if world == SINGLE else f" (rank {world.rank} of {world.size})"
+    if getattr(args, "processes", 1) == 1:  # a launcher keeps torch's own handling
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         if getattr(args, "processes", 1) != 1:  # this process launches the workers
             if args.processes >= 1 and getattr(args, "precheck", None) is not None:
@@ -271,6 +289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"moonas {args.command}{where}: error: {err}\n")
         sys.stderr.flush()
         return err.exit_code
+    except Terminated:
+        sys.stderr.write(f"moonas {args.command}{where}: terminated (SIGTERM)\n")
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         sys.stderr.write(f"moonas {args.command}{where}: interrupted\n")
         return 130

@@ -90,12 +90,16 @@ class Candidate:
     latency_ms: float | None = None
 
     def cost(self, name: str) -> float:
-        """The cost called `name` (`params`, `macs` or `latency:DEVICE`)."""
+        """The cost called `name`: `params`, `macs`, or `latency:DEVICE`, the latency recorded
+        for the device the run searched with (a candidate holds one; DEVICE is not checked
+        here: `Run.pick` with `device=` prices another device)."""
         if name.startswith("latency:"):
             if self.latency_ms is None:
                 raise MoonasError(f"candidate {self.id} has no latency: the run searched without "
                                   "a latency table")
             return self.latency_ms
+        if name not in ("params", "macs"):
+            raise MoonasError(f"unknown cost {name!r}: use params, macs or latency:DEVICE")
         return float(getattr(self, name))
 
     def to_json(self) -> dict[str, Any]:
@@ -165,7 +169,8 @@ class Run:
              max_latency_ms: float | None = None, device: str | None = None,
              min_accuracy: float | None = None, prefer: str = "accuracy", *,
              latency_table: str | Path | None = None):
-        """The most accurate candidate meeting every limit (see `moonas.deploy.pick.pick`)."""
+        """A `Pick`: the most accurate candidate meeting every limit, or with
+        `prefer="knee"` the knee of the feasible front (see `moonas.deploy.pick.pick`)."""
         from moonas.deploy.pick import pick
 
         return pick(self, max_params=max_params, max_macs=max_macs,

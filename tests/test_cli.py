@@ -81,6 +81,8 @@ def test_an_unknown_strategy_fails_before_any_run_directory(tmp_path: Path) -> N
         (["bench", "nb201", "--table", "t.csv", "--out", "o", "--workers", "two"],
          "invalid int value: 'two' (see moonas bench --help)"),
         (["serch"], "invalid choice: 'serch'"),
+        (["search", "smoke", "--epochs", "3"], "moonas search: error: unrecognized arguments: "
+         "--epochs 3 (see moonas search --help; config keys go through --set KEY=VALUE)"),
     ],
 )
 def test_errors_are_one_line_without_traceback(args: list[str], message: str) -> None:

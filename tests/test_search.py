@@ -119,6 +119,14 @@ def test_log_has_per_step_distribution_diagnostics(tiny_run) -> None:
     assert len(epochs) == 3 and np.asarray(epochs[-1]["theta"]).shape[:2] == (5, 6)
 
 
+def test_candidate_cost_names_the_known_costs(tiny_run) -> None:
+    c = tiny_run.candidates[0]
+    assert c.cost("params") == c.params and c.cost("macs") == c.macs
+    for name in ("id", "foo"):
+        with pytest.raises(MoonasError, match=f"unknown cost '{name}': use params, macs"):
+            c.cost(name)
+
+
 def test_load_run_returns_the_written_records(tiny_run) -> None:
     again = moonas.load_run(tiny_run.dir)
     assert again.front == tiny_run.front
@@ -177,6 +185,9 @@ def test_a_failed_start_leaves_the_folder_as_it_found_it(tmp_path: Path) -> None
             _search(out, "data.name=mnist", f"data.root={tmp_path / 'none'}")
     assert not (tmp_path / "new").exists()
     assert existing.is_dir() and not any(existing.iterdir())
+    with pytest.raises(MoonasError, match="below the cheapest architecture"):
+        _search(existing / "nd" / "deeper" / "run", "search.budgets=[10]")
+    assert not any(existing.iterdir())  # the parents it made went too
     assert _search(existing, "search.epochs=1", "search.warmup_epochs=0").front
 
 
@@ -460,3 +471,64 @@ def test_a_damaged_front_is_rebuilt_from_the_checkpoint(tiny_run, tmp_path: Path
     files.pareto_json.write_text("{")
     with pytest.raises(CorruptFront, match="run the search again with --force"):
         moonas.search(None, out, resume=True)
+
+
+def test_sigterm_stops_like_ctrl_c_and_a_live_writer_holds_its_folder(tmp_path: Path) -> None:
+    """SIGTERM after a checkpoint: exit 143, the stop recorded, the lock released. While the run
+    was alive a second search on its folder was refused; its resume keeps the first segment."""
+    out = tmp_path / "termed"
+    args = ["smoke", "--out", str(out), "-q",
+            *[a for s in (*TINY, "search.epochs=200") for a in ("--set", s)]]
+    proc = _cli(*args)
+    checkpoint = RunFiles(out).checkpoint
+    deadline = time.time() + 240
+    while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    second = _cli("--resume", str(out), "-q")
+    _, err = second.communicate(timeout=120)
+    assert second.returncode == 1 and f"{out} is being written by process {proc.pid}" in err
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "terminated (SIGTERM)" in err
+    assert f"'moonas search --resume {out}'" in err
+    manifest = json.loads(RunFiles(out).manifest.read_text())
+    assert manifest["status"] == "interrupted" and manifest["wall_seconds"] > 0
+    assert not (out / ".moonas-lock").exists()
+
+
+def test_a_stale_lock_is_taken_over_and_a_resume_keeps_the_earlier_segments(
+        tiny_run, tmp_path: Path) -> None:
+    import shutil
+
+    out = tmp_path / "stale"
+    shutil.copytree(tiny_run.dir, out)
+    RunFiles(out).pareto_json.unlink()  # unfinished: the resume rebuilds the front
+    # A writer that is gone (a pid no process has, or a reused one that started later).
+    (out / ".moonas-lock").write_text(json.dumps({"pid": 2**22 + 7, "host": "x", "start": "1"}))
+    run = moonas.search(None, out, resume=True)
+    assert run.front == tiny_run.front and not (out / ".moonas-lock").exists()
+    manifest = json.loads(RunFiles(out).manifest.read_text())
+    assert manifest["status"] == "complete" and manifest["earlier"][0]["status"] == "complete"
+    assert len(manifest["earlier"]) == 1
+
+
+def test_the_api_restores_the_callers_threads_and_rng_and_takes_one_override_string(
+        tmp_path: Path) -> None:
+    threads = torch.get_num_threads()
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    run = moonas.search("smoke", tmp_path / "api", overrides="search.epochs=3")
+    assert run.config.search.epochs == 3
+    assert torch.get_num_threads() == threads and torch.equal(torch.rand(3), expected)
+
+
+def test_relative_paths_are_saved_absolute(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "imgs").mkdir()
+    with pytest.raises(MoonasError):  # an empty imagefolder: the config is resolved first
+        _search(tmp_path / "rel", "data.name=imagefolder", "data.root=imgs")
+    from moonas.search.runner import _absolute_paths, _resolve_config
+
+    config = _absolute_paths(_resolve_config("smoke", ("data.root=imgs",)))
+    assert config.data.root == str(tmp_path / "imgs")

@@ -8,6 +8,7 @@ import logging
 import os
 import platform
 import shutil
+import socket
 import sys
 import time
 from dataclasses import replace
@@ -123,12 +124,33 @@ def search(config: RunConfig | str | Path | Mapping | None = None, out: str | Pa
     """Run (or resume) a search and return the run as read back from its directory.
 
     `config`: a `RunConfig`, a YAML path, a packaged config name, a mapping, or None for the
-    embedded default. With `resume=True`, `out` is the run to continue and its saved config
-    is used.
+    embedded default. `out`: the run directory (default `runs/SPACE-DATASET-STRATEGY-TIME`).
+    `overrides`: `KEY=VALUE` settings as `--set` takes them (a string is one setting).
+    `resume=True`: `out` is the run to continue, with its saved config. `force=True`: a run
+    already in `out` is overwritten. `progress(done, total, info)`: called as training steps
+    (`info["phase"] == "train"`, with epoch and losses) and then front candidates (`"front"`)
+    are done; `total` is 0 where unknown.
+
+    Errors are `moonas.MoonasError` (one line each). The caller's torch thread count and
+    global RNG state are restored on return: the run sets its own from the config.
     """
+    if isinstance(overrides, str):
+        overrides = (overrides,)
+    threads, rng_state = torch.get_num_threads(), torch.get_rng_state()
+    try:
+        return _search(config, out, tuple(overrides), resume, force, progress)
+    finally:
+        torch.set_num_threads(threads)
+        torch.set_rng_state(rng_state)
+
+
+def _search(config: RunConfig | str | Path | Mapping | None, out: str | Path | None,
+            overrides: tuple[str, ...], resume: bool, force: bool,
+            progress: Progress | None) -> Run:
     start = time.perf_counter()
     world = launched()  # under torchrun: rank 0 writes, every rank trains
-    created = False  # whether this call made the run directory
+    made: Path | None = None  # the outermost folder this call creates, if any
+    earlier: list[dict] = []  # the manifests of the run's earlier segments (a resume)
     if resume:
         if out is None:
             raise MoonasError("--resume needs the run directory to continue")
@@ -140,6 +162,8 @@ def search(config: RunConfig | str | Path | Mapping | None = None, out: str | Pa
             raise MoonasError("--resume continues with the config saved in the run: drop CONFIG "
                               "and --set")
         config = load_config(files.config)
+        _check_free(files.root)
+        earlier = _earlier_segments(files)
         if files.pareto_json.is_file():
             try:
                 run = load_run(files.root)
@@ -156,18 +180,21 @@ def search(config: RunConfig | str | Path | Mapping | None = None, out: str | Pa
                 files.pareto_json.unlink()  # candidates.csv lost: rebuilt with the front
         join(config.device)
     else:
-        config = _resolve_config(config, tuple(overrides))
+        config = _absolute_paths(_resolve_config(config, tuple(overrides)))
         _check_strategy(config.search.strategy)  # before a run directory exists
         join(config.device)  # likewise a GPU this machine lacks
         check_batch_size(config.data.batch_size, world, "data.batch_size")
         files = RunFiles(Path(out) if out is not None else _default_out(config, world))
-        created = not files.root.exists()
+        made = _outermost_missing(files.root)
         if world.main:
+            _check_free(files.root)
             _prepare_dir(files, force)
             write_text(files.config, dump_yaml(config_to_dict(config)))
+    history = {"earlier": earlier} if earlier else None
     try:
         if world.main:
-            write_json(files.manifest, _manifest(config, "running", None, world))
+            _hold(files.root)
+            write_json(files.manifest, _manifest(config, "running", None, world, history))
         barrier(world)  # the others start once rank 0 has prepared the directory
 
         if config.search.strategy == "asng-separate":
@@ -177,19 +204,107 @@ def search(config: RunConfig | str | Path | Mapping | None = None, out: str | Pa
     except BaseException as err:
         if world.main:
             try:
-                _stopped(config, files, world, err, new=not resume, created=created)
+                _stopped(config, files, world, err, new=not resume, made=made, history=history,
+                         wall=time.perf_counter() - start)
             except Exception:  # noqa: BLE001 - the tidying must not hide the error itself
                 log.debug("could not tidy %s after the run stopped", files.root, exc_info=True)
         raise
+    finally:
+        if world.main:
+            (files.root / _LOCK).unlink(missing_ok=True)
     if world.main:
         write_json(files.manifest, _manifest(config, "complete", time.perf_counter() - start,
-                                             world))
+                                             world, history))
     barrier(world)  # every rank returns the run rank 0 wrote
     return load_run(files.root)
 
 
+#: The file a search holds in its run directory while it writes there: {pid, host, since}.
+_LOCK = ".moonas-lock"
+
+
+def _check_free(root: Path) -> None:
+    """One line when a live process (on this machine) is writing the run in `root`; a lock left
+    by a process that is gone, or by another machine, is taken over (see `_hold`)."""
+    lock = root / _LOCK
+    try:
+        owner = json.loads(lock.read_text())
+    except (OSError, ValueError):
+        return
+    pid = owner.get("pid") if isinstance(owner, dict) else None
+    if (isinstance(pid, int) and pid != os.getpid() and owner.get("host") == socket.gethostname()
+            and _alive(pid) and owner.get("start") == _start_time(pid)):
+        raise MoonasError(f"{root} is being written by process {pid} (since "
+                          f"{owner.get('since', '?')}): wait for it to end, or stop it and "
+                          "then resume")
+
+
+def _start_time(pid: int) -> str | None:
+    """When process `pid` started (Linux: its start tick in /proc), None where unknown: tells a
+    live writer from a process that reused a dead writer's pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[-1].split()[19]  # field 22 of the line, counted after the name
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _hold(root: Path) -> None:
+    """Mark `root` as written by this process until the search returns or stops."""
+    write_json(root / _LOCK, {"pid": os.getpid(), "host": socket.gethostname(),
+                              "start": _start_time(os.getpid()),
+                              "since": datetime.datetime.now().isoformat(timespec="seconds")})
+
+
+def _earlier_segments(files: RunFiles) -> list[dict]:
+    """What the manifest of a run being resumed recorded of each earlier segment (command,
+    processes, wall time, status), oldest first, so a resume does not overwrite its history."""
+    try:
+        old = json.loads(files.manifest.read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(old, dict):
+        return []
+    segment = {"command": old.get("command"), "status": old.get("status"),
+               "processes": (old.get("machine") or {}).get("processes"),
+               "wall_seconds": old.get("wall_seconds"), "written": old.get("written")}
+    return [*old.get("earlier", []), segment]
+
+
+def _outermost_missing(path: Path) -> Path | None:
+    """The outermost folder of `path` that does not exist yet (what making it would create)."""
+    missing = None
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing = folder
+    return missing
+
+
+def _absolute_paths(config: RunConfig) -> RunConfig:
+    """`config` with a relative data.root or search.latency_table made absolute, so that the
+    run's later commands (train, export, pick, plot) find them from any directory."""
+    data, search = config.data, config.search
+    if data.root is not None and not os.path.isabs(data.root):
+        data = replace(data, root=os.path.abspath(os.path.expanduser(data.root)))
+    table = search.latency_table
+    if table is not None and not os.path.isabs(table) and Path(table).exists():
+        search = replace(search, latency_table=os.path.abspath(table))
+    return replace(config, data=data, search=search)
+
+
 def _stopped(config: RunConfig, files: RunFiles, world: World, err: BaseException, *,
-             new: bool, created: bool) -> None:
+             new: bool, made: Path | None, history: dict | None, wall: float) -> None:
     """Leave the run directory as a rerun or a resume needs it after `err` stopped the run.
 
     A new run stopped before its first checkpoint (bad data, an infeasible budget, a
@@ -199,15 +314,21 @@ def _stopped(config: RunConfig, files: RunFiles, world: World, err: BaseExceptio
     """
     progressed = any(files.root.rglob("checkpoint.pt")) or files.candidates.is_file()
     if new and not progressed:
-        for path in (files.config, files.manifest, files.log):
+        for path in (files.config, files.manifest, files.log, files.root / _LOCK):
             path.unlink(missing_ok=True)
         shutil.rmtree(files.root / "separate", ignore_errors=True)
-        if created and files.root.is_dir() and not any(files.root.iterdir()):
-            files.root.rmdir()
+        if made is not None:  # the folders this run made, innermost first, while empty
+            for folder in (files.root, *files.root.parents):
+                if not folder.is_dir() or any(folder.iterdir()):
+                    break
+                folder.rmdir()
+                if folder == made:
+                    break
         return
     interrupted = isinstance(err, KeyboardInterrupt)
     write_json(files.manifest, _manifest(config, "interrupted" if interrupted else "failed",
-                                         None, world, {"error": str(err)[:500]}))
+                                         wall, world, {**(history or {}),
+                                                       "error": str(err)[:500]}))
     if interrupted:
         log.warning("run %s stopped; its last checkpoint is kept: continue it with "
                     "'moonas search --resume %s'", files.root, files.root)

@@ -41,9 +41,9 @@ class NB201Space(SearchSpace):
             if getattr(self, key) < 1:
                 raise ArchError(f"space.{key} must be >= 1, got {getattr(self, key)}")
         if self.input_size % 4:  # a reduction's conv and its shortcut's pool must agree
-            raise ArchError(f"image side {self.input_size}: the nb201 network halves the image "
-                            "twice, each time from an even side, so it takes a multiple of 4: "
-                            "set data.image_size (e.g. 32)")
+            raise ArchError(f"image side {self.input_size} (data.image_size, or space."
+                            "input_size where set): the nb201 network halves the image twice, "
+                            "each time from an even side, so use a multiple of 4 (e.g. 32)")
 
     def _choices(self) -> tuple[Choice, ...]:
         return tuple(Choice(f"edge{to}<-{frm}", NB201_OPS) for to, frm in NB201_EDGES)
