@@ -272,7 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     where = "" if world == SINGLE else f" (rank {world.rank} of {world.size})"
-    if getattr(args, "processes", 1) == 1:  # a launcher keeps torch's own handling
+    # The commands that checkpoint; a launcher (--processes N) keeps torch's own handling.
+    if args.command in ("search", "train") and getattr(args, "processes", 1) == 1:
         signal.signal(signal.SIGTERM, _terminated)
     try:
         if getattr(args, "processes", 1) != 1:  # this process launches the workers
