@@ -272,3 +272,143 @@ def test_help_gives_defaults_and_says_which_device() -> None:
     pick = help_of("pick")
     assert "latency device (not a torch device)" in pick and "(1, 100] read as a percentage" in pick
     assert "torch device to train on (not a latency device)" in help_of("train")
+
+
+def test_sidecar_reports_the_batches_batch_norm_was_recalibrated_on(run, reference,
+                                                                      tmp_path) -> None:
+    """The run's data holds fewer training batches than `search.bn_batches` asks for: the
+    sidecar says how many were used, not how many were asked for."""
+    from moonas.deploy.weights import calibration_batches, run_data
+
+    cid, _, _ = reference
+    used = sum(1 for _ in calibration_batches(run, run_data(run)))
+    assert used < run.config.search.bn_batches
+    out = tmp_path / "net.pt"
+    export_network(run, cid, "pt", out)
+    meta = json.loads(sidecar_path(out).read_text())
+    assert meta["weights"] == f"supernet, batch norm recalibrated on {used} training batches"
+
+
+def _separate_run(root):
+    """An asng-separate run without searching: two sub-runs under separate/budget{k}/, each
+    with its own supernet, that both measured the architectures of their first two rows;
+    their candidates pooled in order with fresh ids (as `moonas.search.runner._separate`)."""
+    from dataclasses import replace
+
+    import yaml
+
+    from moonas.checkpoint import save_checkpoint
+    from moonas.deploy.weights import run_space
+    from moonas.nets import build_supernet
+    from moonas.run import RunFiles, write_candidates, write_front
+    from moonas.search.front import front_from_candidates
+    from moonas.search.objective import Objective
+
+    make_run(root, n=6, with_log=False)
+    files = RunFiles(root)
+    config = yaml.safe_load(files.config.read_text())
+    config["search"]["strategy"] = "asng-separate"
+    files.config.write_text(yaml.safe_dump(config, sort_keys=False))
+    base = load_run(root)
+    space = run_space(base)
+    cands = list(base.candidates)
+    subs = [cands[0:3], [*cands[0:2], cands[3]]]
+    pooled = []
+    for k, sub in enumerate(subs):
+        sub_files = RunFiles(root / "separate" / f"budget{k}")
+        sub_files.root.mkdir(parents=True)
+        sub = [replace(c, id=i, accuracy=round(c.accuracy - 0.1 * k, 4), on_front=False)
+               for i, c in enumerate(sub)]
+        write_candidates(sub_files.candidates, sub)
+        torch.manual_seed(100 + k)
+        save_checkpoint(sub_files.checkpoint, {"format": 1, "epoch": 1,
+                                               "supernet": build_supernet(space).state_dict()})
+        pooled += [replace(c, id=len(pooled) + i) for i, c in enumerate(sub)]
+    params = [c.params for c in pooled]
+    objective = Objective("params", (float(max(params)),), None, float(min(params)),
+                          float(max(params)))
+    marked, front = front_from_candidates(space.name, "digits", objective, pooled)
+    write_candidates(files.candidates, marked)
+    write_front(files, front)
+    files.checkpoint.unlink()
+    return load_run(root)
+
+
+def _plain_weights(net: nn.Module) -> dict:
+    return {k: v for k, v in net.state_dict().items()
+            if "running_" not in k and "num_batches" not in k}
+
+
+def test_separate_run_exports_each_ids_own_supernet(tmp_path) -> None:
+    """Ids 0 and 3 are one architecture measured by sub-runs 0 and 1: each exports the
+    supernet of the sub-run that measured it."""
+    from moonas.checkpoint import load_checkpoint
+    from moonas.deploy.weights import run_space
+    from moonas.nets import build_supernet
+
+    run = _separate_run(tmp_path / "sep")
+    by_id = {c.id: c for c in run.candidates}
+    assert by_id[0].arch == by_id[3].arch and by_id[0].accuracy != by_id[3].accuracy
+    space = run_space(run)
+    for cid, k in ((0, 0), (3, 1), (5, 1)):
+        out = tmp_path / f"net{cid}.pt"
+        export_network(run, cid, "pt", out)
+        supernet = build_supernet(space)
+        supernet.load_state_dict(load_checkpoint(
+            run.dir / "separate" / f"budget{k}" / "checkpoint.pt")["supernet"])
+        expected = _plain_weights(supernet.extract(by_id[cid].arch))
+        got = _plain_weights(load_pt(out))
+        assert got.keys() == expected.keys()
+        for key, value in expected.items():
+            torch.testing.assert_close(got[key], value)
+        meta = json.loads(sidecar_path(out).read_text())
+        assert f"supernet of sub-run separate/budget{k}," in meta["weights"]
+        assert meta["accuracy"]["supernet_val"] == by_id[cid].accuracy
+    first = _plain_weights(load_pt(tmp_path / "net0.pt"))
+    assert any(not torch.equal(v, _plain_weights(load_pt(tmp_path / "net3.pt"))[k])
+               for k, v in first.items())
+
+
+def test_separate_run_init_supernet_trains_from_the_ids_own_supernet(tmp_path,
+                                                                      monkeypatch) -> None:
+    import moonas.deploy.train as train_module
+
+    run = _separate_run(tmp_path / "sep")
+    started = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_train(net, *args, **kwargs):
+        started.update(_plain_weights(net))
+        raise Stop
+
+    monkeypatch.setattr(train_module, "train_standalone", fake_train)
+    with pytest.raises(Stop):
+        train_module.train_candidate(run, 3, epochs=1, init="supernet", device="cpu")
+    expected = _plain_weights(load_network(run, 3, "supernet")[0])
+    assert started.keys() == expected.keys()
+    for key, value in expected.items():
+        torch.testing.assert_close(started[key], value)
+    assert any(not torch.equal(v, started[k])
+               for k, v in _plain_weights(load_network(run, 0, "supernet")[0]).items())
+
+
+def test_separate_run_folders_that_disagree_fail_with_one_line(tmp_path) -> None:
+    from moonas.deploy.weights import supernet_network
+    from moonas.run import read_candidates, write_candidates
+
+    run = _separate_run(tmp_path / "sep")
+    with pytest.raises(MoonasError, match="2 sub-runs .budget0, budget1. measured it") as info:
+        supernet_network(run, run.candidates[0].arch)
+    assert "give the candidate id" in str(info.value) and "\n" not in str(info.value)
+    sub = run.dir / "separate" / "budget1" / "candidates.csv"
+    rows = list(read_candidates(sub))
+    write_candidates(sub, [rows[2], rows[1], rows[0]])  # same count, other order
+    with pytest.raises(CheckpointError, match="id 3 of .* the folders disagree") as info:
+        load_network(run, 3, "supernet")
+    assert "\n" not in str(info.value)
+    write_candidates(sub, rows[:2])  # a row missing: the ids no longer map back
+    with pytest.raises(CheckpointError, match="5 candidates in 2 sub-runs, .* pools 6"):
+        export_network(run, 0, "pt", tmp_path / "net.pt")
+    assert not (tmp_path / "net.pt").exists()

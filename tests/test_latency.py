@@ -205,3 +205,41 @@ def test_profile_cli(tmp_path: Path, capsys) -> None:
     args = parser.parse_args(["profile", "--name", "x", "--out", str(tmp_path / "x.txt")])
     with pytest.raises(ConfigError, match=".json"):
         args.func(args)
+
+
+def test_profile_refuses_to_replace_another_devices_table(tmp_path: Path, caplog) -> None:
+    """A table of another device is kept unless --force (runs that searched with it rely on
+    it); the same device's table is measured again, and the log says it was replaced."""
+    import argparse
+    import logging
+
+    from moonas.deploy.cli import register
+    from moonas.errors import MoonasError
+
+    parser = argparse.ArgumentParser(prog="moonas")
+    register(parser.add_subparsers(dest="command"))
+    tiny = ["--space", "mobilenet", "--set", "space.stages=[[8,1,1]]", "--set",
+            "space.kernels=[3]", "--set", "space.head_channels=8", "--repeats", "2", "--warmup",
+            "1", "--random", "1", "-q"]
+    out = tmp_path / "t2.json"
+    _toy().save(out)
+    before = out.read_text()
+    args = parser.parse_args(["profile", "--name", "laptop", "--out", str(out), *tiny])
+    with pytest.raises(MoonasError, match="t2.json holds the latency table of device 'toy', "
+                                          "not 'laptop': .* --force") as info:
+        args.func(args)
+    assert "\n" not in str(info.value) and out.read_text() == before
+    other = tmp_path / "notes.json"
+    other.write_text("{}")
+    args = parser.parse_args(["profile", "--name", "laptop", "--out", str(other), *tiny])
+    with pytest.raises(MoonasError, match="not a 'moonas profile' latency table"):
+        args.func(args)
+    assert other.read_text() == "{}"
+    with caplog.at_level(logging.INFO, logger="moonas.deploy.cli"):
+        args = parser.parse_args(["profile", "--name", "laptop", "--out", str(out), "--force",
+                                  *tiny])
+        assert args.func(args) == 0
+        assert load_latency(out).device == "laptop"
+        args = parser.parse_args(["profile", "--name", "laptop", "--out", str(out), *tiny])
+        assert args.func(args) == 0
+    assert "replacing the earlier latency table of laptop" in caplog.text

@@ -336,6 +336,28 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_replace(out: Path, name: str, force: bool) -> None:
+    """Refuse to replace another device's latency table (runs that searched with it rely on
+    it) or a file that is no latency table, unless `force`; the same device's is re-measured."""
+    from moonas.costs.latency import known_devices
+
+    if not out.exists():
+        return
+    try:
+        old = known_devices(out)[0]
+    except (MoonasError, KeyError, IndexError):
+        old = None
+    if old == name:
+        log.info("replacing the earlier latency table of %s in %s", name, out)
+        return
+    held = ("exists and is not a 'moonas profile' latency table" if old is None else
+            f"holds the latency table of device {old!r}, not {name!r}")
+    if not force:
+        raise MoonasError(f"--out {out} {held}: choose another --out, or pass --force to "
+                          "replace it")
+    log.warning("replacing %s, which %s, with the table of %s (--force)", out, held, name)
+
+
 def _cmd_profile(args: argparse.Namespace) -> int:
     from moonas.config import config_to_dict, load_config
     from moonas.deploy.export import check_output_path
@@ -343,6 +365,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     from moonas.pricing import static_space
 
     out = check_output_path(args.out, (".json",))
+    _check_replace(out, args.name, args.force)
     if args.run is not None:
         if args.config is not None or args.set or args.space is not None:
             raise ConfigError("--run profiles that run's space: drop --config, --set and --space")
@@ -488,5 +511,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "the fit is overdetermined (default: as many as the changes)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the random networks and weights (default 0)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an --out table of another device (runs that searched with it "
+                        "then price with this one)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_profile)

@@ -13,7 +13,7 @@ import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -22,6 +22,9 @@ from torch import nn
 from moonas.atomic import atomic_path
 from moonas.errors import CheckpointError, ConfigError, MoonasError
 from moonas.run import Run
+
+if TYPE_CHECKING:
+    from moonas.deploy.weights import Standalone
 
 __all__ = [
     "FORMATS",
@@ -207,14 +210,15 @@ def export_network(run: Run, cid: int, fmt: Literal["torchscript", "onnx", "pt"]
     allows, else supernet weights with recalibrated batch norm) to `out` plus `out.json`."""
     import moonas
     from moonas.data import dataset_info
-    from moonas.deploy.weights import find_candidate, load_network, run_space
+    from moonas.deploy.weights import find_candidate, load_standalone, run_space
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     out = check_output_path(check_format_suffix(out, fmt))
     candidate = find_candidate(run, cid)
     space = run_space(run)
-    net, source = load_network(run, cid, weights)
+    loaded = load_standalone(run, cid, weights)
+    net, source = loaded.net, loaded.weights
     info = dataset_info(run.config.data.name, image_size=run.config.data.image_size)
     shape = (space.in_channels, space.input_size, space.input_size)
     from moonas.deploy.weights import read_trained_metrics
@@ -228,10 +232,7 @@ def export_network(run: Run, cid: int, fmt: Literal["torchscript", "onnx", "pt"]
         "space": space.settings(),
         "arch": list(candidate.arch),
         "arch_str": candidate.arch_str,
-        "weights": ("retrained standalone ("
-                    f"{trained['init'] if trained else '?'} init)" if source == "trained" else
-                    "supernet, batch norm recalibrated on "
-                    f"{run.config.search.bn_batches} training batches"),
+        "weights": _weights_note(run, loaded, trained),
         "costs": {"params": candidate.params, "macs": candidate.macs,
                   **{f"latency_ms:{k}": v for k, v in (latency or {}).items()}},
         "accuracy": {"supernet_val": candidate.accuracy,
@@ -253,6 +254,16 @@ def export_network(run: Run, cid: int, fmt: Literal["torchscript", "onnx", "pt"]
     log.info("exported id %d (%s weights) to %s", cid, source, out)
     return ExportResult(path=out, sidecar=sidecar_path(out), format=fmt, weights=source,
                         max_abs_diff=diff, meta=sidecar)
+
+
+def _weights_note(run: Run, loaded: Standalone, trained: dict | None) -> str:
+    """The sidecar's `weights`: retrained, or supernet (which one, in asng-separate runs) with
+    the number of batches batch norm was actually recalibrated on."""
+    if loaded.weights == "trained":
+        return f"retrained standalone ({trained['init'] if trained else '?'} init)"
+    sub = loaded.path.parent.relative_to(run.dir) if loaded.path.parent != run.dir else None
+    return (f"supernet{f' of sub-run {sub.as_posix()}' if sub else ''}, batch norm "
+            f"recalibrated on {loaded.bn_batches} training batches")
 
 
 def load_pt(path: str | Path) -> nn.Module:

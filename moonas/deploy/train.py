@@ -98,7 +98,7 @@ def train_candidate(run: Run, cid: int, *, epochs: int | None = None,
     space = run_space(run)
     data = main_first(world, lambda: run_data(run))  # a download: rank 0 alone
     if init == "supernet":
-        net = supernet_network(run, candidate.arch, data=data, space=space)
+        net = supernet_network(run, candidate.arch, data=data, space=space, cid=cid)
     else:
         from moonas.nets import SUPERNETS
 

@@ -30,8 +30,10 @@ __all__ = [
     "run_data",
     "calibration_batches",
     "recalibrate_bn",
+    "Standalone",
     "supernet_network",
     "trained_network",
+    "load_standalone",
     "load_network",
     "read_trained_metrics",
 ]
@@ -146,37 +148,89 @@ def recalibrate_bn(net: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.T
     return n
 
 
-def _supernet_state(run: Run, arch: Arch) -> tuple[dict, Path]:
-    """The supernet state dict that trained `arch` (asng-separate runs: the budget's own)."""
-    files = RunFiles(run.dir)
-    path = files.checkpoint
-    if not path.is_file():
-        separate = sorted((run.dir / "separate").glob("budget*/checkpoint.pt"))
-        for sub in separate:
-            sub_candidates = sub.parent / "candidates.csv"
-            if sub_candidates.is_file() and any(c.arch == arch
-                                                for c in read_candidates(sub_candidates)):
-                path = sub
-                break
-        else:
-            raise CheckpointError(f"run {run.dir} has no supernet checkpoint (checkpoint.pt): "
-                                  "retrain the network with 'moonas train' or search again")
+def _separate_source(run: Run, arch: Arch, cid: int | None
+                     ) -> tuple[Path, tuple[Candidate, ...]]:
+    """`asng-separate`: the checkpoint of the sub-run that measured pooled id `cid`, and that
+    sub-run's candidates. The run pooled sub-run k's candidates, in their order, after those of
+    the sub-runs before it (`moonas.search.runner._separate`), so the ids map back by counts.
+    Without `cid`, the one sub-run that measured `arch`."""
+    root = run.dir / "separate"
+    subs: list[tuple[RunFiles, tuple[Candidate, ...]]] = []
+    while (sub := RunFiles(root / f"budget{len(subs)}")).candidates.is_file():
+        try:
+            subs.append((sub, read_candidates(sub.candidates)))
+        except (KeyError, ValueError, TypeError):
+            raise CheckpointError(f"{sub.candidates} is corrupt: search again with --force"
+                                  ) from None
+    total = sum(len(cands) for _, cands in subs)
+    pooled = len(run.candidates)
+    if not subs or (pooled and total != pooled):
+        raise CheckpointError(f"{root} holds {total} candidates in {len(subs)} sub-runs, "
+                              f"{RunFiles(run.dir).candidates} pools {pooled}: the folders "
+                              "disagree; search again with --force")
+    if cid is None:
+        ks = [k for k, (_, cands) in enumerate(subs)
+              if any(tuple(c.arch) == tuple(arch) for c in cands)]
+        if len(ks) != 1:
+            what = (f"{len(ks)} sub-runs (budget{', budget'.join(map(str, ks))}) measured it, "
+                    "each with its own supernet" if ks else "no sub-run measured it")
+            raise MoonasError(f"architecture {list(arch)} of {run.dir}: {what}; give the "
+                              "candidate id (see candidates.csv)")
+        k = ks[0]
+    else:
+        offset, k = int(cid), 0
+        while k < len(subs) and offset >= len(subs[k][1]):
+            offset -= len(subs[k][1])
+            k += 1
+        measured = subs[k][1][offset] if k < len(subs) and offset >= 0 else None
+        if measured is None or tuple(measured.arch) != tuple(arch):
+            raise CheckpointError(f"id {cid} of {run.dir} ({list(arch)}) is not the "
+                                  f"architecture of row {offset} of separate/budget{k}/"
+                                  "candidates.csv it was pooled from: the folders disagree; "
+                                  "search again with --force")
+    sub, cands = subs[k]
+    if not sub.checkpoint.is_file():
+        raise CheckpointError(f"sub-run {sub.root} has no supernet checkpoint (checkpoint.pt): "
+                              "retrain the network with 'moonas train' or search again")
+    return sub.checkpoint, cands
+
+
+def _supernet_state(run: Run, arch: Arch, cid: int | None = None
+                    ) -> tuple[dict, Path, tuple[Candidate, ...]]:
+    """The supernet state dict that trained `arch` (candidate `cid`), its file, and the
+    candidates measured with it (asng-separate runs: the sub-run's own)."""
+    path, measured = RunFiles(run.dir).checkpoint, run.candidates
+    if run.config.search.strategy == "asng-separate":
+        path, measured = _separate_source(run, arch, cid)
+    elif not path.is_file():
+        raise CheckpointError(f"run {run.dir} has no supernet checkpoint (checkpoint.pt): "
+                              "retrain the network with 'moonas train' or search again")
     state = load_checkpoint(path)
     if not isinstance(state.get("supernet"), dict):
         raise CheckpointError(f"checkpoint {path} holds no supernet weights: search again with "
                               "--force")
-    return state, path
+    return state, path, measured
 
 
-def supernet_network(run: Run, arch: Arch, data=None, space: SearchSpace | None = None
-                     ) -> nn.Module:
-    """The standalone network of `arch` with the run's supernet weights, batch norm
-    recalibrated on the run's calibration batches; eval mode."""
+@dataclass(frozen=True)
+class Standalone:
+    """A candidate's standalone network (eval mode), where its weights came from (`supernet`
+    or `trained`), the file they were read from, and the number of training batches its batch
+    norm was recalibrated on (supernet weights only)."""
+
+    net: nn.Module
+    weights: str
+    path: Path
+    bn_batches: int | None = None
+
+
+def _supernet_standalone(run: Run, arch: Arch, cid: int | None, data,
+                         space: SearchSpace | None) -> Standalone:
     from moonas.nets import build_supernet
 
     space = space or run_space(run)
     arch = space.validate(arch)
-    saved, path = _supernet_state(run, arch)
+    saved, path, measured = _supernet_state(run, arch, cid)
     supernet = build_supernet(space)
     try:
         if saved.get("split"):  # search.split: per-distribution copies of some options
@@ -192,14 +246,22 @@ def supernet_network(run: Run, arch: Arch, data=None, space: SearchSpace | None 
     if supernet.split_options:  # the copy the front measured it with (the home copy)
         from moonas.plugins.split import home_copy
 
-        modes = [c.mode_of for c in run.candidates if tuple(c.arch) == tuple(arch)]
+        modes = [c.mode_of for c in measured if tuple(c.arch) == tuple(arch)]
         dist = home_copy(supernet, arch, saved["strategy"]["distributions"]["theta"],
                          modes[0] if modes else None)
     net = supernet.extract(arch, dist)
     data = data if data is not None else run_data(run)
     n = recalibrate_bn(net, calibration_batches(run, data))
     log.debug("recalibrated batch norm of %s on %d training batches", space.to_str(arch), n)
-    return net.eval()
+    return Standalone(net.eval(), "supernet", path, n)
+
+
+def supernet_network(run: Run, arch: Arch, data=None, space: SearchSpace | None = None, *,
+                     cid: int | None = None) -> nn.Module:
+    """The standalone network of `arch` with the run's supernet weights, batch norm
+    recalibrated on the run's calibration batches; eval mode. `cid` (the candidate's id)
+    picks the supernet of the sub-run that measured it in asng-separate runs."""
+    return _supernet_standalone(run, arch, cid, data, space).net
 
 
 def read_trained_metrics(run_dir: str | Path, cid: int) -> dict | None:
@@ -240,16 +302,24 @@ def trained_network(run: Run, cid: int, space: SearchSpace | None = None) -> nn.
     return net.eval()
 
 
-def load_network(run: Run, cid: int,
-                 weights: Literal["auto", "supernet", "trained"] = "auto",
-                 data=None) -> tuple[nn.Module, str]:
-    """`(network in eval mode, weight source)` of candidate `cid`; `auto` prefers retrained
+def load_standalone(run: Run, cid: int,
+                    weights: Literal["auto", "supernet", "trained"] = "auto",
+                    data=None) -> Standalone:
+    """Candidate `cid`'s network and where its weights came from; `auto` prefers retrained
     weights when `moonas train` produced them."""
     if weights not in WEIGHT_SOURCES:
         raise ConfigError(f"weights must be one of {', '.join(WEIGHT_SOURCES)}, got {weights!r}")
     candidate = find_candidate(run, cid)
     space = run_space(run)
-    trained = TrainedFiles.of(run.dir, cid).complete
-    if weights == "trained" or (weights == "auto" and trained):
-        return trained_network(run, cid, space), "trained"
-    return supernet_network(run, candidate.arch, data=data, space=space), "supernet"
+    trained = TrainedFiles.of(run.dir, cid)
+    if weights == "trained" or (weights == "auto" and trained.complete):
+        return Standalone(trained_network(run, cid, space), "trained", trained.weights)
+    return _supernet_standalone(run, candidate.arch, cid, data, space)
+
+
+def load_network(run: Run, cid: int,
+                 weights: Literal["auto", "supernet", "trained"] = "auto",
+                 data=None) -> tuple[nn.Module, str]:
+    """`(network in eval mode, weight source)` of candidate `cid` (see `load_standalone`)."""
+    loaded = load_standalone(run, cid, weights, data)
+    return loaded.net, loaded.weights
