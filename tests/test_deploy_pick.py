@@ -352,3 +352,11 @@ def test_profile_refuses_negative_seeds_and_too_few_random_networks(tmp_path, ca
         message = capsys.readouterr().out
         assert f"{flag} must be >=" in message and len(message.splitlines()) == 1
     assert not out.exists()
+
+
+def test_limits_that_are_not_positive_numbers_are_refused(run) -> None:
+    from moonas.errors import ConfigError
+
+    for value in (0.0, -5.0, float("nan")):
+        with pytest.raises(ConfigError, match="--max-macs must be > 0"):
+            run.pick(max_macs=value)

@@ -70,7 +70,7 @@ class Limits:
     def __post_init__(self) -> None:
         for key in ("max_params", "max_macs", "max_latency_ms"):
             value = getattr(self, key)
-            if value is not None and value <= 0:
+            if value is not None and not value > 0:  # NaN too
                 raise ConfigError(f"--{key.replace('_', '-')} must be > 0, got {value:g}")
         if self.min_accuracy is not None and not 0 <= self.min_accuracy <= 1:
             raise ConfigError(f"--min-accuracy must be a fraction in [0, 1], got "
