@@ -140,5 +140,6 @@ def test_set_space_name_switches_the_space_dropping_the_old_ones_settings(caplog
 def test_nb201_takes_image_sides_that_halve_evenly_twice() -> None:
     assert load_config("smoke", ["space.input_size=28"]).space.name == "nb201"
     for side in (2, 6, 30):
-        with pytest.raises(ConfigError, match=f"image side {side}: .* multiple of 4"):
+        message = rf"image side {side} \(data.image_size.* multiple of 4"
+        with pytest.raises(ConfigError, match=message):
             load_config("smoke", [f"space.input_size={side}"])
