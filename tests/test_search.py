@@ -433,8 +433,8 @@ def test_supernet_search_with_both_plugins(tmp_path: Path) -> None:
     assert a.config.search.pvll.enabled and a.config.search.eoi.enabled
 
 
-def test_ctrl_c_after_a_checkpoint_records_the_stop_and_how_to_resume(tmp_path: Path,
-                                                                        monkeypatch, caplog) -> None:
+def test_ctrl_c_after_a_checkpoint_records_the_stop_and_how_to_resume(
+        tmp_path: Path, monkeypatch, caplog) -> None:
     import importlib
 
     runner = importlib.import_module("moonas.search.runner")  # moonas.search is the function
