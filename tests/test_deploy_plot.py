@@ -136,3 +136,7 @@ def test_cli_plot(runs, tmp_path, capsys) -> None:
     assert call("plot", a, b, "--kind", "theta", "--out", str(tmp_path / "t.png")) == 1
     assert call("plot", str(tmp_path), "--out", str(tmp_path / "x.png")) == 1
     assert "not a moonas run" in capsys.readouterr().out
+    missing = str(tmp_path / "nope.json")
+    assert call("plot", a, "--out", str(tmp_path / "m.png"), "--latency-table", missing) == 1
+    assert "nope.json" in capsys.readouterr().out
+    assert not (tmp_path / "m.png").exists()

@@ -320,6 +320,10 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     from moonas.deploy.export import check_output_path
 
     out = check_output_path(args.out, (".png", ".svg", ".pdf"))
+    if args.latency_table is not None:  # a missing table is an error even when unused
+        from moonas.costs.latency import known_devices
+
+        known_devices(args.latency_table)
     runs = [_load_run(r) for r in args.runs]
     if args.kind == "front":
         drawn = plot_runs(runs, out, x=args.x, latency_table=args.latency_table,
