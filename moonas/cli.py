@@ -149,6 +149,7 @@ def _precheck_search(args: argparse.Namespace) -> None:
     """What every process of `search --processes N` would reject, checked once."""
     from moonas.config import load_config
     from moonas.distributed import check_launch
+    from moonas.search.runner import check_free, check_out_dir
 
     _check_search_flags(args)
 
@@ -157,12 +158,12 @@ def _precheck_search(args: argparse.Namespace) -> None:
         if not path.is_file():
             return  # the processes say it, as a single run would
         config = load_config(path)
+        check_free(Path(args.resume))
     else:
         config = load_config(args.config, list(args.set))
         if args.out is None:
             raise MoonasError("with --processes, name the run directory with --out")
-        from moonas.search.runner import check_out_dir
-
+        check_free(Path(args.out))
         check_out_dir(Path(args.out), args.force)
     check_launch(config, args.processes)
 

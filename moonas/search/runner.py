@@ -162,7 +162,8 @@ def _search(config: RunConfig | str | Path | Mapping | None, out: str | Path | N
             raise MoonasError("--resume continues with the config saved in the run: drop CONFIG "
                               "and --set")
         config = load_config(files.config)
-        _check_free(files.root)
+        if world.main:  # the other ranks would find rank 0's own lock
+            check_free(files.root)
         earlier = _earlier_segments(files)
         if files.pareto_json.is_file():
             try:
@@ -187,7 +188,7 @@ def _search(config: RunConfig | str | Path | Mapping | None, out: str | Path | N
         files = RunFiles(Path(out) if out is not None else _default_out(config, world))
         made = _outermost_missing(files.root)
         if world.main:
-            _check_free(files.root)
+            check_free(files.root)
             _prepare_dir(files, force)
             write_text(files.config, dump_yaml(config_to_dict(config)))
     history = {"earlier": earlier} if earlier else None
@@ -219,11 +220,11 @@ def _search(config: RunConfig | str | Path | Mapping | None, out: str | Path | N
     return load_run(files.root)
 
 
-#: The file a search holds in its run directory while it writes there: {pid, host, since}.
+#: The file a search holds in its run directory while it writes there: {pid, host, start, since}.
 _LOCK = ".moonas-lock"
 
 
-def _check_free(root: Path) -> None:
+def check_free(root: Path) -> None:
     """One line when a live process (on this machine) is writing the run in `root`; a lock left
     by a process that is gone, or by another machine, is taken over (see `_hold`)."""
     lock = root / _LOCK
