@@ -245,7 +245,7 @@ def _out_of_memory(err: BaseException) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from moonas.distributed import SINGLE, launch, launched, without_processes
+    from moonas.distributed import SINGLE, launched
 
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -274,8 +274,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     where = "" if world == SINGLE else f" (rank {world.rank} of {world.size})"
     # The commands that checkpoint; a launcher (--processes N) keeps torch's own handling.
+    previous = None
     if args.command in ("search", "train") and getattr(args, "processes", 1) == 1:
-        signal.signal(signal.SIGTERM, _terminated)
+        with contextlib.suppress(ValueError):  # signals go to the main thread only
+            previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        return _run(args, argv, world, where)
+    finally:
+        if previous is not None:  # main() called in-process leaves the handler as it was
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace, argv: list[str], world, where: str) -> int:
+    """The parsed command, its errors turned into one line and an exit code."""
+    from moonas.distributed import launch, without_processes
+
     try:
         if getattr(args, "processes", 1) != 1:  # this process launches the workers
             if args.processes >= 1 and getattr(args, "precheck", None) is not None:
