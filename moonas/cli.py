@@ -149,7 +149,8 @@ def _precheck_search(args: argparse.Namespace) -> None:
     """What every process of `search --processes N` would reject, checked once."""
     from moonas.config import load_config
     from moonas.distributed import check_launch
-    from moonas.search.runner import check_free, check_out_dir
+    from moonas.lock import check_free
+    from moonas.search.runner import check_out_dir
 
     _check_search_flags(args)
 

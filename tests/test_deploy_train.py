@@ -186,3 +186,55 @@ def test_a_job_that_failed_before_training_blocks_nothing(tmp_path) -> None:
     assert metrics["init"] == "scratch" and json.loads(files.job.read_text())["init"] == "scratch"
     with pytest.raises(MoonasError, match="other settings.*--restart"):
         train_candidate(run, cid, epochs=2)  # with progress, other settings still refuse
+
+
+def test_a_live_trainer_holds_its_folder_and_a_stop_releases_it(trained, tmp_path,
+                                                                 caplog) -> None:
+    import subprocess
+
+    from moonas.lock import LOCK, _start_time
+
+    run, cid, metrics = trained
+    files = TrainedFiles.of(run.dir, cid)
+    other = subprocess.Popen(["sleep", "60"])  # a live process standing in for another trainer
+    try:
+        (files.root / LOCK).write_text(json.dumps({
+            "pid": other.pid, "host": __import__("socket").gethostname(),
+            "start": _start_time(other.pid), "since": "then"}))
+        for restart in (False, True):
+            with pytest.raises(MoonasError, match=f"is being trained by process {other.pid}"):
+                train_candidate(run, cid, epochs=2, restart=restart)
+        assert files.complete and read_trained_metrics(run.dir, cid) == metrics
+    finally:
+        other.kill()
+        other.wait()
+    assert train_candidate(run, cid, epochs=2) == metrics  # a dead holder's lock is taken over
+    assert not (files.root / LOCK).exists()
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run.dir, copy, ignore=shutil.ignore_patterns("trained"))
+
+    def stop(done: int, total: int, info: dict) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_candidate(load_run(copy), cid, epochs=2, progress=stop)
+    assert not (TrainedFiles.of(copy, cid).root / LOCK).exists()
+    assert "run the same 'moonas train' command again (without --restart)" in caplog.text
+    with pytest.raises(ConfigError, match="--lr must be a number > 0, got nan"):
+        train_candidate(run, cid, epochs=2, lr=float("nan"))
+
+
+def test_damaged_or_unfinished_retrained_weights_name_the_command_that_mends_them(
+        trained, tmp_path) -> None:
+    run, cid, _ = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(run.dir, copy)
+    files = TrainedFiles.of(copy, cid)
+    files.weights.write_bytes(files.weights.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match=r"damaged or truncated: run the same 'moonas "
+                       rf"train {copy} --id {cid}' again"):
+        load_network(load_run(copy), cid, "trained")
+    files.metrics.unlink()  # as if stopped part-way: a checkpoint, no metrics
+    with pytest.raises(MoonasError, match="was stopped before its end: finish it with"):
+        load_network(load_run(copy), cid, "trained")

@@ -16,6 +16,7 @@ from moonas.atomic import write_json
 from moonas.checkpoint import load_checkpoint, save_checkpoint
 from moonas.distributed import World, barrier, join, main_first
 from moonas.errors import CheckpointError, ConfigError, MoonasError
+from moonas.lock import check_free, hold, release
 from moonas.retrain import TrainRecipe, train_standalone
 from moonas.run import Run
 from moonas.deploy.weights import (TRAINED_FORMAT, TrainedFiles, find_candidate, read_trained_metrics,
@@ -38,8 +39,8 @@ def default_recipe(run: Run, epochs: int | None = None, lr: float | None = None)
             raise ConfigError(f"--epochs must be >= 1, got {epochs}")
         recipe = replace(recipe, epochs=int(epochs))
     if lr is not None:
-        if lr <= 0:
-            raise ConfigError(f"--lr must be > 0, got {lr}")
+        if not 0 < lr < float("inf"):  # NaN too
+            raise ConfigError(f"--lr must be a number > 0, got {lr}")
         recipe = replace(recipe, lr=float(lr))
     return recipe
 
@@ -67,6 +68,8 @@ def train_candidate(run: Run, cid: int, *, epochs: int | None = None,
     files = TrainedFiles.of(run.dir, cid)
     job = {"id": candidate.id, "arch": list(candidate.arch), "init": init,
            "seed": run.config.seed, "recipe": asdict(recipe)}
+    if world.main:  # another live `moonas train` of this id: refused before anything changes
+        check_free(files.root, "trained")
     if restart and files.root.exists() and world.main:
         shutil.rmtree(files.root)
     barrier(world)  # the others read what rank 0 left
@@ -111,6 +114,24 @@ def train_candidate(run: Run, cid: int, *, epochs: int | None = None,
             raise MoonasError(f"cannot write to {files.root} ({err.strerror}): make the run "
                               "directory writable") from None
         write_json(files.job, job)
+        hold(files.root)
+    try:
+        return _train(run, candidate, cid, init, recipe, files, net, data, where, world,
+                      progress)
+    except KeyboardInterrupt:
+        if world.main:
+            log.warning("the training of id %d stopped; its last epoch is kept: run the same "
+                        "'moonas train' command again (without --restart) to continue it", cid)
+        raise
+    finally:
+        if world.main:
+            release(files.root)
+
+
+def _train(run: Run, candidate, cid: int, init: str, recipe: TrainRecipe, files: TrainedFiles,
+           net: torch.nn.Module, data, where: torch.device, world: World,
+           progress: Callable[[int, int, dict], None] | None) -> dict:
+    """The training itself, its weights and metrics written (rank 0), the folder held."""
     if files.checkpoint.is_file():
         log.info("resuming the training of id %d from %s", cid, files.checkpoint)
     start = time.perf_counter()

@@ -8,7 +8,6 @@ import logging
 import os
 import platform
 import shutil
-import socket
 import sys
 import time
 from dataclasses import replace
@@ -24,6 +23,7 @@ from moonas.config import RunConfig, config_to_dict, load_config
 from moonas.costs import COST_UNITS, cost_label
 from moonas.distributed import World, barrier, check_batch_size, join, launched
 from moonas.errors import MoonasError
+from moonas.lock import LOCK, check_free, hold, release
 from moonas.run import (CorruptFront, Candidate, Run, RunFiles, is_run_dir, load_run,
                         read_candidates, write_candidates, write_front)
 from moonas.search.context import build_context
@@ -194,7 +194,7 @@ def _search(config: RunConfig | str | Path | Mapping | None, out: str | Path | N
     history = {"earlier": earlier} if earlier else None
     try:
         if world.main:
-            _hold(files.root)
+            hold(files.root)
             write_json(files.manifest, _manifest(config, "running", None, world, history))
         barrier(world)  # the others start once rank 0 has prepared the directory
 
@@ -212,59 +212,12 @@ def _search(config: RunConfig | str | Path | Mapping | None, out: str | Path | N
         raise
     finally:
         if world.main:
-            (files.root / _LOCK).unlink(missing_ok=True)
+            release(files.root)
     if world.main:
         write_json(files.manifest, _manifest(config, "complete", time.perf_counter() - start,
                                              world, history))
     barrier(world)  # every rank returns the run rank 0 wrote
     return load_run(files.root)
-
-
-#: The file a search holds in its run directory while it writes there: {pid, host, start, since}.
-_LOCK = ".moonas-lock"
-
-
-def check_free(root: Path) -> None:
-    """One line when a live process (on this machine) is writing the run in `root`; a lock left
-    by a process that is gone, or by another machine, is taken over (see `_hold`)."""
-    lock = root / _LOCK
-    try:
-        owner = json.loads(lock.read_text())
-    except (OSError, ValueError):
-        return
-    pid = owner.get("pid") if isinstance(owner, dict) else None
-    if (isinstance(pid, int) and pid != os.getpid() and owner.get("host") == socket.gethostname()
-            and _alive(pid) and owner.get("start") == _start_time(pid)):
-        raise MoonasError(f"{root} is being written by process {pid} (since "
-                          f"{owner.get('since', '?')}): wait for it to end, or stop it and "
-                          "then resume")
-
-
-def _start_time(pid: int) -> str | None:
-    """When process `pid` started (Linux: its start tick in /proc), None where unknown: tells a
-    live writer from a process that reused a dead writer's pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[-1].split()[19]  # field 22 of the line, counted after the name
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
-def _hold(root: Path) -> None:
-    """Mark `root` as written by this process until the search returns or stops."""
-    write_json(root / _LOCK, {"pid": os.getpid(), "host": socket.gethostname(),
-                              "start": _start_time(os.getpid()),
-                              "since": datetime.datetime.now().isoformat(timespec="seconds")})
 
 
 def _earlier_segments(files: RunFiles) -> list[dict]:
@@ -315,7 +268,7 @@ def _stopped(config: RunConfig, files: RunFiles, world: World, err: BaseExceptio
     """
     progressed = any(files.root.rglob("checkpoint.pt")) or files.candidates.is_file()
     if new and not progressed:
-        for path in (files.config, files.manifest, files.log, files.root / _LOCK):
+        for path in (files.config, files.manifest, files.log, files.root / LOCK):
             path.unlink(missing_ok=True)
         shutil.rmtree(files.root / "separate", ignore_errors=True)
         if made is not None:  # the folders this run made, innermost first, while empty
