@@ -285,11 +285,24 @@ def trained_network(run: Run, cid: int, space: SearchSpace | None = None) -> nn.
 
     files = TrainedFiles.of(run.dir, cid)
     if not files.complete:
+        if files.checkpoint.is_file() and files.job.is_file():  # stopped part-way
+            raise MoonasError(f"the training of id {cid} of {run.dir} was stopped before its "
+                              f"end: finish it with the 'moonas train {run.dir} --id {cid}' "
+                              f"command that started it (same settings, see {files.job}), or "
+                              "use the supernet weights")
         raise MoonasError(f"id {cid} of {run.dir} has not been retrained: run 'moonas train "
                           f"{run.dir} --id {cid}' first, or use the supernet weights")
     space = space or run_space(run)
     arch = find_candidate(run, cid).arch
-    state = load_checkpoint(files.weights)
+    try:
+        state = load_checkpoint(files.weights)
+    except CheckpointError as err:
+        if not files.checkpoint.is_file():
+            raise
+        raise CheckpointError(f"the retrained weights {files.weights} are damaged or "
+                              f"truncated: run the same 'moonas train {run.dir} --id {cid}' "
+                              "again, which writes them again from the training's last "
+                              "checkpoint (no epoch is trained again)") from err
     net = SUPERNETS.get(space.name).standalone(space, arch)
     try:
         if state.get("format") != TRAINED_FORMAT or tuple(state["arch"]) != tuple(arch):
