@@ -31,3 +31,15 @@ def test_both_paths_are_timed_and_tabled(tmp_path):
 def test_the_stand_in_is_the_shipped_fast_path():
     view = bench_batches.stand_in(40)
     assert view.batchable() and view.augment is not None
+
+
+def test_a_tool_given_bad_input_prints_one_line(tmp_path) -> None:
+    import subprocess
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "bench_batches.py"
+    result = subprocess.run([sys.executable, str(tool), "--batch-sizes", "0", "--out",
+                             str(tmp_path / "b.md")], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "bench_batches.py: error: batch_size=0 must be a positive integer, e.g. 64"]
+    assert not (tmp_path / "b.md").exists()

@@ -1,4 +1,5 @@
-"""Shared header for benchmark reports: the command, the machine and the date."""
+"""Shared pieces of the benchmark tools: the report header (the command, the machine and the
+date), the defaults older reports pinned, and `run_tool`, which turns bad input into one line."""
 
 from __future__ import annotations
 
@@ -7,6 +8,21 @@ import os
 import platform
 import shlex
 import sys
+from typing import Callable
+
+
+def run_tool(main: Callable[[], object]) -> int:
+    """Run a tool's `main`: bad input (a `MoonasError`, or a ValueError from the arguments)
+    prints one line naming the tool, exit code 1, instead of a traceback."""
+    from moonas.errors import MoonasError
+
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "tool"
+    try:
+        result = main()
+    except (MoonasError, ValueError) as err:
+        print(f"{name}: error: {str(err).strip().splitlines()[0]}", file=sys.stderr)
+        return 1
+    return int(result or 0)
 
 
 def header(title: str) -> str:

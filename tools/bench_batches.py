@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import header  # noqa: E402
+from _report import header, run_tool  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from moonas.data._splits import RandomCropFlip, SplitView, TensorImages  # noqa: E402
@@ -141,4 +141,4 @@ def folder_section(args: argparse.Namespace) -> list[str]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import header  # noqa: E402
+from _report import header, run_tool  # noqa: E402
 
 from moonas.bench.harness import BenchJob, run_bench  # noqa: E402
 from moonas.bench.runners import (RUNNERS, RunOptions, Trace, TableEvaluator, _drive,  # noqa: E402
@@ -200,4 +200,4 @@ def _cfg(config: EoiConfig) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import header  # noqa: E402
+from _report import header, run_tool  # noqa: E402
 
 from moonas.atomic import write_text  # noqa: E402
 from moonas.bench.harness import BenchJob, run_bench  # noqa: E402
@@ -84,4 +84,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import NO_NEIGHBOURS_BENCH, header  # noqa: E402
+from _report import header, NO_NEIGHBOURS_BENCH, run_tool  # noqa: E402
 
 from moonas.bench.harness import STRATEGY_NAMES, BenchJob, run_bench, write_anytime  # noqa: E402
 from moonas.plugins.pvll import PVLLConfig  # noqa: E402
@@ -400,4 +400,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

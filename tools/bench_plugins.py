@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import NO_NEIGHBOURS_BENCH, header  # noqa: E402
+from _report import header, NO_NEIGHBOURS_BENCH, run_tool  # noqa: E402
 from bench_compare import load  # noqa: E402
 
 from moonas.atomic import write_text  # noqa: E402
@@ -251,4 +251,4 @@ def replicate(args: argparse.Namespace, results: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

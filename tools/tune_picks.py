@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import header  # noqa: E402
+from _report import header, run_tool  # noqa: E402
 
 from moonas.atomic import write_text  # noqa: E402
 from moonas.bench.harness import strategy_rng  # noqa: E402
@@ -117,4 +117,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))
