@@ -360,3 +360,13 @@ def test_limits_that_are_not_positive_numbers_are_refused(run) -> None:
     for value in (0.0, -5.0, float("nan")):
         with pytest.raises(ConfigError, match="--max-macs must be > 0"):
             run.pick(max_macs=value)
+
+
+def test_a_bad_value_in_a_budgets_file_names_its_entry(run, tmp_path) -> None:
+    for entry, message in (("{max_params: 5kk}", r"budgets entry 'a': max_params '5kk'"),
+                           ("{max_params: -5}", r"budgets entry 'a': max_params must be > 0"),
+                           ("{prefer: best}", r"budgets entry 'a': prefer")):
+        path = tmp_path / "b.yaml"
+        path.write_text(f"ok: {{max_params: 1M}}\na: {entry}\n")
+        with pytest.raises(ConfigError, match=message):
+            pick_many(run, read_budgets_file(path))
