@@ -246,6 +246,16 @@ def _out_of_memory(err: BaseException) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The `moonas` command; its exit code. Ctrl-C while it is still starting up (parsing,
+    importing torch) is the same one line as later."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        sys.stderr.write("moonas: interrupted\n")
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     from moonas.distributed import SINGLE, launched
 
     parser = build_parser()

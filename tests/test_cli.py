@@ -102,3 +102,14 @@ def test_cost_takes_bare_ints_as_one_architecture_and_names_a_bad_line(tmp_path:
     result = _run("cost", "--from", str(listing))
     assert result.returncode != 0 and len(result.stdout.splitlines()) == 1
     assert f"{listing} line 3: architecture has 5 choices" in result.stderr
+
+
+def test_ctrl_c_while_starting_up_is_one_line(monkeypatch, capsys) -> None:
+    import moonas.cli as cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert main(["search"]) == 130
+    assert capsys.readouterr().err == "moonas: interrupted\n"
