@@ -388,10 +388,10 @@ def pick_many(run: Run, budgets: Mapping[str, Mapping[str, Any]],
                 latency_table=table, label=name, **kwargs)
         except NoFeasibleArchitecture as err:
             result = err
-        except ConfigError as err:  # a bad value of the file, not of a command-line flag
-            text = str(err).replace("--min-accuracy", "min_accuracy").replace(
-                "--max-params", "max_params").replace("--max-macs", "max_macs").replace(
-                "--max-latency-ms", "max_latency_ms").replace("--prefer", "prefer")
+        except ConfigError as err:  # a bad value of the file: named by its key, not a flag
+            text = str(err)
+            for key in (*_LIMIT_KEYS, "prefer"):
+                text = text.replace(f"--{key.replace('_', '-')}", key)
             raise ConfigError(f"budgets entry {name!r}: {text}") from None
         out.append((name, result))
     return out

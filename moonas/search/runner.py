@@ -23,7 +23,7 @@ from moonas.config import RunConfig, config_to_dict, load_config
 from moonas.costs import COST_UNITS, cost_label
 from moonas.distributed import World, barrier, check_batch_size, join, launched
 from moonas.errors import MoonasError
-from moonas.lock import LOCK, check_free, hold, release
+from moonas.lock import check_free, hold, release
 from moonas.run import (CorruptFront, Candidate, Run, RunFiles, is_run_dir, load_run,
                         read_candidates, write_candidates, write_front)
 from moonas.search.context import build_context
@@ -268,7 +268,8 @@ def _stopped(config: RunConfig, files: RunFiles, world: World, err: BaseExceptio
     """
     progressed = any(files.root.rglob("checkpoint.pt")) or files.candidates.is_file()
     if new and not progressed:
-        for path in (files.config, files.manifest, files.log, files.root / LOCK):
+        release(files.root)  # before the folder goes (the caller's release is then a no-op)
+        for path in (files.config, files.manifest, files.log):
             path.unlink(missing_ok=True)
         shutil.rmtree(files.root / "separate", ignore_errors=True)
         if made is not None:  # the folders this run made, innermost first, while empty
