@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from moonas.bars import advance, progress_bar
-from moonas.errors import MoonasError
+from moonas.errors import MoonasError, Terminated
 
 if TYPE_CHECKING:
     from moonas.run import Run
@@ -217,11 +217,6 @@ def build_parser() -> argparse.ArgumentParser:
                       help="print the cheapest and dearest architecture per cost instead")
     cost.set_defaults(func=_cmd_cost)
     return parser
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a scheduler's time limit, `kill`, `timeout`) raised as an interruption, so a
-    run stops as on Ctrl-C: its folder tidied or its stop recorded with the resume command."""
 
 
 def _terminated(signum: int, frame: object) -> None:

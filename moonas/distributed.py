@@ -22,6 +22,7 @@ import functools
 import logging
 import os
 import re
+import signal
 import sys
 import uuid
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ import torch
 from torch import nn
 
 from moonas.devices import check_device_name, resolve_device
-from moonas.errors import ConfigError, MoonasError
+from moonas.errors import ConfigError, MoonasError, Terminated
 
 T = TypeVar("T")
 
@@ -328,8 +329,9 @@ def launch(processes: int, argv: list[str]) -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         elastic_launch(config, sys.executable)("-m", "moonas", *argv)
-    except SignalException:  # Ctrl-C or a kill: the processes stopped, the checkpoint stays
-        raise KeyboardInterrupt from None
+    except SignalException as err:  # Ctrl-C or a kill: the processes stopped, the checkpoint
+        # stays; SIGTERM is said (and exits) as in one process
+        raise (Terminated() if err.sigval == signal.SIGTERM else KeyboardInterrupt()) from None
     except ChildFailedError as err:
         codes = sorted({int(f.exitcode) for f in err.failures.values()}, reverse=True)
         # A negative code: the launcher stopped that process (a signal) after another failed.

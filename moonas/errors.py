@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["MoonasError", "ConfigError", "DataError", "CheckpointError"]
+__all__ = ["MoonasError", "ConfigError", "DataError", "CheckpointError", "Terminated"]
 
 
 class MoonasError(Exception):
@@ -24,3 +24,8 @@ class DataError(MoonasError):
 
 class CheckpointError(MoonasError):
     """A checkpoint or weights file that is missing, corrupt or from another run."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's time limit, `kill`, `timeout`) raised as an interruption, so a
+    run stops as on Ctrl-C: its folder tidied or its stop recorded with the resume command."""

@@ -438,6 +438,29 @@ def test_ctrl_c_stops_every_process_with_one_line_each_and_the_run_resumes(tmp_p
     assert "resuming" in resumed.stderr and (out / "pareto.json").is_file()
 
 
+def test_sigterm_to_the_launcher_stops_every_process_as_in_one_process(tmp_path):
+    """A scheduler's SIGTERM to `--processes 2`: exit 143 and the SIGTERM line, as one process
+    says it (it was 130, "interrupted"), the stop recorded for --resume."""
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moonas", "search", "smoke", "--processes", "2", "--out",
+         str(out), "-q", "--set", "search.epochs=12"], env=_env(), cwd=REPO,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoint.pt").is_file() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == "moonas search: terminated (SIGTERM)"
+    assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
+
+
 def test_a_failure_inside_the_processes_is_summed_up_in_one_line(tmp_path):
     done = _moonas("search", "smoke", "--processes", "2", "--out", str(tmp_path / "r"), "-q",
                    "--set", "data.name=cifar10", "--set", f"data.root={tmp_path / 'none'}")
