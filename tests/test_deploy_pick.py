@@ -18,7 +18,7 @@ from moonas.config import config_to_dict, load_config
 from moonas.costs import build_cost_table
 from moonas.costs.latency import AdditiveLatency
 from moonas.deploy.pick import (NoFeasibleArchitecture, candidate_pool, knee_index, pick,
-                                pick_many, read_budgets_file)
+                                pick_many, read_budgets_file, resolve_latency)
 from moonas.errors import ConfigError, MoonasError
 from moonas.nets import build_supernet
 from moonas.pareto import non_dominated
@@ -370,3 +370,152 @@ def test_a_bad_value_in_a_budgets_file_names_its_entry(run, tmp_path) -> None:
         path.write_text(f"ok: {{max_params: 1M}}\na: {entry}\n")
         with pytest.raises(ConfigError, match=message):
             pick_many(run, read_budgets_file(path))
+
+
+# -- budgets table layout and runs searched on a latency -------------------------------------
+def _columns(header: str) -> list[tuple[int, int]]:
+    """`(start, end)` of each header word: where its column sits."""
+    import re
+
+    return [m.span() for m in re.finditer(r"\S+", header)]
+
+
+@pytest.mark.parametrize("names", [("a", "b"), ("a-rather-long-device-name", "mcu")])
+def test_the_budgets_table_lines_up_for_any_name_length(run, run_dir, tmp_path, capsys,
+                                                        names) -> None:
+    spec = tmp_path / "devices.yaml"
+    spec.write_text(yaml.safe_dump({names[0]: {"max_params": "1M"},
+                                    names[1]: {"max_params": run.front.budgets[0]},
+                                    "x": {"max_params": 10}}))
+    assert _cli(["pick", str(run_dir), "--budgets-file", str(spec)]) == 2
+    header, *rows, infeasible = capsys.readouterr().out.splitlines()
+    spans = _columns(header)
+    assert [header[a:b] for a, b in spans] == ["device", "id", "accuracy", "params", "macs",
+                                               "latency_ms", "arch_str"]
+    picks = dict(pick_many(run, read_budgets_file(spec)))
+    for name, row in zip(names, rows):
+        c = picks[name].candidate
+        cells = [name, str(c.id), f"{c.accuracy:.4f}", f"{c.params:,}", f"{c.macs:,}", "-"]
+        # The device column is left-aligned (starts with its header), the numbers right-aligned
+        # (end with theirs), arch_str starts under its header.
+        (d0, d1), *numbers, (s0, _) = spans
+        assert row[d0:].startswith(name) and row[len(name):spans[1][0]].strip() == ""
+        for (a, b), cell in zip(numbers, cells[1:]):
+            assert row[:b].endswith(cell) and row[b] == " ", (row, cell)
+        assert row[s0:] == c.arch_str
+    # Nothing feasible: a dash under id, then the reason.
+    assert infeasible.startswith("x ") and infeasible[:spans[1][1]].endswith(" -")
+    assert infeasible[spans[1][1]:].startswith("  none: no architecture")
+
+
+def _toy_latency(run, device: str = "toy", channels: int | None = None) -> AdditiveLatency:
+    """Options dearer along each choice and choices dearer in turn (few ties)."""
+    from moonas.deploy.weights import run_space
+
+    settings = run_space(run).settings()
+    if channels is not None:
+        settings = {**settings, "channels": channels}
+    table = np.arange(5.0)[None, :] * (1.0 + np.arange(6.0))[:, None] * 0.25
+    return AdditiveLatency(device=device, base=0.5, table=table, valid=np.ones((6, 5), bool),
+                           space=settings)
+
+
+def make_latency_run(root: Path, table: Path, *, record: bool = True) -> Path:
+    """A run searched with `search.cost: latency:toy` against `table` (written here, as
+    'moonas profile' would): make_run's candidates with their latencies recorded in
+    candidates.csv (unless not `record`) and a front with budgets in ms."""
+    from dataclasses import replace
+
+    make_run(root, with_log=False)
+    run = load_run(root)
+    model = _toy_latency(run)
+    model.save(table)
+    files = RunFiles(root)
+    config = yaml.safe_load(files.config.read_text())
+    config["search"].update(cost="latency:toy", latency_table=str(table))
+    files.config.write_text(yaml.safe_dump(config, sort_keys=False))
+    latency = model.price([c.arch for c in run.candidates])
+    candidates = [replace(c, latency_ms=float(v), on_front=False)
+                  for c, v in zip(run.candidates, latency)]
+    budgets = tuple(float(b) for b in np.quantile(latency, (0.25, 0.5, 0.9)).round(2))
+    objective = Objective("latency:toy", budgets, None, float(latency.min()),
+                          float(latency.max()))
+    marked, front = front_from_candidates(run.front.space, run.front.dataset, objective,
+                                          candidates)
+    if not record:
+        marked = [replace(c, latency_ms=None) for c in marked]
+        front = replace(front, architectures=tuple(replace(c, latency_ms=None)
+                                                   for c in front.architectures))
+    write_candidates(files.candidates, marked)
+    write_front(files, front)
+    return root
+
+
+def _recorded_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.levelname == "WARNING" and "recorded" in r.getMessage()]
+
+
+def test_a_latency_run_without_its_table_picks_by_the_recorded_latencies(tmp_path, caplog,
+                                                                         capsys) -> None:
+    from moonas.errors import DataError
+
+    table = tmp_path / "toy.json"
+    run = load_run(make_latency_run(tmp_path / "run", table))
+    recorded = {c.id: c.latency_ms for c in candidate_pool(run)}
+    limit = run.front.budgets[1]
+    expected = pick(run, max_latency_ms=limit)  # with the table
+    knee = pick(run, max_latency_ms=limit, prefer="knee")
+    assert expected.candidate.id == run.front.picks[1] and not _recorded_warnings(caplog)
+
+    def check(reason: str) -> None:
+        caplog.clear()
+        got = pick(run, max_latency_ms=limit)
+        assert (got.candidate.id, got.device) == (expected.candidate.id, "toy")
+        assert got.latency_ms == pytest.approx(recorded[got.candidate.id])
+        assert pick(run, max_latency_ms=limit, prefer="knee").candidate.id == knee.candidate.id
+        warnings = _recorded_warnings(caplog)
+        assert len(warnings) == 2 and "\n" not in warnings[0]  # one per pick
+        assert reason in warnings[0] and "candidates.csv" in warnings[0]
+
+    table.unlink()  # removed
+    check("not found")
+    # Another device's table in its place (what 'moonas profile --force' leaves).
+    _toy_latency(run, device="other").save(table)
+    check("unknown latency device 'toy'")
+    # The same device measured on another space.
+    _toy_latency(run, channels=99).save(table)
+    check("another space")
+    table.unlink()
+    # The CLI: a pick, and a budgets file whose two entries price the run's device.
+    caplog.clear()
+    assert _cli(["pick", str(run.dir), "--max-latency-ms", str(limit), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["id"] == expected.candidate.id
+    spec = tmp_path / "devices.yaml"
+    spec.write_text(yaml.safe_dump({"fast": {"max_latency_ms": limit, "device": "toy"},
+                                    "toy": {"max_latency_ms": run.front.budgets[0]}}))
+    caplog.clear()
+    results = dict(pick_many(run, read_budgets_file(spec)))
+    assert results["fast"].candidate.id == expected.candidate.id
+    assert results["toy"].candidate.id == run.front.picks[0]
+    assert len(_recorded_warnings(caplog)) == 1  # one warning for the run's device
+    # Another device, or a table named on the command line, still fail.
+    with pytest.raises(DataError, match="not found"):
+        pick(run, max_latency_ms=limit, device="other")
+    with pytest.raises(DataError, match="not found"):
+        pick(run, max_latency_ms=limit, latency_table=table)
+    # Latencies of the run's architectures only.
+    model = resolve_latency(run, "toy", None)
+    other = next(a for a in np.ndindex(*(5,) * 6) if a not in {c.arch for c in run.candidates})
+    with pytest.raises(ConfigError, match=r"records the latency of the run's \d+ candidates only"):
+        model.price(np.array(other))
+
+
+def test_a_latency_run_that_recorded_no_latencies_still_needs_its_table(tmp_path) -> None:
+    from moonas.errors import DataError
+
+    table = tmp_path / "toy.json"
+    run = load_run(make_latency_run(tmp_path / "run", table, record=False))
+    table.unlink()
+    with pytest.raises(DataError, match="not found"):
+        pick(run, max_latency_ms=run.front.budgets[1])

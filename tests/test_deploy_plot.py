@@ -140,3 +140,68 @@ def test_cli_plot(runs, tmp_path, capsys) -> None:
     assert call("plot", a, "--out", str(tmp_path / "m.png"), "--latency-table", missing) == 1
     assert "nope.json" in capsys.readouterr().out
     assert not (tmp_path / "m.png").exists()
+
+
+def _parser_call():
+    parser = argparse.ArgumentParser(prog="moonas")
+    register(parser.add_subparsers(dest="command"))
+
+    def call(*argv: str) -> int:
+        args = parser.parse_args(list(argv))
+        try:
+            return args.func(args)
+        except MoonasError as err:
+            print(f"error: {err}")
+            return err.exit_code
+
+    return call
+
+
+@pytest.mark.parametrize("kind", ["curves", "theta"])
+def test_front_only_flags_are_refused_by_the_other_kinds(runs, tmp_path, capsys, kind) -> None:
+    call = _parser_call()
+    a = str(runs[0].dir)
+    out = tmp_path / "k.png"
+    for flags, named in ((["--log-x"], "--log-x"), (["--label", "mine"], "--label"),
+                         (["--x", "macs"], "--x"),
+                         (["--log-x", "--label", "mine"], "--label and --log-x"),
+                         (["--log-x", "--x", "macs", "--label", "mine"],
+                          "--x, --label and --log-x"),
+                         (["--latency-table", str(tmp_path / "t.json")], "--latency-table")):
+        assert call("plot", a, "--kind", kind, "--out", str(out), *flags) == 1
+        message = capsys.readouterr().out
+        verb = "apply" if " and " in named else "applies"
+        assert message == f"error: {named} {verb} to --kind front only, not --kind {kind}\n"
+        assert not out.exists()
+    assert call("plot", a, "--kind", kind, "--out", str(out)) == 0 and out.exists()
+
+
+def test_a_latency_run_without_its_table_plots_its_recorded_latencies(tmp_path, caplog,
+                                                                     capsys) -> None:
+    from test_deploy_pick import make_latency_run
+
+    table = tmp_path / "toy.json"
+    run = load_run(make_latency_run(tmp_path / "lat", table))
+    other = load_run(make_run(tmp_path / "params"))
+    expected = plot_runs([run], tmp_path / "before.png")
+    assert expected["xlabel"] == "latency on toy (ms)"
+    front = sorted(run.front.architectures, key=lambda c: (c.latency_ms, c.id))
+    assert expected["series"][0]["front_x"] == pytest.approx([c.latency_ms for c in front])
+    # A run searched on params is priced with the table another run names, in any order.
+    both = plot_runs([other, run], tmp_path / "both.png", x="latency:toy")
+    assert both["series"][1] == expected["series"][0]
+    assert len(both["series"][0]["front_x"]) > 0
+    table.unlink()
+    caplog.clear()
+    drawn = plot_runs([run], tmp_path / "after.png")
+    assert drawn["series"] == expected["series"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "not found" in warnings[0] and "recorded" in warnings[0]
+    call = _parser_call()
+    assert call("plot", str(run.dir), "--out", str(tmp_path / "cli.png")) == 0
+    assert "1 front(s)" in capsys.readouterr().out
+    # A run that recorded no latency of toy (searched on params) still needs a table.
+    with pytest.raises(MoonasError, match="not found"):
+        plot_runs([run, other], tmp_path / "both.png")
+    with pytest.raises(MoonasError, match="not found"):
+        plot_runs([run], tmp_path / "x.png", x="latency:other")

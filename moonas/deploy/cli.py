@@ -11,12 +11,15 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from moonas.distributed import add_processes_argument
 from moonas.errors import ConfigError, MoonasError
+
+if TYPE_CHECKING:
+    from moonas.deploy.pick import NoFeasibleArchitecture, Pick
 
 __all__ = ["register", "SearchHistory", "read_history", "plot_runs", "plot_history",
            "budget_labels"]
@@ -137,24 +140,29 @@ def _labels(runs, labels: Sequence[str] | None) -> list[str]:
 def plot_runs(runs, out: str | Path, x: str | None = None, latency_table: str | Path | None = None,
               labels: Sequence[str] | None = None, log_x: bool = False) -> dict:
     """Fronts of `runs` overlaid against cost `x` (`params`, `macs`, `latency:DEVICE`; default
-    the first run's cost); returns the data drawn."""
-    from moonas.costs.latency import load_latency
-    from moonas.deploy.pick import candidate_costs, candidate_pool, cost_label
-    from moonas.deploy.weights import read_trained_metrics, run_space
+    the first run's cost); returns the data drawn.
+
+    A latency is priced with `latency_table`, else each run's own table (or, when that is gone,
+    its recorded latencies: see `resolve_latency`), else the first table a run names."""
+    from moonas.deploy.pick import candidate_costs, candidate_pool, cost_label, resolve_latency
+    from moonas.deploy.weights import read_trained_metrics
     from moonas.pareto import non_dominated
     from moonas.plotting import FrontSeries, plot_front_overlay
 
     x = x or runs[0].front.cost
     names = _labels(runs, labels)
+    tables = [getattr(r.config.search, "latency_table", None) for r in runs]
+    shared = latency_table or next((t for t in tables if t is not None), None)
     series, budgets, trained = [], [], []
-    for run, name in zip(runs, names):
+    for run, name, own in zip(runs, names, tables):
         model = None
         if x.startswith("latency:"):
-            latency_table = latency_table or getattr(run.config.search, "latency_table", None)
-            if latency_table is None:
+            if shared is None:
                 raise ConfigError(f"--x {x} needs --latency-table PATH (a 'moonas profile' JSON, "
                                   "a folder of them, or nb201.csv)")
-            model = load_latency(latency_table, x, space=run_space(run))
+            # None: the run's own table, with its recorded latencies as the fallback.
+            table = latency_table if latency_table is not None or own is not None else shared
+            model = resolve_latency(run, x, table)
         pool = candidate_pool(run)
         cost = candidate_costs(pool, x, model)
         accuracy = np.array([c.accuracy for c in pool])
@@ -219,6 +227,35 @@ def _row(p) -> str:
             f"{latency}  weights {p.weights}{trained}\n  {c.arch_str}")
 
 
+_TABLE_HEADER = ("device", "id", "accuracy", "params", "macs", "latency_ms", "arch_str")
+
+
+def _budgets_table(results: Sequence[tuple[str, "Pick | NoFeasibleArchitecture"]]) -> list[str]:
+    """The lines of `pick --budgets-file`: one row per device, every column as wide as its
+    widest cell (device left-aligned, numbers right-aligned, arch_str last and unpadded); an
+    infeasible device gets `-` as id and its message in place of the rest."""
+    from moonas.deploy.pick import NoFeasibleArchitecture
+
+    rows: list[tuple[str, ...]] = []
+    for name, r in results:
+        if isinstance(r, NoFeasibleArchitecture):
+            rows.append((name, "-", f"none: {r}"))
+            continue
+        c = r.candidate
+        latency = "-" if r.latency_ms is None else f"{r.latency_ms:.3f}"
+        rows.append((name, str(c.id), f"{c.accuracy:.4f}", f"{c.params:,}", f"{c.macs:,}",
+                     latency, c.arch_str))
+    table = [_TABLE_HEADER, *rows]
+    widths = [max(len(row[i]) for row in table if i < len(row) - 1)  # the last cell: unpadded
+              for i in range(len(_TABLE_HEADER) - 1)]
+    lines = []
+    for row in table:
+        cells = [row[0].ljust(widths[0])]
+        cells += [cell.rjust(width) for cell, width in zip(row[1:-1], widths[1:])]
+        lines.append("  ".join([*cells, row[-1]]))
+    return lines
+
+
 def _cmd_pick(args: argparse.Namespace) -> int:
     from moonas.deploy.pick import NoFeasibleArchitecture, pick, pick_many, read_budgets_file
 
@@ -237,17 +274,7 @@ def _cmd_pick(args: argparse.Namespace) -> int:
                               else {"name": name, "error": str(r)} for name, r in results],
                              indent=2))
         else:
-            width = max(len(name) for name, _ in results)
-            print(f"{'device':<{width}}  {'id':>5}  {'accuracy':>8}  {'params':>10}  "
-                  f"{'macs':>12}  {'latency_ms':>10}  arch_str")
-            for name, r in results:
-                if isinstance(r, NoFeasibleArchitecture):
-                    print(f"{name:<{width}}  {'-':>5}  none: {r}")
-                    continue
-                c = r.candidate
-                latency = "-" if r.latency_ms is None else f"{r.latency_ms:.3f}"
-                print(f"{name:<{width}}  {c.id:>5}  {c.accuracy:>8.4f}  {c.params:>10,}  "
-                      f"{c.macs:>12,}  {latency:>10}  {c.arch_str}")
+            print("\n".join(_budgets_table(results)))
         return 2 if failed else 0
     result = pick(run, max_params=args.max_params, max_macs=args.max_macs,
                   max_latency_ms=args.max_latency_ms, device=args.device,
@@ -311,8 +338,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             bar.close()
     print(f"id {metrics['id']} retrained ({metrics['init']} init, {metrics['recipe']['epochs']} "
           f"epochs): test accuracy {metrics['test_accuracy']:.4f}, validation "
-          f"{metrics['val_accuracy']:.4f} (supernet estimate {metrics['supernet_val_accuracy']:.4f})"
-          f" -> {Path(run.dir) / 'trained' / str(metrics['id'])}")
+          f"{metrics['val_accuracy']:.4f} (supernet estimate "
+          f"{metrics['supernet_val_accuracy']:.4f}) -> "
+          f"{Path(run.dir) / 'trained' / str(metrics['id'])}")
     return 0
 
 
@@ -320,6 +348,15 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     from moonas.deploy.export import check_output_path
 
     out = check_output_path(args.out, (".png", ".svg", ".pdf"))
+    if args.kind != "front":
+        # The other kinds draw one run over the search steps: no cost axis, no run legend.
+        given = [flag for flag, value in (("--x", args.x), ("--label", args.label),
+                                          ("--log-x", args.log_x),
+                                          ("--latency-table", args.latency_table)) if value]
+        if given:
+            names = " and ".join(filter(None, (", ".join(given[:-1]), given[-1])))
+            raise ConfigError(f"{names} appl{'y' if len(given) > 1 else 'ies'} to --kind front "
+                              f"only, not --kind {args.kind}")
     if args.latency_table is not None:  # a missing table is an error even when unused
         from moonas.costs.latency import known_devices
 
@@ -333,8 +370,6 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         return 0
     if len(runs) != 1:
         raise ConfigError(f"--kind {args.kind} draws one run, got {len(runs)}")
-    if args.x is not None:
-        raise ConfigError("--x applies to --kind front only")
     plot_history(runs[0], out, args.kind)
     print(f"{args.kind} of {runs[0].dir} -> {out}")
     return 0
@@ -486,10 +521,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="front (default): fronts against a cost; theta: probability heatmaps; "
                         "curves: loss and entropy")
     p.add_argument("--x", default=None, metavar="COST",
-                   help="params, macs or latency:DEVICE (default: the run's cost)")
+                   help="--kind front's cost axis: params, macs or latency:DEVICE (default: "
+                        "the run's cost)")
     p.add_argument("--latency-table", metavar="PATH", help="for --x latency:DEVICE")
-    p.add_argument("--label", action="append", default=None, help="legend label per run")
-    p.add_argument("--log-x", action="store_true", help="logarithmic cost axis")
+    p.add_argument("--label", action="append", default=None,
+                   help="legend label per run (--kind front)")
+    p.add_argument("--log-x", action="store_true", help="logarithmic cost axis (--kind front)")
     p.set_defaults(func=_cmd_plot)
 
     p = subparsers.add_parser(

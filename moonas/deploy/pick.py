@@ -24,7 +24,7 @@ import numpy as np
 from moonas.config import parse_amount
 from moonas.costs.latency import LatencyModel, device_name, known_devices, load_latency
 from moonas.costs.table import cost_label
-from moonas.errors import ConfigError, MoonasError
+from moonas.errors import ConfigError, DataError, MoonasError
 from moonas.pareto import non_dominated
 from moonas.registry import closest
 from moonas.run import Candidate, Run
@@ -42,6 +42,8 @@ __all__ = [
     "candidate_costs",
     "knee_index",
     "resolve_latency",
+    "RecordedLatency",
+    "recorded_latency",
     "cost_label",
 ]
 
@@ -185,7 +187,10 @@ def resolve_latency(run: Run, device: str | LatencyModel | None,
     (or the run config's `search.latency_table` when it has one) and checked on the space.
 
     Without `device`, a `latency_table` that holds one device (a 'moonas profile' JSON) gives
-    that device; one of several devices needs `device`. A missing table always fails."""
+    that device; one of several devices needs `device`. A missing table always fails, except
+    the run's own (`latency_table` not given) for the device it searched on: when that table is
+    missing or no longer fits the run, the latencies the search recorded serve instead
+    (`recorded_latency`), with a warning."""
     if isinstance(device, LatencyModel):
         return device
     if device is None:
@@ -202,7 +207,70 @@ def resolve_latency(run: Run, device: str | LatencyModel | None,
                           "(a 'moonas profile' JSON, a folder of them, or nb201.csv)")
     from moonas.deploy.weights import run_space
 
-    return load_latency(table, device_name(device), space=run_space(run))
+    space = run_space(run)
+    try:
+        return load_latency(table, device_name(device), space=space)
+    except (ConfigError, DataError) as err:
+        # The run's own table, replaced or removed since the search: the latencies the search
+        # recorded for its device still price every candidate. A table the user names is used
+        # as named.
+        recorded = recorded_latency(run, device) if latency_table is None else None
+        if recorded is None:
+            raise
+        reason = (f"{str(table)!r} was not found" if not Path(table).exists()
+                  else f"{table} no longer fits the run ({err})")
+        log.warning("the run's latency table %s: pricing %s with the latencies its search "
+                    "recorded in %s", reason, recorded.name, recorded.source)
+        return recorded
+
+
+class RecordedLatency(LatencyModel):
+    """The latencies (ms) a run recorded for its candidates on the device it searched for:
+    prices those architectures only. `latency` maps each architecture to its ms."""
+
+    def __init__(self, device: str, latency: Mapping[tuple[int, ...], float], n_choices: int,
+                 source: str) -> None:
+        self.device = device
+        self.latency = dict(latency)
+        self._n_choices = n_choices
+        self.source = source
+
+    @property
+    def n_choices(self) -> int:
+        return self._n_choices
+
+    def _price(self, archs: np.ndarray) -> np.ndarray:
+        out = np.empty(len(archs))
+        for i, arch in enumerate(archs):
+            key = tuple(int(v) for v in arch)
+            if key not in self.latency:
+                raise ConfigError(
+                    f"{self.name} of {list(key)} is unknown: {self.source} records the latency "
+                    f"of the run's {len(self.latency)} candidates only, and this architecture is "
+                    f"not among them; measure a table with 'moonas profile --name {self.device}'")
+            out[i] = self.latency[key]
+        return out
+
+    def extreme(self, cheapest: bool = True) -> tuple[float, tuple[int, ...]]:
+        arch = (min if cheapest else max)(self.latency, key=self.latency.__getitem__)
+        return self.latency[arch], arch
+
+    def check_space(self, space) -> None:
+        """Recorded by the run on its own space: nothing to check."""
+
+
+def recorded_latency(run: Run, device: str) -> RecordedLatency | None:
+    """The latencies `run` recorded (`latency_ms` of candidates.csv and the front) as a model
+    of `device`, or None unless the run searched on `latency:DEVICE` and recorded every
+    candidate's latency."""
+    if run.config.search.cost != f"latency:{device_name(device)}":
+        return None
+    candidates = (*run.candidates, *run.front.architectures)  # the front's records win
+    if not candidates or any(c.latency_ms is None for c in candidates):
+        return None
+    source = "candidates.csv" if run.candidates else "pareto.json"
+    return RecordedLatency(device_name(device), {c.arch: float(c.latency_ms) for c in candidates},
+                           len(candidates[0].arch), str(Path(run.dir) / source))
 
 
 def _trained_metrics(run: Run, cid: int) -> dict | None:
@@ -379,12 +447,19 @@ def pick_many(run: Run, budgets: Mapping[str, Mapping[str, Any]],
     if latency_table is not None:
         known_devices(latency_table)  # a missing table fails even when no entry uses it
     out: list[tuple[str, Pick | NoFeasibleArchitecture]] = []
+    models: dict[tuple[str, str | None], LatencyModel] = {}  # each table read (and warned) once
     for name, entry in budgets.items():
         kwargs = {k: entry.get(k) for k in _LIMIT_KEYS}
         table = entry.get("latency_table") or (latency_table if entry.get("device") else None)
+        device = entry.get("device")
         try:
+            if device is not None:
+                key = (str(device), None if table is None else str(table))
+                if key not in models:
+                    models[key] = resolve_latency(run, str(device), table)
+                device = models[key]
             result: Pick | NoFeasibleArchitecture = pick(
-                run, device=entry.get("device"), prefer=entry.get("prefer", prefer),
+                run, device=device, prefer=entry.get("prefer", prefer),
                 latency_table=table, label=name, **kwargs)
         except NoFeasibleArchitecture as err:
             result = err
