@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -519,3 +520,24 @@ def test_a_latency_run_that_recorded_no_latencies_still_needs_its_table(tmp_path
     table.unlink()
     with pytest.raises(DataError, match="not found"):
         pick(run, max_latency_ms=run.front.budgets[1])
+
+
+def test_a_latency_run_whose_table_was_profiled_again_warns_that_picks_follow_the_table(
+        tmp_path, caplog) -> None:
+    from dataclasses import replace
+
+    table = tmp_path / "toy.json"
+    run = load_run(make_latency_run(tmp_path / "lat", table))
+    with caplog.at_level(logging.WARNING, logger="moonas"):
+        same = pick(run, device="toy", max_latency_ms=9.0)
+    assert not [r for r in caplog.records if "otherwise than its search" in r.getMessage()]
+    model = _toy_latency(run)
+    replace(model, base=model.base * 1.2, table=model.table * 1.2).save(table)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="moonas"):
+        again = pick(run, device="toy", max_latency_ms=9.0)
+    said = [r.getMessage() for r in caplog.records if "otherwise than its search" in r.getMessage()]
+    assert len(said) == 1 and "up to 20.0%" in said[0] and str(table) in said[0]
+    # The table rules: the reported latency is the re-profiled one, not the recorded one.
+    assert again.latency_ms == pytest.approx(1.2 * float(model.price(again.candidate.arch)[0]))
+    assert again.latency_ms != pytest.approx(again.candidate.latency_ms)

@@ -209,7 +209,7 @@ def resolve_latency(run: Run, device: str | LatencyModel | None,
 
     space = run_space(run)
     try:
-        return load_latency(table, device_name(device), space=space)
+        model = load_latency(table, device_name(device), space=space)
     except (ConfigError, DataError) as err:
         # The run's own table, replaced or removed since the search: the latencies the search
         # recorded for its device still price every candidate. A table the user names is used
@@ -222,6 +222,26 @@ def resolve_latency(run: Run, device: str | LatencyModel | None,
         log.warning("the run's latency table %s: pricing %s with the latencies its search "
                     "recorded in %s", reason, recorded.name, recorded.source)
         return recorded
+    if latency_table is None:
+        _warn_if_remeasured(run, model, table)
+    return model
+
+
+def _warn_if_remeasured(run: Run, model: LatencyModel, table: str | Path) -> None:
+    """One warning when the run's own table now prices its candidates otherwise than the
+    search recorded (the device was profiled again): picks follow the table, not the front."""
+    recorded = recorded_latency(run, model.name.split(":", 1)[1])
+    if recorded is None:
+        return
+    archs = np.array(list(recorded.latency), dtype=np.int64)
+    then = np.array(list(recorded.latency.values()))
+    now = model.price(archs)
+    change = float(np.max(np.abs(now - then) / np.maximum(np.abs(then), 1e-9)))
+    if change > 1e-3:
+        log.warning("%s prices the run's candidates up to %.1f%% otherwise than its search "
+                    "recorded (profiled again since?): latencies follow the table, so picks may "
+                    "differ from the front's; 'moonas profile' the device as it was, or search "
+                    "again", table, 100 * change)
 
 
 class RecordedLatency(LatencyModel):
