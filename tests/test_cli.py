@@ -113,3 +113,18 @@ def test_ctrl_c_while_starting_up_is_one_line(monkeypatch, capsys) -> None:
     monkeypatch.setattr(cli, "build_parser", interrupted)
     assert main(["search"]) == 130
     assert capsys.readouterr().err == "moonas: interrupted\n"
+
+
+def test_the_package_imports_without_torch_and_its_names_load_on_use() -> None:
+    """`python -m moonas` runs the package and moonas.cli before main() can catch Ctrl-C: they
+    must not import torch (a second of start-up). The public names still load on use, and
+    `moonas.search` stays the function after its subpackage is imported."""
+    code = ("import sys, moonas, moonas.cli; assert 'torch' not in sys.modules, 'torch'; "
+            "import moonas.search.runner; assert callable(moonas.search), moonas.search; "
+            "from moonas import search, load_run, Run, MoonasError; "
+            "assert search is moonas.search and issubclass(MoonasError, Exception); "
+            "print(sorted(set(moonas.__all__) - set(dir(moonas))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
