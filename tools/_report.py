@@ -1,14 +1,18 @@
 """Shared pieces of the benchmark tools: the report header (the command, the machine and the
-date), the defaults older reports pinned, and `run_tool`, which turns bad input into one line."""
+date), the defaults older reports pinned, `run_tool`, which turns bad input into one line, the
+checks that raise it before any work, and `scratch`, a run folder removed on every exit."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import platform
 import shlex
 import sys
-from typing import Callable
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
 
 
 def run_tool(main: Callable[[], object]) -> int:
@@ -23,6 +27,61 @@ def run_tool(main: Callable[[], object]) -> int:
         print(f"{name}: error: {str(err).strip().splitlines()[0]}", file=sys.stderr)
         return 1
     return int(result or 0)
+
+
+def at_least(flag: str, value: int | Sequence[int], least: int, why: str = "") -> None:
+    """Refuse `value` (or any of several) below `least` before any work: a `ConfigError`,
+    which `run_tool` prints as one line. `why` says what needs that many."""
+    from moonas.errors import ConfigError
+
+    for v in value if isinstance(value, (list, tuple)) else (value,):
+        if v < least:
+            raise ConfigError(f"{flag} must be >= {least}{f' ({why})' if why else ''}, got {v}")
+
+
+def known(flag: str, names: Iterable[str], valid: Sequence[str]) -> None:
+    """Refuse a name of `names` that is not in `valid`, with the valid ones (a `ConfigError`)."""
+    from moonas.errors import ConfigError
+    from moonas.registry import closest
+
+    for name in names:
+        if name not in valid:
+            raise ConfigError(f"{flag} {name!r} is unknown{closest(name, tuple(valid))}; "
+                              f"valid: {', '.join(valid)}")
+
+
+def check_out_file(path: str | Path, flag: str = "--out") -> Path:
+    """`path` if a file can be written there at the end (not a folder, no file in the way of
+    its folders), else a one-line `ConfigError`; creates nothing."""
+    from moonas.errors import ConfigError
+
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path} is a folder: give a file, e.g. {path / 'report.md'}")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{flag} {path}: {parent} is a file, not a folder; choose another "
+                          f"{flag}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: {parent} is not writable; choose another {flag}")
+    return path
+
+
+@contextlib.contextmanager
+def scratch(prefix: str, keep: str | None = None) -> Iterator[Path]:
+    """A folder for a tool's run directories: `keep` if given (made, and left in place), else
+    a temporary one removed on every exit (success, error, Ctrl-C)."""
+    if keep is not None:
+        from moonas.atomic import check_out_folder
+
+        path = check_out_folder(keep, "--work")
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix, ignore_cleanup_errors=True) as tmp:
+        yield Path(tmp)
 
 
 def header(title: str) -> str:

@@ -26,7 +26,6 @@ import argparse
 import itertools
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,13 +34,15 @@ import torch
 from scipy.stats import kendalltau
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import PRE_PRUNE_DEFAULTS, header  # noqa: E402
+from _report import (PRE_PRUNE_DEFAULTS, at_least, check_out_file, header, run_tool,  # noqa: E402
+                     scratch)
 
 import moonas  # noqa: E402
 from moonas.atomic import write_json, write_text  # noqa: E402
 from moonas.checkpoint import load_checkpoint  # noqa: E402
 from moonas.costs import build_cost_table  # noqa: E402
 from moonas.data import load_dataset  # noqa: E402
+from moonas.errors import ConfigError  # noqa: E402
 from moonas.nets import SUPERNETS, build_supernet  # noqa: E402
 from moonas.plugins.angle import angle_terms, snapshot  # noqa: E402
 from moonas.plugins.pvll import make_predictor  # noqa: E402
@@ -195,18 +196,32 @@ def main() -> None:
     parser.add_argument("--work", default=None, help="run directories (kept; reused if complete)")
     parser.add_argument("--out", default="results/angle.md")
     args = parser.parse_args()
+    at_least("--archs", args.archs, 2, "Kendall tau ranks at least two architectures")
+    at_least("--seeds", args.seeds, 1)
+    at_least("--retrain-epochs", args.retrain_epochs, 1)
+    check_out_file(args.out)
+    check_out_file(args.cache, "--cache")
+    with scratch("moonas-angle-", args.work) as work:
+        bench(args, work)
+
+
+def bench(args: argparse.Namespace, work: Path) -> None:
+    """The three searches (run directories under `work`), the estimates, then the page."""
     torch.set_num_threads(1)
     start = time.perf_counter()
-    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="moonas-angle-"))
     base = moonas.load_config(None, args.set)
     data = load_dataset(base.data.name, seed=base.seed, val_fraction=base.data.val_fraction,
                         test_fraction=base.data.test_fraction)
     space = base.space.build(data.info.input_size, data.info.in_channels, data.info.n_classes)
     if space.name != "nb201":
-        raise SystemExit("this benchmark samples nb201 cells; keep space.name=nb201")
+        raise ConfigError("this benchmark samples nb201 cells; keep space.name=nb201")
     recipe = TrainRecipe(epochs=args.retrain_epochs)
     standalone = Standalone(Path(args.cache), space, data, recipe)
     archs = [tuple(int(v) for v in a) for a in space.sample(np.random.default_rng(123), args.archs)]
+    conn = np.array([connected(a) for a in archs])
+    if conn.sum() < 2:  # before the searches: the connected-only taus would be undefined
+        raise ConfigError(f"--archs {args.archs} draws {int(conn.sum())} cell(s) connecting input "
+                          "to output; the connected-only Kendall tau needs two: give more --archs")
 
     runs, walls = {}, {}
     for name, extra in RUNS.items():
@@ -217,7 +232,6 @@ def main() -> None:
     per_seed = np.array([[standalone.get(a, s)["test"] for s in seeds] for a in archs])
     loss = np.array([[standalone.get(a, s)["test_loss"] for s in seeds] for a in archs]).mean(1)
     truth = per_seed.mean(axis=1)
-    conn = np.array([connected(a) for a in archs])
     ceiling = np.mean([_tau(per_seed[:, i], per_seed[:, j])
                        for i, j in itertools.combinations(seeds, 2)]) if args.seeds > 1 else float("nan")
     ceiling_conn = np.mean([_tau(per_seed[conn, i], per_seed[conn, j])
@@ -343,4 +357,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

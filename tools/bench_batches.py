@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import header, run_tool  # noqa: E402
+from _report import at_least, check_out_file, header, run_tool  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from moonas.data._splits import RandomCropFlip, SplitView, TensorImages  # noqa: E402
@@ -89,6 +89,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "results" /
                                              "batches.md"))
     args = parser.parse_args(argv)
+    # --batch-sizes itself is checked by `Batches` (its message names batch_size).
+    at_least("--items", args.items, max(args.batch_sizes), "one batch of each --batch-sizes")
+    for flag in ("--batches", "--repeats", "--threads"):
+        at_least(flag, getattr(args, flag[2:]), 1)
+    at_least("--folder-images", args.folder_images, 0, "0 skips the imagefolder part")
+    at_least("--max-workers", args.max_workers, 0)
+    check_out_file(args.out)
     torch.set_num_threads(args.threads)
     view = stand_in(args.items)
     times: dict[tuple[int, str], list[float]] = {}
@@ -119,15 +126,16 @@ def main(argv: list[str] | None = None) -> None:
 def folder_section(args: argparse.Namespace) -> list[str]:
     from moonas.data import load_dataset
 
-    root = Path(tempfile.mkdtemp(prefix="moonas-folder-")) / "images"
-    write_folder(root, args.folder_images)
-    train = load_dataset("imagefolder", root=root, seed=0, augment=True, image_size=32).train
     workers = list(range(args.max_workers + 1))
     seconds: dict[int, list[float]] = {w: [] for w in workers}
-    for r in range(args.repeats):
-        for w in workers:
-            batches = Batches(train, 64, seed=0, stream=3, drop_last=True, workers=w)
-            seconds[w].append(time_whole_epoch(batches, r))
+    with tempfile.TemporaryDirectory(prefix="moonas-folder-") as tmp:
+        root = Path(tmp) / "images"
+        write_folder(root, args.folder_images)
+        train = load_dataset("imagefolder", root=root, seed=0, augment=True, image_size=32).train
+        for r in range(args.repeats):
+            for w in workers:
+                batches = Batches(train, 64, seed=0, stream=3, drop_last=True, workers=w)
+                seconds[w].append(time_whole_epoch(batches, r))
     base = statistics.median(seconds[0])
     lines = ["", f"`imagefolder`: {len(train):,} training images (JPEG 256x256, resized to 32x32, "
              f"crop + flip), batch 64, one whole epoch per timing, {args.repeats} interleaved "

@@ -34,7 +34,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import header  # noqa: E402
+from _report import check_out_file, header, run_tool  # noqa: E402
 
 from moonas.atomic import write_text  # noqa: E402
 from moonas.bench.scoring import bootstrap_interval, signal_regret  # noqa: E402
@@ -265,6 +265,7 @@ def main() -> None:
     parser.add_argument("--unpaired", action="store_true",
                         help="every difference unpaired, as pages made before 2026-12-06")
     args = parser.parse_args()
+    check_out_file(args.out)
     groups = []
     for title, *specs in args.group:
         if not specs:
@@ -276,4 +277,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

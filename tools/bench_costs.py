@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import header, run_tool  # noqa: E402
+from _report import at_least, check_out_file, header, run_tool  # noqa: E402
 
+from moonas.atomic import write_text  # noqa: E402
 from moonas.costs import build_cost_table  # noqa: E402
 from moonas.spaces import build_space  # noqa: E402
 
@@ -29,6 +30,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default="results/costs.md")
     args = parser.parse_args()
+    at_least("--n", args.n, 1)
+    at_least("--repeats", args.repeats, 1)
+    check_out_file(args.out)
 
     lines = [header("Cost tables: build time and pricing throughput"), "",
              "| space | build (s) | architectures priced | median time (s) | architectures / s |",
@@ -50,7 +54,7 @@ def main() -> None:
               "Pricing is one vectorised gather-and-sum over the `(costs, D, Kmax)` table; the "
               "build counts `1 + sum_d (K_d - 1)` standalone networks with thop and the exact "
               "parameter count.", ""]
-    Path(args.out).write_text("\n".join(lines))
+    write_text(args.out, "\n".join(lines))
     print("\n".join(lines))
 
 

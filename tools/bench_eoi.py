@@ -12,12 +12,14 @@ from typing import Any, Sequence
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import header, run_tool  # noqa: E402
+from _report import at_least, check_out_file, header, run_tool  # noqa: E402
 
+from moonas.atomic import write_text  # noqa: E402
 from moonas.bench.harness import BenchJob, run_bench  # noqa: E402
 from moonas.bench.runners import (RUNNERS, RunOptions, Trace, TableEvaluator, _drive,  # noqa: E402
                                   _strategy, search_config)
 from moonas.bench.table import BenchProblem  # noqa: E402
+from moonas.errors import DataError  # noqa: E402
 from moonas.plugins.eoi import EoiConfig, EoiPlugin, freed_options  # noqa: E402
 from moonas.search.strategies import MultiASNGStrategy  # noqa: E402
 
@@ -121,6 +123,13 @@ def main() -> None:
                              "(its fronts.jsonl; seeds 0..SEEDS-1 are used: a run is "
                              "deterministic per strategy and seed)")
     args = parser.parse_args()
+    at_least("--seeds", args.seeds, 1)
+    at_least("--workers", args.workers, 1)
+    check_out_file(args.report, "--report")
+    fronts = Path(args.baselines_from or ".") / "fronts.jsonl"
+    if args.baselines_from is not None and not fronts.is_file():
+        raise DataError(f"--baselines-from {args.baselines_from}: no fronts.jsonl there; pass the "
+                        "output folder of a harness run of nsga2,optuna-tpe,random")
     variants = tuple(f"multi-asng+eoi-{n}" for n in SETTINGS)
     runs = {}
     started = time.perf_counter()
@@ -133,14 +142,14 @@ def main() -> None:
                        search=tuple(search.items()))
         runs[label] = run_bench(job)
     if args.baselines_from is not None:
-        baseline_rows = rows_from_fronts(Path(args.baselines_from) / "fronts.jsonl", args.seeds)
+        baseline_rows = rows_from_fronts(fronts, args.seeds)
     else:
         baseline_rows = [r for r in runs["defaults"]["rows"] if r["strategy"] in BASELINES]
     stats = {(label, name): removal_stats(args.table, "params", search, SETTINGS[name],
                                           3, 1000)
              for label, search in (("defaults", {}), ("tuned", TUNED)) for name in SETTINGS}
     minutes = (time.perf_counter() - started) / 60
-    Path(args.report).write_text(report(args, runs, baseline_rows, stats, minutes))
+    write_text(args.report, report(args, runs, baseline_rows, stats, minutes))
 
 
 def report(args: argparse.Namespace, runs: dict, baseline_rows: list, stats: dict,

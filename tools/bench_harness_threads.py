@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import header, run_tool  # noqa: E402
+from _report import at_least, check_out_file, header, run_tool  # noqa: E402
 
 from moonas.atomic import write_text  # noqa: E402
 from moonas.bench.harness import BenchJob, run_bench  # noqa: E402
@@ -46,6 +46,10 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "results" /
                                              "harness_threads.md"))
     args = parser.parse_args()
+    for flag, value in (("--workers", args.workers), ("--seeds", args.seeds),
+                        ("--repeats", args.repeats)):
+        at_least(flag, value, 1)
+    check_out_file(args.out)
     walls: dict[tuple[int, str], list[float]] = {}
     fronts: dict[tuple[int, str], set[str]] = {}
     with tempfile.TemporaryDirectory() as tmp:

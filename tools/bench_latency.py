@@ -18,9 +18,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import header  # noqa: E402
+from _report import at_least, check_out_file, header, known, run_tool  # noqa: E402
 
 from moonas.deploy.profile import TimingProtocol, measure_latency, profile_space  # noqa: E402
+from moonas.errors import ConfigError  # noqa: E402
 from moonas.nets import build_supernet  # noqa: E402
 from moonas.spaces import build_space  # noqa: E402
 
@@ -71,6 +72,19 @@ def evaluate(space, protocol: TimingProtocol, n: int, seed: int) -> dict:
     }
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse input that would give an empty or undefined table, before any timing."""
+    at_least("--n", args.n, 2, "Kendall tau ranks at least two networks")
+    at_least("--repeats", args.repeats, 1)
+    at_least("--seed", args.seed, 0)
+    known("--statistics", args.statistics.split(","), ("median", "min"))
+    for part in (args.spaces.split(",") if args.spaces else ()):
+        if not any(part in label for label in SETTINGS):
+            raise ConfigError(f"--spaces {part!r} matches no space; known spaces (select by any "
+                              f"part of the name): {'; '.join(SETTINGS)}")
+    check_out_file(args.out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=30, help="random networks to check")
@@ -82,6 +96,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="results/latency.md")
     args = parser.parse_args()
+    check_args(args)
 
     rows = []
     load_before = os.getloadavg()
@@ -150,4 +165,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

@@ -14,9 +14,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import header, NO_NEIGHBOURS_BENCH, run_tool  # noqa: E402
+from _report import at_least, header, NO_NEIGHBOURS_BENCH, run_tool  # noqa: E402
 
+from moonas.atomic import check_out_folder  # noqa: E402
 from moonas.bench.harness import STRATEGY_NAMES, BenchJob, run_bench, write_anytime  # noqa: E402
+from moonas.bench.table import load_problem  # noqa: E402
+from moonas.errors import ConfigError, DataError  # noqa: E402
 from moonas.plugins.pvll import PVLLConfig  # noqa: E402
 
 #: Issue #4's targets for multi-asng on c10 (medians over 20 seeds at 100 / 300 / 1000).
@@ -337,6 +340,29 @@ def _tuning_section(tuning: dict, reported: dict[int, dict] | None = None) -> li
     return out
 
 
+def check_args(args: argparse.Namespace, costs: list[str], tune_costs: list[str]) -> None:
+    """Refuse bad input before the tuning and the protocol (hours): counts, the dataset and
+    cost names (checked on the table), the result files --report-only rebuilds from."""
+    if not costs:
+        raise ConfigError("--costs names no cost; e.g. --costs params,macs")
+    if args.report_only:
+        for cost in costs:
+            for tail in ("", "_tuned"):
+                summary = Path(args.results) / f"nb201_{cost}{tail}" / "summary.json"
+                if not summary.is_file():
+                    raise DataError(f"--report-only: {summary} is missing; run the benchmark "
+                                    "(without --report-only) first")
+        return
+    at_least("--seeds", args.seeds, 1)
+    at_least("--tune-seed", args.tune_seed, 0)
+    at_least("--workers", args.workers, 1)
+    check_out_folder(args.results, "--results")
+    if args.settings is None and not tune_costs:
+        raise ConfigError("--tune-costs names no cost; e.g. --tune-costs params")
+    for cost in {*costs, *(tune_costs if args.settings is None else ())}:
+        load_problem(args.table, args.dataset, cost)  # an unknown name: one line, valid ones
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--table", default=str(Path(__file__).resolve().parents[2] / "shared"
@@ -358,6 +384,8 @@ def main() -> None:
                              "the command that made them (quoted in the page)")
     args = parser.parse_args()
     costs = [c.strip() for c in args.costs.split(",") if c.strip()]
+    tune_costs = [c.strip() for c in args.tune_costs.split(",") if c.strip()]
+    check_args(args, costs, tune_costs)
     results = Path(args.results)
     tuning = None
     if args.report_only:
@@ -382,7 +410,7 @@ def main() -> None:
     if args.settings is not None:
         settings = json.loads(args.settings)
     else:
-        tuning = tune(args, [c.strip() for c in args.tune_costs.split(",") if c.strip()])
+        tuning = tune(args, tune_costs)
         (results / "nb201_tuning.json").parent.mkdir(parents=True, exist_ok=True)
         (results / "nb201_tuning.json").write_text(json.dumps(tuning, indent=1) + "\n")
         settings = tuning["configs"][0]["settings"]

@@ -31,12 +31,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import header, NO_NEIGHBOURS_BENCH, run_tool  # noqa: E402
+from _report import at_least, header, NO_NEIGHBOURS_BENCH, run_tool  # noqa: E402
 from bench_compare import load  # noqa: E402
 
-from moonas.atomic import write_text  # noqa: E402
+from moonas.atomic import check_out_folder, write_text  # noqa: E402
 from moonas.bench.harness import BenchJob, run_bench  # noqa: E402
 from moonas.bench.scoring import PICK_RULES, bootstrap_interval  # noqa: E402
+from moonas.bench.table import load_problem  # noqa: E402
 
 #: Every plug-in off (pvll is on by default).
 PLAIN = (("pvll.enabled", False),)
@@ -129,6 +130,19 @@ def _run(job: BenchJob, report: bool) -> dict:
     return json.loads(path.read_text())
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse bad counts and unknown cost names before the first job (each job is minutes)."""
+    at_least("--seeds", args.seeds, 1)
+    at_least("--workers", args.workers, 1)
+    at_least("--replicate", args.replicate, 0, "0: the main table")
+    at_least("--first-seed", args.first_seed, 0)
+    if args.report:
+        return
+    check_out_folder(args.results, "--results")
+    for cost in dict.fromkeys(args.costs.split(",")):
+        load_problem(args.table, "c10", cost)  # an unknown name: one line, valid ones
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--table", default=str(Path(__file__).resolve().parents[2] / "shared" /
@@ -146,6 +160,7 @@ def main() -> None:
                         help="only the multi-asng variants, on this many fresh seeds")
     parser.add_argument("--first-seed", type=int, default=200)
     args = parser.parse_args()
+    check_args(args)
     results = Path(args.results)
     if args.replicate:
         replicate(args, results)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,7 +19,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import CURRENT_DEFAULTS, PRE_PRUNE_DEFAULTS, header  # noqa: E402
+from _report import (CURRENT_DEFAULTS, PRE_PRUNE_DEFAULTS, at_least, check_out_file,  # noqa: E402
+                     header, run_tool, scratch)
 from bench_search_digits import _hv, _retrain, digits_setup  # noqa: E402
 
 import moonas  # noqa: E402
@@ -55,13 +55,21 @@ def main() -> None:
                              "ratio's reference)")
     parser.add_argument("--out", default="results/plugins_digits.md")
     args = parser.parse_args()
+    at_least("--seeds", args.seeds, 1)
+    at_least("--retrain-epochs", args.retrain_epochs, 1)
+    check_out_file(args.out)
+    with scratch("moonas-plugins-digits-") as work:
+        bench(args, work)
+
+
+def bench(args: argparse.Namespace, work: Path) -> None:
+    """Every variant on every seed (run directories under `work`), then the page."""
     variants = {label: extra for label, extra in VARIANTS.items()
                 if args.only is None or label == "no plug-in" or label in args.only}
     if args.current:
         args.set = [*CURRENT_DEFAULTS, *args.set]
     torch.set_num_threads(1)
     recipe = TrainRecipe(epochs=args.retrain_epochs)
-    work = Path(tempfile.mkdtemp(prefix="moonas-plugins-digits-"))
     cache: dict[tuple[int, ...], float] = {}
     data, space, low, high = digits_setup(args.set)
     rows: dict[str, list[dict]] = {v: [] for v in variants}
@@ -111,4 +119,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

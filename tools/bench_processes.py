@@ -25,12 +25,11 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import header  # noqa: E402
+from _report import at_least, check_out_file, header, run_tool, scratch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,7 +50,10 @@ def run(args: list[str]) -> tuple[float, subprocess.CompletedProcess]:
                           capture_output=True, text=True)
     wall = time.perf_counter() - start
     if done.returncode != 0:
-        raise SystemExit(f"moonas {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+        from moonas.errors import MoonasError
+
+        last = ([line for line in done.stderr.splitlines() if line.strip()] or ["no message"])[-1]
+        raise MoonasError(f"moonas {' '.join(args)} failed (exit {done.returncode}): {last}")
     return wall, done
 
 
@@ -70,10 +72,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", default=str(REPO / "results" / "processes.md"))
     args = parser.parse_args(argv)
+    check_args(args)
+    with scratch("moonas-processes-") as work:
+        bench(args, work)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse bad counts before any search (the searches' own errors would come one variant
+    in, and blame `threads` for a bad --processes)."""
+    from moonas.errors import ConfigError
+
+    at_least("--processes", args.processes, 1, "the data-parallel processes compared")
+    for flag in ("--image-size", "--cells", "--channels", "--batch-size", "--front-samples",
+                 "--train-epochs", "--repeats"):
+        at_least(flag, getattr(args, flag[2:].replace("-", "_")), 1)
+    at_least("--epochs", args.epochs, 2, "one warm-up epoch, then the search")
     if len(args.batch_size) != len(args.channels):
-        raise SystemExit("give one --batch-size per --channels value")
+        raise ConfigError(f"give one --batch-size per --channels value: {len(args.channels)} "
+                          f"channels, {len(args.batch_size)} batch sizes")
+    check_out_file(args.out)
+
+
+def bench(args: argparse.Namespace, work: Path) -> None:
+    """Every variant through the CLI (run directories under `work`), then the page."""
     n = args.processes
-    work = Path(tempfile.mkdtemp(prefix="moonas-processes-"))
     shapes = list(zip(args.channels, args.batch_size))
     searches: dict[tuple, list[tuple[float, float]]] = {}
     fronts: dict[tuple, dict] = {}
@@ -129,9 +151,10 @@ def main(argv: list[str] | None = None) -> None:
     for (name, procs), walls in trains.items():
         lines.append(f"| {name} | {procs} | {statistics.median(x for x, _ in walls):.1f} | "
                      f"{statistics.median(x for _, x in walls):.1f} |")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

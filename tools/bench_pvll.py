@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 from scipy.stats import kendalltau  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import header  # noqa: E402
+from _report import at_least, check_out_file, header, run_tool  # noqa: E402
 from bench_plugins import TUNED  # noqa: E402
 
 from moonas.atomic import write_text  # noqa: E402
@@ -242,9 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not Path(args.table).is_file():
         raise SystemExit(f"--table {args.table}: no such file; pass the NAS-Bench-201 csv")
-    if min(args.seeds, args.search_seeds, args.timing_seeds, args.held_out) < 1:
-        raise SystemExit("bench_pvll: --seeds, --search-seeds, --timing-seeds and --held-out "
-                         "must be >= 1")
+    for flag in ("--seeds", "--search-seeds", "--timing-seeds"):
+        at_least(flag, getattr(args, flag[2:].replace("-", "_")), 1)
+    at_least("--held-out", args.held_out, 2, "Kendall tau ranks at least two cells")
+    check_out_file(args.out)
     import torch
 
     torch.set_num_threads(1)  # the graph autoencoder's one-off training
@@ -303,4 +304,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

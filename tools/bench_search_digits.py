@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,9 +20,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import NO_NEIGHBOURS, header  # noqa: E402
+from _report import NO_NEIGHBOURS, at_least, check_out_file, header, run_tool, scratch  # noqa: E402
 
 import moonas  # noqa: E402
+from moonas.atomic import write_text  # noqa: E402
 from moonas.checkpoint import load_checkpoint  # noqa: E402
 from moonas.costs import build_cost_table  # noqa: E402
 from moonas.data import load_dataset  # noqa: E402
@@ -71,9 +71,18 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="config override for all runs")
     parser.add_argument("--out", default="results/search_digits.md")
     args = parser.parse_args()
+    at_least("--seeds", args.seeds, 1)
+    at_least("--random-archs", args.random_archs, 2, "Kendall tau ranks at least two")
+    at_least("--retrain-epochs", args.retrain_epochs, 1)
+    check_out_file(args.out)
+    with scratch("moonas-bench-") as work:
+        bench(args, work)
+
+
+def bench(args: argparse.Namespace, work: Path) -> None:
+    """Every method on every seed (run directories under `work`), then the page."""
     torch.set_num_threads(1)
     recipe = TrainRecipe(epochs=args.retrain_epochs)
-    work = Path(tempfile.mkdtemp(prefix="moonas-bench-"))
     rows: dict[str, list[dict]] = {m: [] for m in METHODS}
     taus: list[dict] = []
     cache: dict[tuple[int, ...], float] = {}
@@ -141,9 +150,9 @@ def main() -> None:
     lines += [f"| {t['seed']} | {t['train']:.3f} | {t['recalibrate']:.3f} |" for t in taus]
     lines += [f"| median | {np.median([t['train'] for t in taus]):.3f} | "
               f"{np.median([t['recalibrate'] for t in taus]):.3f} |", ""]
-    Path(args.out).write_text("\n".join(lines))
+    write_text(args.out, "\n".join(lines))
     print("\n".join(lines))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

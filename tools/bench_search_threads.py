@@ -13,14 +13,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import header, run_tool  # noqa: E402
+from _report import at_least, check_out_file, header, run_tool, scratch  # noqa: E402
 
 import moonas  # noqa: E402
 import moonas.plugins.pvll as pvll  # noqa: E402
@@ -42,8 +41,16 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "results" /
                                              "search_threads.md"))
     args = parser.parse_args()
+    at_least("--epochs", args.epochs, 2, "a warm-up epoch, then the search")
+    at_least("--repeats", args.repeats, 1)
+    check_out_file(args.out)
+    with scratch("moonas-search-threads-") as work:
+        bench(args, work)
+
+
+def bench(args: argparse.Namespace, work: Path) -> None:
+    """The variants over the rounds (run directories under `work`), then the page."""
     torch.set_num_threads(1)
-    work = Path(tempfile.mkdtemp(prefix="moonas-search-threads-"))
     epochs = (f"search.epochs={args.epochs}", f"search.warmup_epochs={max(1, args.epochs // 5)}")
     moonas.search(None, work / "warm-up", overrides=("search.epochs=2", "search.warmup_epochs=1"))
     walls: dict[str, list[float]] = {name: [] for name in VARIANTS}

@@ -16,7 +16,6 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,13 +23,15 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import PRE_PRUNE_DEFAULTS, header  # noqa: E402
+from _report import (PRE_PRUNE_DEFAULTS, at_least, check_out_file, header, run_tool,  # noqa: E402
+                     scratch)
 from bench_angle import Standalone, _tau  # noqa: E402
 
 import moonas  # noqa: E402
 from moonas.atomic import write_text  # noqa: E402
 from moonas.checkpoint import load_checkpoint  # noqa: E402
 from moonas.data import load_dataset  # noqa: E402
+from moonas.errors import ConfigError  # noqa: E402
 from moonas.nets import build_supernet  # noqa: E402
 from moonas.plugins.split import home_copy  # noqa: E402
 from moonas.retrain import TrainRecipe  # noqa: E402
@@ -78,10 +79,21 @@ def main() -> None:
     parser.add_argument("--work", default=None)
     parser.add_argument("--out", default="results/split.md")
     args = parser.parse_args()
+    at_least("--seeds", args.seeds, 0)
+    if len(set(args.seeds)) != len(args.seeds):
+        raise ConfigError(f"--seeds repeats a seed: {' '.join(map(str, args.seeds))}")
+    at_least("--archs", args.archs, 2, "Kendall tau ranks at least two cells")
+    at_least("--standalone-seeds", args.standalone_seeds, 1)
+    at_least("--retrain-epochs", args.retrain_epochs, 1)
+    check_out_file(args.out)
+    with scratch("moonas-split-", args.work) as work:
+        bench(args, work)
+
+
+def bench(args: argparse.Namespace, work: Path) -> None:
+    """The searches (run directories under `work`), their taus and picks, then the page."""
     torch.set_num_threads(1)
     start = time.perf_counter()
-    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="moonas-split-"))
-    work.mkdir(parents=True, exist_ok=True)
     cache = work / "standalone.json"
     if not cache.is_file() and Path(args.cache).is_file():
         shutil.copyfile(args.cache, cache)
@@ -180,4 +192,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

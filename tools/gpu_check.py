@@ -42,7 +42,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -51,9 +50,12 @@ from typing import Any, Callable
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _report import at_least, run_tool, scratch  # noqa: E402
 
 import moonas  # noqa: E402
-from moonas.atomic import write_json, write_text  # noqa: E402
+from moonas.atomic import check_out_folder, write_json, write_text  # noqa: E402
 from moonas.deploy.export import export_network  # noqa: E402
 from moonas.deploy.train import train_candidate  # noqa: E402
 from moonas.run import RunFiles  # noqa: E402
@@ -127,9 +129,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="also time the CPU search in this many data-parallel processes "
                              "(moonas search --processes), the cores shared out; 0: skip")
     args = parser.parse_args(argv)
-    out = Path(args.out)
+    for flag in ("--epochs", "--channels", "--cells", "--image-size", "--front-samples",
+                 "--train-epochs"):
+        at_least(flag, getattr(args, flag[2:].replace("-", "_")), 1)
+    at_least("--processes", args.processes, 0, "0 skips the processes search")
+    out = check_out_folder(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="moonas-gpu-"))
+    with scratch("moonas-gpu-") as work:
+        return check(args, out, work)
+
+
+def check(args: argparse.Namespace, out: Path, work: Path) -> int:
+    """Every step (run directories under `work`), recorded in `out`; 0 if all passed."""
     record: dict[str, Any] = {
         "command": sys.argv, "python": platform.python_version(), "torch": torch.__version__,
         "cuda_available": torch.cuda.is_available(),
@@ -182,9 +193,8 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(f"| {name} | {value['ok']} | {value['seconds']} | "
                          f"{json.dumps(figures)} |")
     write_text(out / "gpu_check.md", "\n".join(lines) + "\n")
-    shutil.rmtree(work, ignore_errors=True)
     return 0 if all(v["ok"] for v in record.values() if isinstance(v, dict) and "ok" in v) else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import header  # noqa: E402
+from _report import check_out_file, header, run_tool  # noqa: E402
 from bench_plugins import TUNED  # noqa: E402
 
 from moonas.asng.importance import coefficient_keys  # noqa: E402
@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not Path(args.table).is_file():
         raise SystemExit(f"--table {args.table}: no such file; pass the NAS-Bench-201 csv")
+    check_out_file(args.out)
     lines = [header("Where the cost coefficients aim on NAS-Bench-201, and the regret per "
                     "budget"), __doc__.split("\n\n")[1].replace("\n", " "), ""]
     try:
@@ -140,4 +141,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

@@ -22,13 +22,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import header, run_tool  # noqa: E402
+from _report import at_least, check_out_file, header, known, run_tool  # noqa: E402
 
 from moonas.atomic import write_text  # noqa: E402
 from moonas.bench.harness import strategy_rng  # noqa: E402
-from moonas.bench.runners import RunOptions, run_strategy  # noqa: E402
+from moonas.bench.runners import RUNNERS, RunOptions, run_strategy  # noqa: E402
 from moonas.bench.scoring import build_scorer, picks  # noqa: E402
 from moonas.bench.table import load_problem  # noqa: E402
+from moonas.errors import ConfigError  # noqa: E402
 from moonas.plugins.predictors import SMOOTHING, smoothed_scores  # noqa: E402
 from moonas.threads import blas_threads  # noqa: E402
 
@@ -76,6 +77,12 @@ def main() -> None:
                                              "picks_tuning.md"))
     args = parser.parse_args()
     strategies = [s for s in args.strategies.split(",") if s]
+    if not strategies:
+        raise ConfigError("--strategies names no strategy; e.g. multi-asng,nsga2,random")
+    known("--strategies", strategies, RUNNERS.names())
+    if args.seeds is not None:
+        at_least("--seeds", args.seeds, 1)
+    check_out_file(args.out)
     sections = []
     started = time.perf_counter()
     for cost, first, n in SETS:
