@@ -71,6 +71,7 @@ class DataConfig:
     batch_size: int = 64
     max_train: int | None = None
     workers: int = 0
+    split_seed: int | None = None  # the train/val/test split's seed; None: the run's seed
 
     def __post_init__(self) -> None:
         from moonas.data import DATASETS
@@ -85,6 +86,9 @@ class DataConfig:
         if self.workers < 0:
             raise ConfigError(f"data.workers must be >= 0 (0: read items in the training "
                               f"process), got {self.workers}")
+        if self.split_seed is not None and self.split_seed < 0:
+            raise ConfigError(f"data.split_seed must be >= 0 (or null: the run's seed), got "
+                              f"{self.split_seed}")
         if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1
                 and self.val_fraction + self.test_fraction < 1):
             raise ConfigError(
@@ -231,6 +235,11 @@ class RunConfig:
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1 (or null for torch's default), got "
                               f"{self.threads}")
+
+    @property
+    def split_seed(self) -> int:
+        """The seed of the data's train/val/test split: `data.split_seed`, else `seed`."""
+        return self.seed if self.data.split_seed is None else self.data.split_seed
 
 
 # -- validation ------------------------------------------------------------------------------

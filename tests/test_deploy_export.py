@@ -17,7 +17,7 @@ from torch import nn
 from moonas.deploy.export import check_output_path, export_network, load_pt, sidecar_path
 from moonas.deploy.weights import load_network, recalibrate_bn
 from moonas.errors import CheckpointError, MoonasError
-from moonas.run import load_run
+from moonas.run import RunFiles, load_run
 
 from test_deploy_pick import make_run
 
@@ -212,6 +212,31 @@ def test_end_to_end_search_pick_export_keeps_the_fronts_accuracy(tmp_path) -> No
     logits = onnx_outputs(out, x.numpy())
     accuracy = float((logits.argmax(1) == y.numpy()).mean())
     assert accuracy == pytest.approx(chosen.accuracy, abs=1e-6)
+
+
+def test_an_asng_separate_sub_runs_export_keeps_its_accuracy(tmp_path) -> None:
+    """Sub-run k searched with its own seed (seed + k): its candidates export with batch norm
+    recalibrated on that search's batches, so they classify the validation split exactly as
+    its front measured them."""
+    from moonas.deploy.weights import run_data
+    from moonas.run import read_candidates
+    from moonas.search import search
+    from moonas.search.batches import stack
+
+    run = search("smoke", tmp_path / "run", overrides=(
+        "data.max_train=96", "search.epochs=2", "search.warmup_epochs=1",
+        "search.front_samples=2", "search.bn=recalibrate", "search.strategy=asng-separate",
+        "search.budgets=[20000, 24000]"))
+    first = len(read_candidates(RunFiles(run.dir / "separate" / "budget0").candidates))
+    x, y = stack(run_data(run).val)
+    for c in run.candidates[first:first + 2]:  # sub-run 1's
+        net, weights = load_network(run, c.id)
+        with torch.no_grad():
+            logits = net(x)
+        accuracy = float((logits.argmax(1) == y).float().mean())
+        loss = float(torch.nn.functional.cross_entropy(logits, y))
+        assert weights == "supernet" and accuracy == pytest.approx(c.accuracy, abs=1e-6)
+        assert loss == pytest.approx(c.loss, abs=2e-5)  # batch norm's statistics show here
 
 
 def test_export_refuses_another_formats_suffix(run, reference, tmp_path) -> None:

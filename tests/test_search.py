@@ -306,6 +306,32 @@ def test_asng_separate_pools_k_runs(tmp_path: Path) -> None:
         assert (run.dir / "separate" / f"budget{k}" / "pareto.json").is_file()
     assert {c.mode_of for c in run.candidates if c.mode_of is not None} == {0, 1}
     assert run.front.budgets == (20000.0, 24000.0)
+    # Independent runs (seed + k: their own weights, batches, samples) on the run's one split.
+    subs = [moonas.load_run(run.dir / "separate" / f"budget{k}") for k in range(2)]
+    assert [s.config.seed for s in subs] == [run.config.seed, run.config.seed + 1]
+    assert all(s.config.split_seed == run.config.split_seed for s in subs)
+    first = [json.loads(RunFiles(s.dir).log.read_text().splitlines()[0]) for s in subs]
+    assert first[0]["train_loss"] != first[1]["train_loss"]
+    from moonas.deploy.weights import run_data
+
+    val = [[int(y) for _, y in run_data(r).val] for r in (run, *subs)]
+    assert val[0] == val[1] == val[2]
+
+
+def test_the_split_seed_fixes_the_data_split_apart_from_the_seed() -> None:
+    from moonas.config import load_config
+    from moonas.data import load_dataset
+
+    base = load_config("smoke")
+    assert base.split_seed == base.seed and base.data.split_seed is None
+    other = load_config("smoke", overrides=("seed=7", "data.split_seed=0"))
+    assert other.seed == 7 and other.split_seed == 0
+    splits = [load_dataset("digits", seed=seed).val for seed in (0, 0, 7)]
+    labels = [torch.as_tensor([int(y) for _, y in s]) for s in splits]
+    assert torch.equal(labels[0], labels[1]) and not torch.equal(labels[0], labels[2])
+    with pytest.raises(ConfigError, match=r"data.split_seed must be >= 0 \(or null: the run's "
+                                          r"seed\), got -1"):
+        load_config("smoke", overrides=("data.split_seed=-1",))
 
 
 def _cli(*args: str) -> subprocess.Popen:

@@ -210,7 +210,7 @@ def bench(args: argparse.Namespace, work: Path) -> None:
     torch.set_num_threads(1)
     start = time.perf_counter()
     base = moonas.load_config(None, args.set)
-    data = load_dataset(base.data.name, seed=base.seed, val_fraction=base.data.val_fraction,
+    data = load_dataset(base.data.name, seed=base.split_seed, val_fraction=base.data.val_fraction,
                         test_fraction=base.data.test_fraction)
     space = base.space.build(data.info.input_size, data.info.in_channels, data.info.n_classes)
     if space.name != "nb201":

@@ -55,7 +55,7 @@ def digits_setup(overrides: list[str]):
     """Digits data and the default config's space (with `overrides`), and the space's params
     range for the HV normalisation: (data, space, low, high)."""
     base = moonas.load_config(None, overrides)
-    data = load_dataset("digits", seed=base.seed)
+    data = load_dataset("digits", seed=base.split_seed)
     space = base.space.build(data.info.input_size, data.info.in_channels, data.info.n_classes)
     table = build_cost_table(space)
     low, _ = table.extreme("params")

@@ -98,7 +98,7 @@ def bench(args: argparse.Namespace, work: Path) -> None:
     if not cache.is_file() and Path(args.cache).is_file():
         shutil.copyfile(args.cache, cache)
     base = moonas.load_config(None, args.set)
-    data = load_dataset(base.data.name, seed=base.seed, val_fraction=base.data.val_fraction,
+    data = load_dataset(base.data.name, seed=base.split_seed, val_fraction=base.data.val_fraction,
                         test_fraction=base.data.test_fraction)
     space = base.space.build(data.info.input_size, data.info.in_channels, data.info.n_classes)
     standalone = Standalone(cache, space, data, TrainRecipe(epochs=args.retrain_epochs))

@@ -103,7 +103,7 @@ def run_space(run: Run) -> SearchSpace:
 
 def run_data(run: Run):
     """The run's dataset splits, exactly as the search loaded them (same seed and settings)."""
-    return _load_data(run.config.data, run.config.seed)
+    return _load_data(run.config.data, run.config.split_seed)
 
 
 @functools.lru_cache(maxsize=2)
@@ -116,14 +116,18 @@ def _load_data(d, seed: int):
                         image_size=d.image_size, augment=d.augment, max_train=d.max_train)
 
 
-def calibration_batches(run: Run, data) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-    """The training batches the front recalibrates batch norm on (`search.bn_batches` of them)."""
+def calibration_batches(run: Run, data, seed: int | None = None
+                        ) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+    """The training batches the front recalibrates batch norm on (`search.bn_batches` of them);
+    `seed`: the seed of the search that trained the weights (an asng-separate sub-run's own),
+    by default the run's."""
     from moonas.search.batches import Batches
     from moonas.search.context import STREAM_TRAIN_BATCHES
     from moonas.search.measure import calibration_batches as first_calibration_batches
 
     config = run.config
-    batches = Batches(data.train, config.data.batch_size, config.seed, STREAM_TRAIN_BATCHES,
+    seed = config.seed if seed is None else seed
+    batches = Batches(data.train, config.data.batch_size, seed, STREAM_TRAIN_BATCHES,
                       drop_last=True, workers=config.data.workers)
     return first_calibration_batches(batches, config.search.bn_batches)
 
@@ -251,7 +255,12 @@ def _supernet_standalone(run: Run, arch: Arch, cid: int | None, data,
                          modes[0] if modes else None)
     net = supernet.extract(arch, dist)
     data = data if data is not None else run_data(run)
-    n = recalibrate_bn(net, calibration_batches(run, data))
+    seed = None
+    if run.config.search.strategy == "asng-separate":  # the sub-run's own seed (seed + k)
+        from moonas.yamlio import read_yaml
+
+        seed = int((read_yaml(RunFiles(path.parent).config) or {}).get("seed", run.config.seed))
+    n = recalibrate_bn(net, calibration_batches(run, data, seed))
     log.debug("recalibrated batch norm of %s on %d training batches", space.to_str(arch), n)
     return Standalone(net.eval(), "supernet", path, n)
 

@@ -84,7 +84,7 @@ def build_context(config: RunConfig) -> SearchContext:
     d = config.data
     check_batch_size(d.batch_size, world, "data.batch_size")
     data = main_first(world, lambda: load_dataset(
-        d.name, root=d.root, download=d.download, seed=config.seed,
+        d.name, root=d.root, download=d.download, seed=config.split_seed,
         val_fraction=d.val_fraction, test_fraction=d.test_fraction, image_size=d.image_size,
         augment=d.augment, max_train=d.max_train))
     info = data.info

@@ -356,8 +356,12 @@ def _separate(config: RunConfig, files: RunFiles, progress: Progress | None,
     pooled: list[Candidate] = []
     for k, budget in enumerate(objective.budgets):
         sub_files = RunFiles(files.root / "separate" / f"budget{k}")
-        sub_config = replace(config, search=replace(config.search, strategy="asng",
-                                                    budgets=(budget,), n_budgets=1))
+        # Independent runs: sub-run k draws from seed + k (its weights, batches and samples),
+        # on the run's own data split, so the pooled candidates are measured on one split.
+        sub_config = replace(config, seed=config.seed + k,
+                             data=replace(config.data, split_seed=config.split_seed),
+                             search=replace(config.search, strategy="asng",
+                                            budgets=(budget,), n_budgets=1))
         if not sub_files.pareto_json.is_file():
             if world.main:
                 sub_files.root.mkdir(parents=True, exist_ok=True)
