@@ -42,21 +42,33 @@ def cost_record(space: SearchSpace, table: CostTable, arch: Sequence[int]) -> di
 def _resolve(source: str | Path | Mapping | None, overrides: Sequence[str]):
     config = load_config(source, list(overrides))
     space = static_space(config)
-    return space, build_cost_table(space)
+    return config, space, build_cost_table(space)
 
 
 def price_architectures(source: str | Path | Mapping | None, texts: Sequence[str],
                         overrides: Sequence[str] = ()) -> Iterator[dict]:
     """One cost record per architecture text (arch_str, JSON list or ints). The config and
-    space are resolved (and their errors raised) at the call, the records as iterated."""
-    space, table = _resolve(source, overrides)
-    return (cost_record(space, table, space.parse(text)) for text in texts)
+    space are resolved (and their errors raised) at the call, the records as iterated.
+
+    A record prices the architecture as given. When the config's `search.prune` changes it,
+    the record also holds `pruned`: the cell a search measures, returns and deploys in its
+    place, with its costs (the record of `cost_record`)."""
+    config, space, table = _resolve(source, overrides)
+    return (_priced(space, table, space.parse(text), config.search.prune) for text in texts)
+
+
+def _priced(space: SearchSpace, table: CostTable, arch: Sequence[int], prune: str) -> dict:
+    record = cost_record(space, table, arch)
+    pruned = [int(v) for v in space.prune(np.asarray(arch), prune)[0]]
+    if pruned != list(arch):
+        record["pruned"] = cost_record(space, table, pruned)
+    return record
 
 
 def space_extremes(source: str | Path | Mapping | None,
                    overrides: Sequence[str] = ()) -> Iterator[dict]:
     """The cheapest and dearest architecture under each cost, with `extreme` and `cost` keys."""
-    space, table = _resolve(source, overrides)
+    _, space, table = _resolve(source, overrides)
     for name in table.names:
         for cheapest in (True, False):
             _, arch = table.extreme(name, cheapest)

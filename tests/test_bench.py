@@ -486,7 +486,7 @@ def test_plot_anytime_returns_what_it_drew(tmp_path: Path) -> None:
     assert (tmp_path / "p.png").stat().st_size > 0
 
 
-def test_cli_register_runs_and_rejects_bad_input(tmp_path: Path) -> None:
+def test_cli_register_runs_and_rejects_bad_input(tmp_path: Path, monkeypatch) -> None:
     from moonas.bench.cli import register
 
     parser = argparse.ArgumentParser(prog="moonas")
@@ -497,6 +497,13 @@ def test_cli_register_runs_and_rejects_bad_input(tmp_path: Path) -> None:
     assert args.func(args) == 0
     assert json.loads((tmp_path / "cli" / "summary.json").read_text())["multi_asng_search"][
         "delta0"] == 0.5
+    drawn = []  # -q: no bar is opened
+    monkeypatch.setattr("moonas.bench.cli.progress_bar", lambda *a, **k: drawn.append(a))
+    args = parser.parse_args(["bench", "nb201", "--table", str(NB201_CSV), "--strategies",
+                              "random", "--evals", "30", "--seeds", "1", "-q",
+                              "--out", str(tmp_path / "quiet")])
+    assert args.func(args) == 0 and not drawn
+    assert (tmp_path / "quiet" / "summary.json").is_file()
     for bad, message in ((["--strategies", "nsga3"], "unknown benchmark strategy 'nsga3'"),
                          (["--evals", "1e2x"], "--evals"),
                          (["--set", "step=1"], "unknown key 'step'"),

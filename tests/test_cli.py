@@ -128,3 +128,20 @@ def test_the_package_imports_without_torch_and_its_names_load_on_use() -> None:
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_cost_also_prices_the_pruned_cell_a_search_would_measure() -> None:
+    """[0,1,3,1,0,4]: node 1 only ever holds zeros, so the 3x3 conv on 2<-1 is dead; the search
+    (search.prune=dead, the default) measures and returns the cell without it."""
+    done = _run("cost", "--config", "smoke", "0,1,3,1,0,4")
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["arch"] == [0, 1, 3, 1, 0, 4]
+    pruned = record["pruned"]
+    assert pruned["arch"] == [0, 1, 0, 1, 0, 4]
+    assert pruned["params"] < record["params"] and pruned["macs"] < record["macs"]
+    again = json.loads(_run("cost", "--config", "smoke", "0,1,0,1,0,4").stdout)
+    assert {k: again[k] for k in pruned} == pruned and "pruned" not in again
+    kept = json.loads(_run("cost", "--config", "smoke", "0,1,3,1,0,4",
+                           "--set", "search.prune=keep").stdout)
+    assert "pruned" not in kept and kept["params"] == record["params"]

@@ -55,6 +55,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                         "budget) or smoothed (shrunk 0.1 towards a pairs ridge fit of all its "
                         "evaluations; the observed picks' regret is reported beside it)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
     return parser
 
@@ -102,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
 
     def progress(done: int, total: int) -> None:
         # The bar opens once the job has passed its checks, so a bad input prints one line only.
+        if args.quiet:
+            return
         if not bars:
             bars.append(progress_bar(total, f"bench {args.dataset}/{args.cost}", "run"))
         advance(bars[0], done)
