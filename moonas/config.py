@@ -469,7 +469,18 @@ def _switch_space(data: dict, overrides: list[str]) -> dict:
 def config_to_dict(config: Any) -> Any:
     """Plain data (dicts, lists, scalars) of a config record, as saved to `config.yaml`."""
     if isinstance(config, SpaceConfig):
-        return {"name": config.name, **{k: config_to_dict(v) for k, v in config.settings}}
+        # Every setting of the space: given, its default, or null for the data's shape left to
+        # the dataset; a run then reads back the same space whatever later defaults become.
+        given = dict(config.settings)
+        out: dict[str, Any] = {"name": config.name}
+        for f in fields(SPACES.get(config.name)):
+            if f.name in given:
+                out[f.name] = config_to_dict(given[f.name])
+            elif f.name in _SHARED_SPACE_KEYS:
+                out[f.name] = None
+            elif f.default is not dataclasses.MISSING:
+                out[f.name] = config_to_dict(f.default)
+        return out
     if dataclasses.is_dataclass(config):
         return {f.name: config_to_dict(getattr(config, f.name)) for f in fields(config)}
     if isinstance(config, tuple):

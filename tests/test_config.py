@@ -143,3 +143,22 @@ def test_nb201_takes_image_sides_that_halve_evenly_twice() -> None:
         message = rf"image side {side} \(data.image_size.* multiple of 4"
         with pytest.raises(ConfigError, match=message):
             load_config("smoke", [f"space.input_size={side}"])
+
+
+@pytest.mark.parametrize("overrides", [(), ("space.name=mobilenet",)])
+def test_the_saved_config_holds_every_space_setting(overrides) -> None:
+    """config.yaml's promise, "every key, defaults included", for the space too: its own
+    defaults written out, the data's shape null (taken from the dataset), and the same space
+    read back."""
+    from dataclasses import fields
+
+    from moonas.spaces import SPACES
+
+    config = load_config("smoke", list(overrides))
+    saved = config_to_dict(config)["space"]
+    assert set(saved) == {"name", *(f.name for f in fields(SPACES.get(config.space.name)))}
+    assert all(saved[k] is None for k in ("input_size", "in_channels", "n_classes"))
+    again = load_config(yaml.safe_load(yaml.safe_dump({**config_to_dict(config)})))
+    assert again.space.build(8, 1, 10) == config.space.build(8, 1, 10)
+    if not overrides:
+        assert saved["channels"] == config.space.get("channels") and saved["cells_per_stage"]
