@@ -230,10 +230,13 @@ def plot_search_curves(steps: np.ndarray, train_loss: np.ndarray, path: str | Pa
     each distribution's validation loss (trailing mean over `window` steps, raw values faint),
     and below each distribution's entropy (nats, summed over choices).
 
-    `steps`, `train_loss` `(T,)`; `dist_steps` `(S,)`; `val_loss`, `entropy` `(S, K)`.
+    `steps`, `train_loss` `(T,)`; `dist_steps` `(S,)`; `val_loss`, `entropy` `(S, K)`. A search
+    without distributions (`S = 0`, `entropy` None) gets the training loss alone.
     Returns the drawn (smoothed) curves.
     """
     plt = _pyplot()
+    if not len(dist_steps):
+        entropy = None
     rows = 2 if entropy is not None else 1
     fig, axes = plt.subplots(rows, 1, figsize=(7.5, 3.0 * rows + 0.6), sharex=True,
                              squeeze=False)
@@ -245,7 +248,10 @@ def plot_search_curves(steps: np.ndarray, train_loss: np.ndarray, path: str | Pa
     drawn: dict = {"steps": np.asarray(steps).tolist(), "train_loss": train.tolist(),
                    "dist_steps": np.asarray(dist_steps).tolist(), "val_loss": [],
                    "entropy": [], "budget_labels": list(budget_labels), "window": window}
-    val_loss = np.asarray(val_loss, dtype=np.float64).reshape(len(dist_steps), -1)
+    val_loss = np.asarray(val_loss, dtype=np.float64)
+    # (S, K); no distribution steps (searches without distributions) draw no columns.
+    val_loss = (val_loss.reshape(len(dist_steps), -1) if len(dist_steps)
+                else np.zeros((0, 0)))
     for k in range(val_loss.shape[1]):
         color = colors[k % len(colors)]
         label = budget_labels[k] if k < len(budget_labels) else f"distribution {k}"

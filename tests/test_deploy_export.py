@@ -1,4 +1,4 @@
-"""`moonas export`: TorchScript / ONNX / pt artefacts, their sidecars, runs without moonas, errors."""
+"""`moonas export`: TorchScript / ONNX / pt artefacts, sidecars, runs without moonas, errors."""
 
 from __future__ import annotations
 
@@ -437,3 +437,68 @@ def test_separate_run_folders_that_disagree_fail_with_one_line(tmp_path) -> None
     with pytest.raises(CheckpointError, match="5 candidates in 2 sub-runs, .* pools 6"):
         export_network(run, 0, "pt", tmp_path / "net.pt")
     assert not (tmp_path / "net.pt").exists()
+
+
+def test_a_latency_runs_sidecar_records_its_devices_latency_without_flags(tmp_path,
+                                                                         caplog) -> None:
+    """As `moonas pick` prices it: the run's own table, else the latencies its search recorded;
+    a device named on the command line is recorded besides it."""
+    from moonas.deploy.pick import pick
+    from test_deploy_pick import _toy_latency, make_latency_run
+
+    table = tmp_path / "toy.json"
+    run = load_run(make_latency_run(tmp_path / "lat", table))
+    limit = run.front.budgets[1]
+    chosen = pick(run, max_latency_ms=limit)
+    cid = chosen.candidate.id
+    recorded = next(c.latency_ms for c in run.candidates if c.id == cid)
+    out = tmp_path / "net.pt"
+
+    def costs(*flags: str) -> dict:
+        code, message = _cli(["export", str(run.dir), "--id", str(cid), "--format", "pt",
+                              "--out", str(out), *flags])
+        assert code == 0, message
+        return json.loads(sidecar_path(out).read_text())["costs"]
+
+    c = chosen.candidate
+    assert costs() == {"params": c.params, "macs": c.macs,
+                       "latency_ms:toy": round(chosen.latency_ms, 4)}
+    assert chosen.latency_ms == pytest.approx(recorded)
+    assert costs("--device", "toy") == costs()
+    _toy_latency(run, device="other").save(tmp_path / "other.json")
+    both = costs("--latency-table", str(tmp_path / "other.json"))
+    assert set(both) == {"params", "macs", "latency_ms:toy", "latency_ms:other"}
+    table.unlink()
+    caplog.clear()
+    assert costs()["latency_ms:toy"] == round(recorded, 4)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "not found" in warnings[0] and "recorded" in warnings[0]
+    # Library callers get the same default.
+    result = export_network(run, cid, "pt", tmp_path / "lib.pt")
+    assert result.meta["costs"]["latency_ms:toy"] == round(recorded, 4)
+    assert export_network(run, cid, "pt", tmp_path / "none.pt",
+                          latency={}).meta["costs"] == {"params": c.params, "macs": c.macs}
+
+
+def test_a_latency_run_without_table_or_records_exports_without_its_latency(tmp_path,
+                                                                           caplog) -> None:
+    from test_deploy_pick import make_latency_run
+
+    table = tmp_path / "toy.json"
+    run = load_run(make_latency_run(tmp_path / "lat", table, record=False))
+    table.unlink()
+    cid = run.front.picks[0]
+    out = tmp_path / "net.pt"
+    caplog.clear()
+    code, message = _cli(["export", str(run.dir), "--id", str(cid), "--format", "pt",
+                          "--out", str(out)])
+    assert code == 0, message
+    assert set(json.loads(sidecar_path(out).read_text())["costs"]) == {"params", "macs"}
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "leaves out latency_ms:toy" in warnings[0]
+    assert "\n" not in warnings[0]
+    # Asked for by name, the device must be priced: one line, nothing written.
+    out.unlink()
+    code, message = _cli(["export", str(run.dir), "--id", str(cid), "--format", "pt",
+                          "--out", str(out), "--device", "toy"])
+    assert code == 1 and "not found" in message and "\n" not in message and not out.exists()

@@ -205,3 +205,124 @@ def test_a_latency_run_without_its_table_plots_its_recorded_latencies(tmp_path, 
         plot_runs([run, other], tmp_path / "both.png")
     with pytest.raises(MoonasError, match="not found"):
         plot_runs([run], tmp_path / "x.png", x="latency:other")
+
+
+def _run_without_distributions(root, strategy: str):
+    """make_run's run as `strategy` (random, spos-nsga2) logs it: a training loss per step and
+    epoch entries whose `theta` and `modes` are null; no validation losses, no entropies."""
+    import yaml
+
+    from moonas.run import RunFiles
+
+    make_run(root, with_log=False)
+    files = RunFiles(root)
+    config = yaml.safe_load(files.config.read_text())
+    config["search"]["strategy"] = strategy
+    files.config.write_text(yaml.safe_dump(config, sort_keys=False))
+    lines = []
+    for step in range(1, 9):
+        lines.append({"step": step, "epoch": (step - 1) // 4, "lr": 0.05,
+                      "train_loss": 2.4 - 0.05 * step})
+        if step % 4 == 0:
+            lines.append({"step": step, "epoch": step // 4 - 1, "kind": "epoch", "modes": None,
+                          "theta": None})
+    files.log.write_text("".join(json.dumps(e) + "\n" for e in lines))
+    return load_run(root)
+
+
+@pytest.mark.parametrize("strategy", ["random", "spos-nsga2"])
+def test_curves_of_a_run_without_distributions_draw_the_training_loss(tmp_path, caplog, capsys,
+                                                                       strategy) -> None:
+    run = _run_without_distributions(tmp_path / "run", strategy)
+    assert run.config.search.strategy == strategy
+    history = read_history(run.dir)
+    assert len(history.dist_steps) == 0 and history.entropy is None and history.theta is None
+    caplog.set_level("INFO", logger="moonas")
+    drawn = plot_history(run, tmp_path / "curves.png", "curves")
+    assert drawn["steps"] == list(range(1, 9))
+    assert drawn["train_loss"] == pytest.approx([2.4 - 0.05 * s for s in range(1, 9)])
+    assert drawn["dist_steps"] == [] and drawn["val_loss"] == [] and drawn["entropy"] == []
+    assert _is_png(tmp_path / "curves.png")
+    notes = [r.getMessage() for r in caplog.records if "no distributions" in r.getMessage()]
+    assert len(notes) == 1 and strategy in notes[0] and "training loss only" in notes[0]
+    call = _parser_call()
+    out = tmp_path / "cli.svg"
+    assert call("plot", str(run.dir), "--kind", "curves", "--out", str(out)) == 0
+    assert f"curves of {run.dir} -> {out}" in capsys.readouterr().out
+    assert "has no distributions: training loss only" in out.read_text()  # the title
+    # The heatmaps have nothing to draw: one line, no file.
+    assert call("plot", str(run.dir), "--kind", "theta", "--out", str(tmp_path / "t.png")) == 1
+    message = capsys.readouterr().out
+    assert "logged no distributions" in message and message.count("\n") == 1
+    assert not (tmp_path / "t.png").exists()
+
+
+def _tied_run(root, twins):
+    """make_run's run where, for each `(copy, of, mode_of)` of `twins`, candidate `copy` takes
+    the accuracy, params and MACs of candidate `of` (and `mode_of`); its front rebuilt by the
+    search's own code, which keeps one candidate per tie."""
+    from dataclasses import replace
+
+    from moonas.run import RunFiles, write_candidates, write_front
+    from moonas.search.front import front_from_candidates
+    from moonas.search.objective import Objective
+
+    run = load_run(make_run(root, with_log=False))
+    by_id = {c.id: c for c in run.candidates}
+    for copy, of, mode in twins:
+        source = by_id[of]
+        by_id[copy] = replace(by_id[copy], accuracy=source.accuracy, loss=source.loss,
+                              params=source.params, macs=source.macs, mode_of=mode)
+    candidates = [by_id[c.id] for c in run.candidates]
+    params = [c.params for c in candidates]
+    objective = Objective("params", run.front.budgets, None, float(min(params)),
+                          float(max(params)))
+    marked, front = front_from_candidates(run.front.space, run.front.dataset, objective,
+                                          candidates)
+    files = RunFiles(root)
+    write_candidates(files.candidates, marked)
+    write_front(files, front)
+    return load_run(root)
+
+
+def test_a_recomputed_front_counts_tied_candidates_once(tmp_path, capsys) -> None:
+    from moonas.deploy.pick import front_mask
+
+    # Every candidate the same network in accuracy and costs: the front is one architecture,
+    # on any cost axis, the lowest id (no modes).
+    n = len(load_run(make_run(tmp_path / "probe", with_log=False)).candidates)
+    run = _tied_run(tmp_path / "one", [(i, 5, None) for i in range(n)])
+    assert [c.id for c in run.front.architectures] == [0]
+    call = _parser_call()
+    for x in ("params", "macs"):
+        drawn = plot_runs([run], tmp_path / f"{x}.png", x=x)
+        assert len(drawn["series"][0]["front_x"]) == 1
+        assert call("plot", str(run.dir), "--x", x, "--out", str(tmp_path / f"{x}.png")) == 0
+        assert "1 front(s), 1 front points" in capsys.readouterr().out
+    pool = candidate_pool(run)
+    macs = np.array([c.macs for c in pool], dtype=float)
+    assert [c.id for c, kept in zip(pool, front_mask(pool, macs)) if kept] == [0]
+    # As on the search's front, a mode wins a tie, whatever its id.
+    run = _tied_run(tmp_path / "mode", [(i, 5, 2 if i == 9 else None) for i in range(n)])
+    assert [c.id for c in run.front.architectures] == [9]
+    assert [c.id for c, kept in zip(candidate_pool(run), front_mask(candidate_pool(run), macs))
+            if kept] == [9]
+    # Some ties among many candidates: on the searched cost front_mask is the search's own
+    # front, and a front on another cost holds no point twice.
+    base = load_run(make_run(tmp_path / "base", with_log=False))
+    members = [c.id for c in base.front.architectures]
+    others = [c.id for c in base.candidates if c.id not in members]
+    run = _tied_run(tmp_path / "some", [(others[0], members[-1], None),
+                                        (others[1], members[1], 1),
+                                        (others[2], others[3], None)])
+    pool = candidate_pool(run)
+    params = np.array([c.params for c in pool], dtype=float)
+    np.testing.assert_array_equal(front_mask(pool, params), [c.on_front for c in pool])
+    for x in ("macs", "params"):
+        series = plot_runs([run], tmp_path / f"some-{x}.png", x=x)["series"][0]
+        pairs = list(zip(series["front_x"], series["front_y"]))
+        cost = np.array([getattr(c, x) for c in pool], dtype=float)
+        accuracy = np.array([c.accuracy for c in pool])
+        unique = {(cost[i], accuracy[i])
+                  for i in np.flatnonzero(non_dominated(np.column_stack([-accuracy, cost])))}
+        assert len(pairs) == len(set(pairs)) == len(unique)

@@ -144,9 +144,9 @@ def plot_runs(runs, out: str | Path, x: str | None = None, latency_table: str | 
 
     A latency is priced with `latency_table`, else each run's own table (or, when that is gone,
     its recorded latencies: see `resolve_latency`), else the first table a run names."""
-    from moonas.deploy.pick import candidate_costs, candidate_pool, cost_label, resolve_latency
+    from moonas.deploy.pick import (candidate_costs, candidate_pool, cost_label, front_mask,
+                                    resolve_latency)
     from moonas.deploy.weights import read_trained_metrics
-    from moonas.pareto import non_dominated
     from moonas.plotting import FrontSeries, plot_front_overlay
 
     x = x or runs[0].front.cost
@@ -168,8 +168,8 @@ def plot_runs(runs, out: str | Path, x: str | None = None, latency_table: str | 
         accuracy = np.array([c.accuracy for c in pool])
         if x == run.front.cost:
             on_front = np.array([c.on_front for c in pool])
-        else:
-            on_front = non_dominated(np.column_stack([-accuracy, cost]))
+        else:  # ties in accuracy and cost count once, as on the search's front
+            on_front = front_mask(pool, cost)
         series.append(FrontSeries(label=name, cost=cost, accuracy=accuracy, on_front=on_front,
                                   mode_of=tuple(c.mode_of for c in pool)))
         budgets.append(list(run.front.budgets or ()) if x == run.front.cost else [])
@@ -185,7 +185,8 @@ def plot_runs(runs, out: str | Path, x: str | None = None, latency_table: str | 
 
 
 def plot_history(run, out: str | Path, kind: str) -> dict:
-    """`kind="theta"`: per-distribution probability heatmaps; `"curves"`: loss and entropy."""
+    """`kind="theta"`: per-distribution probability heatmaps; `"curves"`: loss and entropy
+    (the training loss alone for a run that logged no distributions)."""
     from moonas.deploy.weights import run_space
     from moonas.plotting import plot_search_curves, plot_theta_heatmaps
 
@@ -204,10 +205,19 @@ def plot_history(run, out: str | Path, kind: str) -> dict:
         if not len(history.steps):
             raise MoonasError(f"run {run.dir} logged no steps: nothing to draw")
         window = max(1, len(history.steps) // 25)
+        title = f"search curves: {run.dir.name}"
+        if not len(history.dist_steps):
+            # Strategies without distributions (random, spos-nsga2) log the supernet's
+            # training loss only: that still shows how the weights trained.
+            log.info("run %s logged no distributions (strategy %r): drawing the training loss "
+                     "only, no validation losses or entropies", run.dir,
+                     run.config.search.strategy)
+            title += (f" ({run.config.search.strategy} has no distributions: training loss "
+                      "only)")
         return plot_search_curves(history.steps, history.train_loss, out,
                                   dist_steps=history.dist_steps, val_loss=history.val_loss,
                                   entropy=history.entropy, budget_labels=labels, window=window,
-                                  title=f"search curves: {run.dir.name}")
+                                  title=title)
     raise ConfigError(f"--kind must be front, theta or curves, got {kind!r}")
 
 
@@ -289,17 +299,12 @@ def _cmd_pick(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from moonas.deploy.export import check_format_suffix, check_output_path, export_network
+    from moonas.deploy.export import (check_format_suffix, check_output_path, export_network,
+                                      sidecar_latency)
 
     check_output_path(check_format_suffix(args.out, args.format))
     run = _load_run(args.run)
-    latency = None
-    if args.device is not None or args.latency_table is not None:
-        from moonas.deploy.pick import resolve_latency
-        from moonas.deploy.weights import find_candidate
-
-        model = resolve_latency(run, args.device, args.latency_table)
-        latency = {model.device: round(float(model.price(find_candidate(run, args.id).arch)[0]), 4)}
+    latency = sidecar_latency(run, args.id, args.device, args.latency_table)
     result = export_network(run, args.id, args.format, args.out, weights=args.weights,
                             latency=latency)
     diff = ("" if result.max_abs_diff is None
@@ -488,7 +493,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="auto: retrained weights if 'moonas train' made them, else supernet")
     p.add_argument("--device", metavar="NAME",
                    help="latency device (not a torch device): also record the latency on this "
-                        "device of --latency-table (default: the table's device if it has one)")
+                        "device of --latency-table (default: the table's device if it has one); "
+                        "a run searched on latency:DEVICE records that device's without flags")
     p.add_argument("--latency-table", metavar="PATH",
                    help="a 'moonas profile' JSON, a folder of them, or nb201.csv")
     p.set_defaults(func=_cmd_export)

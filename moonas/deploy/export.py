@@ -35,6 +35,7 @@ __all__ = [
     "check_output_path",
     "check_format_suffix",
     "sidecar_path",
+    "sidecar_latency",
     "load_pt",
     "onnx_outputs",
 ]
@@ -180,8 +181,9 @@ def export_module(net: nn.Module, fmt: Literal["torchscript", "onnx", "pt"], out
                 sidecar["load"] = "moonas.deploy.export.load_pt(path) (needs moonas)"
             diff = None if got is None else float(np.abs(got - expected).max())
             if diff is not None and not diff <= TOLERANCE:
-                raise MoonasError(f"the {fmt} export differs from the PyTorch network by {diff:.2e} "
-                                  f"(> {TOLERANCE:g}) on random inputs; nothing was written")
+                raise MoonasError(f"the {fmt} export differs from the PyTorch network by "
+                                  f"{diff:.2e} (> {TOLERANCE:g}) on random inputs; nothing was "
+                                  "written")
             sidecar["max_abs_diff_vs_pytorch"] = diff
             import json
 
@@ -203,11 +205,45 @@ def _class_names(run: Run) -> list[str] | None:
     return None if info.class_names is None else list(info.class_names)
 
 
+def sidecar_latency(run: Run, cid: int, device: str | None = None,
+                    latency_table: str | Path | None = None) -> dict[str, float]:
+    """Latencies (ms, device -> value) of candidate `cid` for the sidecar's `costs`: on the
+    device the run searched on (`search.cost: latency:DEVICE`), priced as `moonas pick` prices
+    it (the run's own table, else the latencies its search recorded), and on `device` of
+    `latency_table` when either is given (see `moonas.deploy.pick.resolve_latency`).
+
+    A named device that cannot be priced fails; the run's own device, not asked for, is left
+    out with a warning."""
+    from moonas.costs.latency import device_name
+    from moonas.deploy.pick import resolve_latency
+    from moonas.deploy.weights import find_candidate
+
+    arch = np.array([find_candidate(run, cid).arch], dtype=np.int64)
+    named = None
+    if device is not None or latency_table is not None:
+        named = resolve_latency(run, device, latency_table)
+    searched = run.config.search.cost
+    own = device_name(searched) if searched.startswith("latency:") else None
+    models = []
+    if own is not None and (named is None or named.device != own):
+        try:
+            models.append(resolve_latency(run, own, None))
+        except MoonasError as err:
+            log.warning("the sidecar leaves out latency_ms:%s, the cost the run searched on: "
+                        "%s", own, err)
+    if named is not None:
+        models.append(named)
+    return {model.device: round(float(model.price(arch)[0]), 4) for model in models}
+
+
 def export_network(run: Run, cid: int, fmt: Literal["torchscript", "onnx", "pt"],
                    out: str | Path, weights: Literal["auto", "supernet", "trained"] = "auto",
                    latency: dict[str, float] | None = None) -> ExportResult:
     """Export candidate `cid` of `run` (retrained weights when there are some and `weights`
-    allows, else supernet weights with recalibrated batch norm) to `out` plus `out.json`."""
+    allows, else supernet weights with recalibrated batch norm) to `out` plus `out.json`.
+
+    `latency` (device -> ms) goes into the sidecar's `costs` as `latency_ms:DEVICE`; None
+    records the latency on the device the run searched on, if it did (`sidecar_latency`)."""
     import moonas
     from moonas.data import dataset_info
     from moonas.deploy.weights import find_candidate, load_standalone, run_space
@@ -216,6 +252,8 @@ def export_network(run: Run, cid: int, fmt: Literal["torchscript", "onnx", "pt"]
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     out = check_output_path(check_format_suffix(out, fmt))
     candidate = find_candidate(run, cid)
+    if latency is None:
+        latency = sidecar_latency(run, cid)
     space = run_space(run)
     loaded = load_standalone(run, cid, weights)
     net, source = loaded.net, loaded.weights
@@ -249,8 +287,8 @@ def export_network(run: Run, cid: int, fmt: Literal["torchscript", "onnx", "pt"]
         "dataset": run.config.data.name,
         "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    diff, sidecar = export_module(net, fmt, out, shape, meta,
-                                  pt_extra={"space": space.settings(), "arch": list(candidate.arch)})
+    pt_extra = {"space": space.settings(), "arch": list(candidate.arch)}
+    diff, sidecar = export_module(net, fmt, out, shape, meta, pt_extra=pt_extra)
     log.info("exported id %d (%s weights) to %s", cid, source, out)
     return ExportResult(path=out, sidecar=sidecar_path(out), format=fmt, weights=source,
                         max_abs_diff=diff, meta=sidecar)

@@ -1,4 +1,4 @@
-"""`moonas train`: retrain one candidate of a run standalone; weights and metrics stay in the run."""
+"""`moonas train`: retrain one candidate of a run standalone; weights and metrics stay in it."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from moonas.errors import CheckpointError, ConfigError, MoonasError
 from moonas.lock import check_free, hold, release
 from moonas.retrain import TrainRecipe, train_standalone
 from moonas.run import Run
-from moonas.deploy.weights import (TRAINED_FORMAT, TrainedFiles, find_candidate, read_trained_metrics,
-                                   run_data, run_space, supernet_network)
+from moonas.deploy.weights import (TRAINED_FORMAT, TrainedFiles, find_candidate,
+                                   read_trained_metrics, run_data, run_space, supernet_network)
 
 __all__ = ["INITS", "train_candidate", "default_recipe"]
 

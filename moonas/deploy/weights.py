@@ -1,4 +1,4 @@
-"""A run's standalone networks: supernet weights (batch norm recalibrated for the path) or retrained.
+"""A run's standalone networks: supernet weights (batch norm recalibrated per path) or retrained.
 
 The supernet's batch-norm running statistics are a mix over all sampled paths, so a network
 cut out of it gets its statistics re-estimated on training batches of its own path: the same
@@ -257,12 +257,24 @@ def _supernet_standalone(run: Run, arch: Arch, cid: int | None, data,
     data = data if data is not None else run_data(run)
     seed = None
     if run.config.search.strategy == "asng-separate":  # the sub-run's own seed (seed + k)
-        from moonas.yamlio import read_yaml
-
-        seed = int((read_yaml(RunFiles(path.parent).config) or {}).get("seed", run.config.seed))
+        seed = _sub_run_seed(run, path.parent)
     n = recalibrate_bn(net, calibration_batches(run, data, seed))
     log.debug("recalibrated batch norm of %s on %d training batches", space.to_str(arch), n)
     return Standalone(net.eval(), "supernet", path, n)
+
+
+def _sub_run_seed(run: Run, sub_dir: Path) -> int:
+    """The seed of asng-separate sub-run `sub_dir` (`separate/budget{k}`): its config.yaml's,
+    else the runner's rule, the run's seed + k (`moonas.search.runner._separate`)."""
+    from moonas.yamlio import read_yaml
+
+    config = RunFiles(sub_dir).config
+    data = read_yaml(config) if config.is_file() else None
+    if isinstance(data, dict) and isinstance(data.get("seed"), int):
+        return int(data["seed"])
+    k = int(sub_dir.name.removeprefix("budget"))
+    log.debug("%s has no seed: using the run's seed + %d, as the search did", config, k)
+    return run.config.seed + k
 
 
 def supernet_network(run: Run, arch: Arch, data=None, space: SearchSpace | None = None, *,
