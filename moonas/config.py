@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import logging
+import math
 import re
 import types
 import typing
@@ -37,6 +38,7 @@ __all__ = [
     "apply_overrides",
     "config_to_dict",
     "parse_amount",
+    "default_coefficients",
     "packaged_config",
     "PACKAGED_CONFIGS",
 ]
@@ -150,7 +152,8 @@ class SearchConfig:
     latency_table: str | None = None
     budgets: tuple[float, ...] | None = None
     n_budgets: int = 5
-    coefficients: tuple[float, ...] | None = None
+    # One per distribution; "default": the grid `default_coefficients(n_budgets)`.
+    coefficients: tuple[float, ...] | Literal["default"] | None = None
     samples_per_dist: int | None = None
     utility: Literal["weighted-quantile", "rank"] = "weighted-quantile"
     delta0: float = 0.5
@@ -171,13 +174,10 @@ class SearchConfig:
         if self.budgets is not None:
             if len(self.budgets) < 1:
                 raise ConfigError("search.budgets is empty: give at least one budget or null")
+            _check_finite("budgets", self.budgets)
             if any(b <= 0 for b in self.budgets):
                 raise ConfigError(f"search.budgets must be positive, got {list(self.budgets)}")
-            if any(b2 <= b1 for b1, b2 in zip(self.budgets, self.budgets[1:])):
-                raise ConfigError(
-                    f"search.budgets must be strictly increasing, got {list(self.budgets)}: "
-                    "sort them and drop duplicates"
-                )
+            _check_increasing("budgets", self.budgets)
         if self.cost not in ("params", "macs") and not self.cost.startswith("latency:"):
             hint = closest(self.cost, ("params", "macs", "latency:DEVICE"))
             raise ConfigError(f"search.cost={self.cost!r} is unknown{hint}: use params, macs or "
@@ -192,9 +192,22 @@ class SearchConfig:
         for key in ("n_budgets", "epochs", "front_samples", "bn_batches"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"search.{key} must be >= 1, got {getattr(self, key)}")
+        if self.coefficients == "default":  # frozen: set once, here
+            object.__setattr__(self, "coefficients", default_coefficients(self.n_budgets))
+        if self.coefficients is not None:
+            if len(self.coefficients) < 1:
+                raise ConfigError("search.coefficients is empty: give at least one coefficient, "
+                                  "default (the grid 0, 0.25, ..., 2 of search.n_budgets values) "
+                                  "or null (budget mode)")
+            _check_finite("coefficients", self.coefficients)
+            if any(c < 0 for c in self.coefficients):
+                raise ConfigError(f"search.coefficients must be >= 0, got "
+                                  f"{list(self.coefficients)}")
+            _check_increasing("coefficients", self.coefficients)
         if not 0 <= self.warmup_epochs < self.epochs:
             raise ConfigError(
-                f"search.warmup_epochs must be in [0, epochs={self.epochs}), got {self.warmup_epochs}"
+                f"search.warmup_epochs must be in [0, epochs={self.epochs}), got "
+                f"{self.warmup_epochs}"
             )
         for key in ("delta0", "alpha"):
             if not getattr(self, key) > 0:
@@ -214,6 +227,25 @@ class SearchConfig:
     def step_cap(self) -> float:
         """The largest step size the adaptation may reach: ``delta_max``, or ``delta0``."""
         return self.delta0 if self.delta_max is None else self.delta_max
+
+
+def default_coefficients(k: int) -> tuple[float, ...]:
+    """`0` then a geometric grid of ratio 2 up to 2: for K=5, `(0, 0.25, 0.5, 1, 2)`.
+
+    A log grid spends distributions evenly over trade-off scales; 0 keeps the pure-accuracy end.
+    """
+    return (0.0, *(2.0 ** (1 - j) for j in range(k - 2, -1, -1)))
+
+
+def _check_finite(key: str, values: tuple[float, ...]) -> None:
+    if not all(math.isfinite(v) for v in values):
+        raise ConfigError(f"search.{key} must be finite numbers, got {list(values)}")
+
+
+def _check_increasing(key: str, values: tuple[float, ...]) -> None:
+    if any(b <= a for a, b in zip(values, values[1:])):
+        raise ConfigError(f"search.{key} must be strictly increasing, got {list(values)}: "
+                          "sort them and drop duplicates")
 
 
 @dataclass(frozen=True)
@@ -259,6 +291,21 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+def _describe(tp: Any) -> str:
+    """What a value of type `tp` looks like in YAML: `a list, 'default' or null`."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        names = [_describe(a) for a in typing.get_args(tp)]
+        return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+    if origin is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return "a list"
+    named = {type(None): "null", bool: "true or false", int: "an integer", float: "a number",
+             str: "a string"}
+    return named.get(tp, _type_name(tp))
+
+
 def _coerce(value: Any, tp: Any, path: str) -> Any:
     """`value` as type `tp`, or a ConfigError naming `path`."""
     origin = typing.get_origin(tp)
@@ -268,16 +315,19 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
+        errors = {}
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return _coerce(value, arg, path)
             except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(errors[0] if len(errors) == 1 else
-                          f"config key {path!r}: expected {_type_name(tp)}, got {value!r}")
+                errors[arg] = str(err)
+        # A list fails as a list (naming the bad item), whatever else the key also takes.
+        lists = [e for a, e in errors.items() if typing.get_origin(a) is tuple]
+        if len(errors) == 1 or (isinstance(value, (list, tuple)) and len(lists) == 1):
+            raise ConfigError(lists[0] if len(errors) > 1 else next(iter(errors.values())))
+        raise ConfigError(f"config key {path!r}: expected {_describe(tp)}, got {value!r}")
     if origin is Literal:
         if value not in args:
             allowed = ", ".join(repr(a) for a in args)

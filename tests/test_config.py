@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from moonas.config import (PACKAGED_CONFIGS, RunConfig, config_to_dict, load_config,
-                           parse_amount)
+from moonas.config import (PACKAGED_CONFIGS, RunConfig, config_to_dict, default_coefficients,
+                           load_config, parse_amount)
 from moonas.errors import ConfigError
 from moonas.yamlio import read_yaml
 
@@ -60,6 +60,24 @@ def test_resolved_config_round_trips(tmp_path: Path) -> None:
         (["search.utility=best"], r"'search.utility' is 'best'; allowed values: 'weighted-quantile', 'rank'"),
         (["search.budgets=[3, 2]"], r"strictly increasing"),
         (["search.budgets=5"], r"'search.budgets': expected a list"),
+        (["search.budgets=[.nan]"], r"^search.budgets must be finite numbers, got \[nan\]$"),
+        (["search.budgets=[1e4, .inf]"], r"search.budgets must be finite numbers"),
+        (["search.coefficients=[]"], r"^search.coefficients is empty: give at least one "
+                                     r"coefficient, default \(the grid 0, 0.25, ..., 2 of "
+                                     r"search.n_budgets values\) or null \(budget mode\)$"),
+        (["search.coefficients=[0, .nan]"], r"^search.coefficients must be finite numbers"),
+        (["search.coefficients=[.inf]"], r"^search.coefficients must be finite numbers"),
+        (["search.coefficients=[-1, 0]"], r"^search.coefficients must be >= 0, got \[-1.0, 0.0\]$"),
+        (["search.coefficients=[1, 0.5]"], r"coefficients must be strictly increasing, got "
+                                           r"\[1.0, 0.5\]: sort them and drop duplicates"),
+        (["search.coefficients=[0, 1, 1]"], r"coefficients must be strictly increasing"),
+        (["search.coefficients=grid"], r"^config key 'search.coefficients': expected a list, "
+                                       r"'default' or null, got 'grid'$"),
+        (["search.coefficients=3"], r"expected a list, 'default' or null, got 3$"),
+        (["search.coefficients=[0, x]"], r"^config key 'search.coefficients\[1\]': expected a "
+                                         r"number, got 'x'$"),
+        (["search.coefficients=default", "search.n_budgets=0"], r"search.n_budgets must be >= 1"),
+        (["search.coefficients=default", "search.budgets=[1e4]"], r"not both"),
         (["space.name=nb20"], r"unknown search space 'nb20' \(did you mean 'nb201'\?\); valid:"),
         (["space.channels=0"], r"channels"),
         (["train.lr=-1"], r"train.lr must be > 0"),
@@ -78,6 +96,23 @@ def test_bad_input_is_one_clear_line(override: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message) as info:
         load_config("smoke", override)
     assert "\n" not in str(info.value)
+
+
+def test_default_coefficients_name_the_grid_of_n_budgets_values(tmp_path: Path) -> None:
+    config = load_config("smoke", ["search.coefficients=default"])
+    assert config.search.coefficients == (0.0, 0.25, 0.5, 1.0, 2.0)
+    assert config.search.budgets is None
+    assert load_config("smoke", ["search.coefficients=default", "search.n_budgets=3"]
+                       ).search.coefficients == (0.0, 1.0, 2.0)
+    # The resolved config holds the numbers, so a resume or a reader needs no grid.
+    saved = tmp_path / "config.yaml"
+    saved.write_text(yaml.safe_dump(config_to_dict(config)))
+    assert read_yaml(saved)["search"]["coefficients"] == [0.0, 0.25, 0.5, 1.0, 2.0]
+    assert load_config(saved).search == config.search
+    assert [default_coefficients(k) for k in (1, 2, 3)] == [(0.0,), (0.0, 2.0), (0.0, 1.0, 2.0)]
+    assert default_coefficients(30)[1] == 2.0 ** -27  # stays strictly increasing
+    # Null keeps budget mode.
+    assert load_config("smoke", ["search.coefficients=null"]).search.coefficients is None
 
 
 def test_missing_and_broken_files(tmp_path: Path) -> None:

@@ -119,6 +119,32 @@ def test_log_has_per_step_distribution_diagnostics(tiny_run) -> None:
     assert len(epochs) == 3 and np.asarray(epochs[-1]["theta"]).shape[:2] == (5, 6)
 
 
+@pytest.mark.parametrize("strategy", ["multi-asng", "spos-nsga2"])
+def test_progress_calls_name_their_phase_and_count_to_a_known_total(tmp_path: Path,
+                                                                     strategy: str) -> None:
+    calls: list[tuple[int, int, dict]] = []
+    run = _search(tmp_path / strategy, f"search.strategy={strategy}",
+                  progress=lambda done, total, info: calls.append((done, total, dict(info))))
+    phases = [info["phase"] for _, _, info in calls]
+    n_train = phases.count("train")
+    assert n_train and phases == ["train"] * n_train + ["front"] * (len(calls) - n_train)
+    train, front = calls[:n_train], calls[n_train:]
+    # One call per training step, out of the run's steps (the log's step lines), with its fields.
+    lines = [json.loads(line) for line in RunFiles(run.dir).log.read_text().splitlines()]
+    steps = [line for line in lines if line.get("kind") != "epoch"]
+    assert [(done, total) for done, total, _ in train] == [(i, len(steps))
+                                                          for i in range(1, len(steps) + 1)]
+    assert [{k: v for k, v in info.items() if k != "phase"} for *_, info in train] == steps
+    assert all("phase" not in line for line in lines)  # the log keeps its format
+    # One call per architecture measured for the front, out of a total known up front: the
+    # candidates, or spos-nsga2's evaluation budget (front_samples x 5 budgets), which cells
+    # that prune alike can leave it short of.
+    expected = len(run.candidates) if strategy == "multi-asng" else 4 * 5
+    assert {total for _, total, _ in front} == {expected}
+    assert [done for done, _, _ in front] == list(range(1, len(run.candidates) + 1))
+    assert all(info == {"phase": "front"} for *_, info in front)
+
+
 def test_candidate_cost_names_the_known_costs(tiny_run) -> None:
     c = tiny_run.candidates[0]
     assert c.cost("params") == c.params and c.cost("macs") == c.macs
@@ -162,6 +188,7 @@ def test_resume_of_a_complete_run_returns_it(tiny_run) -> None:
                                       r"asng-separate, multi-asng"),
     ("search.budgets=[100, 200]", r"below the cheapest architecture of the space \(params = \d+\)"),
     ("search.budgets=[9000, 8000]", r"strictly increasing"),
+    ("search.coefficients=[]", r"search.coefficients is empty"),
     ("search.cost=flops", r"search.cost='flops' is unknown: use params, macs or latency:DEVICE"),
     ("search.prune=all", r"'search.prune' is 'all'; allowed values: 'keep', 'unreachable', 'dead'"),
 ])

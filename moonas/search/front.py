@@ -22,6 +22,7 @@ def _evaluator(ctx: SearchContext, progress: Progress | None):
     # Whole batches (the training split's too, for BN calibration): under torchrun each
     # candidate is measured by one process exactly as one process alone measures it.
     train_batches = ctx.train_batches.whole()
+    bound = ctx.strategy.front_evaluations()
 
     def measure(arch: tuple[int, ...], dist: int | None) -> tuple[float, float]:
         calibration = calibration_batches(train_batches, search.bn_batches)
@@ -51,11 +52,14 @@ def _evaluator(ctx: SearchContext, progress: Progress | None):
         if world.parallel and todo:
             owner = _deal(ctx.table.cost("macs", np.array([a for a, _ in todo.values()])),
                           world.size)
+        # Progress counts every architecture measured in the front phase: out of the
+        # strategy's bound while it searches on the supernet, else out of the candidates.
+        total = len(cache) + len(todo) if bound is None else max(bound, len(cache) + len(todo))
         for j, (arch, dist) in enumerate(todo.values()):
             if owner[j] == world.rank:
                 values[j] = measure(arch, dist)
                 if progress is not None:
-                    progress(len(cache) + j + 1, 0, {"phase": "front"})
+                    progress(len(cache) + j + 1, total, {"phase": "front"})
         # Each row was measured by one process, the others hold zeros: the sum is exact.
         if todo:
             cache.update(zip(todo, sum_values(values, world)))

@@ -24,7 +24,8 @@ __all__ = ["train", "Progress", "truncate_log"]
 
 log = logging.getLogger(__name__)
 
-#: progress(done_steps, total_steps, info) -- the CLI draws a bar from it.
+#: progress(done, total, info) -- the CLI draws a bar from it. `info["phase"]` is "train" (per
+#: training step; `total` the run's steps) or "front" (per candidate measured; `total` >= 1).
 Progress = Callable[[int, int, dict], None]
 
 CHECKPOINT_FORMAT = 1
@@ -182,7 +183,7 @@ def train(ctx: SearchContext, checkpoint: Path, log_path: Path, start_epoch: int
             step += 1
             lines.append(json.dumps(entry))
             if progress is not None:
-                progress(step, total, entry)
+                progress(step, total, {"phase": "train", **entry})
         shrink = ctx.strategy.end_epoch(ctx.supernet, epoch + 1)  # before the state is logged
         if search.split.enabled:
             from moonas.plugins.split import maybe_split

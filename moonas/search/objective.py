@@ -1,4 +1,5 @@
-"""What each distribution is for: budgets on one cost (checked against the space) or coefficients."""
+"""What each distribution is for: budgets on one cost (checked against the space) or
+coefficients."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from moonas.config import SearchConfig
+# default_coefficients: the grid `search.coefficients=default` names (config.py sets it).
+from moonas.config import SearchConfig, default_coefficients
 from moonas.costs import CostTable
 from moonas.errors import ConfigError
 
@@ -34,16 +36,6 @@ class Objective:
     @property
     def n_dists(self) -> int:
         return len(self.budgets if self.budgets is not None else self.coefficients)
-
-
-def default_coefficients(k: int) -> tuple[float, ...]:
-    """`0` then a geometric grid up to 2: for K=5, `(0, 0.25, 0.5, 1, 2)`.
-
-    A log grid spends distributions evenly over trade-off scales; 0 keeps the pure-accuracy end.
-    """
-    if k == 1:
-        return (0.0,)
-    return (0.0, *np.geomspace(2.0 / 2 ** (k - 2), 2.0, k - 1).round(6).tolist())
 
 
 def _quantiles(k: int) -> tuple[float, ...]:
@@ -76,9 +68,8 @@ def resolve_objective(search: SearchConfig, table: CostTable, rng: np.random.Gen
         coefficients = tuple(float(c) for c in search.coefficients)
         if single and len(coefficients) != 1:
             raise ConfigError(f"strategy {search.strategy!r} searches one distribution: give one "
-                              "coefficient")
-        if any(c < 0 for c in coefficients):
-            raise ConfigError(f"search.coefficients must be >= 0, got {list(coefficients)}")
+                              f"coefficient (search.coefficients=[{coefficients[0]:g}]), not "
+                              f"{len(coefficients)}")
         return Objective(search.cost, None, coefficients, cost_min, cost_max)
     if single:
         return Objective(search.cost, None, (0.0,), cost_min, cost_max)

@@ -128,8 +128,9 @@ def search(config: RunConfig | str | Path | Mapping | None = None, out: str | Pa
     `overrides`: `KEY=VALUE` settings as `--set` takes them (a string is one setting).
     `resume=True`: `out` is the run to continue, with its saved config. `force=True`: a run
     already in `out` is overwritten. `progress(done, total, info)`: called as training steps
-    (`info["phase"] == "train"`, with epoch and losses) and then front candidates (`"front"`)
-    are done; `total` is 0 where unknown.
+    (`info["phase"] == "train"`, with step, epoch, lr and losses; `total` the run's steps) and
+    then front candidates (`"front"`; `total` the candidates to measure, or spos-nsga2's
+    evaluation budget, which it may stop short of) are done; `done <= total`, `total >= 1`.
 
     Errors are `moonas.MoonasError` (one line each). The caller's torch thread count and
     global RNG state are restored on return: the run sets its own from the config.

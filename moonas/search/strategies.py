@@ -49,7 +49,8 @@ class Strategy:
         """Paths `(n, D)` for one weight step of the supernet."""
         return rng.integers(0, np.asarray(self.n_options), size=(n, len(self.n_options)))
 
-    def train_sources(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    def train_sources(self, rng: np.random.Generator, n: int
+                      ) -> tuple[np.ndarray, np.ndarray | None]:
         """`train_paths` and, per path, the distribution that drew it (None: no distributions);
         the same draws as `train_paths` for the same `rng` state."""
         return self.train_paths(rng, n), None
@@ -69,6 +70,11 @@ class Strategy:
         n = self.search.front_samples * self.objective.n_dists
         archs = _unique(rng.integers(0, np.asarray(self.n_options), size=(n, len(self.n_options))))
         return archs, [None] * len(archs)
+
+    def front_evaluations(self) -> int | None:
+        """The most architectures `candidates` measures through `evaluate` (None: it measures
+        none; the caller measures what it returns). The front's progress counts to it."""
+        return None
 
     def modes(self) -> np.ndarray | None:
         return None
@@ -221,12 +227,15 @@ class SPOSNSGA2Strategy(Strategy):
 
     name = "spos-nsga2"
 
+    def front_evaluations(self) -> int:
+        # As many distinct evaluations as the other strategies put on their front.
+        return self.search.front_samples * self.objective.n_dists
+
     def candidates(self, rng: np.random.Generator, evaluate: Evaluate) -> tuple[np.ndarray, list]:
         from moonas.baselines.nsga2 import run_nsga2
 
-        # As many distinct evaluations as the other strategies put on their front.
-        n_evals = self.search.front_samples * self.objective.n_dists
-        archs, _ = run_nsga2(self.n_options, evaluate, n_evals, seed=int(rng.integers(2**31)))
+        archs, _ = run_nsga2(self.n_options, evaluate, self.front_evaluations(),
+                             seed=int(rng.integers(2**31)))
         return archs, [None] * len(archs)
 
 
