@@ -25,7 +25,7 @@ class CorruptFront(MoonasError):
     there is one, can rebuild them (`moonas search --resume`)."""
 
 _CSV_FIELDS = ("id", "arch", "arch_str", "accuracy", "loss", "params", "macs", "latency_ms",
-               "mode_of", "on_front")
+               "mode_of", "modes", "on_front")
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,8 @@ class RunFiles:
 @dataclass(frozen=True)
 class Candidate:
     """One architecture evaluated for the front (accuracy on the validation split, shared
-    weights); `mode_of` is the index of the distribution whose mode it is, else None."""
+    weights). `modes`: the indices of the distributions whose mode it is (several when their
+    modes coincide, or prune to one cell), empty for none; `mode_of` is the first, else None."""
 
     id: int
     arch: tuple[int, ...]
@@ -88,6 +89,15 @@ class Candidate:
     mode_of: int | None
     on_front: bool
     latency_ms: float | None = None
+    modes: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Records written before `modes` existed name one distribution in `mode_of`.
+        if not self.modes and self.mode_of is not None:
+            object.__setattr__(self, "modes", (int(self.mode_of),))
+        if (self.modes[0] if self.modes else None) != self.mode_of:
+            raise ValueError(f"candidate {self.id}: mode_of={self.mode_of} is not the first of "
+                             f"modes={list(self.modes)}")
 
     def cost(self, name: str) -> float:
         """The cost called `name`: `params`, `macs`, or `latency:DEVICE`, the latency recorded
@@ -105,7 +115,7 @@ class Candidate:
     def to_json(self) -> dict[str, Any]:
         out = {"id": self.id, "arch": list(self.arch), "arch_str": self.arch_str,
                "accuracy": self.accuracy, "loss": self.loss, "params": self.params,
-               "macs": self.macs, "mode_of": self.mode_of}
+               "macs": self.macs, "mode_of": self.mode_of, "modes": list(self.modes)}
         if self.latency_ms is not None:
             out["latency_ms"] = self.latency_ms
         return out
@@ -145,6 +155,7 @@ class ParetoFront:
                       loss=float(a.get("loss", "nan")),
                       params=int(a["params"]), macs=int(a["macs"]),
                       mode_of=None if a["mode_of"] is None else int(a["mode_of"]), on_front=True,
+                      modes=tuple(int(k) for k in a.get("modes") or ()),
                       latency_ms=None if a.get("latency_ms") is None else float(a["latency_ms"]))
             for a in data["architectures"]
         )
@@ -193,6 +204,7 @@ def write_candidates(path: Path, candidates: Sequence[Candidate]) -> None:
         row["accuracy"] = f"{c.accuracy:.6f}"
         row["loss"] = f"{c.loss:.6f}"
         row["mode_of"] = "" if c.mode_of is None else c.mode_of
+        row["modes"] = " ".join(map(str, c.modes))
         row["latency_ms"] = "" if c.latency_ms is None else f"{c.latency_ms:.6g}"
         row["on_front"] = int(c.on_front)
         writer.writerow(row)
@@ -205,6 +217,7 @@ def read_candidates(path: Path) -> tuple[Candidate, ...]:
             Candidate(id=int(r["id"]), arch=tuple(json.loads(r["arch"])), arch_str=r["arch_str"],
                       accuracy=float(r["accuracy"]), loss=float(r["loss"]), params=int(r["params"]),
                       macs=int(r["macs"]), mode_of=int(r["mode_of"]) if r["mode_of"] else None,
+                      modes=tuple(int(k) for k in (r.get("modes") or "").split()),
                       on_front=r["on_front"] == "1",
                       latency_ms=float(r["latency_ms"]) if r.get("latency_ms") else None)
             for r in csv.DictReader(handle)

@@ -272,7 +272,8 @@ def _tied_run(root, twins):
     for copy, of, mode in twins:
         source = by_id[of]
         by_id[copy] = replace(by_id[copy], accuracy=source.accuracy, loss=source.loss,
-                              params=source.params, macs=source.macs, mode_of=mode)
+                              params=source.params, macs=source.macs, mode_of=mode,
+                              modes=() if mode is None else (mode,))
     candidates = [by_id[c.id] for c in run.candidates]
     params = [c.params for c in candidates]
     objective = Objective("params", run.front.budgets, None, float(min(params)),

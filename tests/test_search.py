@@ -55,7 +55,8 @@ def test_pareto_json_schema_and_front_property(tiny_run) -> None:
     archs = data["architectures"]
     assert archs
     for a in archs:
-        assert set(a) >= {"id", "arch", "arch_str", "accuracy", "params", "macs", "mode_of"}
+        assert set(a) >= {"id", "arch", "arch_str", "accuracy", "params", "macs", "mode_of",
+                          "modes"}
         assert 0.0 <= a["accuracy"] <= 1.0 and isinstance(a["params"], int)
         assert a["mode_of"] is None or 0 <= a["mode_of"] < 5
     # Non-dominated: sorted by cost, accuracy strictly increases along the front.
@@ -585,3 +586,25 @@ def test_relative_paths_are_saved_absolute(tmp_path: Path, monkeypatch) -> None:
 
     config = _absolute_paths(_resolve_config("smoke", ("data.root=imgs",)))
     assert config.data.root == str(tmp_path / "imgs")
+
+
+def test_every_distributions_mode_is_recorded_even_when_modes_coincide(tiny_run) -> None:
+    """Each distribution's mode is on some candidate's `modes` (several distributions whose
+    modes are one cell, or prune to one, were recorded as the first of them only), and the
+    files round-trip the lists."""
+    from moonas.checkpoint import load_checkpoint
+    from moonas.run import read_candidates
+    from moonas.search.front import _distinct
+
+    k = len(tiny_run.front.picks)
+    recorded = [d for c in tiny_run.candidates for d in c.modes]
+    assert sorted(recorded) == list(range(k))  # each once: a mode is one cell
+    theta = load_checkpoint(RunFiles(tiny_run.dir).checkpoint)["strategy"]["distributions"][
+        "theta"]
+    pruned = NB201Space().prune(np.asarray(theta).argmax(axis=2), "dead")
+    for c in tiny_run.candidates:
+        assert c.mode_of == (c.modes[0] if c.modes else None)
+        assert all(tuple(pruned[d]) == c.arch for d in c.modes)
+    assert read_candidates(RunFiles(tiny_run.dir).candidates) == tiny_run.candidates
+    rows, modes = _distinct(np.array([[1, 2], [3, 4], [1, 2], [1, 2]]), [(2,), (), (0,), ()])
+    assert rows.tolist() == [[1, 2], [3, 4]] and modes == [(0, 2), ()]

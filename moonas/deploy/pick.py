@@ -122,7 +122,7 @@ class Pick:
         out.update({
             "id": c.id, "arch": list(c.arch), "arch_str": c.arch_str,
             "accuracy": c.accuracy, "params": c.params, "macs": c.macs,
-            "on_front": c.on_front, "mode_of": c.mode_of,
+            "on_front": c.on_front, "mode_of": c.mode_of, "modes": list(c.modes),
         })
         if self.device is not None:
             out["device"] = self.device

@@ -89,17 +89,18 @@ def build_front(ctx: SearchContext, progress: Progress | None = None
         return _minimised(evaluate(archs), ctx.table.cost(ctx.objective.cost, archs))
 
     asked, asked_modes = ctx.strategy.candidates(ctx.rng, search_evaluate)
-    archs, mode_of = _distinct(ctx.evaluated(asked), asked_modes)
-    measured = evaluate(archs, mode_of)
+    archs, modes = _distinct(ctx.evaluated(asked), asked_modes)
+    measured = evaluate(archs, [m[0] if m else None for m in modes])
     costs = ctx.table.price(archs)
     latency = [name for name in ctx.table.names if name.startswith("latency:")]
     column = ctx.table.index(latency[0]) if latency else None
     candidates = [
         Candidate(id=i, arch=tuple(int(v) for v in arch), arch_str=ctx.space.to_str(arch),
                   accuracy=round(float(acc), 6), loss=round(float(loss), 6),
-                  params=int(round(c[0])), macs=int(round(c[1])), mode_of=m, on_front=False,
+                  params=int(round(c[0])), macs=int(round(c[1])), mode_of=m[0] if m else None,
+                  on_front=False, modes=m,
                   latency_ms=None if column is None else round(float(c[column]), 6))
-        for i, (arch, (acc, loss), c, m) in enumerate(zip(archs, measured, costs, mode_of))
+        for i, (arch, (acc, loss), c, m) in enumerate(zip(archs, measured, costs, modes))
     ]
     return front_from_candidates(ctx.config.space.name, ctx.config.data.name, ctx.objective,
                                  candidates)
@@ -107,18 +108,18 @@ def build_front(ctx: SearchContext, progress: Progress | None = None
 
 def _distinct(archs: np.ndarray, mode_of: list) -> tuple[np.ndarray, list]:
     """Rows of `archs` without repeats (pruning can make two candidates one), in order of first
-    appearance; a row keeps the first distribution it is the mode of."""
+    appearance; a row is the mode of every distribution any of its repeats was the mode of
+    (`mode_of`: per row a tuple of distribution indices; returned sorted)."""
     keep: dict[tuple[int, ...], int] = {}
-    modes: list = []
+    modes: list[set[int]] = []
     for arch, mode in zip(archs, mode_of):
         key = tuple(int(v) for v in arch)
         if key not in keep:
             keep[key] = len(modes)
-            modes.append(mode)
-        elif modes[keep[key]] is None:
-            modes[keep[key]] = mode
+            modes.append(set())
+        modes[keep[key]].update(mode)
     rows = np.array(list(keep), dtype=np.int64).reshape(len(keep), archs.shape[1])
-    return rows, modes
+    return rows, [tuple(sorted(m)) for m in modes]
 
 
 def _minimised(measured: np.ndarray, cost: np.ndarray) -> np.ndarray:

@@ -373,7 +373,8 @@ def _separate(config: RunConfig, files: RunFiles, progress: Progress | None,
                     progress=progress)
         barrier(world)  # rank 0 has written the sub-run's candidates
         for c in read_candidates(sub_files.candidates):
-            pooled.append(replace(c, id=len(pooled), mode_of=k if c.mode_of is not None else None))
+            pooled.append(replace(c, id=len(pooled), mode_of=k if c.modes else None,
+                                  modes=(k,) if c.modes else ()))
     if not world.main:
         return
     with files.log.open("w") as handle:

@@ -64,12 +64,12 @@ class Strategy:
         return {}
 
     def candidates(self, rng: np.random.Generator, evaluate: Evaluate) -> tuple[np.ndarray, list]:
-        """Architectures for the dense front `(N, D)` and, per row, the distribution index it is
-        the mode of (or None). `evaluate` may be used by strategies that search on the trained
+        """Architectures for the dense front `(N, D)` and, per row, the indices of the
+        distributions it is the mode of (a tuple, empty for none). `evaluate` may be used by strategies that search on the trained
         supernet; the caller evaluates the returned candidates on the whole validation split."""
         n = self.search.front_samples * self.objective.n_dists
         archs = _unique(rng.integers(0, np.asarray(self.n_options), size=(n, len(self.n_options))))
-        return archs, [None] * len(archs)
+        return archs, [()] * len(archs)
 
     def front_evaluations(self) -> int | None:
         """The most architectures `candidates` measures through `evaluate` (None: it measures
@@ -187,10 +187,8 @@ class MultiASNGStrategy(Strategy):
         else:
             samples, _ = self.core.stack.sample(rng, self.search.front_samples)
         archs = _unique(np.concatenate([modes, samples]))
-        mode_of: list[int | None] = []
-        for arch in archs:
-            hits = np.flatnonzero((modes == arch).all(axis=1))
-            mode_of.append(int(hits[0]) if len(hits) else None)
+        mode_of = [tuple(int(k) for k in np.flatnonzero((modes == arch).all(axis=1)))
+                   for arch in archs]
         return archs, mode_of
 
     def state_dict(self) -> dict[str, Any]:
@@ -236,7 +234,7 @@ class SPOSNSGA2Strategy(Strategy):
 
         archs, _ = run_nsga2(self.n_options, evaluate, self.front_evaluations(),
                              seed=int(rng.integers(2**31)))
-        return archs, [None] * len(archs)
+        return archs, [()] * len(archs)
 
 
 def _plugins(search: SearchConfig, objective: Objective, core: MultiASNG) -> list[Plugin]:
