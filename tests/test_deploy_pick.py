@@ -541,3 +541,26 @@ def test_a_latency_run_whose_table_was_profiled_again_warns_that_picks_follow_th
     # The table rules: the reported latency is the re-profiled one, not the recorded one.
     assert again.latency_ms == pytest.approx(1.2 * float(model.price(again.candidate.arch)[0]))
     assert again.latency_ms != pytest.approx(again.candidate.latency_ms)
+
+
+def test_a_latency_run_picked_without_flags_reports_its_devices_latency(tmp_path,
+                                                                       caplog) -> None:
+    """No --device: a run searched on latency:toy reports each pick's latency on toy (as its
+    export sidecar does), its knee is taken on that cost, and a pick that only reports the
+    latency still stands when nothing can price it."""
+    table = tmp_path / "toy.json"
+    run = load_run(make_latency_run(tmp_path / "run", table))
+    got = pick(run, max_params=10**9)
+    assert got.device == "toy"
+    assert got.latency_ms == pytest.approx(got.candidate.latency_ms)
+    knee = pick(run, prefer="knee")
+    assert knee.device == "toy" and knee.candidate.id == pick(run, prefer="knee",
+                                                              device="toy").candidate.id
+    bare = load_run(make_latency_run(tmp_path / "bare", tmp_path / "t2.json", record=False))
+    (tmp_path / "t2.json").unlink()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="moonas"):
+        alone = pick(bare, max_params=10**9)
+    assert alone.device is None and alone.latency_ms is None
+    said = [r.getMessage() for r in caplog.records if "leaves out latency on toy" in r.getMessage()]
+    assert len(said) == 1 and "not found" in said[0]

@@ -344,9 +344,19 @@ def pick(run: Run, max_params: float | str | None = None, max_macs: float | str 
                     max_latency_ms=_amount(max_latency_ms, "max-latency-ms"),
                     min_accuracy=_accuracy(min_accuracy))
     searched = run.config.search.cost
-    if limits.max_latency_ms is not None and device is None and searched.startswith("latency:"):
+    own = device is None and latency_table is None and searched.startswith("latency:")
+    if own or (limits.max_latency_ms is not None and device is None
+               and searched.startswith("latency:")):
         device = device_name(searched)  # the device the run searched for
-    model = resolve_latency(run, device, latency_table)
+    try:
+        model = resolve_latency(run, device, latency_table)
+    except MoonasError as err:
+        if not own or limits.max_latency_ms is not None:
+            raise
+        # Only reporting the searched device's latency: without it, the pick still stands.
+        log.warning("the pick leaves out latency on %s, the cost %s searched on: %s",
+                    device, run.dir, err)
+        model = None
     if limits.max_latency_ms is not None and model is None:
         raise ConfigError("--max-latency-ms needs --device NAME (and --latency-table PATH)")
     pool = candidate_pool(run)
