@@ -623,3 +623,29 @@ def test_small_alpha_never_makes_the_step_non_finite() -> None:
         search.tell(archs, rng.random(len(archs)), archs.sum(axis=1).astype(float))
     assert np.all(np.isfinite(search.thetas))
     assert all(s.delta / np.sqrt(18) <= 1.0 + 1e-12 for s in search.states)
+
+
+@pytest.mark.parametrize("m", [2, 7, 8, 9, 10, 16, 40])
+def test_every_sample_tied_gives_exactly_zero_utilities_and_no_step(m) -> None:
+    """"No spread in utilities -> no step": with all M samples tied, the utilities are exactly
+    0 for any M, rho and weights (from M = 8 the sums' rounding left ~1e-16, which the
+    normalised step blew up to a full step of size delta)."""
+    from moonas.asng import MultiASNG, rank_utilities, weighted_quantile_utilities
+
+    tied = np.zeros(m, dtype=np.int64)
+    rng = np.random.default_rng(m)
+    for rho in (0.1, 0.25, 0.3, 0.5):
+        for w in (np.full(m, 0.1), rng.random(m) + 0.01):
+            assert not weighted_quantile_utilities(tied, w, rho).any()
+    assert not rank_utilities(tied).any()
+    for utility in ("weighted-quantile", "rank"):
+        opt = MultiASNG([5] * 6, 5, coefficients=[0, 0.05, 0.1, 0.2, 0.5],
+                        n_per_dist=max(1, m // 5), utility=utility)
+        for _ in range(10):  # distributions apart from uniform, so the weights differ
+            archs = opt.ask(rng)
+            opt.tell(archs, rng.random(len(archs)), rng.random(len(archs)))
+        before, deltas = opt.thetas, [s.Delta for s in opt.states]
+        archs = opt.ask(rng)
+        done = opt.tell(archs, np.full(len(archs), 0.7), np.full(len(archs), 3.0))
+        assert not any(done.stepped)
+        assert np.array_equal(opt.thetas, before) and [s.Delta for s in opt.states] == deltas

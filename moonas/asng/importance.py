@@ -104,6 +104,15 @@ def dense_ranks(keys: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ utilities
+#: Below this a utility is rounding noise of a tie that cancels (e.g. every sample tied): it
+#: is set to exactly 0, so "no spread, no step" holds whatever order the sums ran in.
+UTILITY_NOISE = 1e-12
+
+
+def _exact_zeros(u: np.ndarray) -> np.ndarray:
+    return np.where(np.abs(u) < UTILITY_NOISE, 0.0, u)
+
+
 def rank_utilities(ranks: np.ndarray) -> np.ndarray:
     """Plain ASNG utilities of M samples from dense ranks (M,), returns (M,).
 
@@ -124,7 +133,8 @@ def rank_utilities(ranks: np.ndarray) -> np.ndarray:
     group_sum = np.bincount(ranks[order], weights=base)
     group_size = np.bincount(ranks)
     group_mean = np.divide(group_sum, group_size, out=np.zeros_like(group_sum), where=group_size > 0)
-    return group_mean[ranks]
+    return _exact_zeros(group_mean[ranks])
+
 
 
 def weighted_quantile_utilities(ranks: np.ndarray, weights: np.ndarray, rho: float = 0.25) -> np.ndarray:
@@ -150,7 +160,7 @@ def weighted_quantile_utilities(ranks: np.ndarray, weights: np.ndarray, rho: flo
     top = np.clip(np.minimum(end, rho) - start, 0.0, None)
     bottom = np.clip(end - np.maximum(start, 1.0 - rho), 0.0, None)
     u_group = np.divide(top - bottom, group_mass, out=np.zeros_like(group_mass), where=group_mass > 0)
-    return u_group[ranks]
+    return _exact_zeros(u_group[ranks])
 
 
 def utilities(
