@@ -602,3 +602,50 @@ def test_summary_is_strict_json_and_names_plug_ins_overrides_and_the_latency_sou
     assert "- 1 seed (0..0)" in page
     random = next(line for line in page.splitlines() if line.startswith("- random:"))
     assert random.endswith(").")  # the runner's whole first paragraph, not its first line
+
+
+def test_an_interrupted_job_continues_from_its_finished_runs(tmp_path: Path, caplog) -> None:
+    """Ctrl-C (or a kill) after some runs: they are on disk, and the same job on the same --out
+    (any --workers) runs only the others and writes the files an uninterrupted job writes."""
+    import logging
+
+    from moonas.bench.partial import PARTIAL_NAME
+
+    settings = dict(table=str(NB201_CSV), strategies=("multi-asng", "random", "nsga2"),
+                    evals=(30, 100), seeds=2)
+    whole = tmp_path / "whole"
+    run_bench(BenchJob(out=str(whole), **settings))
+
+    class Stop(KeyboardInterrupt):
+        pass
+
+    def stop_after_three(done: int, total: int) -> None:
+        if done == 3:
+            raise Stop
+
+    out = tmp_path / "cut"
+    with caplog.at_level(logging.INFO, logger="moonas"), pytest.raises(Stop):
+        run_bench(BenchJob(out=str(out), **settings), stop_after_three)
+    assert [p.name for p in out.iterdir()] == [PARTIAL_NAME]
+    assert any("3 of 6 runs are kept" in r.getMessage() for r in caplog.records)
+    with (out / PARTIAL_NAME).open("a") as handle:  # a kill mid-line
+        handle.write('{"strategy": "nsga2", "seed": 1, "rec')
+    seen: list[int] = []
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="moonas"):
+        run_bench(BenchJob(out=str(out), workers=2, **settings), lambda d, t: seen.append(d))
+    assert seen == [3, 4, 5, 6]
+    assert any("3 of 6 runs were finished by an interrupted run" in r.getMessage()
+               for r in caplog.records)
+    assert (out / "fronts.jsonl").read_text() == (whole / "fronts.jsonl").read_text()
+    assert not (out / PARTIAL_NAME).exists()
+    # Runs of other settings are never mixed in: they are set aside, with a warning.
+    with pytest.raises(Stop):
+        run_bench(BenchJob(out=str(out), **settings), stop_after_three)
+    other = {**settings, "evals": (30, 300)}
+    seen.clear()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="moonas"):
+        run_bench(BenchJob(out=str(out), **other), lambda d, t: seen.append(d))
+    assert seen == [0, 1, 2, 3, 4, 5, 6]
+    assert any("a job with other settings" in r.getMessage() for r in caplog.records)

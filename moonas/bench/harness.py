@@ -20,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from moonas.atomic import check_out_folder, write_json, write_text
+from moonas.bench.partial import PartialRuns
 from moonas.bench.runners import RUNNERS, RunOptions, describe, run_strategy, search_config
 from moonas.bench.scoring import (PERCENTILES, PICK_RULES, REFERENCE, Scorer, build_scorer,
                                   bootstrap_interval, pick_signal, picks, returned_set,
@@ -223,6 +224,37 @@ def _tasks(job: BenchJob) -> list[_Task]:
     return tasks
 
 
+def _identity(job: BenchJob) -> dict[str, Any]:
+    """What a run's records depend on besides its (strategy, seed): the settings under which a
+    former job's finished runs may be reused (not the workers, the BLAS threads or --out)."""
+    table = Path(job.table).resolve()
+    stat = table.stat()
+    return {"table": str(table), "table_bytes": stat.st_size, "table_mtime_ns": stat.st_mtime_ns,
+            "dataset": job.dataset, "cost": job.cost, "evals": list(job.evals),
+            "plot_counts": list(job.plot_counts), "search": [list(kv) for kv in job.search],
+            "population": job.population, "prune": job.prune, "pick": job.pick}
+
+
+def _run_tasks(tasks: list[_Task], workers: int, records: list[dict[str, Any]],
+               partial: PartialRuns, progress: Callable[[int], None] | None) -> None:
+    """Run `tasks`, in `workers` processes; each finished run's records join `records` and are
+    kept on disk at once (`partial`), and `progress(done)` counts the runs of this call."""
+    def finished(done: int, task: _Task, result: list[dict[str, Any]]) -> None:
+        records.extend(result)
+        partial.add(task.strategy, task.seed, result)
+        if progress is not None:
+            progress(done)
+
+    if workers == 1:
+        for done, task in enumerate(tasks, start=1):
+            finished(done, task, _run_task(task))
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(_run_task, task): task for task in tasks}
+        for done, future in enumerate(as_completed(futures), start=1):
+            finished(done, futures[future], future.result())
+
+
 def run_bench(job: BenchJob, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Run the job; write summary.json, summary.md, fronts.jsonl and anytime.png into `job.out`.
 
@@ -242,29 +274,40 @@ def run_bench(job: BenchJob, progress: Callable[[int, int], None] | None = None)
     search = asdict(search_config(options, job.cost))
     tasks = _tasks(job)
     total = len(tasks)
-    if progress is not None:
-        progress(0, total)
-    started = time.perf_counter()
+    partial = PartialRuns(job.out, _identity(job))
+    finished = partial.load()
     records: list[dict[str, Any]] = []
-    if job.workers == 1:
-        for done, task in enumerate(tasks, start=1):
-            records.extend(_run_task(task))
-            if progress is not None:
-                progress(done, total)
-    else:
-        with ProcessPoolExecutor(max_workers=job.workers) as pool:
-            futures = [pool.submit(_run_task, task) for task in tasks]
-            for done, future in enumerate(as_completed(futures), start=1):
-                records.extend(future.result())
-                if progress is not None:
-                    progress(done, total)
+    todo = []
+    for task in tasks:
+        if (task.strategy, task.seed) in finished:
+            records.extend(finished[(task.strategy, task.seed)])
+        else:
+            todo.append(task)
+    if len(todo) < total:
+        log.info("%s: %d of %d runs were finished by an interrupted run of this job; running "
+                 "the other %d", job.out, total - len(todo), total, len(todo))
+    if progress is not None:
+        progress(total - len(todo), total)
+    started = time.perf_counter()
+    try:
+        _run_tasks(todo, job.workers, records, partial,
+                   None if progress is None else lambda n: progress(total - len(todo) + n, total))
+    except BaseException:
+        partial.close()
+        kept = total - len(todo) + partial.added
+        if kept:
+            log.info("%d of %d runs are kept in %s: the same command continues from them",
+                     kept, total, partial.path)
+        raise
     elapsed = time.perf_counter() - started
     order = {name: i for i, name in enumerate(job.strategies)}
     records.sort(key=lambda r: (order[r["strategy"]], r["evals"], r["seed"]))
     summary = _summarise(job, problem, scorer, records, search, elapsed)
     _write(job, problem, summary, records)
-    log.info("nb201 %s/%s: %d runs in %.0f s -> %s", job.dataset, job.cost, total, elapsed,
-             job.out)
+    partial.remove()
+    log.info("nb201 %s/%s: %d runs%s in %.0f s -> %s", job.dataset, job.cost, total,
+             f" ({total - len(todo)} of them from the interrupted run)" if len(todo) < total
+             else "", elapsed, job.out)
     return summary
 
 
