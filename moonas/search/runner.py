@@ -377,11 +377,12 @@ def _separate(config: RunConfig, files: RunFiles, progress: Progress | None,
                                   modes=(k,) if c.modes else ()))
     if not world.main:
         return
-    with files.log.open("w") as handle:
-        for k in range(len(objective.budgets)):
-            sub_log = files.root / "separate" / f"budget{k}" / "log.jsonl"
-            for line in sub_log.read_text().splitlines():
-                handle.write(json.dumps({"run": k, **json.loads(line)}) + "\n")
+    pooled_log = []  # written whole (atomically): a kill leaves the old log or the new one
+    for k in range(len(objective.budgets)):
+        sub_log = files.root / "separate" / f"budget{k}" / "log.jsonl"
+        pooled_log += [json.dumps({"run": k, **json.loads(line)}) + "\n"
+                       for line in sub_log.read_text().splitlines()]
+    write_text(files.log, "".join(pooled_log))
     candidates, front = front_from_candidates(config.space.name, config.data.name, objective,
                                               pooled)
     _write_results(files, candidates, front, config)
