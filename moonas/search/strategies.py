@@ -65,8 +65,9 @@ class Strategy:
 
     def candidates(self, rng: np.random.Generator, evaluate: Evaluate) -> tuple[np.ndarray, list]:
         """Architectures for the dense front `(N, D)` and, per row, the indices of the
-        distributions it is the mode of (a tuple, empty for none). `evaluate` may be used by strategies that search on the trained
-        supernet; the caller evaluates the returned candidates on the whole validation split."""
+        distributions it is the mode of (a tuple, empty for none). `evaluate` may be used by
+        strategies that search on the trained supernet; the caller evaluates the returned
+        candidates on the whole validation split."""
         n = self.search.front_samples * self.objective.n_dists
         archs = _unique(rng.integers(0, np.asarray(self.n_options), size=(n, len(self.n_options))))
         return archs, [()] * len(archs)
