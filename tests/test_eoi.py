@@ -155,3 +155,56 @@ def test_config_rejects_bad_values() -> None:
         EoiConfig(R=1)
     with pytest.raises(ConfigError):
         EoiConfig(smoothing=1.0)
+
+
+def test_a_tie_for_lowest_marks_no_option_last() -> None:
+    """All scores equal: no option is "last" (it was the tie-break's lowest index, so options
+    0, 1, 2 went one after another every R checks)."""
+    config = EoiConfig(enabled=True, warmup=1, interval=1, R=3, min_options=1, gate=float("inf"))
+
+    class Tied(EoiPlugin):
+        def scores(self, mask: np.ndarray) -> np.ndarray:
+            return np.where(mask, 1.0, -np.inf)
+
+    core = MultiASNG(N_OPTIONS, 2, budgets=BUDGETS, n_per_dist=2)
+    _, _, _, logs = _run(config, 12, core=core, plugin=Tied(config, np.asarray(BUDGETS),
+                                                              "budgets"))
+    assert not any(log.get("eoi_removed") for log in logs) and core.stack.mask.all()
+    # A unique lowest is still marked: the scripted rule removes it (row (0, 0), option 1).
+    assert _scripted_removals([1, 1, 1], R=3) == [[2, 1]]
+
+
+def test_the_advantage_weights_samples_as_the_update_did() -> None:
+    """w_k = p_k / q under the probabilities that drew the samples (before the step the same
+    tell takes), not after it."""
+    from moonas.asng.importance import importance_weights
+
+    config = EoiConfig(enabled=True, warmup=1000)
+    core, plugin, rng, _ = _run(config, 5)
+    archs = core.ask(rng)
+    losses, costs = _problem(archs, rng)
+    before = copy.deepcopy(core)
+    core.tell(archs, losses, costs)
+    assert not np.allclose(core.stack.log_prob(archs), before.stack.log_prob(archs))
+    np.testing.assert_array_equal(core.told_log_prob(archs), before.stack.log_prob(archs))
+    den = plugin._adv_den.copy()
+    plugin.observe(archs, losses, costs, core)
+    onehot = np.zeros((len(archs), *core.thetas.shape[1:]))
+    onehot[np.arange(len(archs))[:, None], np.arange(len(N_OPTIONS))[None, :], archs] = 1.0
+    weights = importance_weights(before.stack.log_prob(archs))
+    np.testing.assert_allclose(plugin._adv_den,
+                               config.adv_decay * den + np.einsum("km,mdj->kdj", weights, onehot))
+
+
+def test_an_option_another_plug_in_removed_restarts_the_rows_history() -> None:
+    """The angle's shrinking removes an option: that row's "last" history restarts, and the
+    renormalised probabilities are not taken for a drift (the trend only decays)."""
+    config = EoiConfig(enabled=True, warmup=3, interval=1, R=4, gate=float("inf"))
+    core, plugin, rng, _ = _run(config, 12)
+    assert plugin._filled[1, 2] > 0
+    trend = plugin._trend.copy()
+    core.stack.remove_option(1, 2, 1)  # what AnglePlugin's shrinking calls
+    _run(config, 1, core=core, plugin=plugin, rng=rng)
+    assert plugin._filled[1, 2] == 1 and not plugin._last[:, 1, 2, 1].any()
+    np.testing.assert_allclose(plugin._trend[1, 2], config.smoothing * trend[1, 2])
+    assert plugin._pbar[1, 2, 1] == 0.0

@@ -120,6 +120,7 @@ class MultiASNG:
         shape = self._stack.theta.shape[1:]
         self._states = [initial_state(shape, delta0, alpha) for _ in range(int(K))]
         self._diagnostics: TellDiagnostics | None = None
+        self._told: tuple[np.ndarray, np.ndarray] | None = None  # (archs, log_p) of the last tell
 
     # ------------------------------------------------------------------------- properties
     @property
@@ -176,7 +177,9 @@ class MultiASNG:
         if not np.all(np.isfinite(costs)):
             raise ValueError("costs must be finite")
 
-        weights = importance_weights(self._stack.log_prob(archs))  # (K, M)
+        log_p = self._stack.log_prob(archs)  # (K, M), under the thetas that drew them
+        self._told = (archs.copy(), log_p.copy())
+        weights = importance_weights(log_p)  # (K, M)
         ranks = dense_ranks(self._keys(losses, costs))  # (K, M)
         utils = utilities(ranks, weights, self._utility, self._rho)  # (K, M)
         thetas = self._stack.theta.copy()
@@ -211,6 +214,17 @@ class MultiASNG:
             # All costs so far are 0: the cost term cannot separate anything yet.
             cost_max = 1.0
         return coefficient_keys(losses, costs, self._targets, cost_max)
+
+    def told_log_prob(self, archs: np.ndarray) -> np.ndarray:
+        """log p_k of `archs` (K, M) under the distributions as they were when the last
+        `tell` got exactly these rows (the probabilities that drew them, before its step),
+        else under the current ones. For plug-ins that weight a step's samples as the update
+        did, after it."""
+        archs = np.asarray(archs, dtype=np.int64)
+        told = self._told
+        if told is not None and told[0].shape == archs.shape and np.array_equal(told[0], archs):
+            return told[1].copy()
+        return self._stack.log_prob(archs)
 
     def modes(self) -> np.ndarray:
         """Most likely architecture of every distribution, (K, D) int64."""

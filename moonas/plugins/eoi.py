@@ -16,7 +16,8 @@ is not known), recomputed at every check::
   +1, worst -1), weighted by ``w_k = p_k / q`` like the update. Options never evaluated score 0.
 
 Rule (a high-order Markov chain on "ranked last"): after ``warmup`` tells, every ``interval``
-tells, the lowest-scoring active option of each (k, d) is marked last. An option marked last in
+tells, the lowest-scoring active option of each (k, d) is marked last (none when several tie
+for lowest). An option marked last in
 at least ``R - 1`` of the last ``R`` checks since its row last changed, and whose smoothed
 probability is below ``gate`` times uniform (``n_kd * pbar < gate``), is removed from k's space
 (at most one option per row and check; a row keeps at least ``min_options``). Removing resets
@@ -137,6 +138,7 @@ class EoiPlugin(Plugin):
         self._adv_den: np.ndarray | None = None
         self._last: np.ndarray | None = None  # (R, K, D, Kmax) bool ring of "ranked last"
         self._filled: np.ndarray | None = None  # (K, D) checks recorded since the row changed
+        self._mask: np.ndarray | None = None  # (K, D, Kmax) the active options last seen
 
     @classmethod
     def for_core(cls, config: EoiConfig, core: MultiASNG,
@@ -159,13 +161,14 @@ class EoiPlugin(Plugin):
         losses = np.asarray(losses, dtype=np.float64).reshape(-1)
         costs = np.asarray(costs, dtype=np.float64).reshape(-1)
 
+        self._rows_changed(core)
         # Probability history: EMA of theta and of its per-tell change.
         self._trend = cfg.smoothing * self._trend + (1 - cfg.smoothing) * (theta - self._prev)
         self._pbar = cfg.smoothing * self._pbar + (1 - cfg.smoothing) * theta
         self._prev = theta
 
         # Advantage: each distribution ranks the samples by its own objective.
-        weights = _safe_weights(core.stack.log_prob(archs))  # (K, M), like the update's
+        weights = _safe_weights(core.told_log_prob(archs))  # (K, M): the update's own
         utils = centred_utilities(dense_ranks(self._keys(losses, costs)), weights)
         onehot = np.zeros((archs.shape[0], *theta.shape[1:]))
         onehot[np.arange(archs.shape[0])[:, None], np.arange(theta.shape[1])[None, :], archs] = 1.0
@@ -195,10 +198,14 @@ class EoiPlugin(Plugin):
         cfg = self.config
         mask = np.array(core.stack.mask)
         score = self.scores(mask)
-        lowest = np.argmin(np.where(mask, score, np.inf), axis=-1)  # (K, D)
+        active = np.where(mask, score, np.inf)
+        lowest = np.argmin(active, axis=-1)  # (K, D)
         last = np.zeros_like(mask)
         np.put_along_axis(last, lowest[..., None], True, axis=-1)
-        last &= mask
+        # A tie for lowest marks no option: "last" would be the tie-break's (the lowest index,
+        # `none` on nb201), not the scores'.
+        unique = (active == active.min(axis=-1, keepdims=True)).sum(axis=-1) == 1
+        last &= mask & unique[..., None]
         self._last[self._n_checks % cfg.R] = last
         self._n_checks += 1
         self._filled = np.minimum(self._filled + 1, cfg.R)
@@ -221,7 +228,22 @@ class EoiPlugin(Plugin):
             # Renormalisation moved mass: restart the drift from the new probabilities.
             self._prev = core.thetas
             self._pbar = np.where(core.stack.mask, self._pbar, 0.0)
+            self._mask = np.array(core.stack.mask)
         return removed
+
+    def _rows_changed(self, core: MultiASNG) -> None:
+        """Rows whose options another plug-in removed (the angle's shrinking) since the last
+        tell start over as this plug-in's own removals do: their "last" history is cleared, and
+        the renormalisation is not taken for a drift of the probabilities."""
+        mask = np.array(core.stack.mask)
+        if self._mask is not None and self._mask.shape == mask.shape:
+            changed = (mask != self._mask).any(axis=-1)  # (K, D)
+            if changed.any():
+                self._last[:, changed] = False
+                self._filled[changed] = 0
+                self._prev[changed] = core.thetas[changed]
+                self._pbar = np.where(mask, self._pbar, 0.0)
+        self._mask = mask
 
     def _keys(self, losses: np.ndarray, costs: np.ndarray) -> np.ndarray:
         if self.mode == "budgets":
@@ -248,7 +270,8 @@ class EoiPlugin(Plugin):
         self._filled = np.zeros(shape[:2], dtype=np.int64)
 
     # ------------------------------------------------------------------------ persistence
-    _ARRAYS = ("_pbar", "_prev", "_trend", "_adv_num", "_adv_den", "_last", "_filled")
+    _ARRAYS = ("_pbar", "_prev", "_trend", "_adv_num", "_adv_den", "_last", "_filled", "_mask")
+    _OPTIONAL = ("_mask",)  # absent from checkpoints written before it existed
 
     def state_dict(self) -> dict[str, Any]:
         """Counters and histories (plain numpy arrays and python scalars)."""
@@ -263,12 +286,14 @@ class EoiPlugin(Plugin):
         try:
             if int(state["R"]) != int(self.config.R):
                 raise CheckpointError(f"eoi state was saved with R={state['R']}: resume with it")
-            arrays = {name: state[name.lstrip("_")] for name in self._ARRAYS}
+            arrays = {name: (state.get(name.lstrip("_")) if name in self._OPTIONAL
+                             else state[name.lstrip("_")]) for name in self._ARRAYS}
             n_tells, n_checks = int(state["n_tells"]), int(state["n_checks"])
             cost_max_seen = float(state["cost_max_seen"])
         except KeyError as err:
             raise CheckpointError(f"eoi state lacks key {err}; save it with EoiPlugin.state_dict()") from err
         for name, value in arrays.items():
-            dtype = bool if name == "_last" else (np.int64 if name == "_filled" else np.float64)
+            dtype = (bool if name in ("_last", "_mask")
+                     else np.int64 if name == "_filled" else np.float64)
             setattr(self, name, None if value is None else np.array(value, dtype=dtype))
         self._n_tells, self._n_checks, self._cost_max_seen = n_tells, n_checks, cost_max_seen

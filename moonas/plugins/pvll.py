@@ -33,7 +33,8 @@ every seed set measured (results/plugins_significance.md, results/plugins_2026-1
 Crossover (``crossover``, children per screened row; ``parents``). Moves explore one choice
 off one cell. With ``crossover`` > 0 each screened pool of k also holds ``crossover`` children
 per screened row, each a uniform crossover (every choice from either parent with probability
-1/2) of two different cells among k's ``parents`` best remembered under k's observed
+1/2) of two parents (two memory entries: one cell held twice can be both) among k's
+``parents`` best remembered under k's observed
 objective: candidates that recombine what several good cells share (what NSGA-II's crossover
 and TPE's per-choice draws from its good cells both do, on a landscape close to additive),
 ranked by the predictor before anything is measured. Remembered cells (a child equal to a
@@ -82,9 +83,12 @@ config's ``tell``:
 - ``"all"``: every row is told as if drawn from q. Biased (a greedy push towards what the
   predictor likes, an elitist step), kept as the measured alternative.
 
-Operation importance. ``importance(core)`` returns ``d = G^2 / sum G^2`` per distribution and
-choice, G the gradient of the expected predicted loss under theta_k (the one-hot weights of
-the ridge model, centred under theta_k). With ``damp > 0`` the screening pool of k is drawn
+Operation importance. ``importance(core)`` returns per distribution and choice
+``d = g2 / sum_d g2`` (normalised by the sum, DESIGN's ``G^2 / ||G^2||`` read with an L1 norm),
+``g2[d] = sum_j theta_kdj * (a_dj - sum_i theta_kdi a_di)^2``: the Fisher (theta-weighted)
+squared norm of the gradient of the expected predicted loss w.r.t. theta_kd. ``a`` is the
+model's additive part, its one-hot block (``option_weights``); with the default pairs
+features the pair terms are left out, so d is the importance of each choice alone. With ``damp > 0`` the screening pool of k is drawn
 from theta_k sharpened on the important choices (``theta^(1 + damp * D * d)``, renormalised),
 which damps sampling noise where the predicted loss says a choice matters.
 """
@@ -383,8 +387,8 @@ class PVLLPlugin(Plugin):
 
     def _children(self, rng: np.random.Generator, k: int, n: int, allowed: np.ndarray,
                   costs: np.ndarray | None = None) -> np.ndarray:
-        """n uniform-crossover children, as measured, of two different parents among k's
-        ``parents`` best remembered cells (each choice from either parent with probability
+        """n uniform-crossover children, as measured, of two parents (two memory entries, which
+        can hold one cell twice) among k's ``parents`` best remembered (each choice from either parent with probability
         1/2); none while fewer than two are remembered. A child with an option k removed
         (``allowed`` (D, Kmax) bool) is dropped, unless the pruning put it there (a dead
         choice of the measured cell reads ``none`` whatever k allows, as in ``_moves``)."""
@@ -464,8 +468,9 @@ class PVLLPlugin(Plugin):
         return sharp / sharp.sum(axis=-1, keepdims=True)
 
     def importance(self, core: MultiASNG) -> np.ndarray:
-        """Operation importance d = G^2 / sum_d G^2, (K, D): G the gradient of the expected
-        predicted loss under theta_k w.r.t. theta_k (centred under theta_k), summed per choice."""
+        """Operation importance d, (K, D): per choice the Fisher (theta-weighted) squared norm
+        of the gradient of the expected additive predicted loss w.r.t. theta_kd, normalised to
+        sum 1 over the choices (see the module docstring)."""
         weights = self.predictor.option_weights()  # (D, Kmax)
         thetas = core.thetas
         expected = (thetas * weights[None]).sum(-1, keepdims=True)  # (K, D, 1)
