@@ -52,7 +52,25 @@ def check_out_folder(path: str | Path, option: str = "--out") -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise MoonasError(f"{option} {path} is a file: choose a folder")
-    parent = path
+    _check_writable_below(path, path, option)
+    return path
+
+
+def check_out_file(path: str | Path, option: str = "--out", example: str = "out.md") -> Path:
+    """`path` if a file can be written there at the end (not a folder, no file in the way of
+    its folders, a writable place), else a one-line MoonasError; creates nothing."""
+    path = Path(path)
+    if path.is_dir():
+        raise MoonasError(f"{option} {path} is a folder: give a file, e.g. {path / example}")
+    _check_writable_below(path, path.parent, option)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise MoonasError(f"{option} {path} is not writable; choose another {option}")
+    return path
+
+
+def _check_writable_below(path: Path, start: Path, option: str) -> None:
+    """The nearest existing folder at or above `start` must be a writable folder."""
+    parent = start
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
@@ -60,4 +78,3 @@ def check_out_folder(path: str | Path, option: str = "--out") -> Path:
                           f"{option}")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise MoonasError(f"{option} {path}: {parent} is not writable; choose another {option}")
-    return path

@@ -164,7 +164,7 @@ def test_bad_input_fails_with_one_line_and_overwrites_nothing(run, reference, tm
     code, message = _cli(["export", str(run.dir), "--id", str(cid), "--format", "onnx",
                           "--out", str(blocker / "net.onnx")])
     assert code == 1 and "is a file, not a folder" in message
-    with pytest.raises(MoonasError, match="is a directory"):
+    with pytest.raises(MoonasError, match="is a folder"):
         check_output_path(tmp_path)
     code, message = _cli(["export", str(tmp_path), "--id", "0", "--format", "onnx",
                           "--out", str(out)])
@@ -259,7 +259,7 @@ def test_a_directory_out_suggests_a_name_that_is_accepted(tmp_path) -> None:
     for suffixes in ((".json",), (".png", ".svg"), ()):
         folder = tmp_path / f"d{suffixes[0] if suffixes else ''}"
         folder.mkdir()
-        with pytest.raises(MoonasError, match="is a directory") as info:
+        with pytest.raises(MoonasError, match="is a folder") as info:
             check_output_path(folder, suffixes)
         example = str(info.value).split("e.g. ")[-1]
         assert check_output_path(example, suffixes).parent == folder

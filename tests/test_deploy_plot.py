@@ -115,17 +115,7 @@ def test_curves_and_a_torn_log(runs, tmp_path) -> None:
 
 
 def test_cli_plot(runs, tmp_path, capsys) -> None:
-    parser = argparse.ArgumentParser(prog="moonas")
-    register(parser.add_subparsers(dest="command"))
-
-    def call(*argv: str) -> int:
-        args = parser.parse_args(list(argv))
-        try:
-            return args.func(args)
-        except MoonasError as err:
-            print(f"error: {err}")
-            return err.exit_code
-
+    call = _parser_call()
     a, b = (str(r.dir) for r in runs)
     assert call("plot", a, b, "--out", str(tmp_path / "f.png"), "--log-x") == 0
     assert call("plot", a, "--kind", "theta", "--out", str(tmp_path / "t.png")) == 0

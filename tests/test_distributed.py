@@ -411,11 +411,10 @@ def test_processes_must_be_positive():
     assert done.stderr.strip() == "moonas search: error: --processes must be >= 1, got 0"
 
 
-def test_ctrl_c_stops_every_process_with_one_line_each_and_the_run_resumes(tmp_path):
-    import signal
+def _stop_after_a_checkpoint(out, signum) -> tuple[int, str]:
+    """A two-process smoke search sent `signum` after its first checkpoint: exit code, stderr."""
     import time
 
-    out = tmp_path / "run"
     process = subprocess.Popen(
         [sys.executable, "-m", "moonas", "search", "smoke", "--processes", "2", "--out",
          str(out), "-q", "--set", "search.epochs=12"], env=_env(), cwd=REPO,
@@ -424,10 +423,18 @@ def test_ctrl_c_stops_every_process_with_one_line_each_and_the_run_resumes(tmp_p
     while not (out / "checkpoint.pt").is_file() and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(0.5)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr[-2000:]
     assert "Traceback" not in stderr
+    return process.returncode, stderr
+
+
+def test_ctrl_c_stops_every_process_with_one_line_each_and_the_run_resumes(tmp_path):
+    import signal
+
+    out = tmp_path / "run"
+    code, stderr = _stop_after_a_checkpoint(out, signal.SIGINT)
+    assert code == 130, stderr[-2000:]
     assert stderr.strip().splitlines()[-1] == "moonas search: interrupted"
     assert not (out / "pareto.json").exists()
     resumed = _moonas("search", "--resume", str(out), "--processes", "2", "-q",
@@ -442,21 +449,10 @@ def test_sigterm_to_the_launcher_stops_every_process_as_in_one_process(tmp_path)
     """A scheduler's SIGTERM to `--processes 2`: exit 143 and the SIGTERM line, as one process
     says it (it was 130, "interrupted"), the stop recorded for --resume."""
     import signal
-    import time
 
     out = tmp_path / "run"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moonas", "search", "smoke", "--processes", "2", "--out",
-         str(out), "-q", "--set", "search.epochs=12"], env=_env(), cwd=REPO,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (out / "checkpoint.pt").is_file() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(0.5)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 143, stderr[-2000:]
-    assert "Traceback" not in stderr
+    code, stderr = _stop_after_a_checkpoint(out, signal.SIGTERM)
+    assert code == 143, stderr[-2000:]
     assert stderr.strip().splitlines()[-1] == "moonas search: terminated (SIGTERM)"
     assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
 

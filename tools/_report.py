@@ -51,22 +51,11 @@ def known(flag: str, names: Iterable[str], valid: Sequence[str]) -> None:
 
 
 def check_out_file(path: str | Path, flag: str = "--out") -> Path:
-    """`path` if a file can be written there at the end (not a folder, no file in the way of
-    its folders), else a one-line `ConfigError`; creates nothing."""
-    from moonas.errors import ConfigError
+    """`path` if the tool's page can be written there at the end, else one line (a
+    `MoonasError`, which `run_tool` prints); creates nothing."""
+    from moonas.atomic import check_out_file as check
 
-    path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"{flag} {path} is a folder: give a file, e.g. {path / 'report.md'}")
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ConfigError(f"{flag} {path}: {parent} is a file, not a folder; choose another "
-                          f"{flag}")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"{flag} {path}: {parent} is not writable; choose another {flag}")
-    return path
+    return check(path, flag, "report.md")
 
 
 @contextlib.contextmanager

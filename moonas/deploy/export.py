@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import os
 import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from moonas.atomic import atomic_path
+from moonas.atomic import atomic_path, check_out_file
 from moonas.errors import CheckpointError, ConfigError, MoonasError
 from moonas.run import Run
 
@@ -75,17 +74,7 @@ def check_output_path(path: str | Path, suffixes: tuple[str, ...] = ()) -> Path:
     path = Path(path)
     if suffixes and path.suffix.lower() not in suffixes:
         raise ConfigError(f"--out {path}: the file name must end in {' or '.join(suffixes)}")
-    if path.is_dir():
-        example = path / f"model{suffixes[0] if suffixes else ''}"
-        raise MoonasError(f"--out {path} is a directory: give a file name, e.g. {example}")
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise MoonasError(f"cannot write {path}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise MoonasError(f"cannot write {path}: {parent} is not writable; choose another --out")
-    return path
+    return check_out_file(path, "--out", f"model{suffixes[0] if suffixes else ''}")
 
 
 def check_format_suffix(path: str | Path, fmt: str) -> Path:
