@@ -102,16 +102,20 @@ def front_summary(run: Run) -> list[str]:
     """What `moonas search` prints at the end: the front, each budget's pick, and a note when
     one architecture dominates every other measured."""
     front = run.front
+    latency = front.cost.startswith("latency:")
+    unit = " ms" if latency else ""
     out = [f"front of {len(front.architectures)} architectures -> {run.dir}/pareto.json"]
     for k, pick in enumerate(front.picks):
-        limit = (f"{front.cost} <= {_amount(front.budgets[k])}" if front.budgets is not None
-                 else f"eps = {front.coefficients[k]:g}")
+        limit = (f"{front.cost} <= {_amount(front.budgets[k])}{unit}"
+                 if front.budgets is not None else f"eps = {front.coefficients[k]:g}")
         if pick is None:
             out.append(f"  budget {k} ({limit}): nothing on the front fits")
             continue
         c = next(a for a in front.architectures if a.id == pick)
+        ms = (f"  latency {c.latency_ms:.4g} ms" if latency and c.latency_ms is not None
+              else "")
         out.append(f"  budget {k} ({limit}): id {c.id}  accuracy {c.accuracy:.4f}  "
-                   f"params {c.params:,}  macs {c.macs:,}  {c.arch_str}")
+                   f"params {c.params:,}  macs {c.macs:,}{ms}  {c.arch_str}")
     if len(front.architectures) == 1 and len(run.candidates) > 1:
         only = front.architectures[0]
         out.append(f"note: of {len(run.candidates)} measured candidates, id {only.id} is at "

@@ -145,3 +145,32 @@ def test_cost_also_prices_the_pruned_cell_a_search_would_measure() -> None:
     kept = json.loads(_run("cost", "--config", "smoke", "0,1,3,1,0,4",
                            "--set", "search.prune=keep").stdout)
     assert "pruned" not in kept and kept["params"] == record["params"]
+
+
+def test_cost_prices_a_mobilenet_architecture() -> None:
+    """The base space's prune (no dead operations) keeps one architecture 2-D, as nb201's does:
+    `moonas cost` priced no mobilenet architecture (TypeError)."""
+    done = _run("cost", "--set", "space.name=mobilenet", "[0,1,2,3,4,9]")
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["arch_str"] == "k3e3-k3e4-k3e6-k5e3-k5e4-skip" and "pruned" not in record
+    assert record["params"] > 0 and record["macs"] > 0
+
+
+def test_the_search_summary_of_a_latency_run_gives_ms_and_each_picks_latency(tmp_path) -> None:
+    import sys as _sys
+
+    _sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_deploy_pick import make_latency_run
+
+    from moonas.cli import front_summary
+    from moonas.run import load_run
+
+    run = load_run(make_latency_run(tmp_path / "run", tmp_path / "toy.json"))
+    lines = front_summary(run)
+    budgets = [line for line in lines if line.startswith("  budget ")]
+    assert budgets and all(" ms): " in line or "nothing" in line for line in budgets)
+    for line, pick in zip(budgets, run.front.picks):
+        if pick is not None:
+            c = next(a for a in run.front.architectures if a.id == pick)
+            assert f"latency {c.latency_ms:.4g} ms" in line

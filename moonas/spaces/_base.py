@@ -105,7 +105,7 @@ class SearchSpace:
         (the output is unchanged); `dead` also those whose input is always zero; `keep` nothing.
         Idempotent; never more params or MACs. Spaces without such operations return a copy."""
         check_prune_level(level)
-        return np.array(archs, dtype=np.int64, copy=True)
+        return np.atleast_2d(np.array(archs, dtype=np.int64, copy=True))
 
     def validate(self, arch: Sequence[int]) -> Arch:
         """Return `arch` as an `Arch`, or raise `ArchError` naming the bad position (an option
