@@ -209,6 +209,13 @@ class SearchConfig:
                 f"search.warmup_epochs must be in [0, epochs={self.epochs}), got "
                 f"{self.warmup_epochs}"
             )
+        if self.split.enabled and self.split.split_epoch(self.epochs) <= self.warmup_epochs:
+            raise ConfigError(
+                f"search.split.at={self.split.at} splits after epoch "
+                f"{self.split.split_epoch(self.epochs)}, inside the warm-up "
+                f"(search.warmup_epochs={self.warmup_epochs}), while every distribution is "
+                f"still uniform and no choice is contested: use at > "
+                f"{self.warmup_epochs / self.epochs:.2g}")
         for key in ("delta0", "alpha"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"search.{key} must be > 0, got {getattr(self, key)}")

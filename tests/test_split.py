@@ -103,10 +103,26 @@ def test_home_copy_prefers_the_mode_then_the_likeliest_distribution() -> None:
     ("search.split.choices=0", "search.split.choices=0: use choices >= 1"),
     ("search.strategy=random", "search.split.enabled needs search.strategy=multi-asng"),
     ("search.angle.enabled=true", "do not combine"),
+    ("search.split.at=0.1", "splits after epoch 1, inside the warm-up"),
 ])
 def test_bad_split_config_is_one_line(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
-        load_config("smoke", ["search.split.enabled=true", override])
+        load_config("smoke", ["search.split.enabled=true", "search.epochs=10",
+                              "search.warmup_epochs=2", override])
+
+
+def test_no_split_after_the_last_epoch() -> None:
+    """`split_epoch == epochs` means never: copies that no epoch would train were made (and
+    saved in the checkpoint) after the last epoch."""
+    from moonas.plugins.split import maybe_split
+
+    config = SplitConfig(enabled=True, at=0.9, choices=1)
+    assert config.split_epoch(3) == 3
+
+    class Unsplit:
+        split_options: dict = {}
+
+    assert maybe_split(config, 3, Unsplit(), None, None, done=3) == {}
 
 
 def test_split_is_off_by_default() -> None:

@@ -112,8 +112,9 @@ def apply_split(supernet, optimizer: torch.optim.Optimizer,
 def maybe_split(config: SplitConfig, epochs: int, supernet, optimizer, core,
                 done: int) -> dict[str, Any]:
     """After `done` completed epochs: split on schedule; returns fields for the log."""
-    if not config.enabled or supernet.split_options or done != config.split_epoch(epochs):
-        return {}
+    if (not config.enabled or supernet.split_options or done >= epochs
+            or done != config.split_epoch(epochs)):
+        return {}  # split_epoch == epochs: never (copies no epoch would train)
     options, score = split_options(supernet, core.thetas, np.asarray(core.stack.mask),
                                    int(config.choices))
     if not options:
