@@ -64,31 +64,6 @@ def test_canonical_forms_are_what_is_counted_and_evaluated(runner: str) -> None:
     assert len({tuple(a) for a in evaluated}) == len(evaluated) == 40
 
 
-def test_nsga2_evolves_the_canonical_cells_it_measured(monkeypatch) -> None:
-    """The population told to NSGA-II holds the canonical (pruned) cells, as the proxy of our
-    search learns them: selection and duplicate elimination then work on what was measured
-    (with raw archs, two archs of one cell were two members; an audit measured the fix at
-    -0.075 regret at 100 evaluations on NAS-Bench-201)."""
-    from pymoo.algorithms.moo.nsga2 import NSGA2
-
-    def canonical(archs: np.ndarray) -> np.ndarray:
-        out = np.array(archs, copy=True)
-        out[out[:, 5] == 0, 0] = 0
-        return out
-
-    told: list[np.ndarray] = []
-    tell = NSGA2.tell
-
-    def spy(self, infills=None, **kwargs):
-        told.append(np.asarray(infills.get("X"), dtype=np.int64))
-        return tell(self, infills=infills, **kwargs)
-
-    monkeypatch.setattr(NSGA2, "tell", spy)
-    run_nsga2(N_OPTIONS, _evaluate([]), 60, 3, canonical=canonical)
-    rows = np.concatenate(told)
-    assert len(told) >= 2 and (canonical(rows) == rows).all()
-
-
 def test_categorical_operators_keep_labels() -> None:
     from pymoo.core.problem import Problem
 

@@ -80,8 +80,7 @@ def run_nsga2(n_options: Sequence[int], evaluate: Evaluate, n_evals: int, seed: 
     (fewer if the run stalls: `STALL_GENERATIONS` generations without a new arch). `seed`
     seeds pymoo's own `np.random.Generator`; no global state is touched. `canonical` maps
     archs `(n, D)` to what is evaluated and counted (e.g. the space's pruned cells: two archs
-    with one pruned cell are one evaluation, and the population evolves the canonical archs,
-    not the raw ones); default: the archs themselves. Returns the
+    with one pruned cell are one evaluation); default: the archs themselves. Returns the
     evaluated (canonical) archs `(n, D)` int64 in evaluation order and their objectives `(n, m)`.
     """
     n_options = np.asarray(n_options, dtype=np.int64)
@@ -126,9 +125,6 @@ def run_nsga2(n_options: Sequence[int], evaluate: Evaluate, n_evals: int, seed: 
         if len(archs) >= n_evals:
             break
         F = np.stack([cache[key] for key in keys])
-        if canonical is not None:  # the population holds what was measured: selection and
-            pop.set("X", X_eval.astype(np.asarray(pop.get("X")).dtype))  # and duplicate
-            # elimination work on cells
         algorithm.evaluator.eval(StaticProblem(problem, F=F), pop)
         algorithm.tell(infills=pop)
     if not archs:
