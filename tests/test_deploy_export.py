@@ -502,3 +502,22 @@ def test_a_latency_run_without_table_or_records_exports_without_its_latency(tmp_
     code, message = _cli(["export", str(run.dir), "--id", str(cid), "--format", "pt",
                           "--out", str(out), "--device", "toy"])
     assert code == 1 and "not found" in message and "\n" not in message and not out.exists()
+
+
+def test_a_benchmark_latency_of_other_settings_is_marked_relative_in_the_sidecar(
+        run, reference, tmp_path) -> None:
+    """NAS-Bench-201's raspi4 column times the benchmark's network; this run's nb201 space is
+    smaller, so the sidecar says the figure is relative (it was said on stderr only)."""
+    from conftest import NB201_CSV
+
+    cid, _, _ = reference
+    out = tmp_path / "rel.onnx"
+    code, message = _cli(["export", str(run.dir), "--id", str(cid), "--format", "onnx",
+                          "--out", str(out), "--device", "raspi4",
+                          "--latency-table", str(NB201_CSV)])
+    assert code == 0, message
+    meta = json.loads(sidecar_path(out).read_text())
+    assert meta["costs"]["latency_ms:raspi4"] > 0
+    note = meta["latency_notes"]["latency_ms:raspi4"]
+    assert "NAS-Bench-201's CIFAR-10 network" in note and "relative measure" in note
+    assert "latency_notes" not in export_network(run, cid, "pt", tmp_path / "plain.pt").meta

@@ -85,6 +85,11 @@ class LatencyModel(ABC):
     def check_space(self, space: SearchSpace) -> None:
         """Raise ConfigError when this model does not describe `space`'s networks."""
 
+    def relative_note(self, space: SearchSpace) -> str | None:
+        """Why this model's figures are only a relative measure for `space`'s networks (they
+        were measured on other settings), or None when they are these networks' own."""
+        return None
+
 
 @dataclass(frozen=True, eq=False)
 class AdditiveLatency(LatencyModel):
@@ -205,14 +210,20 @@ class LookupLatency(LatencyModel):
                 f"{self.name} from {self.source} holds {self.space_name} architectures; this run's "
                 f"space is {space.name!r}: measure a table with 'moonas profile' instead"
             )
+        note = self.relative_note(space)
+        if note is not None:
+            log.warning("%s %s", self.name, note)
+
+    def relative_note(self, space: SearchSpace) -> str | None:
         settings = space.settings()
         differs = {k: settings.get(k) for k, v in _NB201_BENCH_SETTINGS.items()
                    if settings.get(k) != v}
-        if differs:
-            log.warning(
-                "%s gives the latency of NAS-Bench-201's CIFAR-10 network (channels 16, 5 cells "
-                "per stage, 32x32 input); this space differs (%s), so read it as a relative "
-                "measure", self.name, ", ".join(f"{k}={v}" for k, v in differs.items()))
+        if not differs:
+            return None
+        return ("gives the latency of NAS-Bench-201's CIFAR-10 network (channels 16, 5 cells "
+                "per stage, 32x32 input); this space differs ("
+                + ", ".join(f"{k}={v}" for k, v in differs.items())
+                + "), so read it as a relative measure")
 
 
 class LatencyCosts:

@@ -304,9 +304,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     check_output_path(check_format_suffix(args.out, args.format))
     run = _load_run(args.run)
-    latency = sidecar_latency(run, args.id, args.device, args.latency_table)
+    latency, notes = sidecar_latency(run, args.id, args.device, args.latency_table)
     result = export_network(run, args.id, args.format, args.out, weights=args.weights,
-                            latency=latency)
+                            latency=latency, latency_notes=notes)
     diff = ("" if result.max_abs_diff is None
             else f", max |diff| vs PyTorch {result.max_abs_diff:.1e}")
     print(f"id {args.id} ({result.weights} weights) -> {result.path} ({result.format}{diff}); "

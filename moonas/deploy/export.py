@@ -195,8 +195,11 @@ def _class_names(run: Run) -> list[str] | None:
 
 
 def sidecar_latency(run: Run, cid: int, device: str | None = None,
-                    latency_table: str | Path | None = None) -> dict[str, float]:
-    """Latencies (ms, device -> value) of candidate `cid` for the sidecar's `costs`: on the
+                    latency_table: str | Path | None = None
+                    ) -> tuple[dict[str, float], dict[str, str]]:
+    """Latencies (ms, device -> value) of candidate `cid` for the sidecar's `costs`, and per
+    device a note when the figure is only relative (a table measured on other settings, e.g.
+    NAS-Bench-201's network for a smaller nb201 space): on the
     device the run searched on (`search.cost: latency:DEVICE`), priced as `moonas pick` prices
     it (the run's own table, else the latencies its search recorded), and on `device` of
     `latency_table` when either is given (see `moonas.deploy.pick.resolve_latency`).
@@ -222,17 +225,24 @@ def sidecar_latency(run: Run, cid: int, device: str | None = None,
                         "%s", own, err)
     if named is not None:
         models.append(named)
-    return {model.device: round(float(model.price(arch)[0]), 4) for model in models}
+    from moonas.deploy.weights import run_space
+
+    space = run_space(run)
+    notes = {model.device: note for model in models
+             if (note := model.relative_note(space)) is not None}
+    return {model.device: round(float(model.price(arch)[0]), 4) for model in models}, notes
 
 
 def export_network(run: Run, cid: int, fmt: Literal["torchscript", "onnx", "pt"],
                    out: str | Path, weights: Literal["auto", "supernet", "trained"] = "auto",
-                   latency: dict[str, float] | None = None) -> ExportResult:
+                   latency: dict[str, float] | None = None,
+                   latency_notes: dict[str, str] | None = None) -> ExportResult:
     """Export candidate `cid` of `run` (retrained weights when there are some and `weights`
     allows, else supernet weights with recalibrated batch norm) to `out` plus `out.json`.
 
     `latency` (device -> ms) goes into the sidecar's `costs` as `latency_ms:DEVICE`; None
-    records the latency on the device the run searched on, if it did (`sidecar_latency`)."""
+    records the latency on the device the run searched on, if it did (`sidecar_latency`);
+    `latency_notes` (device -> why a figure is only relative) go into `latency_notes`."""
     import moonas
     from moonas.data import dataset_info
     from moonas.deploy.weights import find_candidate, load_standalone, run_space
@@ -242,7 +252,7 @@ def export_network(run: Run, cid: int, fmt: Literal["torchscript", "onnx", "pt"]
     out = check_output_path(check_format_suffix(out, fmt))
     candidate = find_candidate(run, cid)
     if latency is None:
-        latency = sidecar_latency(run, cid)
+        latency, latency_notes = sidecar_latency(run, cid)
     space = run_space(run)
     loaded = load_standalone(run, cid, weights)
     net, source = loaded.net, loaded.weights
@@ -262,6 +272,8 @@ def export_network(run: Run, cid: int, fmt: Literal["torchscript", "onnx", "pt"]
         "weights": _weights_note(run, loaded, trained),
         "costs": {"params": candidate.params, "macs": candidate.macs,
                   **{f"latency_ms:{k}": v for k, v in (latency or {}).items()}},
+        **({"latency_notes": {f"latency_ms:{k}": v for k, v in latency_notes.items()}}
+           if latency_notes else {}),
         "accuracy": {"supernet_val": candidate.accuracy,
                      **({"trained_test": trained.get("test_accuracy"),
                          "trained_val": trained.get("val_accuracy")} if trained else {})},
