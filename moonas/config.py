@@ -197,8 +197,8 @@ class SearchConfig:
         if self.coefficients is not None:
             if len(self.coefficients) < 1:
                 raise ConfigError("search.coefficients is empty: give at least one coefficient, "
-                                  "default (the grid 0, 0.25, ..., 2 of search.n_budgets values) "
-                                  "or null (budget mode)")
+                                  "default (search.n_budgets values: 0, then powers of 2 up to "
+                                  "2) or null (budget mode)")
             _check_finite("coefficients", self.coefficients)
             if any(c < 0 for c in self.coefficients):
                 raise ConfigError(f"search.coefficients must be >= 0, got "
@@ -210,12 +210,15 @@ class SearchConfig:
                 f"{self.warmup_epochs}"
             )
         if self.split.enabled and self.split.split_epoch(self.epochs) <= self.warmup_epochs:
+            # The least `at` (3 decimals, rounded up) whose split epoch follows the warm-up.
+            least = math.ceil((self.warmup_epochs + 1) / self.epochs * 1000) / 1000
+            fix = (f"use at >= {least:g}" if least < 1 else
+                   "lower search.warmup_epochs or raise search.epochs")
             raise ConfigError(
                 f"search.split.at={self.split.at} splits after epoch "
                 f"{self.split.split_epoch(self.epochs)}, inside the warm-up "
                 f"(search.warmup_epochs={self.warmup_epochs}), while every distribution is "
-                f"still uniform and no choice is contested: use at > "
-                f"{self.warmup_epochs / self.epochs:.2g}")
+                f"still uniform and no choice is contested: {fix}")
         for key in ("delta0", "alpha"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"search.{key} must be > 0, got {getattr(self, key)}")

@@ -63,8 +63,8 @@ def test_resolved_config_round_trips(tmp_path: Path) -> None:
         (["search.budgets=[.nan]"], r"^search.budgets must be finite numbers, got \[nan\]$"),
         (["search.budgets=[1e4, .inf]"], r"search.budgets must be finite numbers"),
         (["search.coefficients=[]"], r"^search.coefficients is empty: give at least one "
-                                     r"coefficient, default \(the grid 0, 0.25, ..., 2 of "
-                                     r"search.n_budgets values\) or null \(budget mode\)$"),
+                                     r"coefficient, default \(search.n_budgets values: 0, "
+                                     r"then powers of 2 up to 2\) or null \(budget mode\)$"),
         (["search.coefficients=[0, .nan]"], r"^search.coefficients must be finite numbers"),
         (["search.coefficients=[.inf]"], r"^search.coefficients must be finite numbers"),
         (["search.coefficients=[-1, 0]"], r"^search.coefficients must be >= 0, got \[-1.0, 0.0\]$"),
