@@ -10,11 +10,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from moonas.atomic import write_json, write_text
 from moonas.config import RunConfig, load_config
 from moonas.errors import MoonasError
+from moonas.pareto import non_dominated
 
-__all__ = ["Candidate", "ParetoFront", "Run", "RunFiles", "load_run", "write_candidates",
+__all__ = ["Candidate", "ParetoFront", "Run", "RunFiles", "load_run", "front_mask",
+           "write_candidates",
            "write_front", "is_run_dir", "CorruptFront"]
 
 log = logging.getLogger(__name__)
@@ -187,6 +191,29 @@ class Run:
         return pick(self, max_params=max_params, max_macs=max_macs,
                     max_latency_ms=max_latency_ms, device=device, min_accuracy=min_accuracy,
                     prefer=prefer, latency_table=latency_table)
+
+
+def front_mask(candidates: Sequence[Candidate], cost: np.ndarray) -> np.ndarray:
+    """Boolean mask `(n,)` of the front of `candidates` under accuracy and `cost` `(n,)`: the
+    non-dominated ones, one per tie in both, kept as the search's own front keeps it
+    (`moonas.search.front`): a mode first, then the fewest MACs, then params, then the lowest id
+    (cells with identical objectives, often one function, would crowd the front).
+    """
+    accuracy = np.array([c.accuracy for c in candidates], dtype=np.float64)
+    cost = np.asarray(cost, dtype=np.float64).reshape(len(candidates))
+    kept: dict[tuple[float, float], int] = {}
+    for i in np.flatnonzero(non_dominated(np.column_stack([-accuracy, cost]))):
+        key = (float(accuracy[i]), float(cost[i]))
+        j = kept.get(key)
+        if j is None or _front_preference(candidates[i]) < _front_preference(candidates[j]):
+            kept[key] = int(i)
+    mask = np.zeros(len(candidates), dtype=bool)
+    mask[list(kept.values())] = True
+    return mask
+
+
+def _front_preference(c: Candidate) -> tuple:
+    return (c.mode_of is None, c.macs, c.params, c.id)
 
 
 def is_run_dir(path: Path) -> bool:

@@ -277,7 +277,7 @@ def _tied_run(root, twins):
 
 
 def test_a_recomputed_front_counts_tied_candidates_once(tmp_path, capsys) -> None:
-    from moonas.deploy.pick import front_mask
+    from moonas.run import front_mask
 
     # Every candidate the same network in accuracy and costs: the front is one architecture,
     # on any cost axis, the lowest id (no modes).

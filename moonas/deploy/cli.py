@@ -144,10 +144,11 @@ def plot_runs(runs, out: str | Path, x: str | None = None, latency_table: str | 
 
     A latency is priced with `latency_table`, else each run's own table (or, when that is gone,
     its recorded latencies: see `resolve_latency`), else the first table a run names."""
-    from moonas.deploy.pick import (candidate_costs, candidate_pool, cost_label, front_mask,
+    from moonas.deploy.pick import (candidate_costs, candidate_pool, cost_label,
                                     resolve_latency)
     from moonas.deploy.weights import read_trained_metrics
     from moonas.plotting import FrontSeries, plot_front_overlay
+    from moonas.run import front_mask
 
     x = x or runs[0].front.cost
     names = _labels(runs, labels)

@@ -40,7 +40,6 @@ __all__ = [
     "read_budgets_file",
     "candidate_pool",
     "candidate_costs",
-    "front_mask",
     "knee_index",
     "resolve_latency",
     "RecordedLatency",
@@ -162,29 +161,6 @@ def candidate_costs(candidates: Sequence[Candidate], cost: str,
         return latency.price(np.array([c.arch for c in candidates], dtype=np.int64))
     raise ConfigError(f"unknown cost {cost!r}{closest(cost, ('params', 'macs', 'latency:'))}; "
                       "valid: params, macs, latency:DEVICE")
-
-
-def front_mask(candidates: Sequence[Candidate], cost: np.ndarray) -> np.ndarray:
-    """Boolean mask `(n,)` of the front of `candidates` under accuracy and `cost` `(n,)`: the
-    non-dominated ones, one per tie in both, kept as the search's own front keeps it
-    (`moonas.search.front`): a mode first, then the fewest MACs, then params, then the lowest id.
-    """
-    accuracy = np.array([c.accuracy for c in candidates], dtype=np.float64)
-    cost = np.asarray(cost, dtype=np.float64).reshape(len(candidates))
-    kept: dict[tuple[float, float], int] = {}
-    for i in np.flatnonzero(non_dominated(np.column_stack([-accuracy, cost]))):
-        key = (float(accuracy[i]), float(cost[i]))
-        j = kept.get(key)
-        if j is None or _front_preference(candidates[i]) < _front_preference(candidates[j]):
-            kept[key] = int(i)
-    mask = np.zeros(len(candidates), dtype=bool)
-    mask[list(kept.values())] = True
-    return mask
-
-
-def _front_preference(c: Candidate) -> tuple:
-    # The rule of moonas.search.front (not imported: that module loads torch).
-    return (c.mode_of is None, c.macs, c.params, c.id)
 
 
 def knee_index(cost: np.ndarray, accuracy: np.ndarray) -> int:

@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from moonas.distributed import sum_values
-from moonas.pareto import non_dominated
-from moonas.run import Candidate, ParetoFront
+from moonas.run import Candidate, ParetoFront, front_mask
 from moonas.search.context import SearchContext
 from moonas.search.loop import Progress
 from moonas.search.measure import calibration_batches, split_accuracy
@@ -130,18 +129,9 @@ def front_from_candidates(space: str, dataset: str, objective, candidates: list[
                           ) -> tuple[list[Candidate], ParetoFront]:
     """Mark the non-dominated candidates under (accuracy, cost) and build the front record."""
     cost = np.array([c.cost(objective.cost) for c in candidates], dtype=np.float64)
-    accuracy = np.array([c.accuracy for c in candidates])
-    on_front = non_dominated(np.column_stack([-accuracy, cost]))
-    # Candidates with identical objectives (often the same function: e.g. nb201 cells that
-    # reduce to a skip) would crowd the front: keep one, a mode first, then the fewest MACs.
-    representative: dict[tuple[float, float], int] = {}
-    for i in np.flatnonzero(on_front):
-        key = (float(accuracy[i]), float(cost[i]))
-        j = representative.get(key)
-        if j is None or _preference(candidates[i]) < _preference(candidates[j]):
-            representative[key] = int(i)
-    keep = set(representative.values())
-    marked = [Candidate(**{**c.__dict__, "on_front": i in keep}) for i, c in enumerate(candidates)]
+    keep = front_mask(candidates, cost)  # one per tie: e.g. nb201 cells that reduce to a skip
+    marked = [Candidate(**{**c.__dict__, "on_front": bool(keep[i])})
+              for i, c in enumerate(candidates)]
     members = sorted((c for c in marked if c.on_front),
                      key=lambda c: (c.cost(objective.cost), -c.accuracy, c.id))
     if objective.budgets is not None:
@@ -159,10 +149,6 @@ def front_from_candidates(space: str, dataset: str, objective, candidates: list[
                         coefficients=objective.coefficients, architectures=tuple(members),
                         picks=picks)
     return marked, front
-
-
-def _preference(c: Candidate) -> tuple:
-    return (c.mode_of is None, c.macs, c.params, c.id)
 
 
 def _best_within(members: list[Candidate], cost: str, budget: float) -> int | None:
