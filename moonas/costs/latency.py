@@ -8,7 +8,7 @@ import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -23,6 +23,7 @@ __all__ = [
     "LatencyModel",
     "AdditiveLatency",
     "LookupLatency",
+    "RecordedLatency",
     "LatencyCosts",
     "load_latency",
     "known_devices",
@@ -224,6 +225,42 @@ class LookupLatency(LatencyModel):
                 "per stage, 32x32 input); this space differs ("
                 + ", ".join(f"{k}={v}" for k, v in differs.items())
                 + "), so read it as a relative measure")
+
+
+class RecordedLatency(LatencyModel):
+    """The latencies (ms) a run recorded for its candidates on the device it searched for
+    (built by `moonas.deploy.pick.recorded_latency`): prices those architectures only.
+    `latency` maps each architecture to its ms."""
+
+    def __init__(self, device: str, latency: Mapping[tuple[int, ...], float], n_choices: int,
+                 source: str) -> None:
+        self.device = device
+        self.latency = dict(latency)
+        self._n_choices = n_choices
+        self.source = source
+
+    @property
+    def n_choices(self) -> int:
+        return self._n_choices
+
+    def _price(self, archs: np.ndarray) -> np.ndarray:
+        out = np.empty(len(archs))
+        for i, arch in enumerate(archs):
+            key = tuple(int(v) for v in arch)
+            if key not in self.latency:
+                raise ConfigError(
+                    f"{self.name} of {list(key)} is unknown: {self.source} records the latency "
+                    f"of the run's {len(self.latency)} candidates only, and this architecture is "
+                    f"not among them; measure a table with 'moonas profile --name {self.device}'")
+            out[i] = self.latency[key]
+        return out
+
+    def extreme(self, cheapest: bool = True) -> tuple[float, tuple[int, ...]]:
+        arch = (min if cheapest else max)(self.latency, key=self.latency.__getitem__)
+        return self.latency[arch], arch
+
+    def check_space(self, space) -> None:
+        """Recorded by the run on its own space: nothing to check."""
 
 
 class LatencyCosts:

@@ -22,7 +22,8 @@ from typing import Any, Literal, Mapping, Sequence
 import numpy as np
 
 from moonas.config import parse_amount
-from moonas.costs.latency import LatencyModel, device_name, known_devices, load_latency
+from moonas.costs.latency import (LatencyModel, RecordedLatency, device_name, known_devices,
+                                  load_latency)
 from moonas.costs.table import cost_label
 from moonas.errors import ConfigError, DataError, MoonasError
 from moonas.pareto import non_dominated
@@ -42,7 +43,6 @@ __all__ = [
     "candidate_costs",
     "knee_index",
     "resolve_latency",
-    "RecordedLatency",
     "recorded_latency",
     "cost_label",
 ]
@@ -242,41 +242,6 @@ def _warn_if_remeasured(run: Run, model: LatencyModel, table: str | Path) -> Non
                     "recorded (profiled again since?): latencies follow the table, so picks may "
                     "differ from the front's; 'moonas profile' the device as it was, or search "
                     "again", table, 100 * change)
-
-
-class RecordedLatency(LatencyModel):
-    """The latencies (ms) a run recorded for its candidates on the device it searched for:
-    prices those architectures only. `latency` maps each architecture to its ms."""
-
-    def __init__(self, device: str, latency: Mapping[tuple[int, ...], float], n_choices: int,
-                 source: str) -> None:
-        self.device = device
-        self.latency = dict(latency)
-        self._n_choices = n_choices
-        self.source = source
-
-    @property
-    def n_choices(self) -> int:
-        return self._n_choices
-
-    def _price(self, archs: np.ndarray) -> np.ndarray:
-        out = np.empty(len(archs))
-        for i, arch in enumerate(archs):
-            key = tuple(int(v) for v in arch)
-            if key not in self.latency:
-                raise ConfigError(
-                    f"{self.name} of {list(key)} is unknown: {self.source} records the latency "
-                    f"of the run's {len(self.latency)} candidates only, and this architecture is "
-                    f"not among them; measure a table with 'moonas profile --name {self.device}'")
-            out[i] = self.latency[key]
-        return out
-
-    def extreme(self, cheapest: bool = True) -> tuple[float, tuple[int, ...]]:
-        arch = (min if cheapest else max)(self.latency, key=self.latency.__getitem__)
-        return self.latency[arch], arch
-
-    def check_space(self, space) -> None:
-        """Recorded by the run on its own space: nothing to check."""
 
 
 def recorded_latency(run: Run, device: str) -> RecordedLatency | None:
