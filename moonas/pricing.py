@@ -59,7 +59,7 @@ def price_architectures(source: str | Path | Mapping | None, texts: Sequence[str
 
 def _priced(space: SearchSpace, table: CostTable, arch: Sequence[int], prune: str) -> dict:
     record = cost_record(space, table, arch)
-    pruned = [int(v) for v in space.prune(np.asarray(arch)[None, :], prune)[0]]
+    pruned = [int(v) for v in space.prune(np.asarray(arch), prune)[0]]
     if pruned != list(arch):
         record["pruned"] = cost_record(space, table, pruned)
     return record

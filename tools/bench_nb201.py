@@ -31,7 +31,7 @@ ISSUE_RANDOM = {100: 0.9911, 300: 0.9945, 1000: 0.9964}
 
 SMALL_EPS = (0.0, 0.02, 0.05, 0.1, 0.2)
 MID_EPS = (0.0, 0.05, 0.1, 0.2, 0.5)
-DEFAULT_EPS = (0.0, 0.25, 0.5, 1.0, 2.0)  # moonas.search.objective.default_coefficients(5)
+DEFAULT_EPS = (0.0, 0.25, 0.5, 1.0, 2.0)  # moonas.config.default_coefficients(5)
 
 
 def grid() -> list[dict]:

@@ -103,8 +103,6 @@ def run(args: argparse.Namespace) -> int:
 
     def progress(done: int, total: int) -> None:
         # The bar opens once the job has passed its checks, so a bad input prints one line only.
-        if args.quiet:
-            return
         if not bars:
             bars.append(progress_bar(total, f"bench {args.dataset}/{args.cost}", "run"))
         advance(bars[0], done)
@@ -112,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             bars.pop().close()
 
     try:
-        run_bench(job, progress)
+        run_bench(job, None if args.quiet else progress)
     finally:
         for bar in bars:
             bar.close()

@@ -285,10 +285,11 @@ def pick(run: Run, max_params: float | str | None = None, max_macs: float | str 
                     max_latency_ms=_amount(max_latency_ms, "max-latency-ms"),
                     min_accuracy=_accuracy(min_accuracy))
     searched = run.config.search.cost
+    # The device the run searched for: reported by default, limited by --max-latency-ms.
     own = device is None and latency_table is None and searched.startswith("latency:")
-    if own or (limits.max_latency_ms is not None and device is None
-               and searched.startswith("latency:")):
-        device = device_name(searched)  # the device the run searched for
+    if device is None and searched.startswith("latency:") and (
+            latency_table is None or limits.max_latency_ms is not None):
+        device = device_name(searched)
     try:
         model = resolve_latency(run, device, latency_table)
     except MoonasError as err:
