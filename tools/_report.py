@@ -16,14 +16,16 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 
 def run_tool(main: Callable[[], object]) -> int:
-    """Run a tool's `main`: bad input (a `MoonasError`, or a ValueError from the arguments)
-    prints one line naming the tool, exit code 1, instead of a traceback."""
+    """Run a tool's `main`: bad input (a `MoonasError`: the checks below, or the package's own
+    refusals) prints one line naming the tool, exit code 1, instead of a traceback. Any other
+    exception is a defect and keeps its traceback (argparse already turns a `type=`
+    converter's ValueError into a usage line)."""
     from moonas.errors import MoonasError
 
     name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "tool"
     try:
         result = main()
-    except (MoonasError, ValueError) as err:
+    except MoonasError as err:
         print(f"{name}: error: {str(err).strip().splitlines()[0]}", file=sys.stderr)
         return 1
     return int(result or 0)
