@@ -113,8 +113,8 @@ def train_standalone(net: nn.Module, data: DataSplits, recipe: TrainRecipe, seed
             loss_sum += value * len(y)
             n += len(y)
             if progress is not None:
-                progress(epoch * len(train) + step + 1, total, {"epoch": epoch,
-                                                                "train_loss": value})
+                progress(epoch * len(train) + step + 1, total,
+                         {"phase": "train", "epoch": epoch, "train_loss": value})
         history.append((epoch, round(loss_sum / max(n, 1), 6)))
         # Running statistics of the shards -> one set, so the saved network is every rank's.
         average_buffers(net, world)

@@ -78,12 +78,18 @@ def test_an_interrupted_training_resumes_to_the_same_weights(trained, tmp_path) 
     shutil.copytree(run.dir, copy, ignore=shutil.ignore_patterns("trained"))
     other = load_run(copy)
 
+    calls = []
+
     def stop(done: int, total: int, info: dict) -> None:
+        calls.append((done, total, info["phase"]))
         if info["epoch"] == 1:  # the first epoch's checkpoint is written; stop in the second
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         train_candidate(other, cid, epochs=2, progress=stop)
+    # Progress counts the steps of both epochs, one call per step, each naming its phase.
+    assert [c[0] for c in calls] == list(range(1, len(calls) + 1))
+    assert {c[1] for c in calls} == {2 * (len(calls) - 1)} and {c[2] for c in calls} == {"train"}
     files = TrainedFiles.of(copy, cid)
     assert files.checkpoint.is_file() and not files.metrics.exists()
     resumed = train_candidate(other, cid, epochs=2)

@@ -57,7 +57,8 @@ def train_candidate(run: Run, cid: int, *, epochs: int | None = None,
     a finished one is returned as is. Other settings over an existing one need `restart=True`.
     `device` (`--device`; default: the run's `device`) is where it trains; it may differ
     between a training and its resumption. Under torchrun every process trains its shard of
-    each batch (`moonas.distributed`) and rank 0 writes the files.
+    each batch (`moonas.distributed`) and rank 0 writes the files. `progress(done, total,
+    info)` is called per training step (`info`: `phase` "train", `epoch`, `train_loss`).
     """
     if init not in INITS:
         raise ConfigError(f"--init must be one of {', '.join(INITS)}, got {init!r}")
