@@ -71,11 +71,13 @@ class _Bar:
 
     def __call__(self, done: int, total: int, info: dict) -> None:
         phase = info.get("phase", "train")
+        if "run" in info:  # asng-separate: one bar per phase of each budget's run
+            phase = f"{phase} budget {info['run'] + 1}/{info['runs']}"
         if phase != self.phase:
             self.close()
             self.phase = phase
             self.bar = progress_bar(total or None, f"{self.desc} {phase}",
-                                    "step" if phase == "train" else "arch")
+                                    "step" if phase.startswith("train") else "arch")
         post = {}
         if "epoch" in info:
             post["epoch"] = info["epoch"]

@@ -328,8 +328,15 @@ def test_baseline_strategies_produce_fronts(tmp_path: Path, strategy: str) -> No
 
 
 def test_asng_separate_pools_k_runs(tmp_path: Path) -> None:
+    calls: list[dict] = []
     run = _search(tmp_path / "sep", "search.strategy=asng-separate", "search.epochs=2",
-                  "search.budgets=[20000, 24000]")
+                  "search.budgets=[20000, 24000]",
+                  progress=lambda done, total, info: calls.append(dict(info, done=done)))
+    # Progress names the budget's run: run 0's train and front calls, then run 1's.
+    runs = [(c["run"], c["runs"], c["phase"]) for c in calls]
+    assert runs == sorted(runs, key=lambda r: (r[0], r[2] != "train")) and \
+        {r[:2] for r in runs} == {(0, 2), (1, 2)}
+    assert [c["done"] for c in calls if c["run"] == 1 and c["phase"] == "train"][0] == 1
     for k in range(2):
         assert (run.dir / "separate" / f"budget{k}" / "pareto.json").is_file()
     assert {c.mode_of for c in run.candidates if c.mode_of is not None} == {0, 1}

@@ -340,6 +340,13 @@ def _write_results(files: RunFiles, candidates: list[Candidate], front, config: 
     write_front(files, front)  # last: pareto.json marks the run complete
 
 
+def _run_progress(progress: Progress | None, k: int, runs: int) -> Progress | None:
+    """`progress` for sub-run `k` of `runs`: its calls carry `info["run"]` and `info["runs"]`."""
+    if progress is None:
+        return None
+    return lambda done, total, info: progress(done, total, {**info, "run": k, "runs": runs})
+
+
 def _separate(config: RunConfig, files: RunFiles, progress: Progress | None,
               world: World) -> None:
     """`asng-separate`: K independent single-budget ASNG runs, each as long as the joint run,
@@ -370,7 +377,7 @@ def _separate(config: RunConfig, files: RunFiles, progress: Progress | None,
                     write_text(sub_files.config, dump_yaml(config_to_dict(sub_config)))
             barrier(world)
             _single(sub_config, sub_files, resume=sub_files.checkpoint.is_file(),
-                    progress=progress)
+                    progress=_run_progress(progress, k, len(objective.budgets)))
         barrier(world)  # rank 0 has written the sub-run's candidates
         for c in read_candidates(sub_files.candidates):
             pooled.append(replace(c, id=len(pooled), mode_of=k if c.modes else None,
