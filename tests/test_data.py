@@ -508,6 +508,21 @@ def _write_mnist(root: Path, folder: str, n_train: int = 40, n_test: int = 12) -
     return train, test
 
 
+def test_mnist_files_whose_labels_disagree_with_the_images_are_one_line(tmp_path: Path) -> None:
+    _write_mnist(tmp_path, "MNIST")
+    raw = tmp_path / "MNIST" / "raw"
+    _write_idx(raw / "t10k-labels-idx1-ubyte", np.arange(12) + 1)  # labels 1..12: 13 classes
+    with pytest.raises(DataError) as exc:
+        load_dataset("mnist", root=tmp_path)
+    message = _one_line(exc)
+    assert "test set" in message and "labels from 1 to 12" in message and "10 classes" in message
+    assert str(raw) in message and "imagefolder" in message
+    _write_idx(raw / "t10k-labels-idx1-ubyte", np.arange(12) % 10)
+    _write_idx(raw / "train-labels-idx1-ubyte", np.arange(30) % 10)  # 40 images
+    with pytest.raises(DataError, match="training set .* has 40 images but 30 labels"):
+        load_dataset("mnist", root=tmp_path)
+
+
 @pytest.mark.parametrize(("name", "folder"), [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
 def test_mnist_standins_load_through_torchvision(tmp_path: Path, name: str, folder: str) -> None:
     train, test = _write_mnist(tmp_path, folder)

@@ -271,14 +271,21 @@ def _open(name: str, spec: _VisionSpec, root: str, *, train: bool, download: boo
         raise _unreadable(name, spec, root, exc) from exc
 
 
-def _in_memory(dataset: Any, size: int | None) -> TensorImages:
-    """The torchvision dataset's arrays as (N, C, H, W) uint8 images and int64 labels."""
+def _in_memory(dataset: Any, size: int | None, n_classes: int, where: str, fix: str) -> TensorImages:
+    """The torchvision dataset's arrays as (N, C, H, W) uint8 images and int64 labels; files
+    whose images and labels disagree in number, or whose labels fall outside the
+    `n_classes` classes, are one DataError (`where` names the set, `fix` what to do)."""
     data = dataset.data
     if isinstance(data, np.ndarray):  # CIFAR: (N, H, W, C) uint8
         images = torch.from_numpy(data).permute(0, 3, 1, 2).contiguous()
     else:  # MNIST-likes: (N, H, W) uint8 tensor
         images = torch.as_tensor(data).unsqueeze(1)
     labels = torch.as_tensor(np.asarray(dataset.targets), dtype=torch.int64)
+    if len(images) != len(labels):
+        raise DataError(f"{where} has {len(images)} images but {len(labels)} labels: {fix}")
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= n_classes):
+        raise DataError(f"{where} has labels from {int(labels.min())} to {int(labels.max())}, "
+                        f"outside the {n_classes} classes 0..{n_classes - 1}: {fix}")
     return TensorImages(images, labels, size=size)
 
 
@@ -305,14 +312,18 @@ def load_torchvision_splits(
     test_set = _open(name, spec, root_path, train=False, download=False)
     native = spec.info.input_size or 0  # always set for torchvision datasets
     size = image_size or native
-    train_source = _in_memory(train_set, None if size == native else size)
-    test_source = _in_memory(test_set, None if size == native else size)
+    names = tuple(train_set.classes) if spec.names_from_files else tuple(spec.info.class_names or ())
+    fix = (f"delete {os.path.join(root_path, spec.holds)} and pass data.download=true to fetch "
+           f"it again (a dataset of another kind in {name}'s format: use imagefolder)")
+    train_source, test_source = (
+        _in_memory(part, None if size == native else size, len(names),
+                   f"{name}'s {which} set under {root_path}", fix)
+        for part, which in ((train_set, "training"), (test_set, "test")))
 
     split_rng, generator = split_seeds(seed)
     train, val, _ = split_indices(train_source.labels.numpy(), val_fraction, 0.0, split_rng, max_train=max_train)
     if augment and not spec.crop_flip:
         logger.info("%s has no augmentation; augment=True changes nothing", name)
-    names = tuple(train_set.classes) if spec.names_from_files else tuple(spec.info.class_names or ())
     info = dataclasses.replace(spec.info, input_size=size, n_classes=len(names), class_names=names)
     labels = train_source.labels
     logger.info("%s from %s: %d train, %d val, %d test", name, root_path, len(train), len(val), len(test_source))
