@@ -108,14 +108,30 @@ class SpaceConfig:
     def get(self, key: str, default: Any = None) -> Any:
         return dict(self.settings).get(key, default)
 
-    def build(self, input_size: int, in_channels: int, n_classes: int) -> SearchSpace:
-        """The space, with the data's shape filling the settings left unset."""
+    def build(self, input_size: int | None, in_channels: int | None, n_classes: int | None,
+              data: str = "the dataset") -> SearchSpace:
+        """The space, with the data's shape (`data` names the dataset; None: not known before
+        loading it) filling the settings left unset; a setting that contradicts the data is a
+        `ConfigError` (a network built for other images would fail mid-training, or be priced
+        for a size it never sees)."""
         values = dict(self.settings)
         for key, value in (("input_size", input_size), ("in_channels", in_channels),
                            ("n_classes", n_classes)):
-            if values.get(key) is None:
+            given = values.get(key)
+            if given is None:
                 values[key] = value
+            elif value is not None and given != value:
+                raise ConfigError(_shape_clash(key, given, value, data))
         return SPACES.get(self.name)(**values)
+
+
+def _shape_clash(key: str, given: Any, value: int, data: str) -> str:
+    """One line: `space.KEY` set to `given` where the data has `value`."""
+    has = {"input_size": f"{data} images are {value} px",
+           "in_channels": f"{data} images have {value} channel{'s' * (value != 1)}",
+           "n_classes": f"{data} has {value} classes"}[key]
+    also = f", or resize the images with data.image_size={given}" * (key == "input_size")
+    return (f"space.{key}={given} but {has}: drop space.{key} (the data sets it){also}")
 
 
 @dataclass(frozen=True)
@@ -430,7 +446,9 @@ def _build_space(data: Any, path: str) -> SpaceConfig:
         space_cls(**probe)
     except MoonasError as err:
         raise ConfigError(str(err)) from None
-    return SpaceConfig(name=str(name), settings=tuple(sorted(settings.items())))
+    # A shape setting given as null is one left to the dataset, as if it were absent.
+    return SpaceConfig(name=str(name), settings=tuple(sorted(
+        (k, v) for k, v in settings.items() if v is not None or k not in _SHARED_SPACE_KEYS)))
 
 
 # -- loading ---------------------------------------------------------------------------------

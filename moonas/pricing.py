@@ -28,7 +28,7 @@ def static_space(config: RunConfig) -> SearchSpace:
                 f"space.{key} is unknown before loading {config.data.name!r}: "
                 f"set it, e.g. --set space.{key}=10"
             )
-    return config.space.build(**{k: config.space.get(k, v) or v for k, v in shape.items()})
+    return config.space.build(**shape, data=config.data.name)
 
 
 def cost_record(space: SearchSpace, table: CostTable, arch: Sequence[int]) -> dict:

@@ -197,3 +197,26 @@ def test_the_saved_config_holds_every_space_setting(overrides) -> None:
     assert again.space.build(8, 1, 10) == config.space.build(8, 1, 10)
     if not overrides:
         assert saved["channels"] == config.space.get("channels") and saved["cells_per_stage"]
+
+
+def test_the_space_takes_its_shape_from_the_data_and_refuses_a_contradicting_one() -> None:
+    from moonas.pricing import static_space
+
+    # The shipped CIFAR-10 config builds for whatever dataset it is pointed at.
+    for data, shape in (("cifar10", (32, 3, 10)), ("cifar100", (32, 3, 100)),
+                        ("mnist", (28, 1, 10))):
+        space = static_space(load_config("nb201_cifar10", [f"data.name={data}"]))
+        assert (space.input_size, space.in_channels, space.n_classes) == shape
+    # A setting that agrees is kept; one that contradicts the data is one line with the fix.
+    assert static_space(load_config("smoke", ["space.in_channels=1"])).in_channels == 1
+    for key, value, says in (("in_channels", 3, "digits images have 1 channel: drop "),
+                             ("n_classes", 100, "digits has 10 classes: drop "),
+                             ("input_size", 32, "digits images are 8 px: drop space.input_size "
+                                                r"\(the data sets it\), or resize the images "
+                                                "with data.image_size=32")):
+        with pytest.raises(ConfigError, match=rf"space.{key}={value} but {says}"):
+            static_space(load_config("smoke", [f"space.{key}={value}"]))
+    assert static_space(load_config("smoke", ["space.input_size=32", "data.image_size=32"])) \
+        .input_size == 32
+    # null is the same as leaving it out: a saved config.yaml reads back equal.
+    assert load_config("smoke", ["space.n_classes=null"]) == load_config("smoke")

@@ -98,7 +98,8 @@ def run_space(run: Run) -> SearchSpace:
         return static_space(run.config)
     except ConfigError:
         info = run_data(run).info
-        return run.config.space.build(info.input_size, info.in_channels, info.n_classes)
+        return run.config.space.build(info.input_size, info.in_channels, info.n_classes,
+                                      info.name)
 
 
 def run_data(run: Run):

@@ -88,7 +88,7 @@ def build_context(config: RunConfig) -> SearchContext:
         val_fraction=d.val_fraction, test_fraction=d.test_fraction, image_size=d.image_size,
         augment=d.augment, max_train=d.max_train))
     info = data.info
-    space = config.space.build(info.input_size, info.in_channels, info.n_classes)
+    space = config.space.build(info.input_size, info.in_channels, info.n_classes, info.name)
     search = config.search
     table = cost_model(space, search)
     objective = resolve_objective(search, table, seeds(config.seed, STREAM_OBJECTIVE),
