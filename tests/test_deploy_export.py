@@ -521,3 +521,19 @@ def test_a_benchmark_latency_of_other_settings_is_marked_relative_in_the_sidecar
     note = meta["latency_notes"]["latency_ms:raspi4"]
     assert "NAS-Bench-201's CIFAR-10 network" in note and "relative measure" in note
     assert "latency_notes" not in export_network(run, cid, "pt", tmp_path / "plain.pt").meta
+
+
+def test_a_missing_dataset_names_the_run_file_that_holds_its_settings(run, tmp_path) -> None:
+    """export and train have no --set: the fix (data.root, data.download) is in RUN/config.yaml."""
+    from dataclasses import replace
+
+    from moonas.deploy.weights import run_data
+    from moonas.errors import DataError
+
+    data = replace(run.config.data, name="mnist", root=str(tmp_path / "gone"))
+    moved = replace(run, config=replace(run.config, data=data))
+    with pytest.raises(DataError) as exc:
+        run_data(moved)
+    message = str(exc.value)
+    assert "mnist not found under" in message and "data.root" in message
+    assert message.endswith(f"(this run's data settings are in {run.dir / 'config.yaml'})")

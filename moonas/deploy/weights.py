@@ -104,7 +104,13 @@ def run_space(run: Run) -> SearchSpace:
 
 def run_data(run: Run):
     """The run's dataset splits, exactly as the search loaded them (same seed and settings)."""
-    return _load_data(run.config.data, run.config.split_seed)
+    from moonas.errors import DataError
+
+    try:
+        return _load_data(run.config.data, run.config.split_seed)
+    except DataError as err:  # its fix names data.* settings: here they live in the run's file
+        raise DataError(f"{err} (this run's data settings are in "
+                        f"{RunFiles(run.dir).config})") from None
 
 
 @functools.lru_cache(maxsize=2)
