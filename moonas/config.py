@@ -76,7 +76,7 @@ class DataConfig:
     split_seed: int | None = None  # the train/val/test split's seed; None: the run's seed
 
     def __post_init__(self) -> None:
-        from moonas.data import DATASETS
+        from moonas.data import DATASETS, check_split_fractions
 
         if self.name not in DATASETS:
             raise ConfigError(
@@ -91,11 +91,7 @@ class DataConfig:
         if self.split_seed is not None and self.split_seed < 0:
             raise ConfigError(f"data.split_seed must be >= 0 (or null: the run's seed), got "
                               f"{self.split_seed}")
-        if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1
-                and self.val_fraction + self.test_fraction < 1):
-            raise ConfigError(
-                "data.val_fraction and data.test_fraction must be in [0, 1) with a sum below 1"
-            )
+        check_split_fractions(self.name, self.val_fraction, self.test_fraction)
 
 
 @dataclass(frozen=True)

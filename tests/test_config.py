@@ -220,3 +220,13 @@ def test_the_space_takes_its_shape_from_the_data_and_refuses_a_contradicting_one
         .input_size == 32
     # null is the same as leaving it out: a saved config.yaml reads back equal.
     assert load_config("smoke", ["space.n_classes=null"]) == load_config("smoke")
+
+
+def test_split_fractions_are_checked_as_the_dataset_uses_them() -> None:
+    # torchvision sets ignore test_fraction (their official test set is the test split).
+    assert load_config("smoke", ["data.name=mnist", "data.val_fraction=0.9"]).data.val_fraction \
+        == 0.9
+    with pytest.raises(ConfigError, match=r"val_fraction \+ data.test_fraction = 1.1 leaves no "):
+        load_config("smoke", ["data.val_fraction=0.9"])  # digits carves both
+    with pytest.raises(ConfigError, match=r"data.val_fraction=0.0 is out of range"):
+        load_config("smoke", ["data.name=mnist", "data.val_fraction=0"])

@@ -10,7 +10,8 @@ from moonas.data._splits import DatasetInfo, DataSplits, check_fractions, make_l
 from moonas.data._vision import IMAGEFOLDER_INFO, VISION_INFOS, load_imagefolder_splits, load_torchvision_splits
 from moonas.errors import ConfigError, DataError
 
-__all__ = ["DATASETS", "DatasetInfo", "DataSplits", "dataset_info", "load_dataset", "make_loader"]
+__all__ = ["DATASETS", "DatasetInfo", "DataSplits", "check_split_fractions", "dataset_info",
+           "load_dataset", "make_loader"]
 
 DATASETS: tuple[str, ...] = ("digits", "cifar10", "cifar100", "mnist", "fashion_mnist", "imagefolder")
 
@@ -46,6 +47,13 @@ def dataset_info(name: str, *, image_size: int | None = None) -> DatasetInfo:
     return DatasetInfo(info.name, image_size, info.in_channels, info.n_classes, info.class_names, info.mean, info.std)
 
 
+def check_split_fractions(name: str, val_fraction: float, test_fraction: float) -> None:
+    """ConfigError unless the fractions split dataset `name`: the torchvision sets hold out
+    `val_fraction` of their training set and ignore `test_fraction` (their official test set
+    is the test split); digits and imagefolder carve both, so their sum must stay below 1."""
+    check_fractions(val_fraction, test_fraction, uses_test=name in ("digits", "imagefolder"))
+
+
 def load_dataset(
     name: str,
     *,
@@ -74,8 +82,7 @@ def load_dataset(
     """
     _check_name(name)
     _check_image_size(image_size)
-    uses_test = name in ("digits", "imagefolder")
-    check_fractions(val_fraction, test_fraction, uses_test=uses_test)
+    check_split_fractions(name, val_fraction, test_fraction)
     if name == "digits":
         return load_digits_splits(
             seed=seed,
