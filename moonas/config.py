@@ -10,15 +10,16 @@ import dataclasses
 import difflib
 import logging
 import math
+import os
 import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Sequence
 
 from moonas.devices import check_device_name
-from moonas.errors import ConfigError, MoonasError
+from moonas.errors import ArgumentError, ConfigError, MoonasError
 from moonas.plugins.angle import AngleConfig
 from moonas.plugins.eoi import EoiConfig
 from moonas.plugins.pvll import PVLLConfig
@@ -502,11 +503,43 @@ def build_section(cls: type, data: Mapping, path: str) -> Any:
     return _build(cls, data, path)
 
 
-def load_config(source: str | Path | Mapping | None = None, overrides: list[str] = ()) -> RunConfig:
-    """A validated `RunConfig` from a YAML path (or packaged name, or mapping) plus overrides.
+def api_overrides(overrides: Any, where: str) -> tuple[str, ...]:
+    """`overrides` of a Python call as a tuple of `KEY=VALUE` strings: one string is one
+    setting, None none; anything else is an `ArgumentError` naming `where`'s argument."""
+    if overrides is None:
+        return ()
+    if isinstance(overrides, str):
+        return (overrides,)
+    items = list(overrides) if isinstance(overrides, (list, tuple)) else None
+    if items is None or not all(isinstance(item, str) for item in items):
+        bad = overrides if items is None else next(i for i in items if not isinstance(i, str))
+        raise ArgumentError(f"{where}: overrides must be 'KEY=VALUE' strings as --set takes "
+                            f"them (e.g. ['search.epochs=3']), got {bad!r}")
+    return tuple(items)
+
+
+def api_path(value: Any, name: str, where: str, *, optional: bool = False) -> Path | None:
+    """`value` as a Path (a str or os.PathLike; None when `optional`), else an
+    `ArgumentError` naming the argument."""
+    if value is None and optional:
+        return None
+    if isinstance(value, (str, os.PathLike)):
+        return Path(value)
+    raise ArgumentError(f"{where}: {name} must be a path (str or pathlib.Path)"
+                        f"{' or None' * optional}, got {type(value).__name__} {value!r}")
+
+
+def load_config(source: str | Path | Mapping | None = None,
+                overrides: Sequence[str] | str = ()) -> RunConfig:
+    """A validated `RunConfig` from a YAML path (or packaged name, or mapping) plus overrides
+    (`KEY=VALUE` strings as `--set` takes them; one string is one setting).
 
     `None` means the packaged default (`configs/default.yaml`).
     """
+    overrides = api_overrides(overrides, "load_config")
+    if source is not None and not isinstance(source, (Mapping, str, os.PathLike)):
+        raise ArgumentError(f"load_config: source must be a YAML path, a packaged config name, "
+                            f"a mapping or None, got {type(source).__name__} {source!r}")
     if source is None:
         data = _read_yaml(PACKAGED_CONFIGS / "default.yaml")
     elif isinstance(source, Mapping):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["MoonasError", "ConfigError", "DataError", "CheckpointError", "Terminated"]
+__all__ = ["MoonasError", "ConfigError", "ArgumentError", "DataError", "CheckpointError",
+           "Terminated"]
 
 
 class MoonasError(Exception):
@@ -16,6 +17,10 @@ class MoonasError(Exception):
 
 class ConfigError(MoonasError):
     """A config key, type or value that cannot be used."""
+
+
+class ArgumentError(ConfigError, TypeError):
+    """A Python API argument of the wrong type (also a TypeError), naming the argument."""
 
 
 class DataError(MoonasError):

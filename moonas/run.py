@@ -258,7 +258,9 @@ def write_front(files: RunFiles, front: ParetoFront) -> None:
 
 def load_run(path: str | Path) -> Run:
     """Read a finished run: its resolved config, front and candidates."""
-    files = RunFiles(Path(path))
+    from moonas.config import api_path
+
+    files = RunFiles(api_path(path, "path", "load_run"))
     if not files.root.is_dir():
         raise MoonasError(f"{files.root} is not a directory: give a run directory of moonas search")
     if not files.config.is_file():

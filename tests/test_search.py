@@ -615,3 +615,24 @@ def test_every_distributions_mode_is_recorded_even_when_modes_coincide(tiny_run)
     assert read_candidates(RunFiles(tiny_run.dir).candidates) == tiny_run.candidates
     rows, modes = _distinct(np.array([[1, 2], [3, 4], [1, 2], [1, 2]]), [(2,), (), (0,), ()])
     assert rows.tolist() == [[1, 2], [3, 4]] and modes == [(0, 2), ()]
+
+
+def test_api_arguments_of_the_wrong_type_name_the_argument(tmp_path: Path) -> None:
+    from moonas.errors import ArgumentError
+
+    out = tmp_path / "never"
+    for call, says in (
+            (lambda: moonas.search(5, out), "search: config must be a RunConfig"),
+            (lambda: moonas.search("smoke", 5), "search: out must be a path"),
+            (lambda: moonas.search("smoke", out, overrides=[("search.epochs", 3)]),
+             r"search: overrides must be 'KEY=VALUE' strings .* got \('search.epochs', 3\)"),
+            (lambda: moonas.search("smoke", out, progress=3), "search: progress must be callable"),
+            (lambda: moonas.load_run(None), "load_run: path must be a path"),
+            (lambda: moonas.load_config(3), "load_config: source must be")):
+        with pytest.raises(ArgumentError, match=says) as exc:
+            call()
+        assert isinstance(exc.value, TypeError) and isinstance(exc.value, moonas.MoonasError)
+    assert not out.exists()
+    # One string is one setting, as for search; None is none.
+    assert moonas.load_config("smoke", "search.epochs=3").search.epochs == 3
+    assert moonas.load_config("smoke", None) == moonas.load_config("smoke")

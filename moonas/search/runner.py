@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from moonas.atomic import write_json, write_text
-from moonas.config import RunConfig, config_to_dict, load_config
+from moonas.config import RunConfig, api_overrides, api_path, config_to_dict, load_config
 from moonas.costs import COST_UNITS, cost_label
 from moonas.distributed import World, barrier, check_batch_size, join, launched
-from moonas.errors import MoonasError
+from moonas.errors import ArgumentError, MoonasError
 from moonas.lock import check_free, hold, release
 from moonas.run import (CorruptFront, Candidate, Run, RunFiles, is_run_dir, load_run,
                         read_candidates, write_candidates, write_front)
@@ -125,21 +125,29 @@ def search(config: RunConfig | str | Path | Mapping | None = None, out: str | Pa
 
     `config`: a `RunConfig`, a YAML path, a packaged config name, a mapping, or None for the
     embedded default. `out`: the run directory (default `runs/SPACE-DATASET-STRATEGY-TIME`).
-    `overrides`: `KEY=VALUE` settings as `--set` takes them (a string is one setting).
+    `overrides`: `KEY=VALUE` settings as `--set` takes them (a string is one setting, None
+    none).
     `resume=True`: `out` is the run to continue, with its saved config. `force=True`: a run
     already in `out` is overwritten. `progress(done, total, info)`: called as training steps
     (`info["phase"] == "train"`, with step, epoch, lr and losses; `total` the run's steps) and
     then front candidates (`"front"`; `total` the candidates to measure, or spos-nsga2's
     evaluation budget, which it may stop short of) are done; `done <= total`, `total >= 1`.
 
-    Errors are `moonas.MoonasError` (one line each). The caller's torch thread count and
+    Errors are `moonas.MoonasError` (one line each); an argument of the wrong type is its
+    subclass `moonas.errors.ArgumentError`, also a TypeError. The caller's torch thread count and
     global RNG state are restored on return: the run sets its own from the config.
     """
-    if isinstance(overrides, str):
-        overrides = (overrides,)
+    overrides = api_overrides(overrides, "search")
+    out = api_path(out, "out", "search", optional=True)
+    if config is not None and not isinstance(config, (RunConfig, Mapping, str, os.PathLike)):
+        raise ArgumentError(f"search: config must be a RunConfig, a YAML path, a packaged config "
+                            f"name, a mapping or None, got {type(config).__name__} {config!r}")
+    if progress is not None and not callable(progress):
+        raise ArgumentError(f"search: progress must be callable as progress(done, total, info), "
+                            f"got {type(progress).__name__}")
     threads, rng_state = torch.get_num_threads(), torch.get_rng_state()
     try:
-        return _search(config, out, tuple(overrides), resume, force, progress)
+        return _search(config, out, overrides, resume, force, progress)
     finally:
         torch.set_num_threads(threads)
         torch.set_rng_state(rng_state)
