@@ -636,3 +636,18 @@ def test_api_arguments_of_the_wrong_type_name_the_argument(tmp_path: Path) -> No
     # One string is one setting, as for search; None is none.
     assert moonas.load_config("smoke", "search.epochs=3").search.epochs == 3
     assert moonas.load_config("smoke", None) == moonas.load_config("smoke")
+
+
+def test_a_resume_drops_damaged_log_lines_and_keeps_the_rest(tmp_path: Path, caplog) -> None:
+    from moonas.search.loop import truncate_log
+
+    log = tmp_path / "log.jsonl"
+    log.write_bytes(b'{"step": 1}\n\xff\xfe not text\n[1]\n{"step": "x"}\n{"kind": "epoch"}\n'
+                    b'{"step": 2}\n{"step": 5}\n{"st')
+    truncate_log(log, last_step=2)
+    assert log.read_text().splitlines() == ['{"step": 1}', '{"kind": "epoch"}', '{"step": 2}']
+    assert "lines 2, 3, 4, 8 are not a log record; dropped" in caplog.text
+    caplog.clear()
+    log.write_text('{"step": 1}\n{"ste')  # a torn last line alone is expected: no warning
+    truncate_log(log, last_step=2)
+    assert log.read_text() == '{"step": 1}\n' and "dropped" not in caplog.text

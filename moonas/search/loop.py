@@ -138,13 +138,22 @@ def truncate_log(path: Path, last_step: int) -> None:
     """Drop log lines past `last_step` (written after the checkpoint a resume starts from)."""
     if not path.is_file():
         return
-    keep = []
-    for line in path.read_text().splitlines():
+    keep, bad = [], []
+    lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
+    for number, line in enumerate(lines, 1):
         try:
-            if json.loads(line).get("step", -1) <= last_step:
-                keep.append(line)
+            record = json.loads(line)
         except json.JSONDecodeError:
-            break  # a torn last line from a kill mid-write
+            record = None
+        step = record.get("step", -1) if isinstance(record, dict) else None
+        if not isinstance(step, (int, float)):
+            bad.append(number)  # a torn last line from a kill mid-write, or a damaged one
+        elif step <= last_step:
+            keep.append(line)
+    if bad and bad != [len(lines)]:
+        log.warning("%s: line%s %s %s not a log record; dropped", path,
+                    "s" * (len(bad) > 1), ", ".join(map(str, bad[:5])) + " ..." * (len(bad) > 5),
+                    "are" if len(bad) > 1 else "is")
     write_text(path, "".join(f"{line}\n" for line in keep))
 
 
