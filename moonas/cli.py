@@ -162,8 +162,9 @@ def _precheck_search(args: argparse.Namespace) -> None:
 
     if args.resume:
         path = Path(args.resume) / "config.yaml"
-        if not path.is_file():
-            return  # the processes say it, as a single run would
+        if not path.is_file():  # what a single run says
+            raise MoonasError(f"{Path(args.resume)} is not a moonas run (no config.yaml): "
+                              "nothing to resume")
         config = load_config(path)
         check_free(Path(args.resume))
     else:
@@ -231,7 +232,12 @@ def _terminated(signum: int, frame: object) -> None:
 
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line usage errors: the error and where the help is, not the usage
-    block (subcommand parsers are of this class too)."""
+    block (subcommand parsers are of this class too), and no abbreviated flags: `--proc 2`
+    would reach the launched processes as a `--processes` they cannot strip."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -257,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    from moonas.distributed import SINGLE, launched
+    from moonas.distributed import SINGLE, follow_launcher, launched
 
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -285,6 +291,12 @@ def _main(argv: Sequence[str] | None) -> int:
         parser.print_help()
         return 0
     where = "" if world == SINGLE else f" (rank {world.rank} of {world.size})"
+    if world.parallel:
+        try:
+            follow_launcher()  # a killed --processes launcher stops this process too
+        except Terminated:
+            sys.stderr.write(f"moonas {args.command}{where}: terminated (its launcher died)\n")
+            return 128 + signal.SIGTERM
     # The commands that checkpoint; a launcher (--processes N) keeps torch's own handling.
     previous = None
     if args.command in ("search", "train") and getattr(args, "processes", 1) == 1:

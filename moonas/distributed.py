@@ -40,7 +40,8 @@ T = TypeVar("T")
 __all__ = ["World", "SINGLE", "PeerStopped", "launched", "join", "launch",
            "add_processes_argument", "without_processes", "check_launch", "shard",
            "average_gradients", "mean_values", "sum_values", "average_buffers", "barrier",
-           "main_first", "check_lockstep", "check_batch_size"]
+           "main_first", "check_lockstep", "check_batch_size", "follow_launcher",
+           "launcher_command", "LAUNCHER_ENV"]
 
 
 @dataclass(frozen=True)
@@ -142,11 +143,21 @@ def _leave() -> None:
         dist.destroy_process_group()
 
 
-def check_batch_size(batch_size: int, world: World, key: str) -> None:
-    """Equal shards: the global batch must split evenly over the processes."""
+def check_batch_size(batch_size: int, world: World, key: str,
+                     splits: dict[str, int] | None = None) -> None:
+    """Equal shards: the global batch must split evenly over the processes, and so must the
+    one batch of a split (`splits`: name -> items) smaller than it, drawn at its own size."""
     if batch_size % world.size:
         raise ConfigError(f"{key}={batch_size} does not split evenly over {world.size} "
-                          f"processes: use a multiple of {world.size}")
+                          f"processes: use a process count that divides {batch_size}, or a "
+                          f"batch size that is a multiple of {world.size}")
+    for name, n in (splits or {}).items():
+        if min(batch_size, n) % world.size:
+            raise ConfigError(f"the {name} split has {n} item{'s' * (n != 1)}, fewer than "
+                              f"{key}={batch_size}, "
+                              f"and its one batch of {n} does not split evenly over "
+                              f"{world.size} processes: use a process count that divides {n}, "
+                              f"or more {name} data")
 
 
 def shard(index: np.ndarray, world: World) -> np.ndarray:
@@ -284,12 +295,13 @@ def add_processes_argument(parser: argparse.ArgumentParser) -> None:
                         "--standalone --nproc_per_node N -m moonas ...` does; default 1")
 
 
-def check_launch(config, processes: int) -> None:
+def check_launch(config, processes: int, device_key: str = "device") -> None:
     """Before `processes` processes start: the config's settings they would each reject
-    (`config`: a RunConfig), so a bad one is one line, not one per process."""
-    check_device_name(config.device)
+    (`config`: a RunConfig), so a bad one is one line, not one per process. `device_key`:
+    where the device was given (`--device` for train)."""
+    check_device_name(config.device, device_key)
     if processes > 1:  # the last process needs a GPU of its own too
-        _rank_device(config.device, World(processes - 1, processes, processes - 1), "device")
+        _rank_device(config.device, World(processes - 1, processes, processes - 1), device_key)
     check_batch_size(config.data.batch_size, World(0, processes, 0), "data.batch_size")
 
 
@@ -306,6 +318,46 @@ def without_processes(argv: list[str]) -> list[str]:
     return out
 
 
+#: Set by `launch` for the processes it starts: {"pid": the launcher's, "command": its argv}.
+LAUNCHER_ENV = "MOONAS_LAUNCHER"
+
+
+def _launcher() -> dict | None:
+    import json
+
+    try:
+        found = json.loads(os.environ.get(LAUNCHER_ENV, "null"))
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) and isinstance(found.get("pid"), int) else None
+
+
+def launcher_command() -> list[str] | None:
+    """The command of the `--processes` launcher that started this process (what a user
+    typed, `--processes N` included), or None outside one."""
+    found = _launcher()
+    command = found.get("command") if found else None
+    return [str(c) for c in command] if isinstance(command, list) else None
+
+
+def follow_launcher() -> None:
+    """A process started by `launch` gets SIGTERM (it stops as under a time limit: its run
+    interrupted and resumable, the lock released) when the launcher dies, even by SIGKILL,
+    instead of running on alone; Linux only (prctl), elsewhere nothing."""
+    found = _launcher()
+    if found is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != found["pid"]:  # the launcher died before the line above
+        raise Terminated()
+
+
 def launch(processes: int, argv: list[str]) -> None:
     """Run ``python -m moonas ARGV`` in `processes` processes on this machine through
     torch.distributed's elastic launcher (what ``torchrun --standalone`` does); a failed
@@ -318,6 +370,9 @@ def launch(processes: int, argv: list[str]) -> None:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+    import json
+
+    os.environ[LAUNCHER_ENV] = json.dumps({"pid": os.getpid(), "command": sys.argv})
     if "OMP_NUM_THREADS" not in os.environ:  # as torchrun: no oversubscribed cores
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // processes))
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=processes,

@@ -75,7 +75,8 @@ def train_standalone(net: nn.Module, data: DataSplits, recipe: TrainRecipe, seed
     """
     if device is not None:
         net.to(device)
-    check_batch_size(recipe.batch_size, world, "the training batch size (data.batch_size)")
+    check_batch_size(recipe.batch_size, world, "the training batch size (data.batch_size)",
+                     {"training": len(data.train)})
     train = Batches(data.train, recipe.batch_size, seed, stream=11, drop_last=True, device=device,
                     world=world, workers=workers)
     optimizer = torch.optim.SGD(net.parameters(), lr=recipe.lr, momentum=recipe.momentum,

@@ -91,8 +91,18 @@ def test_the_global_batch_must_split_evenly():
     check_batch_size(64, World(0, 2, 0), "data.batch_size")
     check_batch_size(63, SINGLE, "data.batch_size")
     with pytest.raises(ConfigError, match="data.batch_size=63 does not split evenly over 2 "
-                                          "processes: use a multiple of 2"):
+                                          "processes: use a process count that divides 63, or "
+                                          "a batch size that is a multiple of 2"):
         check_batch_size(63, World(0, 2, 0), "data.batch_size")
+    # A split smaller than the batch is drawn as one batch of its size: it must split too.
+    check_batch_size(64, World(0, 2, 0), "data.batch_size", {"training": 100, "validation": 6})
+    check_batch_size(64, SINGLE, "data.batch_size", {"training": 3})
+    for n in (1, 3):
+        with pytest.raises(ConfigError, match=f"the validation split has {n} items, fewer than "
+                                              f"data.batch_size=64, and its one batch of {n} "
+                                              "does not split evenly over 2 processes"):
+            check_batch_size(64, World(1, 2, 1), "data.batch_size",
+                             {"training": 100, "validation": n})
 
 
 @pytest.mark.parametrize("n, size", [(64, 2), (65, 3), (2, 3)])
@@ -372,7 +382,8 @@ def test_a_bad_setting_under_processes_is_one_line_before_any_process_starts(tmp
                    "--set", "data.batch_size=63")
     assert done.returncode == 1
     assert done.stderr.strip() == ("moonas search: error: data.batch_size=63 does not split "
-                                   "evenly over 2 processes: use a multiple of 2")
+                                   "evenly over 2 processes: use a process count that divides "
+                                   "63, or a batch size that is a multiple of 2")
     assert not (tmp_path / "r").exists()
     done = _moonas("search", "smoke", "--processes", "2", "--set", "device=cuda:1", "--out",
                    str(tmp_path / "r"))
@@ -455,6 +466,26 @@ def test_sigterm_to_the_launcher_stops_every_process_as_in_one_process(tmp_path)
     assert code == 143, stderr[-2000:]
     assert stderr.strip().splitlines()[-1] == "moonas search: terminated (SIGTERM)"
     assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
+
+
+def test_a_killed_launcher_stops_its_processes_and_the_run_resumes(tmp_path):
+    """SIGKILL of `--processes 2` (the OOM killer, kill -9): the processes it started stop as
+    under SIGTERM, instead of running on alone with the run's lock; the manifest names the
+    command the user typed, --processes included."""
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    code, stderr = _stop_after_a_checkpoint(out, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    deadline = time.monotonic() + 60
+    while (out / ".moonas-lock").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted" and not (out / ".moonas-lock").exists()
+    assert manifest["command"][-7:-3] == ["--processes", "2", "--out", str(out)]
+    resumed = _moonas("search", "--resume", str(out), "-q")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
 
 
 def test_a_failure_inside_the_processes_is_summed_up_in_one_line(tmp_path):

@@ -319,12 +319,17 @@ def _precheck_train(args: argparse.Namespace) -> None:
     """What every process of `train --processes N` would reject, checked once."""
     from dataclasses import replace
 
+    from moonas.deploy.weights import TrainedFiles
     from moonas.distributed import check_launch
+    from moonas.lock import check_free
 
-    config = _load_run(args.run).config
+    run = _load_run(args.run)
+    config = run.config
     if args.device is not None:
         config = replace(config, device=args.device)
-    check_launch(config, args.processes)
+    check_launch(config, args.processes, "device" if args.device is None else "--device")
+    # Another training of this id holds it: one line here, not one per process.
+    check_free(TrainedFiles.of(run.dir, args.id).root, "trained")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

@@ -87,6 +87,9 @@ def build_context(config: RunConfig) -> SearchContext:
         d.name, root=d.root, download=d.download, seed=config.split_seed,
         val_fraction=d.val_fraction, test_fraction=d.test_fraction, image_size=d.image_size,
         augment=d.augment, max_train=d.max_train))
+    # A split smaller than the batch is one batch of its own size: equal shards there too.
+    check_batch_size(d.batch_size, world, "data.batch_size",
+                     {"training": len(data.train), "validation": len(data.val)})
     info = data.info
     space = config.space.build(info.input_size, info.in_channels, info.n_classes, info.name)
     search = config.search

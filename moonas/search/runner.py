@@ -21,7 +21,8 @@ import torch
 from moonas.atomic import write_json, write_text
 from moonas.config import RunConfig, api_overrides, api_path, config_to_dict, load_config
 from moonas.costs import COST_UNITS, cost_label
-from moonas.distributed import World, barrier, check_batch_size, join, launched
+from moonas.distributed import (World, barrier, check_batch_size, join, launched,
+                                launcher_command)
 from moonas.errors import ArgumentError, MoonasError
 from moonas.lock import check_free, hold, release
 from moonas.run import (CorruptFront, Candidate, Run, RunFiles, is_run_dir, load_run,
@@ -103,7 +104,7 @@ def _manifest(config: RunConfig, status: str, wall: float | None, world: World,
         "machine": {"platform": platform.platform(), "processor": platform.machine(),
                     "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     **_device_fields(join(config.device)[1]), "processes": world.size},
-        "command": sys.argv,
+        "command": launcher_command() or sys.argv,
         "units": {
             "accuracy": "fraction of the validation split classified correctly by the path in "
                         f"the shared supernet weights (batch norm: {config.search.bn})",
@@ -174,21 +175,30 @@ def _search(config: RunConfig | str | Path | Mapping | None, out: str | Path | N
         if world.main:  # the other ranks would find rank 0's own lock
             check_free(files.root)
         earlier = _earlier_segments(files)
+        stale: tuple[Path, ...] = ()  # a damaged front's files, rebuilt from the checkpoint
         if files.pareto_json.is_file():
-            try:
-                run = load_run(files.root)
-            except CorruptFront as err:
-                if not files.rebuildable:
-                    raise
-                log.warning("%s; rebuilding the front from the checkpoint", err)
-                for path in (files.pareto_json, files.pareto_csv, files.candidates):
-                    path.unlink(missing_ok=True)
+            if not files.candidates.is_file() and files.rebuildable:
+                stale = (files.pareto_json,)  # candidates.csv lost: rebuilt with the front
+                if world.main:
+                    log.warning("run %s has no candidates.csv; rebuilding the front from the "
+                                "checkpoint", files.root)
             else:
-                if files.candidates.is_file() or not files.rebuildable:
+                try:
+                    run = load_run(files.root)
+                except CorruptFront as err:
+                    if not files.rebuildable:
+                        raise
+                    if world.main:
+                        log.warning("%s; rebuilding the front from the checkpoint", err)
+                    stale = (files.pareto_json, files.pareto_csv, files.candidates)
+                else:
                     log.info("run %s is already complete", files.root)
                     return run
-                files.pareto_json.unlink()  # candidates.csv lost: rebuilt with the front
         join(config.device)
+        barrier(world)  # every process has read the run before rank 0 removes its stale front
+        if world.main:
+            for path in stale:
+                path.unlink(missing_ok=True)
     else:
         config = _absolute_paths(_resolve_config(config, tuple(overrides)))
         _check_strategy(config.search.strategy)  # before a run directory exists
