@@ -16,7 +16,7 @@ import torch
 
 from moonas.errors import ConfigError
 
-__all__ = ["DEVICE_NAMES", "check_device_name", "resolve_device"]
+__all__ = ["DEVICE_NAMES", "check_device_name", "device_fields", "resolve_device"]
 
 #: What a device setting may say.
 DEVICE_NAMES = "auto, cpu, cuda or cuda:N"
@@ -46,3 +46,12 @@ def resolve_device(name: str, key: str = "device") -> torch.device:
             raise ConfigError(f"{key}={name!r}: this machine has {count} CUDA GPU(s), "
                               f"cuda:0 to cuda:{count - 1}")
     return device
+
+
+def device_fields(device: torch.device) -> dict:
+    """What a run's files record of the device it trained on: its name, and the GPU's name on
+    a CUDA device (the search's manifest.json, a retraining's metrics.json)."""
+    fields = {"device": str(device)}
+    if device.type == "cuda":
+        fields["gpu"] = torch.cuda.get_device_name(device)
+    return fields

@@ -280,4 +280,46 @@ def load_run(path: str | Path) -> Run:
     if not files.candidates.is_file():
         log.warning("run %s has no candidates.csv: picks choose among the front only; %s",
                     files.root, rebuild)
-    return Run(files.root, load_config(files.config), front, candidates)
+    config = load_config(files.config)
+    _check_archs(config, ((files.pareto_json, front.architectures),
+                          (files.candidates, candidates)), rebuild)
+    return Run(files.root, config, front, candidates)
+
+
+def _check_archs(config: RunConfig, sources: Sequence[tuple[Path, Sequence[Candidate]]],
+                 rebuild: str) -> None:
+    """One line (`CorruptFront`) naming the file and id of the first candidate whose
+    architecture is not one of the run's space (an option out of range, too few choices)."""
+    from moonas.spaces import ArchError
+
+    space = _choice_space(config)
+    if space is None:
+        return
+    for path, candidates in sources:
+        for c in candidates:
+            try:
+                space.validate(c.arch)
+            except ArchError as err:
+                raise CorruptFront(f"{path} is corrupt: id {c.id} has architecture "
+                                   f"{list(c.arch)}, which is not one of the run's {space.name} "
+                                   f"space ({err}): {rebuild}") from None
+
+
+def _choice_space(config: RunConfig):
+    """The run's space, to check architectures against: its choices do not depend on the
+    data's shape, so where that is known only after loading the data (imagefolder) the space's
+    defaults stand in for it. None where the config builds no space at all."""
+    from moonas.pricing import static_space
+
+    try:
+        return static_space(config)
+    except MoonasError:
+        pass
+    unset = {key: config.space.get(key) is None
+             for key in ("input_size", "in_channels", "n_classes")}
+    try:  # None keeps a setting's own value; the defaults fill the unset ones
+        return config.space.build(*(default if unset[key] else None for key, default in
+                                    (("input_size", 32), ("in_channels", 3),
+                                     ("n_classes", 10))))
+    except MoonasError:
+        return None

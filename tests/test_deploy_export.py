@@ -537,3 +537,79 @@ def test_a_missing_dataset_names_the_run_file_that_holds_its_settings(run, tmp_p
     message = str(exc.value)
     assert "mnist not found under" in message and "data.root" in message
     assert message.endswith(f"(this run's data settings are in {run.dir / 'config.yaml'})")
+
+
+def test_export_never_overwrites_the_runs_files_or_another_exports_sidecar(tmp_path) -> None:
+    """`--out RUN/checkpoint.pt` would destroy the supernet; `--out m.onnx.json` an earlier
+    export's sidecar: refused with one line, before anything is written."""
+    root = make_run(tmp_path / "run", n=6, with_log=False)
+    run = load_run(root)
+    cid = run.front.picks[0]
+    (root / "trained" / str(cid)).mkdir(parents=True)
+    kept = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    for fmt, out in (("pt", root / "checkpoint.pt"), ("pt", root / "sub" / ".." / "pareto.csv"),
+                     ("pt", root / "trained" / str(cid) / "weights.pt"),
+                     ("torchscript", root / "config.yaml"), ("onnx", root / "log.jsonl"),
+                     ("pt", root / "manifest")):  # its sidecar would be RUN/manifest.json
+        code, message = _cli(["export", str(root), "--id", str(cid), "--format", fmt,
+                              "--out", str(out)])
+        assert code == 1 and "which the run" in message and "\n" not in message, message
+        if out.name == "manifest":
+            assert "its sidecar manifest.json would overwrite" in message
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == kept
+    # A first export, then one whose model bytes would land on its sidecar.
+    first = tmp_path / "m.onnx"
+    assert _cli(["export", str(root), "--id", str(cid), "--format", "onnx",
+                 "--out", str(first)])[0] == 0
+    side = sidecar_path(first).read_bytes()
+    code, message = _cli(["export", str(root), "--id", str(cid), "--format", "onnx",
+                          "--out", str(sidecar_path(first))])
+    assert code == 1 and "sidecar" in message and f"e.g. {first}" in message
+    assert sidecar_path(first).read_bytes() == side
+    # Exporting to the same file again replaces it and its own sidecar.
+    assert _cli(["export", str(root), "--id", str(cid), "--format", "onnx",
+                 "--out", str(first)])[0] == 0
+    # A file beside OUT that is not its sidecar (here a latency table) is kept.
+    table = tmp_path / "lat.json"
+    table.write_text('{"format": "moonas-latency/1"}')
+    code, message = _cli(["export", str(root), "--id", str(cid), "--format", "pt",
+                          "--out", str(tmp_path / "lat")])
+    assert code == 1 and "not the sidecar of an earlier export" in message
+    assert table.read_text() == '{"format": "moonas-latency/1"}'
+
+
+def test_a_benchmark_latency_recorded_without_its_table_keeps_its_relative_note(
+        tmp_path, caplog) -> None:
+    """A run searched on NAS-Bench-201's raspi4 column for a smaller nb201 space, whose
+    nb201.csv is gone: the recorded latencies price the export, and the note that they are
+    only relative, which depends on the space alone, is kept."""
+    from dataclasses import replace
+
+    import yaml
+
+    from moonas.deploy.export import sidecar_latency
+    from moonas.run import write_candidates, write_front
+
+    root = make_run(tmp_path / "run", n=6, with_log=False)
+    run = load_run(root)
+    files = RunFiles(root)
+    config = yaml.safe_load(files.config.read_text())
+    config["search"].update(cost="latency:raspi4", latency_table=str(tmp_path / "nb201.csv"))
+    files.config.write_text(yaml.safe_dump(config, sort_keys=False))
+    timed = {c.id: 1.0 + 0.1 * c.id for c in run.candidates}
+    write_candidates(files.candidates, [replace(c, latency_ms=timed[c.id])
+                                        for c in run.candidates])
+    write_front(files, replace(run.front, architectures=tuple(
+        replace(c, latency_ms=timed[c.id]) for c in run.front.architectures)))
+    run = load_run(root)
+    cid = run.front.picks[0]
+    latency, notes = sidecar_latency(run, cid)
+    assert latency == {"raspi4": round(timed[cid], 4)}
+    assert "relative measure" in notes["raspi4"]
+    out = tmp_path / "net.pt"
+    meta = export_network(run, cid, "pt", out).meta
+    assert "NAS-Bench-201's CIFAR-10 network" in meta["latency_notes"]["latency_ms:raspi4"]
+    # A profiled (additive) table measures the space's own networks: no note.
+    config["search"]["latency_table"] = str(tmp_path / "gone.json")
+    files.config.write_text(yaml.safe_dump(config, sort_keys=False))
+    assert sidecar_latency(load_run(root), cid)[1] == {}

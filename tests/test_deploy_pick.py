@@ -564,3 +564,16 @@ def test_a_latency_run_picked_without_flags_reports_its_devices_latency(tmp_path
     assert alone.device is None and alone.latency_ms is None
     said = [r.getMessage() for r in caplog.records if "leaves out latency on toy" in r.getMessage()]
     assert len(said) == 1 and "not found" in said[0]
+
+
+def test_cli_pick_json_prints_json_when_nothing_is_feasible(run_dir, capsys) -> None:
+    """As each infeasible entry of --budgets-file --json: stdout stays JSON, the exit code 2
+    and the one line on stderr stay."""
+    from moonas.cli import main
+
+    capsys.readouterr()
+    assert main(["pick", str(run_dir), "--max-params", "10", "--json"]) == 2
+    captured = capsys.readouterr()
+    record = json.loads(captured.out)
+    assert set(record) == {"error"} and record["error"].startswith("no architecture of")
+    assert captured.err.strip().splitlines() == [f"moonas pick: error: {record['error']}"]

@@ -238,9 +238,132 @@ def test_damaged_or_unfinished_retrained_weights_name_the_command_that_mends_the
     shutil.copytree(run.dir, copy)
     files = TrainedFiles.of(copy, cid)
     files.weights.write_bytes(files.weights.read_bytes()[:1000])
+    # The command as the training ran (its --epochs 2 is no default): it works as written.
     with pytest.raises(CheckpointError, match=r"damaged or truncated: run the same 'moonas "
-                       rf"train {copy} --id {cid}' again"):
+                       rf"train {copy} --id {cid} --epochs 2' again"):
         load_network(load_run(copy), cid, "trained")
     files.metrics.unlink()  # as if stopped part-way: a checkpoint, no metrics
-    with pytest.raises(MoonasError, match="was stopped before its end: finish it with"):
+    with pytest.raises(MoonasError, match=r"was stopped before its end: finish it with the "
+                       rf"command that started it, 'moonas train {copy} --id {cid} --epochs 2'"):
         load_network(load_run(copy), cid, "trained")
+
+
+def test_the_mending_command_repeats_every_setting_that_is_no_default(tmp_path) -> None:
+    from moonas.deploy.weights import train_command
+
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"init": "supernet", "recipe": {"epochs": 30, "lr": 0.1}}))
+    assert train_command("runs/a b", 8, job) == ("moonas train 'runs/a b' --id 8 --lr 0.1 "
+                                                 "--init supernet")
+    job.write_text(json.dumps({"init": "scratch", "recipe": {"epochs": 30, "lr": 0.05}}))
+    assert train_command("r", 8, job) == "moonas train r --id 8"
+    assert train_command("r", 8, tmp_path / "missing.json") == "moonas train r --id 8"
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_the_lock_is_taken_before_anything_loads_and_given_back_on_every_exit(
+        trained, tmp_path, monkeypatch, restart) -> None:
+    """Taken where the old code only checked: a second `moonas train` of the id started while
+    this one loads its data is refused, and --restart clears the old training under it."""
+    import os
+
+    import moonas.deploy.train as train_module
+    from moonas.errors import DataError, Terminated
+    from moonas.lock import LOCK
+
+    run, cid, _ = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(run.dir, copy, ignore=None if restart else shutil.ignore_patterns("trained"))
+    other = load_run(copy)
+    files = TrainedFiles.of(copy, cid)
+    seen = []
+    real = train_module.run_space
+
+    def loading(r):
+        seen.append((json.loads((files.root / LOCK).read_text())["pid"],
+                     sorted(p.name for p in files.root.iterdir())))
+        raise DataError("the data is gone")
+
+    monkeypatch.setattr(train_module, "run_space", loading)
+    with pytest.raises(DataError):
+        train_candidate(other, cid, epochs=1, restart=restart)
+    assert seen == [(os.getpid(), [LOCK])]  # held (and, on --restart, the old training gone)
+    # Given back; and the folders this job made are gone again (it trained nothing).
+    assert not any(p.is_file() for p in (copy / "trained").rglob("*"))
+    assert restart or not (copy / "trained").exists()
+
+    monkeypatch.setattr(train_module, "run_space", real)
+
+    def stop(done: int, total: int, info: dict) -> None:
+        assert json.loads((files.root / LOCK).read_text())["pid"] == os.getpid()
+        raise Terminated  # SIGTERM, as the CLI raises it
+
+    with pytest.raises(Terminated):
+        train_candidate(other, cid, epochs=1, progress=stop)
+    assert not (files.root / LOCK).exists() and files.job.is_file()
+
+
+def test_metrics_name_the_gpu_as_the_search_manifest_does(trained, monkeypatch) -> None:
+    from moonas.deploy.train import _metrics, default_recipe
+    from moonas.deploy.weights import find_candidate
+    from moonas.distributed import SINGLE
+    from moonas.retrain import TrainResult
+
+    run, cid, metrics = trained
+    assert "gpu" not in metrics  # trained on the CPU
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake GPU 80GB")
+    result = TrainResult(val_accuracy=0.5, test_accuracy=0.4, epochs=1, history=((0, 1.0),))
+    on_gpu = _metrics(find_candidate(run, cid), run, "scratch", default_recipe(run), result,
+                      torch.device("cuda", 0), SINGLE, 1.0)
+    assert on_gpu["device"] == "cuda:0" and on_gpu["gpu"] == "Fake GPU 80GB"
+
+
+def test_a_run_configured_for_a_gpu_names_the_device_flag_where_there_is_none(
+        trained, monkeypatch) -> None:
+    from dataclasses import replace
+
+    from moonas.deploy.cli import register
+
+    run, cid, _ = trained
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    on_gpu = replace(run, config=replace(run.config, device="cuda"))
+    with pytest.raises(ConfigError, match=r"device='cuda' .*no CUDA GPU.*pass --device cpu"
+                       ) as info:
+        train_candidate(on_gpu, cid, epochs=2)
+    assert "device=cpu" not in str(info.value) and "\n" not in str(info.value)
+    # The command's own check, before any process starts, says the same.
+    import moonas.deploy.cli as cli
+
+    monkeypatch.setattr(cli, "_load_run", lambda path: on_gpu)
+    parser = argparse.ArgumentParser(prog="moonas")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", str(run.dir), "--id", str(cid), "--processes", "2"])
+    with pytest.raises(ConfigError, match="pass --device cpu"):
+        args.precheck(args)
+
+
+def test_a_retraining_of_another_architecture_is_no_retraining_of_this_one(
+        trained, tmp_path, caplog) -> None:
+    """What a --force search left, or a training of the old run finished into: pick, plot and
+    export never show another architecture's retrained accuracy as this candidate's."""
+    from moonas.deploy.cli import plot_runs
+    from moonas.deploy.pick import pick
+
+    run, cid, metrics = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(run.dir, copy)
+    files = TrainedFiles.of(copy, cid)
+    arch = next(c.arch for c in run.candidates if c.id == cid)
+    other_arch = [(v + 1) % 2 for v in arch]
+    files.metrics.write_text(json.dumps({**metrics, "arch": other_arch}))
+    other = load_run(copy)
+    caplog.clear()
+    assert read_trained_metrics(copy, cid, arch) is None
+    assert "retraining of architecture" in caplog.text and "--restart" in caplog.text
+    assert read_trained_metrics(copy, cid) is not None  # without the arch: as read
+    chosen = pick(other, max_params=next(c.params for c in run.candidates if c.id == cid))
+    assert chosen.candidate.id == cid and chosen.trained is None and chosen.weights == "supernet"
+    assert plot_runs([run], tmp_path / "own.png")["series"][0]["trained"]  # drawn when its own
+    assert plot_runs([other], tmp_path / "front.png")["series"][0]["trained"] == []
+    net, source = load_network(other, cid)
+    assert source == "supernet"

@@ -216,28 +216,38 @@ class LookupLatency(LatencyModel):
             log.warning("%s %s", self.name, note)
 
     def relative_note(self, space: SearchSpace) -> str | None:
-        settings = space.settings()
-        differs = {k: settings.get(k) for k, v in _NB201_BENCH_SETTINGS.items()
-                   if settings.get(k) != v}
-        if not differs:
-            return None
-        return ("gives the latency of NAS-Bench-201's CIFAR-10 network (channels 16, 5 cells "
-                "per stage, 32x32 input); this space differs ("
-                + ", ".join(f"{k}={v}" for k, v in differs.items())
-                + "), so read it as a relative measure")
+        """The benchmark's figures are its own network's: relative for other settings."""
+        return _nb201_note(space)
+
+
+def _nb201_note(space: SearchSpace) -> str | None:
+    """Why NAS-Bench-201's latencies are only relative for `space` (it differs from the
+    benchmark's network), None when `space` is that network."""
+    settings = space.settings()
+    differs = {k: settings.get(k) for k, v in _NB201_BENCH_SETTINGS.items()
+               if settings.get(k) != v}
+    if not differs:
+        return None
+    return ("gives the latency of NAS-Bench-201's CIFAR-10 network (channels 16, 5 cells "
+            "per stage, 32x32 input); this space differs ("
+            + ", ".join(f"{k}={v}" for k, v in differs.items())
+            + "), so read it as a relative measure")
 
 
 class RecordedLatency(LatencyModel):
     """The latencies (ms) a run recorded for its candidates on the device it searched for
     (built by `moonas.deploy.pick.recorded_latency`): prices those architectures only.
-    `latency` maps each architecture to its ms."""
+    `latency` maps each architecture to its ms; `table` is the path of the latency table the
+    search priced them with (gone or changed since), whose kind tells whether they are
+    relative figures (`relative_note`)."""
 
     def __init__(self, device: str, latency: Mapping[tuple[int, ...], float], n_choices: int,
-                 source: str) -> None:
+                 source: str, table: str | Path | None = None) -> None:
         self.device = device
         self.latency = dict(latency)
         self._n_choices = n_choices
         self.source = source
+        self.table = table
 
     @property
     def n_choices(self) -> int:
@@ -261,6 +271,13 @@ class RecordedLatency(LatencyModel):
 
     def check_space(self, space) -> None:
         """Recorded by the run on its own space: nothing to check."""
+
+    def relative_note(self, space: SearchSpace) -> str | None:
+        """As the table the search priced with says: only NAS-Bench-201's csv (the one kind
+        `load_latency` reads from a .csv) times a network other than the space's own."""
+        if self.table is not None and Path(self.table).suffix.lower() == ".csv":
+            return _nb201_note(space)
+        return None
 
 
 class LatencyCosts:

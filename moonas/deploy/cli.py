@@ -176,7 +176,7 @@ def plot_runs(runs, out: str | Path, x: str | None = None, latency_table: str | 
         budgets.append(list(run.front.budgets or ()) if x == run.front.cost else [])
         points = []
         for i, c in enumerate(pool):
-            metrics = read_trained_metrics(run.dir, c.id)
+            metrics = read_trained_metrics(run.dir, c.id, c.arch)
             if metrics is not None and metrics.get("test_accuracy") is not None:
                 points.append((float(cost[i]), c.accuracy, float(metrics["test_accuracy"])))
         trained.append(points)
@@ -287,10 +287,15 @@ def _cmd_pick(args: argparse.Namespace) -> int:
         else:
             print("\n".join(_budgets_table(results)))
         return 2 if failed else 0
-    result = pick(run, max_params=args.max_params, max_macs=args.max_macs,
-                  max_latency_ms=args.max_latency_ms, device=args.device,
-                  min_accuracy=args.min_accuracy, prefer=args.prefer,
-                  latency_table=args.latency_table)
+    try:
+        result = pick(run, max_params=args.max_params, max_macs=args.max_macs,
+                      max_latency_ms=args.max_latency_ms, device=args.device,
+                      min_accuracy=args.min_accuracy, prefer=args.prefer,
+                      latency_table=args.latency_table)
+    except NoFeasibleArchitecture as err:
+        if args.json:  # a script reading stdout gets JSON either way (as --budgets-file gives)
+            print(json.dumps({"error": str(err)}, indent=2))
+        raise  # still exit code 2, and the one line on stderr
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:
@@ -319,6 +324,7 @@ def _precheck_train(args: argparse.Namespace) -> None:
     """What every process of `train --processes N` would reject, checked once."""
     from dataclasses import replace
 
+    from moonas.deploy.train import check_run_device
     from moonas.deploy.weights import TrainedFiles
     from moonas.distributed import check_launch
     from moonas.lock import check_free
@@ -327,6 +333,8 @@ def _precheck_train(args: argparse.Namespace) -> None:
     config = run.config
     if args.device is not None:
         config = replace(config, device=args.device)
+    else:  # the run's GPU missing here: the fix is --device, not a config setting
+        check_run_device(run)
     check_launch(config, args.processes, "device" if args.device is None else "--device")
     # Another training of this id holds it: one line here, not one per process.
     check_free(TrainedFiles.of(run.dir, args.id).root, "trained")
@@ -507,7 +515,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "train", help=_HELP["train"], description=_HELP["train"] + " (same splits and seed); "
-        "weights and metrics go to RUN/trained/ID/. Interrupted trainings resume.")
+        "weights and metrics go to RUN/trained/ID/. Interrupted trainings resume. Recipe: SGD "
+        "with Nesterov momentum 0.9, weight decay 5e-4, --lr on a cosine schedule down to 0, "
+        "--epochs epochs; the run's batch size, gradient clipping, augmentation and seed.")
     p.add_argument("run", help="run directory of moonas search")
     p.add_argument("--id", type=int, required=True, help="candidate id (see pareto.csv or pick)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default 30)")

@@ -20,7 +20,8 @@ from torch import nn
 
 from moonas.atomic import atomic_path, check_out_file
 from moonas.errors import CheckpointError, ConfigError, MoonasError
-from moonas.run import Run
+from moonas.lock import LOCK
+from moonas.run import Run, RunFiles
 
 if TYPE_CHECKING:
     from moonas.deploy.weights import Standalone
@@ -33,6 +34,7 @@ __all__ = [
     "export_module",
     "check_output_path",
     "check_format_suffix",
+    "check_export_out",
     "sidecar_path",
     "sidecar_latency",
     "load_pt",
@@ -87,6 +89,48 @@ def check_format_suffix(path: str | Path, fmt: str) -> Path:
                           f"file ends in {' or '.join(SUFFIXES[fmt])}, e.g. "
                           f"{path.with_suffix(SUFFIXES[fmt][0])}")
     return path
+
+
+def check_export_out(out: str | Path, run: Run, fmt: str) -> Path:
+    """`out` unless writing it or its sidecar `out.json` would destroy what it must not: a file
+    of the run it exports from (its records, supernet checkpoint, retrainings, latency table)
+    or a file that is not `out`'s own sidecar; else one line saying why (nothing written)."""
+    out = Path(out)
+    if out.suffix.lower() == ".json":  # an earlier export's sidecar is called OUT.json
+        stem = out.with_suffix("")
+        named = stem if stem.suffix.lower() in SUFFIXES[fmt] else out.with_suffix(SUFFIXES[fmt][0])
+        raise ConfigError(f"--out {out}: .json names an export's sidecar (OUT.json), not the "
+                          f"network: give a {fmt} file name, e.g. {named}")
+    side = sidecar_path(out)
+    files = RunFiles(run.dir)
+    kept = {path.resolve() for path in (files.config, files.manifest, files.log,
+                                        files.checkpoint, files.candidates, files.pareto_json,
+                                        files.pareto_csv, files.pareto_png, run.dir / LOCK)}
+    if run.config.search.latency_table is not None:
+        kept.add(Path(run.config.search.latency_table).resolve())
+    # Retrained networks, and asng-separate's sub-runs: every file below them.
+    folders = [(run.dir / name).resolve() for name in ("trained", "separate")]
+    for path in (out, side):
+        target = path.resolve()
+        if target in kept or any(target.is_relative_to(folder) for folder in folders):
+            what = "it" if path is out else f"its sidecar {side.name}"
+            raise ConfigError(f"--out {out}: {what} would overwrite {target}, which the run "
+                              f"{run.dir} needs: write the export elsewhere")
+    if side.exists() and not _sidecar_of(side, out):
+        raise ConfigError(f"--out {out}: its sidecar would overwrite {side}, which is not the "
+                          f"sidecar of an earlier export to {out.name}: choose another --out")
+    return out
+
+
+def _sidecar_of(side: Path, out: Path) -> bool:
+    """Whether `side` is the sidecar an earlier export to `out` wrote (replaced with it)."""
+    import json
+
+    try:
+        meta = json.loads(side.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("file") == out.name and "format" in meta
 
 
 def _random_inputs(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
@@ -249,7 +293,7 @@ def export_network(run: Run, cid: int, fmt: Literal["torchscript", "onnx", "pt"]
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    out = check_output_path(check_format_suffix(out, fmt))
+    out = check_export_out(check_output_path(check_format_suffix(out, fmt)), run, fmt)
     candidate = find_candidate(run, cid)
     if latency is None:
         latency, latency_notes = sidecar_latency(run, cid)
@@ -260,7 +304,8 @@ def export_network(run: Run, cid: int, fmt: Literal["torchscript", "onnx", "pt"]
     shape = (space.in_channels, space.input_size, space.input_size)
     from moonas.deploy.weights import read_trained_metrics
 
-    trained = read_trained_metrics(run.dir, cid) if source == "trained" else None
+    trained = (read_trained_metrics(run.dir, cid, candidate.arch) if source == "trained"
+               else None)
     meta: dict[str, Any] = {
         "moonas_version": moonas.__version__,
         "torch_version": torch.__version__.split("+")[0],

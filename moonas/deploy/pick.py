@@ -255,13 +255,15 @@ def recorded_latency(run: Run, device: str) -> RecordedLatency | None:
         return None
     source = "candidates.csv" if run.candidates else "pareto.json"
     return RecordedLatency(device_name(device), {c.arch: float(c.latency_ms) for c in candidates},
-                           len(candidates[0].arch), str(Path(run.dir) / source))
+                           len(candidates[0].arch), str(Path(run.dir) / source),
+                           table=run.config.search.latency_table)
 
 
-def _trained_metrics(run: Run, cid: int) -> dict | None:
+def _trained_metrics(run: Run, candidate: Candidate) -> dict | None:
+    """The candidate's retrained metrics, None when it has none (or they are another arch's)."""
     from moonas.deploy.weights import read_trained_metrics
 
-    return read_trained_metrics(run.dir, cid)
+    return read_trained_metrics(run.dir, candidate.id, candidate.arch)
 
 
 def pick(run: Run, max_params: float | str | None = None, max_macs: float | str | None = None,
@@ -342,7 +344,7 @@ def pick(run: Run, max_params: float | str | None = None, max_macs: float | str 
     c = pool[chosen]
     return Pick(candidate=c, limits=limits, prefer=prefer, device=device_label,
                 latency_ms=None if latency is None else float(latency[chosen]),
-                trained=_trained_metrics(run, c.id), label=label, n_feasible=int(feasible.sum()))
+                trained=_trained_metrics(run, c), label=label, n_feasible=int(feasible.sum()))
 
 
 def _infeasible_message(run: Run, pool: Sequence[Candidate], limits: Limits, checks: list,

@@ -8,21 +8,23 @@ import logging
 import shutil
 import time
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Callable, Literal
 
 import torch
 
 from moonas.atomic import write_json
 from moonas.checkpoint import load_checkpoint, save_checkpoint
+from moonas.devices import device_fields
 from moonas.distributed import World, barrier, join, main_first
 from moonas.errors import CheckpointError, ConfigError, MoonasError
-from moonas.lock import check_free, hold, release
+from moonas.lock import LOCK, acquire, release
 from moonas.retrain import TrainRecipe, train_standalone
 from moonas.run import Run
 from moonas.deploy.weights import (TRAINED_FORMAT, TrainedFiles, find_candidate,
                                    read_trained_metrics, run_data, run_space, supernet_network)
 
-__all__ = ["INITS", "train_candidate", "default_recipe"]
+__all__ = ["INITS", "train_candidate", "default_recipe", "check_run_device"]
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +61,13 @@ def train_candidate(run: Run, cid: int, *, epochs: int | None = None,
     between a training and its resumption. Under torchrun every process trains its shard of
     each batch (`moonas.distributed`) and rank 0 writes the files. `progress(done, total,
     info)` is called per training step (`info`: `phase` "train", `epoch`, `train_loss`).
+    Rank 0 holds `RUN/trained/ID` (`moonas.lock`) from the start of the call to its end,
+    however it ends: another training of the id meanwhile is refused with one line.
     """
     if init not in INITS:
         raise ConfigError(f"--init must be one of {', '.join(INITS)}, got {init!r}")
+    if device is None:
+        check_run_device(run)
     world, where = join(run.config.device if device is None else device,
                         "device" if device is None else "--device")
     candidate = find_candidate(run, cid)
@@ -69,64 +75,119 @@ def train_candidate(run: Run, cid: int, *, epochs: int | None = None,
     files = TrainedFiles.of(run.dir, cid)
     job = {"id": candidate.id, "arch": list(candidate.arch), "init": init,
            "seed": run.config.seed, "recipe": asdict(recipe)}
-    if world.main:  # another live `moonas train` of this id: refused before anything changes
-        check_free(files.root, "trained")
-    if restart and files.root.exists() and world.main:
-        shutil.rmtree(files.root)
-    barrier(world)  # the others read what rank 0 left
-    if files.job.is_file():
-        try:
-            previous = json.loads(files.job.read_text())
-        except json.JSONDecodeError:
-            previous = None
-        started = any(f.exists() for f in (files.checkpoint, files.weights, files.metrics))
-        if previous != job and started:
-            raise MoonasError(
-                f"{files.root} holds a training of id {cid} with other settings "
-                f"({_difference(previous, job)}): pass --restart to discard it, or the same "
-                "settings to resume or reuse it"
-            )
-        if files.complete:
-            try:  # the weights must load, or the training is not done: its last checkpoint
-                load_checkpoint(files.weights)  # (a finished one: zero epochs) writes them again
-            except CheckpointError as err:
-                log.warning("%s; writing them again from the training's last checkpoint", err)
-            else:
-                log.info("id %d of %s is already trained with these settings", cid, run.dir)
-                metrics = read_trained_metrics(run.dir, cid)
-                if metrics is not None:
-                    return metrics
-
-    if run.config.threads is not None:
-        torch.set_num_threads(run.config.threads)
-    space = run_space(run)
-    data = main_first(world, lambda: run_data(run))  # a download: rank 0 alone
-    if init == "supernet":
-        net = supernet_network(run, candidate.arch, data=data, space=space, cid=cid)
-    else:
-        from moonas.nets import SUPERNETS
-
-        torch.manual_seed(run.config.seed)
-        net = SUPERNETS.get(space.name).standalone(space, candidate.arch)
-    if world.main:  # only now: a job whose inputs fail to load leaves nothing behind
-        try:
-            files.root.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise MoonasError(f"cannot write to {files.root} ({err.strerror}): make the run "
-                              "directory writable") from None
-        write_json(files.job, job)
-        hold(files.root)
+    # Taken before anything changes, in one step: another `moonas train` of this id, even one
+    # started the same moment, is refused; held until this call ends, however it ends.
+    made = _take(files) if world.main else None
     try:
-        return _train(run, candidate, cid, init, recipe, files, net, data, where, world,
-                      progress)
-    except KeyboardInterrupt:
-        if world.main:
-            log.warning("the training of id %d stopped; its last epoch is kept: run the same "
-                        "'moonas train' command again (without --restart) to continue it", cid)
-        raise
+        if restart and world.main:
+            _clear(files)
+        barrier(world)  # the others read what rank 0 left
+        if files.job.is_file():
+            try:
+                previous = json.loads(files.job.read_text())
+            except json.JSONDecodeError:
+                previous = None
+            started = any(f.exists() for f in (files.checkpoint, files.weights, files.metrics))
+            if previous != job and started:
+                raise MoonasError(
+                    f"{files.root} holds a training of id {cid} with other settings "
+                    f"({_difference(previous, job)}): pass --restart to discard it, or the "
+                    "same settings to resume or reuse it"
+                )
+            if files.complete:
+                try:  # the weights must load, or the training is not done: its last checkpoint
+                    load_checkpoint(files.weights)  # (a finished one: zero epochs) writes them
+                except CheckpointError as err:
+                    log.warning("%s; writing them again from the training's last checkpoint",
+                                err)
+                else:
+                    log.info("id %d of %s is already trained with these settings", cid, run.dir)
+                    metrics = read_trained_metrics(run.dir, cid, candidate.arch)
+                    if metrics is not None:
+                        return metrics
+
+        if run.config.threads is not None:
+            torch.set_num_threads(run.config.threads)
+        space = run_space(run)
+        data = main_first(world, lambda: run_data(run))  # a download: rank 0 alone
+        if init == "supernet":
+            net = supernet_network(run, candidate.arch, data=data, space=space, cid=cid)
+        else:
+            from moonas.nets import SUPERNETS
+
+            torch.manual_seed(run.config.seed)
+            net = SUPERNETS.get(space.name).standalone(space, candidate.arch)
+        if world.main:  # only now: a job whose inputs fail to load leaves nothing behind
+            write_json(files.job, job)
+        try:
+            return _train(run, candidate, cid, init, recipe, files, net, data, where, world,
+                          progress)
+        except KeyboardInterrupt:
+            if world.main:
+                log.warning("the training of id %d stopped; its last epoch is kept: run the "
+                            "same 'moonas train' command again (without --restart) to "
+                            "continue it", cid)
+            raise
     finally:
         if world.main:
             release(files.root)
+            _remove_empty(files.root, made)
+
+
+def check_run_device(run: Run) -> None:
+    """One line naming `--device` when the run's config names a GPU and this machine has
+    none: `train` has no `device` setting to change, only `--device`."""
+    name = run.config.device
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"run {run.dir} was configured with device={name!r} (its "
+                          f"config.yaml), but torch sees no CUDA GPU on this machine (torch "
+                          f"{torch.__version__}): pass --device cpu to train here")
+
+
+def _take(files: TrainedFiles) -> Path | None:
+    """Make `trained/ID` and take its lock; the outermost folder this made (None: none), for
+    `_remove_empty`. A refusal leaves no folder behind that it made."""
+    made = None
+    for folder in (files.root, *files.root.parents):
+        if folder.exists():
+            break
+        made = folder
+    try:
+        files.root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise MoonasError(f"cannot write to {files.root} ({err.strerror}): make the run "
+                          "directory writable") from None
+    try:
+        acquire(files.root, "trained")
+    except BaseException:
+        _remove_empty(files.root, made)
+        raise
+    return made
+
+
+def _clear(files: TrainedFiles) -> None:
+    """`--restart`: remove an earlier training of the id, keeping this process's lock."""
+    for path in files.root.iterdir():
+        if path.name == LOCK:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def _remove_empty(root: Path, made: Path | None) -> None:
+    """Remove the folders `_take` made (`root` up to `made`), innermost first, while empty: a
+    job that stopped before training leaves nothing behind."""
+    if made is None:
+        return
+    for folder in (root, *root.parents):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (another job's, or results), or gone
+            return
+        if folder == made:
+            return
 
 
 def _train(run: Run, candidate, cid: int, init: str, recipe: TrainRecipe, files: TrainedFiles,
@@ -153,6 +214,8 @@ def _train(run: Run, candidate, cid: int, init: str, recipe: TrainRecipe, files:
 
 def _metrics(candidate, run: Run, init: str, recipe: TrainRecipe, result, where: torch.device,
              world: World, wall: float) -> dict:
+    """What `metrics.json` records of a finished training (the GPU's name too, as the search's
+    manifest does)."""
     return {
         "id": candidate.id,
         "arch": list(candidate.arch),
@@ -167,7 +230,7 @@ def _metrics(candidate, run: Run, init: str, recipe: TrainRecipe, result, where:
         "params": candidate.params,
         "macs": candidate.macs,
         "history": [list(h) for h in result.history],
-        "device": str(where),
+        **device_fields(where),
         "processes": world.size,
         "wall_seconds_last_session": round(wall, 2),
         "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -175,6 +238,7 @@ def _metrics(candidate, run: Run, init: str, recipe: TrainRecipe, result, where:
 
 
 def _difference(previous: dict | None, job: dict) -> str:
+    """The settings in which an earlier job differs from this one, for the refusal."""
     if not isinstance(previous, dict):
         return "unreadable job.json"
     parts = []

@@ -8,10 +8,12 @@ batches the front's `bn=recalibrate` evaluation uses, so both see the same netwo
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Iterable, Literal, Sequence
 
 import torch
 from torch import nn
@@ -36,6 +38,7 @@ __all__ = [
     "load_standalone",
     "load_network",
     "read_trained_metrics",
+    "train_command",
 ]
 
 log = logging.getLogger(__name__)
@@ -292,10 +295,11 @@ def supernet_network(run: Run, arch: Arch, data=None, space: SearchSpace | None 
     return _supernet_standalone(run, arch, cid, data, space).net
 
 
-def read_trained_metrics(run_dir: str | Path, cid: int) -> dict | None:
-    """`trained/ID/metrics.json` of a completed `moonas train`, or None."""
-    import json
-
+def read_trained_metrics(run_dir: str | Path, cid: int,
+                         arch: Sequence[int] | None = None) -> dict | None:
+    """`trained/ID/metrics.json` of a completed `moonas train`, or None; with `arch` (the
+    candidate's), also None, with a warning, when it is another architecture's (a training
+    left from before the run was searched again)."""
     files = TrainedFiles.of(run_dir, cid)
     if not files.complete:
         return None
@@ -304,7 +308,46 @@ def read_trained_metrics(run_dir: str | Path, cid: int) -> dict | None:
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise CheckpointError(f"{files.metrics} is corrupt: retrain with 'moonas train {run_dir} "
                               f"--id {cid} --restart'") from None
-    return data if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    if arch is not None and _other_arch(data, arch):
+        log.warning("%s is the retraining of architecture %s, not id %d's %s (the run was "
+                    "searched again since): ignored; retrain it with 'moonas train %s --id %d "
+                    "--restart'", files.metrics, data.get("arch"), cid, list(arch),
+                    shlex.quote(str(run_dir)), cid)
+        return None
+    return data
+
+
+def _other_arch(metrics: dict, arch: Sequence[int]) -> bool:
+    """Whether `metrics` (of `metrics.json`) name an architecture other than `arch` (one
+    that names none cannot tell: its weights' own record is checked when they load)."""
+    recorded = metrics.get("arch")
+    if not isinstance(recorded, list):
+        return False
+    return recorded != [int(v) for v in arch]
+
+
+def train_command(run_dir: str | Path, cid: int, job: Path | None = None) -> str:
+    """`moonas train RUN --id ID` with the settings of `job` (a `job.json`) that differ from
+    the defaults, so that it repeats that training exactly when run as written."""
+    from moonas.retrain import TrainRecipe
+
+    words = ["moonas", "train", str(run_dir), "--id", str(int(cid))]
+    try:
+        recorded = json.loads(job.read_text()) if job is not None else {}
+    except (OSError, ValueError):
+        recorded = {}
+    recorded = recorded if isinstance(recorded, dict) else {}
+    recipe = recorded.get("recipe") if isinstance(recorded.get("recipe"), dict) else {}
+    default = TrainRecipe()
+    if recipe.get("epochs") not in (None, default.epochs):
+        words += ["--epochs", str(recipe["epochs"])]
+    if recipe.get("lr") not in (None, default.lr):
+        words += ["--lr", str(recipe["lr"])]
+    if recorded.get("init") not in (None, "scratch"):
+        words += ["--init", str(recorded["init"])]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def trained_network(run: Run, cid: int, space: SearchSpace | None = None) -> nn.Module:
@@ -315,9 +358,9 @@ def trained_network(run: Run, cid: int, space: SearchSpace | None = None) -> nn.
     if not files.complete:
         if files.checkpoint.is_file() and files.job.is_file():  # stopped part-way
             raise MoonasError(f"the training of id {cid} of {run.dir} was stopped before its "
-                              f"end: finish it with the 'moonas train {run.dir} --id {cid}' "
-                              f"command that started it (same settings, see {files.job}), or "
-                              "use the supernet weights")
+                              f"end: finish it with the command that started it, "
+                              f"'{train_command(run.dir, cid, files.job)}' (same settings, see "
+                              f"{files.job}), or use the supernet weights")
         raise MoonasError(f"id {cid} of {run.dir} has not been retrained: run 'moonas train "
                           f"{run.dir} --id {cid}' first, or use the supernet weights")
     space = space or run_space(run)
@@ -328,8 +371,8 @@ def trained_network(run: Run, cid: int, space: SearchSpace | None = None) -> nn.
         if not files.checkpoint.is_file():
             raise
         raise CheckpointError(f"the retrained weights {files.weights} are damaged or "
-                              f"truncated: run the same 'moonas train {run.dir} --id {cid}' "
-                              "again, which writes them again from the training's last "
+                              f"truncated: run the same '{train_command(run.dir, cid, files.job)}'"
+                              " again, which writes them again from the training's last "
                               "checkpoint (no epoch is trained again)") from err
     net = SUPERNETS.get(space.name).standalone(space, arch)
     try:
@@ -353,9 +396,24 @@ def load_standalone(run: Run, cid: int,
     candidate = find_candidate(run, cid)
     space = run_space(run)
     trained = TrainedFiles.of(run.dir, cid)
-    if weights == "trained" or (weights == "auto" and trained.complete):
+    if weights == "auto" and trained.complete and _left_from_another_arch(trained, candidate):
+        log.warning("%s holds the retraining of another architecture than id %d's (the run was "
+                    "searched again since): using the supernet weights; retrain it with "
+                    "'moonas train %s --id %d --restart'", trained.root, cid,
+                    shlex.quote(str(run.dir)), cid)
+    elif weights == "trained" or (weights == "auto" and trained.complete):
         return Standalone(trained_network(run, cid, space), "trained", trained.weights)
     return _supernet_standalone(run, candidate.arch, cid, data, space)
+
+
+def _left_from_another_arch(files: TrainedFiles, candidate: Candidate) -> bool:
+    """Whether `trained/ID` readably records another architecture than `candidate`'s (an
+    unreadable record is left to `trained_network`'s own checks)."""
+    try:
+        metrics = json.loads(files.metrics.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(metrics, dict) and _other_arch(metrics, candidate.arch)
 
 
 def load_network(run: Run, cid: int,

@@ -21,10 +21,11 @@ import torch
 from moonas.atomic import write_json, write_text
 from moonas.config import RunConfig, api_overrides, api_path, config_to_dict, load_config
 from moonas.costs import COST_UNITS, cost_label
+from moonas.devices import device_fields
 from moonas.distributed import (World, barrier, check_batch_size, join, launched,
                                 launcher_command)
 from moonas.errors import ArgumentError, MoonasError
-from moonas.lock import check_free, hold, release
+from moonas.lock import acquire, check_free, hold, holder, release
 from moonas.run import (CorruptFront, Candidate, Run, RunFiles, is_run_dir, load_run,
                         read_candidates, write_candidates, write_front)
 from moonas.search.context import build_context
@@ -70,14 +71,19 @@ def check_out_dir(root: Path, force: bool) -> None:
 
 
 def _prepare_dir(files: RunFiles, force: bool) -> None:
+    """Make `files.root` ready for a new run: an old run's files removed under `force`."""
     root = files.root
     check_out_dir(root, force)
     if root.is_dir() and any(root.iterdir()):
+        # Networks retrained from the old run's candidates go (the new run's ids name others),
+        # but never under a live `moonas train`, which would write its results back into them.
+        trained = _take_trainings(root / "trained")
         for path in (files.config, files.manifest, files.log, files.checkpoint, files.candidates,
                      files.pareto_json, files.pareto_csv, files.pareto_png):
             path.unlink(missing_ok=True)
         shutil.rmtree(root / "separate", ignore_errors=True)
-        # Networks retrained from the old run's candidates: the new run's ids name others.
+        for folder in trained:  # each locked by this process: no training starts in it now
+            shutil.rmtree(folder, ignore_errors=True)
         shutil.rmtree(root / "trained", ignore_errors=True)
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -87,6 +93,30 @@ def _prepare_dir(files: RunFiles, force: bool) -> None:
     except OSError as err:
         raise MoonasError(f"cannot write to {root} ({err.strerror}): "
                           "choose another --out") from None
+
+
+def _take_trainings(trained: Path) -> list[Path]:
+    """Lock every `trained/ID` of the run that --force replaces, so no `moonas train` runs or
+    starts in one while it goes; one line naming the live training instead (nothing removed,
+    the locks taken so far given back)."""
+    folders = sorted(p for p in trained.iterdir() if p.is_dir()) if trained.is_dir() else []
+    taken: list[Path] = []
+    try:
+        for folder in folders:
+            owner = holder(folder)
+            if owner is not None:
+                raise MoonasError(
+                    f"--force would delete {folder}, but 'moonas train' of id {folder.name} is "
+                    f"running there (process {owner.get('pid')}, since "
+                    f"{owner.get('since', '?')}): wait for it to end or stop it, or choose "
+                    "another --out")
+            acquire(folder, "trained")
+            taken.append(folder)
+    except BaseException:
+        for folder in taken:
+            release(folder)
+        raise
+    return taken
 
 
 def _manifest(config: RunConfig, status: str, wall: float | None, world: World,
@@ -103,7 +133,7 @@ def _manifest(config: RunConfig, status: str, wall: float | None, world: World,
         "versions": {"python": platform.python_version(), **versions},
         "machine": {"platform": platform.platform(), "processor": platform.machine(),
                     "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    **_device_fields(join(config.device)[1]), "processes": world.size},
+                    **device_fields(join(config.device)[1]), "processes": world.size},
         "command": launcher_command() or sys.argv,
         "units": {
             "accuracy": "fraction of the validation split classified correctly by the path in "
@@ -308,14 +338,6 @@ def _stopped(config: RunConfig, files: RunFiles, world: World, err: BaseExceptio
                     "'moonas search --resume %s'", files.root, files.root)
 
 
-def _device_fields(device: torch.device) -> dict:
-    """The device the run trains on, and the GPU's name on a CUDA device."""
-    fields = {"device": str(device)}
-    if device.type == "cuda":
-        fields["gpu"] = torch.cuda.get_device_name(device)
-    return fields
-
-
 def _check_strategy(name: str) -> None:
     """One line for a strategy the search does not know (`asng-separate` runs here, outside
     the strategy registry)."""
@@ -327,7 +349,7 @@ def _single(config: RunConfig, files: RunFiles, resume: bool, progress: Progress
     ctx = build_context(config)
     main = ctx.world.main
     if main:
-        log.info("training on %s%s", " ".join(_device_fields(ctx.device).values()),
+        log.info("training on %s%s", " ".join(device_fields(ctx.device).values()),
                  f" and {ctx.world.size - 1} more processes" if ctx.world.parallel else "")
     start_epoch = 0
     if resume and files.checkpoint.is_file():
