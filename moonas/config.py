@@ -232,6 +232,17 @@ class SearchConfig:
                 f"{self.split.split_epoch(self.epochs)}, inside the warm-up "
                 f"(search.warmup_epochs={self.warmup_epochs}), while every distribution is "
                 f"still uniform and no choice is contested: {fix}")
+        if self.split.enabled and self.split.split_epoch(self.epochs) >= self.epochs:
+            raise ConfigError(
+                f"search.split.at={self.split.at} splits after epoch "
+                f"{self.split.split_epoch(self.epochs)} of {self.epochs}, so nothing would be "
+                f"split: use at <= {_last_share(self.epochs):g} or raise search.epochs")
+        if self.angle.enabled and not self.angle.shrink_epochs(self.epochs):
+            raise ConfigError(
+                f"search.angle.warmup={self.angle.warmup} shrinks first after epoch "
+                f"{max(1, round(self.angle.warmup * self.epochs))} of {self.epochs}, so no "
+                f"option would be removed: use warmup <= {_last_share(self.epochs):g} or raise "
+                "search.epochs")
         for key in ("delta0", "alpha"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"search.{key} must be > 0, got {getattr(self, key)}")
@@ -250,6 +261,15 @@ class SearchConfig:
     def step_cap(self) -> float:
         """The largest step size the adaptation may reach: ``delta_max``, or ``delta0``."""
         return self.delta0 if self.delta_max is None else self.delta_max
+
+
+def _last_share(epochs: int) -> float:
+    """The largest share of `epochs` (3 decimals) that rounds to an epoch before the last:
+    the latest `search.split.at` or `search.angle.warmup` that still acts."""
+    share = math.floor((epochs - 0.5) / epochs * 1000) / 1000
+    while share > 0 and round(share * epochs) >= epochs:
+        share = round(share - 0.001, 3)
+    return share
 
 
 def default_coefficients(k: int) -> tuple[float, ...]:
@@ -290,6 +310,13 @@ class RunConfig:
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1 (or null for torch's default), got "
                               f"{self.threads}")
+        if self.search.split.enabled:  # before any data loads (or downloads)
+            from moonas.nets import SUPERNETS
+
+            if not SUPERNETS.get(self.space.name).can_split():
+                raise ConfigError(f"search.split.enabled: the {self.space.name} supernet has no "
+                                  "per-distribution weights; use space.name=nb201 or switch "
+                                  "split off")
 
     @property
     def split_seed(self) -> int:

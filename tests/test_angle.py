@@ -175,6 +175,17 @@ def test_bad_config_is_one_line_naming_the_key(override: str, message: str) -> N
     assert "\n" not in str(info.value)
 
 
+def test_a_warmup_that_would_never_shrink_is_one_line() -> None:
+    # round(0.95 * 10) is 10, the last epoch: no shrink would ever happen.
+    with pytest.raises(ConfigError, match=r"search.angle.warmup=0.95 shrinks first after "
+                                          r"epoch 10 of 10, so no option would be removed: "
+                                          r"use warmup <= 0.949"):
+        load_config("smoke", ["search.angle.enabled=true", "search.epochs=10",
+                              "search.angle.warmup=0.95"])
+    assert load_config("smoke", ["search.angle.enabled=true", "search.epochs=10",
+                                 "search.angle.warmup=0.949"]).search.angle.shrink_epochs(10)
+
+
 def test_off_by_default() -> None:
     assert not load_config(None).search.angle.enabled
 

@@ -531,6 +531,7 @@ def test_a_latency_run_whose_table_was_profiled_again_warns_that_picks_follow_th
     with caplog.at_level(logging.WARNING, logger="moonas"):
         same = pick(run, device="toy", max_latency_ms=9.0)
     assert not [r for r in caplog.records if "otherwise than its search" in r.getMessage()]
+    assert same.latency_ms == pytest.approx(same.candidate.latency_ms)  # the table as searched
     model = _toy_latency(run)
     replace(model, base=model.base * 1.2, table=model.table * 1.2).save(table)
     caplog.clear()

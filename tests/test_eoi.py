@@ -208,3 +208,12 @@ def test_an_option_another_plug_in_removed_restarts_the_rows_history() -> None:
     assert plugin._filled[1, 2] == 1 and not plugin._last[:, 1, 2, 1].any()
     np.testing.assert_allclose(plugin._trend[1, 2], config.smoothing * trend[1, 2])
     assert plugin._pbar[1, 2, 1] == 0.0
+
+
+def test_config_names_its_keys_and_refuses_weights_that_are_not_finite() -> None:
+    with pytest.raises(ConfigError, match=r"search.eoi.R=1: use R >= 2"):
+        EoiConfig(R=1)
+    for name in ("w_prob", "w_trend", "w_adv"):
+        for value in (float("nan"), float("inf")):
+            with pytest.raises(ConfigError, match=f"search.eoi.{name}="):
+                EoiConfig(**{name: value})

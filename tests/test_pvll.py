@@ -433,6 +433,31 @@ def test_moves_of_a_pruned_cell_check_only_the_choice_they_change():
     assert len(raw_moves) == N_OPTIONS[1] - 1 and (raw_moves[:, 1] != 0).all()
 
 
+def test_moves_never_keep_a_removed_option_of_the_base():
+    """The incumbent a move starts from may use an option the distribution removed since
+    (it predates the removal, or another distribution found it): a move that leaves that
+    choice alone is no cell the distribution can draw, and is not screened. Where pruning
+    writes the removed option (a dead choice), it may stand."""
+    plugin = PVLLPlugin(PVLLConfig(), N_OPTIONS, 1, 0, cells=_dead_second)
+    allowed = np.ones((len(N_OPTIONS), max(N_OPTIONS)), dtype=bool)
+    allowed[2, 3] = False
+    allowed[1, 0] = False
+    moves = plugin._moves(np.array([[1, 2, 3, 1, 1, 1]]), allowed)
+    # Only the moves of choice 2 itself, to an allowed option, remain.
+    assert len(moves) == N_OPTIONS[2] - 1 and (moves[:, 2] != 3).all()
+    assert (moves[:, [0, 1, 3, 4, 5]] == [1, 2, 1, 1, 1]).all()
+    # Off a cell whose choice 1 is dead (reads 0), a move that revives choice 1 would keep
+    # the removed 0 there, live: refused; the moves that keep it dead stay.
+    moves = plugin._moves(np.array([[0, 0, 1, 1, 1, 1]]), allowed)
+    live = moves[:, 0] != 0
+    assert not (live & (moves[:, 1] == 0)).any() and (~live).any()
+    assert ((moves[:, 1] != 0) | ~live).all()
+    # As do children (crossover) of such parents.
+    plugin.add(np.array([[1, 2, 3, 1, 1, 1], [1, 3, 2, 2, 2, 2]]), np.array([0.1, 0.2]))
+    kids = plugin._children(np.random.default_rng(1), 0, 200, allowed)
+    assert len(kids) > 0 and not (kids[:, 2] == 3).any()
+
+
 def test_front_samples_rank_candidates_by_the_predictor():
     config = PVLLConfig(enabled=True, explore=0.25, pool=16, min_observations=10)
     plugin = _fitted_plugin(config)
@@ -549,6 +574,9 @@ def test_config_rejects_bad_values():
         PVLLConfig(crossover=-1)
     with pytest.raises(ConfigError, match="parents=1: use >= 2"):
         PVLLConfig(parents=1)
+    for damp in (-1.0, float("nan"), float("inf")):  # NaN made every screened row one cell
+        with pytest.raises(ConfigError, match="search.pvll.damp="):
+            PVLLConfig(damp=damp)
     assert PVLLConfig().l2 == 1.0 and PVLLConfig(predictor="kernel").l2 == 0.1
     assert PVLLConfig(predictor="kernel", ridge=2.0).l2 == 2.0
 

@@ -483,6 +483,29 @@ def test_strategy_state_with_plugins_resumes_identically(tmp_path: Path) -> None
     assert not second.core.stack.mask.all(), "the plug-in removed nothing: the test is vacuous"
 
 
+def test_a_told_row_no_distribution_can_draw_teaches_nothing() -> None:
+    """Under pvll.tell=all the screened rows are told too; a pruned cell can read an option
+    every distribution removed (`none` on a dead edge). Such a row has no importance weight:
+    it is left out of the step (it stopped the run with a traceback)."""
+    from moonas.config import load_config
+    from moonas.search.objective import Objective
+    from moonas.search.strategies import build_strategy
+
+    search = load_config("smoke", ["search.pvll.tell=all"]).search
+    objective = Objective("params", (4.0, 8.0, 12.0, 16.0, 20.0), None, 0.0, 24.0)
+    strategy = build_strategy("multi-asng", (5,) * 6, objective, search)
+    mask = strategy.core.stack.mask.copy()
+    mask[:, 1, 0] = False  # option 0 of choice 1 removed everywhere
+    strategy.core.stack.set_mask(mask)
+    archs = strategy.ask(np.random.default_rng(0))
+    archs[0, 1] = 0
+    before = strategy.core.thetas.copy()
+    strategy.tell(archs, np.linspace(0.1, 0.9, len(archs)), archs.sum(axis=1).astype(float))
+    assert np.isfinite(strategy.core.thetas).all()
+    assert not np.array_equal(strategy.core.thetas, before)  # the other rows were told
+    assert (strategy.core.thetas[:, 1, 0] == 0).all()
+
+
 def test_supernet_search_with_both_plugins(tmp_path: Path) -> None:
     extra = ("search.pvll.enabled=true", "search.pvll.min_observations=10",
              "search.eoi.enabled=true", "search.eoi.warmup=5", "search.eoi.interval=2")

@@ -110,6 +110,11 @@ def test_home_copy_prefers_the_mode_then_the_likeliest_distribution() -> None:
     ("search.split.at=0.25", "inside the warm-up (search.warmup_epochs=2), while every "
                              "distribution is still uniform and no choice is contested: use "
                              "at >= 0.3"),
+    # Too late: round(0.95 * 10) is 10, the last epoch; 0.949 is the latest that acts.
+    ("search.split.at=0.95", "search.split.at=0.95 splits after epoch 10 of 10, so nothing "
+                             "would be split: use at <= 0.949"),
+    # Known before any data loads (a download, on a real dataset): the space's supernet.
+    ("space.name=mobilenet", "the mobilenet supernet has no per-distribution weights"),
 ])
 def test_bad_split_config_is_one_line(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):

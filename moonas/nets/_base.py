@@ -105,6 +105,11 @@ class Supernet(nn.Module):
                              f"[0, {self.n_copies}), got {dist}")
         return int(dist)
 
+    @classmethod
+    def can_split(cls) -> bool:
+        """Whether this supernet can give options per-distribution copies (`search.split`)."""
+        return cls._split_option is not Supernet._split_option
+
     def _split_option(self, choice: int, option: int, n_copies: int) -> list[OptionCopies]:
         """Replace every module of (choice, option) by an `OptionCopies`; returns them."""
         raise NotImplementedError(f"{type(self).__name__} does not support search.split")

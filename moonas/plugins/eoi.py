@@ -29,6 +29,8 @@ to one architecture and the search stalled at ~340 distinct evaluations (results
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -60,19 +62,23 @@ class EoiConfig:
 
     def __post_init__(self) -> None:
         if int(self.interval) < 1:
-            raise ConfigError(f"eoi.interval={self.interval}: use interval >= 1 (default 20)")
+            raise ConfigError(f"search.eoi.interval={self.interval}: use interval >= 1 (default 20)")
         if int(self.R) < 2:
-            raise ConfigError(f"eoi.R={self.R}: use R >= 2 (default 5)")
+            raise ConfigError(f"search.eoi.R={self.R}: use R >= 2 (default 5)")
         if int(self.warmup) < 0:
-            raise ConfigError(f"eoi.warmup={self.warmup}: use warmup >= 0 (default 100)")
+            raise ConfigError(f"search.eoi.warmup={self.warmup}: use warmup >= 0 (default 100)")
         if not 0.0 <= self.smoothing < 1.0:
-            raise ConfigError(f"eoi.smoothing={self.smoothing}: use 0 <= smoothing < 1 (default 0.9)")
+            raise ConfigError(f"search.eoi.smoothing={self.smoothing}: use 0 <= smoothing < 1 (default 0.9)")
         if not 0.0 <= self.adv_decay <= 1.0:
-            raise ConfigError(f"eoi.adv_decay={self.adv_decay}: use 0 <= adv_decay <= 1 (default 0.95)")
+            raise ConfigError(f"search.eoi.adv_decay={self.adv_decay}: use 0 <= adv_decay <= 1 (default 0.95)")
         if int(self.min_options) < 1:
-            raise ConfigError(f"eoi.min_options={self.min_options}: use min_options >= 1 (default 2)")
+            raise ConfigError(f"search.eoi.min_options={self.min_options}: use min_options >= 1 (default 2)")
         if not self.gate > 0:
-            raise ConfigError(f"eoi.gate={self.gate}: use gate > 0 (default 0.5; inf turns it off)")
+            raise ConfigError(f"search.eoi.gate={self.gate}: use gate > 0 (default 0.5; inf turns it off)")
+        for name in ("w_prob", "w_trend", "w_adv"):
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"search.eoi.{name}={getattr(self, name)}: use a finite "
+                                  "weight of the importance score (default 1)")
 
 
 def centred_utilities(ranks: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -165,8 +165,8 @@ class PVLLConfig:
         if self.ridge is not None and not self.ridge > 0:
             raise ConfigError(f"search.pvll.ridge={self.ridge}: use ridge > 0 or leave it unset "
                               "(1.0 for ridge, 0.1 for kernel)")
-        if self.damp < 0:
-            raise ConfigError(f"search.pvll.damp={self.damp}: use damp >= 0 (default 0)")
+        if not 0 <= self.damp < float("inf"):  # NaN too
+            raise ConfigError(f"search.pvll.damp={self.damp}: use a finite damp >= 0 (default 0)")
         if not isinstance(self.neighbours, bool):
             raise ConfigError(f"search.pvll.neighbours={self.neighbours!r}: use true or false")
         if self.greedy_until < 0:
@@ -399,9 +399,7 @@ class PVLLPlugin(Plugin):
         b = (a + rng.integers(1, len(top), size=n)) % len(top)  # another parent
         kids = np.where(rng.random((n, top.shape[1])) < 0.5, top[a], top[b])
         cells = self._measured(kids)
-        columns = np.arange(kids.shape[1])[None, :]
-        ok = allowed[columns, cells] | (cells != kids)
-        return cells[ok.all(axis=1)]
+        return cells[self._reachable(cells, allowed)]
 
     def _with_neighbours(self, pool: np.ndarray, k: int, allowed: np.ndarray,
                          memory_costs: np.ndarray | None = None) -> np.ndarray:
@@ -424,17 +422,24 @@ class PVLLPlugin(Plugin):
         return archs if self._cells is None else np.asarray(self._cells(archs), dtype=np.int64)
 
     def _moves(self, bases: np.ndarray, allowed: np.ndarray) -> np.ndarray:
-        """The one-choice moves of each of bases (a, D), as measured (``_measured``), that
-        ``allowed`` (D, Kmax) bool permits. On architectures as drawn, a move must use only
-        allowed options. On pruned cells only its changed choice is checked: the rest is the
-        base's measured cell (a dead edge reads ``none`` whether or not k still has it)."""
-        moves = neighbours_of(bases, self.n_options)
-        columns = np.arange(moves.shape[1])[None, :]
-        ok = allowed[columns, moves]
-        if self._cells is not None:
-            per = len(moves) // len(bases)
-            ok |= moves == np.repeat(bases, per, axis=0)
-        return self._measured(moves[ok.all(axis=1)])
+        """The one-choice moves of each of bases (a, D), as measured (``_measured``), that a
+        distribution with ``allowed`` (D, Kmax) bool options can draw (``_reachable``)."""
+        cells = self._measured(neighbours_of(bases, self.n_options))
+        return cells[self._reachable(cells, allowed)]
+
+    def _reachable(self, cells: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+        """Rows (n,) bool of measured cells (n, D) that some architecture using only
+        ``allowed`` options measures as: on architectures as drawn, the cells' own options
+        must be allowed; on pruned cells a removed option may stand where pruning writes it
+        (a dead edge reads ``none`` whatever k draws there), checked by putting an allowed
+        option in its place and measuring again. Removed options never come back."""
+        columns = np.arange(cells.shape[1])[None, :]
+        bad = ~allowed[columns, cells]
+        clean = ~bad.any(axis=1)
+        if self._cells is None or clean.all():
+            return clean
+        swapped = np.where(bad, np.argmax(allowed, axis=1)[None, :], cells)  # first allowed
+        return clean | (self._measured(swapped) == cells).all(axis=1)
 
     def tell_mask(self, m: int) -> np.ndarray:
         """Rows (m,) bool of the last ``propose`` to tell the core (see module doc)."""

@@ -11,7 +11,6 @@ from moonas.config import RunConfig
 from moonas.costs import CostTable, build_cost_table
 from moonas.data import DataSplits, load_dataset
 from moonas.distributed import World, check_batch_size, join, main_first
-from moonas.errors import ConfigError
 from moonas.nets import Supernet, build_supernet
 from moonas.search.batches import Batches
 from moonas.search.objective import Objective, resolve_objective
@@ -104,9 +103,6 @@ def build_context(config: RunConfig) -> SearchContext:
                               seed=config.seed, cells=cells)
     torch.manual_seed(config.seed)
     supernet = build_supernet(space).to(device)
-    if search.split.enabled and type(supernet)._split_option is Supernet._split_option:
-        raise ConfigError(f"search.split.enabled: the {space.name} supernet has no per-"
-                          "distribution weights; use space.name=nb201 or switch split off")
     t = config.train
     optimizer = torch.optim.SGD(supernet.parameters(), lr=t.lr, momentum=t.momentum,
                                 nesterov=t.nesterov and t.momentum > 0,

@@ -159,6 +159,10 @@ class MultiASNGStrategy(Strategy):
         # would be wrong: the distributions learn from the rows left as drawn (PVLLPlugin).
         told = (np.ones(len(archs), dtype=bool) if self.pvll is None
                 else self.pvll.tell_mask(len(archs)))
+        # A row no distribution can draw (a pruned cell writes `none` where every distribution
+        # removed it, told under pvll.tell=all) has no importance weight: it teaches none.
+        told &= np.isfinite(self.core.stack.log_prob(np.asarray(archs, dtype=np.int64))
+                            ).any(axis=0)
         fields: dict[str, Any] = {}
         if told.sum() >= 2:
             a, l, c = archs[told], np.asarray(losses)[told], np.asarray(costs)[told]
