@@ -311,19 +311,23 @@ def _main(argv: Sequence[str] | None) -> int:
 
 def _run(args: argparse.Namespace, argv: list[str], world, where: str) -> int:
     """The parsed command, its errors turned into one line and an exit code."""
-    from moonas.distributed import launch, without_processes
+    from moonas.distributed import launch, note_failure, without_processes
 
     try:
         if getattr(args, "processes", 1) != 1:  # this process launches the workers
             if args.processes >= 1 and getattr(args, "precheck", None) is not None:
                 args.precheck(args)  # a bad setting: one line before any process starts
-            launch(args.processes, without_processes(argv))
+            # The run whose manifest records a failed process's own error.
+            run_dir = (getattr(args, "resume", None) or getattr(args, "out", None)
+                       if args.command == "search" else None)
+            launch(args.processes, without_processes(argv), run_dir)
             return 0
         if not world.main:
             with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
                 return int(args.func(args) or 0)
         return int(args.func(args) or 0)
     except MoonasError as err:
+        note_failure(world, err)  # under --processes: the launcher records the first cause
         # One write: the lines of several processes sharing a terminal do not interleave.
         sys.stderr.write(f"moonas {args.command}{where}: error: {err}\n")
         sys.stderr.flush()

@@ -41,7 +41,7 @@ __all__ = ["World", "SINGLE", "PeerStopped", "launched", "join", "launch",
            "add_processes_argument", "without_processes", "check_launch", "shard",
            "average_gradients", "mean_values", "sum_values", "average_buffers", "barrier",
            "main_first", "check_lockstep", "check_batch_size", "follow_launcher",
-           "launcher_command", "LAUNCHER_ENV"]
+           "launcher_command", "LAUNCHER_ENV", "note_failure"]
 
 
 @dataclass(frozen=True)
@@ -358,7 +358,59 @@ def follow_launcher() -> None:
         raise Terminated()
 
 
-def launch(processes: int, argv: list[str]) -> None:
+def note_failure(world: World, err: BaseException) -> None:
+    """Under `launch`, leave this process's own error (not a `PeerStopped`) where the
+    launcher reads it after the processes end (`_first_cause`)."""
+    found = _launcher()
+    folder = found.get("errors") if found else None
+    if not world.parallel or isinstance(err, PeerStopped) or not isinstance(folder, str):
+        return
+    try:
+        with open(os.path.join(folder, f"rank{world.rank}.txt"), "w") as handle:
+            handle.write(str(err))
+    except OSError:
+        pass  # only a better record is lost: the error itself was printed
+
+
+def _first_cause(folder: str) -> str | None:
+    """The error of the lowest rank that failed on its own (`note_failure`), e.g. "process 1:
+    ...", or None."""
+    ranks = sorted(int(m.group(1)) for m in map(re.compile(r"rank(\d+)\.txt$").match,
+                                                    os.listdir(folder)) if m)
+    for rank in ranks:
+        try:
+            with open(os.path.join(folder, f"rank{rank}.txt")) as handle:
+                text = handle.read().strip()
+        except OSError:
+            continue
+        if text:
+            return f"process {rank}: {text}"
+    return None
+
+
+def _record_cause(run_dir: str | os.PathLike[str] | None, cause: str | None) -> None:
+    """Put `cause` in the manifest of the run the processes stopped (rank 0 could only record
+    that another process stopped)."""
+    import json
+    from pathlib import Path
+
+    from moonas.atomic import write_json
+
+    if run_dir is None or cause is None:
+        return
+    manifest = Path(run_dir) / "manifest.json"
+    try:
+        record = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(record, dict) and record.get("status") == "failed" and \
+            str(record.get("error", "")).startswith("another process stopped"):
+        record["error"] = cause[:500]
+        write_json(manifest, record)
+
+
+def launch(processes: int, argv: list[str], run_dir: str | os.PathLike[str] | None = None
+           ) -> None:
     """Run ``python -m moonas ARGV`` in `processes` processes on this machine through
     torch.distributed's elastic launcher (what ``torchrun --standalone`` does); a failed
     process is one line (its own error is printed above it), not the launcher's traceback."""
@@ -372,7 +424,12 @@ def launch(processes: int, argv: list[str]) -> None:
 
     import json
 
-    os.environ[LAUNCHER_ENV] = json.dumps({"pid": os.getpid(), "command": sys.argv})
+    import shutil
+    import tempfile
+
+    errors = tempfile.mkdtemp(prefix="moonas-launch-")  # each failed process's own error
+    os.environ[LAUNCHER_ENV] = json.dumps({"pid": os.getpid(), "command": sys.argv,
+                                           "errors": errors})
     if "OMP_NUM_THREADS" not in os.environ:  # as torchrun: no oversubscribed cores
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // processes))
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=processes,
@@ -394,4 +451,7 @@ def launch(processes: int, argv: list[str]) -> None:
         failure = MoonasError(f"{len(err.failures)} of {processes} processes stopped (exit "
                               f"{said}); their errors are above")
         failure.exit_code = codes[0] if codes and codes[0] > 0 else 1
+        _record_cause(run_dir, _first_cause(errors))
         raise failure from None
+    finally:
+        shutil.rmtree(errors, ignore_errors=True)

@@ -514,3 +514,32 @@ def test_a_dead_peer_in_a_collective_is_one_line():
                                  "process's error says why; this one saw: Connection closed "
                                  "by peer)")
     assert _collective(lambda: 7) == 7
+
+
+def test_the_manifest_of_a_failed_multi_process_run_names_the_first_cause(tmp_path,
+                                                                          monkeypatch):
+    """Rank 0 only sees that another process stopped; the launcher puts the error of the
+    process that failed on its own into the manifest (`note_failure`, `_first_cause`)."""
+    from moonas.distributed import (LAUNCHER_ENV, PeerStopped, _first_cause, _record_cause,
+                                    note_failure)
+    from moonas.errors import MoonasError
+
+    errors = tmp_path / "errors"
+    errors.mkdir()
+    monkeypatch.setenv(LAUNCHER_ENV, json.dumps({"pid": 1, "command": [], "errors": str(errors)}))
+    note_failure(World(0, 2, 0), PeerStopped("another process stopped, so this one stops too"))
+    note_failure(SINGLE, MoonasError("not under the launcher"))
+    assert _first_cause(str(errors)) is None
+    note_failure(World(1, 2, 1), MoonasError("rank 1 alone: the fix is X"))
+    assert _first_cause(str(errors)) == "process 1: rank 1 alone: the fix is X"
+    run = tmp_path / "run"
+    run.mkdir()
+    stopped = {"status": "failed", "error": "another process stopped, so this one stops too"}
+    (run / "manifest.json").write_text(json.dumps(stopped))
+    _record_cause(run, _first_cause(str(errors)))
+    assert json.loads((run / "manifest.json").read_text())["error"] == \
+        "process 1: rank 1 alone: the fix is X"
+    # A manifest that already names its own cause keeps it.
+    (run / "manifest.json").write_text(json.dumps({"status": "failed", "error": "mine"}))
+    _record_cause(run, "process 1: other")
+    assert json.loads((run / "manifest.json").read_text())["error"] == "mine"
