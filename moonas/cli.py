@@ -29,22 +29,23 @@ _HELP = {
 
 
 def _cmd_cost(args: argparse.Namespace) -> int:
-    from moonas.pricing import price_architectures, space_extremes
+    from moonas.pricing import latency_pricer, price_architectures, space_extremes
 
+    latency = latency_pricer(args.config, args.set)  # a missing table: one line, first
     if args.extremes:
         for record in space_extremes(args.config, args.set):
-            print(json.dumps(record))
+            print(json.dumps(latency.add(record) if latency else record))
+        if latency:
+            for record in latency.extremes():
+                print(json.dumps(record))
         return 0
     # (where, text): bare ints as separate arguments (`3 3 0 1 2 4`) are one architecture.
     args_ints = bool(args.arch) and all(a.strip().lstrip("-").isdigit() for a in args.arch)
     sources = ([("arguments", " ".join(args.arch))] if args_ints
                else [(f"argument {i + 1}", a) for i, a in enumerate(args.arch)])
     if args.from_file:
-        path = Path(args.from_file)
-        if not path.is_file():
-            raise MoonasError(f"--from {args.from_file}: no such file")
-        sources += [(f"{path} line {i + 1}", line)
-                    for i, line in enumerate(path.read_text().splitlines())
+        sources += [(f"{args.from_file} line {i + 1}", line)
+                    for i, line in enumerate(_arch_lines(Path(args.from_file)))
                     if line.strip() and not line.lstrip().startswith("#")]
     if not sources:
         raise MoonasError(
@@ -57,8 +58,27 @@ def _cmd_cost(args: argparse.Namespace) -> int:
             record = next(records)
         except MoonasError as err:
             raise MoonasError(f"{where}: {err}") from None
-        print(json.dumps(record))
+        print(json.dumps(latency.add(record) if latency else record))
     return 0
+
+
+def _arch_lines(path: Path) -> list[str]:
+    """The lines of `cost --from FILE`, or one line saying why it cannot be read."""
+    if path.is_dir():
+        raise MoonasError(f"--from {path} is a folder: give a text file with one architecture "
+                          "per line")
+    if not path.is_file():
+        raise MoonasError(f"--from {path}: no such file; give a text file with one "
+                          "architecture per line")
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise MoonasError(f"--from {path} is not UTF-8 text (a binary file?): give a text file "
+                          "with one architecture per line (arch_str, JSON list or "
+                          "comma-separated ints)") from None
+    except OSError as err:
+        raise MoonasError(f"--from {path} cannot be read ({err.strerror}): give a readable "
+                          "text file") from None
 
 
 class _Bar:
@@ -210,7 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     register_bench(sub)
 
     cost = sub.add_parser("cost", help=_HELP["cost"], description=_HELP["cost"] + ". Prints one "
-                          "JSON object per architecture with arch, arch_str, params and macs.")
+                          "JSON object per architecture with arch, arch_str, params and macs, "
+                          "and device and latency_ms when the config names a latency table "
+                          "(search.latency_table, search.cost=latency:DEVICE).")
     cost.add_argument("arch", nargs="*", help="architectures, each an arch_str (nb201), a JSON "
                       "list of ints or comma-separated ints; bare ints (3 3 0 1 2 4) are one "
                       "architecture")

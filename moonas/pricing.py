@@ -12,7 +12,8 @@ from moonas.costs import CostTable, build_cost_table
 from moonas.errors import ConfigError
 from moonas.spaces import SearchSpace
 
-__all__ = ["static_space", "price_architectures", "space_extremes", "cost_record"]
+__all__ = ["static_space", "price_architectures", "space_extremes", "cost_record",
+           "LatencyPricer", "latency_pricer"]
 
 
 def static_space(config: RunConfig) -> SearchSpace:
@@ -74,3 +75,48 @@ def space_extremes(source: str | Path | Mapping | None,
             _, arch = table.extreme(name, cheapest)
             record = cost_record(space, table, arch)
             yield {"extreme": f"{'min' if cheapest else 'max'}_{name}", **record}
+
+
+class LatencyPricer:
+    """The latency (ms) of the config's `search.latency_table`, priced as the search prices
+    it (`moonas.search.context.cost_model`): `add` puts `latency_ms` and `device` into a cost
+    record (and its pruned cell's)."""
+
+    def __init__(self, space, table) -> None:
+        self.space = space
+        self.table = table
+        self.name = table.names[-1]  # the latency column comes last
+        self.device = self.name.split(":", 1)[1]
+
+    def ms(self, arch: list[int]) -> float:
+        """Latency of one architecture in ms (6 decimals, as a profile table holds them)."""
+        return round(float(self.table.cost(self.name, np.asarray([arch]))[0]), 6)
+
+    def add(self, record: dict) -> dict:
+        """`record` with `device` and `latency_ms` (its pruned cell's too)."""
+        out = {k: v for k, v in record.items() if k != "pruned"}
+        out.update(device=self.device, latency_ms=self.ms(record["arch"]))
+        if "pruned" in record:  # the cell a search measures in its place, last as before
+            out["pruned"] = self.add(record["pruned"])
+        return out
+
+    def extremes(self) -> list[dict]:
+        """The fastest and slowest architecture, as `space_extremes` gives the others."""
+        out = []
+        for cheapest in (True, False):
+            _, arch = self.table.extreme(self.name, cheapest)
+            record = cost_record(self.space, build_cost_table(self.space), list(arch))
+            out.append({"extreme": f"{'min' if cheapest else 'max'}_latency", **self.add(record)})
+        return out
+
+
+def latency_pricer(source: str | Path | Mapping | None, overrides: Sequence[str]
+                   ) -> LatencyPricer | None:
+    """The config's latency model for `moonas cost`, None when it names no latency table."""
+    config = load_config(source, list(overrides))
+    if config.search.latency_table is None:
+        return None
+    from moonas.search.context import cost_model
+
+    space = static_space(config)
+    return LatencyPricer(space, cost_model(space, config.search))

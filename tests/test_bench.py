@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -559,6 +560,51 @@ def test_a_non_numeric_cell_is_named_by_row_and_column(tmp_path: Path) -> None:
         load_table(tmp_path)
 
 
+def _with_cells(path: Path, cells: dict[tuple[int, str], str]) -> Path:
+    """The full table with some cells replaced: {(line index, column): value}."""
+    rows = NB201_CSV.read_text().splitlines()
+    header = rows[0].split(",")
+    for (line, column), value in cells.items():
+        fields = rows[line].split(",")
+        fields[header.index(column)] = value
+        rows[line] = ",".join(fields)
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_a_non_finite_cell_is_refused_where_a_run_needs_it(tmp_path: Path) -> None:
+    """nan and inf parse as floats: a NaN score or cost gave a ZeroDivisionError, a NaN budget
+    or a silently wrong regret. Now one line names the cell, as for any non-number."""
+    bad = _with_cells(tmp_path / "nonfinite.csv", {
+        (7, "c10_test_200ep"): "nan", (9, "params_MB_c10"): "-inf",
+        (5, "c10valid_val_12ep"): "NaN", (5, "hwnb_c10_pixel3_latency_ms"): "inf"})
+    table = load_table(bad)
+    for call, message in (
+            (lambda: table.problem("c10", "macs"), r"row 6, column 'c10valid_val_12ep': 'NaN'"),
+            (lambda: table.cost("params", "c10"), r"row 10, column 'params_MB_c10': '-inf'"),
+            (lambda: table.problem("c100", "latency:pixel3"),
+             r"row 6, column 'hwnb_c10_pixel3_latency_ms': 'inf' is not a finite number \("
+             r"needed for --cost latency:pixel3\): use the full nb201.csv")):
+        with pytest.raises(DataError, match=message):
+            call()
+    with pytest.raises(DataError, match=r"row 8, column 'c10_test_200ep': 'nan' is not a finite"):
+        table.column("c10_test_200ep", "--dataset c10")
+    assert table.problem("c100", "macs").size == 15_625  # the other columns still serve
+    with pytest.raises(DataError, match="'params_MB_c10': '-inf' is not a finite number"):
+        run_bench(BenchJob(table=str(bad), out=str(tmp_path / "o"), strategies=("random",),
+                           evals=(10,), seeds=1))
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_table_cut_mid_row_names_the_row_and_the_fix(tmp_path: Path) -> None:
+    cut = tmp_path / "cut.csv"
+    text = NB201_CSV.read_text()
+    cut.write_text(text[:text.index("\n", 20_000) + 40])
+    with pytest.raises(DataError, match=r"cut.csv row \d+ has \d+ fields, the header 28 \(a "
+                                        r"file cut short or edited\): use the full nb201.csv"):
+        load_table(cut)
+
+
 def test_bench_job_refuses_bad_settings_before_any_run(tmp_path: Path) -> None:
     afile = tmp_path / "afile"
     afile.write_text("x")
@@ -649,3 +695,100 @@ def test_an_interrupted_job_continues_from_its_finished_runs(tmp_path: Path, cap
         run_bench(BenchJob(out=str(out), **other), lambda d, t: seen.append(d))
     assert seen == [0, 1, 2, 3, 4, 5, 6]
     assert any("a job with other settings" in r.getMessage() for r in caplog.records)
+
+
+def _random_partial(out: Path, *runs: object) -> Path:
+    """A partial file of a random-search job (evals 10, seeds 2) holding `runs` after its
+    settings line; the job itself."""
+    from moonas.bench.harness import _identity
+    from moonas.bench.partial import PARTIAL_NAME
+
+    job = BenchJob(table=str(NB201_CSV), out=str(out), strategies=("random",), evals=(10,),
+                   seeds=2, plot_counts=(10,))
+    out.mkdir()
+    lines = [json.dumps({"settings": _identity(job)}), *map(json.dumps, runs)]
+    (out / PARTIAL_NAME).write_text("\n".join(lines) + "\n")
+    return job
+
+
+def test_partial_lines_of_the_wrong_shape_are_run_again_with_one_warning(tmp_path: Path,
+                                                                          caplog) -> None:
+    """Valid JSON that is not a whole run (a record without keys, records not a list or
+    empty, a record of another seed, other counts) crashed the summary or silently lost a
+    seed; each such run is run again, with one warning naming the first bad line."""
+    import logging
+
+    whole = run_bench(BenchJob(table=str(NB201_CSV), out=str(tmp_path / "whole"),
+                               strategies=("random",), evals=(10,), seeds=2, plot_counts=(10,)))
+    fronts = (tmp_path / "whole" / "fronts.jsonl").read_text()
+    good = [json.loads(x) for x in fronts.splitlines()]
+    assert len(good) == 2
+    record = {**good[0], "wall_s": 0.0, "listed": True,
+              "picks": [-1] * 5, "returned": [0], "signal_regret": [0.0] * 5}
+    other_seed = {**record, "seed": 1}
+    for i, runs in enumerate((
+            [{"strategy": "random", "seed": 0, "records": [{}]}],
+            [{"strategy": "random", "seed": 0, "records": []},
+             {"strategy": "random", "seed": 1, "records": "x"}],
+            [{"strategy": "random", "seed": 0, "records": [other_seed]}],
+            [{"strategy": "random", "seed": 0, "records": [{**record, "evals": 20}]}],
+            [{"strategy": "random", "seed": 0, "records": [{**record, "regret": [1.0]}]}],
+            [["not", "a", "run"], 7])):
+        out = tmp_path / f"p{i}"
+        job = _random_partial(out, *runs)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="moonas"):
+            summary = run_bench(job)
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1 and "not whole runs of this job" in warnings[0], warnings
+        assert f"{len(runs)} line(s)" in warnings[0]
+        assert summary["rows"][0]["n_seeds"] == 2
+        assert (out / "fronts.jsonl").read_text() == fronts
+    # A whole run of the job is still reused, without a warning.
+    out = tmp_path / "ok"
+    job = _random_partial(out, {"strategy": "random", "seed": 0, "records": [record]})
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="moonas"):
+        seen: list[int] = []
+        run_bench(job, lambda d, t: seen.append(d))
+    assert seen == [1, 2] and not caplog.records
+    assert whole["rows"][0]["n_seeds"] == 2
+
+
+def test_a_folder_where_the_partial_file_goes_is_one_line(tmp_path: Path) -> None:
+    from moonas.bench.partial import PARTIAL_NAME
+
+    (tmp_path / "o" / PARTIAL_NAME).mkdir(parents=True)
+    with pytest.raises(MoonasError, match=f"{PARTIAL_NAME} is not a file .a folder..: moonas "
+                                          "bench keeps .*move it away, or choose another --out"):
+        run_bench(BenchJob(table=str(NB201_CSV), out=str(tmp_path / "o"),
+                           strategies=("random",), evals=(10,), seeds=1))
+
+
+def test_a_partial_file_of_other_settings_is_set_aside_not_deleted(tmp_path: Path,
+                                                                   caplog) -> None:
+    """README: runs of other settings are "set aside with a warning"; they were deleted."""
+    import logging
+
+    from moonas.bench.partial import PARTIAL_NAME
+
+    out = tmp_path / "o"
+    out.mkdir()
+    held = '{"settings": {"table": "another"}}\n{"strategy": "random", "seed": 0}\n'
+    (out / PARTIAL_NAME).write_text(held)
+    job = BenchJob(table=str(NB201_CSV), out=str(out), strategies=("random",), evals=(10,),
+                   seeds=1)
+    texts = []
+    for _ in range(2):  # twice: a second set-aside file never overwrites the first
+        (out / PARTIAL_NAME).write_text(held)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="moonas"):
+            run_bench(job)
+        texts += [r.getMessage() for r in caplog.records]
+    aside = sorted(out.glob(".runs.partial.*.jsonl"))
+    assert len(aside) == 2 and not (out / PARTIAL_NAME).exists()
+    assert all(p.read_text() == held for p in aside)
+    assert all(re.fullmatch(r"\.runs\.partial\.\d{8}T\d{6}Z(-2)?\.jsonl", p.name) for p in aside)
+    named = [text.split("set aside as ")[1].split(";")[0] for text in texts]
+    assert sorted(named) == [str(p) for p in aside]
+    assert all("a job with other settings" in text for text in texts)

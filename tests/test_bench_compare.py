@@ -188,3 +188,31 @@ def test_a_count_only_part_of_a_pooled_entry_reached_is_left_out(tmp_path: Path)
     # Each folder alone reaches both counts for all of its seeds: both stay.
     text = bench_compare.page([("one", [bench_compare.load(f"A={full}:a"), entries[1]])], "t")
     assert "| @100 | @300 |" in text and "left out" not in text
+
+
+def test_entries_sharing_no_count_exit_with_one_line_naming_each_entrys_counts(
+        tmp_path: Path) -> None:
+    """Two folders run at different --evals made a page of empty tables and exit 0."""
+    a = bench_compare.load(f"A={_folder(tmp_path / 'a', {'x': (0.99, 0.5)}, counts=(20, 50))}")
+    b = bench_compare.load(f"B={_folder(tmp_path / 'b', {'y': (0.99, 0.4)}, counts=(100,))}")
+    with pytest.raises(SystemExit, match=r"^error: the entries of a group share no evaluation "
+                                         r"count \(A has @20, @50; B has @100\): compare "
+                                         "folders run at a common --evals count$"):
+        bench_compare.page([("g", [a, b])], "test")
+
+
+def test_a_truncated_summary_or_fronts_file_exits_with_one_line_naming_it(tmp_path: Path) -> None:
+    folder = _folder(tmp_path / "runs", {"a": (0.99, 0.5)})
+    fronts = folder / "fronts.jsonl"
+    lines = fronts.read_text().splitlines()
+    fronts.write_text("\n".join(lines[:3] + [lines[3][:40]]) + "\n")
+    with pytest.raises(SystemExit, match=rf"^error: {fronts} line 4 is not valid JSON \(.*cut "
+                                         "short\\?\\): run the bench job again"):
+        bench_compare.load(f"A={folder}")
+    summary = folder / "summary.json"
+    summary.write_text(summary.read_text()[:25])
+    with pytest.raises(SystemExit, match=rf"^error: {summary} is not valid JSON"):
+        bench_compare.load(f"A={folder}")
+    summary.write_text("[]")
+    with pytest.raises(SystemExit, match="is not a moonas bench summary"):
+        bench_compare.load(f"A={folder}")

@@ -104,6 +104,69 @@ def test_cost_takes_bare_ints_as_one_architecture_and_names_a_bad_line(tmp_path:
     assert f"{listing} line 3: architecture has 5 choices" in result.stderr
 
 
+def test_cost_from_a_folder_or_a_binary_file_is_one_line(tmp_path: Path, capsys) -> None:
+    """A binary --from file gave a UnicodeDecodeError traceback, a folder "no such file"."""
+    binary = tmp_path / "archs.bin"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00")
+    for path, message in ((binary, f"--from {binary} is not UTF-8 text"),
+                          (tmp_path, f"--from {tmp_path} is a folder: give a text file")):
+        assert main(["cost", "--from", str(path)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("moonas cost: error: ") and message in err, err
+        assert err.count("\n") == 1 and "one architecture per line" in err
+
+
+def _default_space():
+    from moonas.config import load_config
+    from moonas.pricing import static_space
+
+    return static_space(load_config(None))
+
+
+def test_cost_prints_the_latency_of_the_configured_latency_table(tmp_path: Path,
+                                                                  capsys) -> None:
+    """`search.cost=latency:DEVICE` with `search.latency_table` was ignored (even a table that
+    does not exist): the records now carry the latency the search would price, as
+    candidates.csv names it (latency_ms), for the pruned cell too."""
+    import numpy as np
+
+    from moonas.costs.latency import AdditiveLatency
+
+    space = _default_space()
+    k_max = max(space.n_options)
+    valid = np.arange(k_max)[None, :] < np.asarray(space.n_options)[:, None]
+    table = np.where(valid, np.random.default_rng(0).uniform(0, 1, (space.n_choices, k_max)), 0)
+    model = AdditiveLatency(device="toy", base=0.25, table=table, valid=valid,
+                            space=space.settings(),
+                            option_names=tuple(c.options for c in space.choices),
+                            choice_names=tuple(c.name for c in space.choices))
+    path = tmp_path / "toy.json"
+    model.save(path)
+    latency = ["--set", "search.cost=latency:toy", "--set", f"search.latency_table={path}"]
+    assert main(["cost", *latency, "0,1,3,1,0,4"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["device"] == "toy"
+    assert record["latency_ms"] == pytest.approx(model.price([0, 1, 3, 1, 0, 4])[0], abs=1e-5)
+    assert record["pruned"]["latency_ms"] == pytest.approx(
+        model.price(record["pruned"]["arch"])[0], abs=1e-5)
+    assert main(["cost", "--extremes", *latency]) == 0
+    by_kind = {r["extreme"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert by_kind["min_latency"]["latency_ms"] == pytest.approx(model.extreme(True)[0], abs=1e-5)
+    assert by_kind["max_latency"]["latency_ms"] == pytest.approx(model.extreme(False)[0],
+                                                                 abs=1e-5)
+    assert all("latency_ms" in r for r in by_kind.values())
+    # Without a latency table: params and MACs only, as before.
+    assert main(["cost", "0,1,3,1,0,4"]) == 0
+    assert "latency_ms" not in json.loads(capsys.readouterr().out)
+    # A table that is not there: the search's own one line, before any pricing.
+    missing = tmp_path / "nonexist.json"
+    assert main(["cost", "--set", "search.cost=latency:laptop", "--set",
+                 f"search.latency_table={missing}", "3,3,0,1,2,4"]) == 1
+    captured = capsys.readouterr()
+    assert not captured.out and captured.err.count("\n") == 1
+    assert f"latency table '{missing}' not found: measure one with 'moonas profile" in captured.err
+
+
 def test_ctrl_c_while_starting_up_is_one_line(monkeypatch, capsys) -> None:
     import moonas.cli as cli
 

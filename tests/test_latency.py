@@ -243,3 +243,73 @@ def test_profile_refuses_to_replace_another_devices_table(tmp_path: Path, caplog
         args = parser.parse_args(["profile", "--name", "laptop", "--out", str(out), *tiny])
         assert args.func(args) == 0
     assert "replacing the earlier latency table of laptop" in caplog.text
+
+
+def test_options_are_read_by_name_whatever_their_order(tmp_path: Path) -> None:
+    """A table re-saved with sorted keys (jq -S) was read by position: every latency changed,
+    silently. Options map by name; a missing or unknown one is one line."""
+    model = _toy()
+    data = model.to_json()
+    (tmp_path / "sorted.json").write_text(json.dumps(data, sort_keys=True))
+    assert list(json.loads((tmp_path / "sorted.json").read_text())["choices"][0]["options_ms"]) \
+        != list(TINY.choices[0].options)
+    loaded = load_latency(tmp_path / "sorted.json", space=TINY)
+    np.testing.assert_allclose(loaded.table, model.table, atol=1e-6)
+    assert loaded.option_names == tuple(c.options for c in TINY.choices)
+    archs = TINY.sample(np.random.default_rng(2), 40)
+    np.testing.assert_allclose(loaded.price(archs), model.price(archs), atol=1e-5)
+    # Reversed keys too; a table written in order reads as before.
+    for choice in data["choices"]:
+        choice["options_ms"] = dict(reversed(list(choice["options_ms"].items())))
+    (tmp_path / "reversed.json").write_text(json.dumps(data))
+    np.testing.assert_allclose(load_latency(tmp_path / "reversed.json").table, model.table,
+                               atol=1e-6)
+    model.save(tmp_path / "inorder.json")
+    np.testing.assert_allclose(load_latency(tmp_path / "inorder.json").table, model.table,
+                               atol=1e-6)
+    options = TINY.choices[1].options
+    for change, message in (
+            (lambda o: o.pop(options[2]), rf"choice 1: options_ms lacks '{options[2]}' \(the "
+                                          rf"space's options: {', '.join(options)}\)"),
+            (lambda o: o.update(conv_9x9=1.0), r"choice 1: options_ms has unknown 'conv_9x9'"),
+            (lambda o: o.update(bad=o.pop(options[0])), rf"lacks '{options[0]}' and has unknown "
+                                                        "'bad'")):
+        broken = model.to_json()
+        change(broken["choices"][1]["options_ms"])
+        (tmp_path / "broken.json").write_text(json.dumps(broken))
+        with pytest.raises(DataError, match=message) as info:
+            load_latency(tmp_path / "broken.json")
+        assert "\n" not in str(info.value) and "moonas profile" in str(info.value)
+
+
+def test_profile_warns_when_the_fit_predicts_a_fastest_architecture_at_or_below_zero(
+        monkeypatch, caplog) -> None:
+    """On a loaded machine the fit predicted the fastest architecture at -0.001 ms and
+    `profile` said nothing; now one warning names the prediction and the remedy."""
+    import logging
+
+    import moonas.deploy.profile as profile
+
+    protocol = TimingProtocol(warmup=1, repeats=2, min_sample_ms=0.1, statistic="min")
+
+    def noisy(nets, shape, protocol, seed=0, progress=None):
+        archs = profile_archs(TINY, 4, np.random.default_rng(0))
+        # Option 1 of every choice saves 0.3 ms on a 1 ms reference: six of them go below 0.
+        return np.maximum(1.0 - 0.3 * (archs == 1).sum(axis=1), 0.05)
+
+    monkeypatch.setattr(profile, "measure_latency", noisy)
+    with caplog.at_level(logging.WARNING, logger="moonas.deploy.profile"):
+        model = profile_space(TINY, "busy", protocol, n_random=4)
+    fastest, _ = model.extreme(cheapest=True)
+    assert fastest <= 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert f"predicts {fastest:.4g} ms for the fastest architecture" in warnings[0]
+    assert "more --repeats" in warnings[0] and "quieter machine" in warnings[0]
+    # An exact additive machine: no warning.
+    monkeypatch.setattr(profile, "measure_latency", lambda nets, *a, **k: _toy().price(
+        profile_archs(TINY, 4, np.random.default_rng(0))))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="moonas.deploy.profile"):
+        profile_space(TINY, "quiet", protocol, n_random=4)
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]

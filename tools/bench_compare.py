@@ -124,7 +124,10 @@ def _load_folder(folder: Path, strategy: str, per: dict,
     for name in ("summary.json", "fronts.jsonl"):
         if not (folder / name).is_file():
             sys.exit(f"error: {folder / name} not found: give a folder written by moonas bench")
-    summary = json.loads((folder / "summary.json").read_text())
+    summary = _json(folder / "summary.json", (folder / "summary.json").read_text())
+    if not isinstance(summary, dict) or not isinstance(summary.get("strategies"), dict):
+        sys.exit(f"error: {folder / 'summary.json'} is not a moonas bench summary (no "
+                 "strategies): give a folder written by moonas bench")
     names = list(summary["strategies"])
     if not strategy:
         if len(names) != 1:
@@ -133,8 +136,8 @@ def _load_folder(folder: Path, strategy: str, per: dict,
     if strategy not in names:
         sys.exit(f"error: {folder} has no {strategy!r}; it holds {', '.join(names)}")
     from_picks: Callable[[list], float] | None = None
-    for line in (folder / "fronts.jsonl").read_text().splitlines():
-        r = json.loads(line)
+    for number, line in enumerate((folder / "fronts.jsonl").read_text().splitlines(), start=1):
+        r = _json(folder / "fronts.jsonl", line, number)
         if r["strategy"] != strategy or (keep is not None and r["seed"] not in keep):
             continue
         if "signal_regret" in r:
@@ -148,6 +151,16 @@ def _load_folder(folder: Path, strategy: str, per: dict,
                      "folder: pool folders with different seeds, or keep some with @SEEDS")
         per[r["evals"]][r["seed"]] = (r["hv_ratio"], float(np.mean(r["regret"])), signal, found)
     return summary, strategy
+
+
+def _json(path: Path, text: str, line: int | None = None):
+    """`text` (a file, or its line `line`) as JSON, or one line naming where it is broken."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        where = f"{path} line {line}" if line is not None else str(path)
+        sys.exit(f"error: {where} is not valid JSON ({err.msg}; cut short?): run the bench "
+                 "job again, or leave that folder out")
 
 
 def interval(values: np.ndarray, stat) -> tuple[float, float]:
@@ -202,6 +215,13 @@ def section(entries: list[Entry], pairing: bool = True) -> list[str]:
     # evaluations) would set different seed sets side by side: it is left out.
     counts = [c for c in shared if all(
         len(e.data[c]["seeds"]) == max(len(d["seeds"]) for d in e.data.values()) for e in entries)]
+    if not counts:  # every table would be empty
+        held = "; ".join(f"{e.label} has {', '.join(f'@{c}' for c in sorted(e.data))}"
+                         for e in entries)
+        why = ("share no evaluation count" if not shared else
+               "share only counts some entry holds for part of its seeds")
+        sys.exit(f"error: the entries of a group {why} ({held}): compare folders run at a "
+                 "common --evals count")
     lines = ["Sources:", ""]
     for label, summary, data, _ in entries:
         seeds = next(iter(data.values()))["seeds"]

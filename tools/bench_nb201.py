@@ -340,6 +340,19 @@ def _tuning_section(tuning: dict, reported: dict[int, dict] | None = None) -> li
     return out
 
 
+def parse_settings(text: str) -> dict:
+    """--settings: a JSON object of multi-asng settings, or one line saying how to write one."""
+    try:
+        settings = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"--settings {text!r} is not valid JSON ({err.msg}): give an object, "
+                          """e.g. --settings '{"delta0": 0.5}'""") from None
+    if not isinstance(settings, dict):
+        raise ConfigError(f"--settings {text!r} is not a JSON object: give one, e.g. "
+                          """--settings '{"delta0": 0.5}'""")
+    return settings
+
+
 def check_args(args: argparse.Namespace, costs: list[str], tune_costs: list[str]) -> None:
     """Refuse bad input before the tuning and the protocol (hours): counts, the dataset and
     cost names (checked on the table), the result files --report-only rebuilds from."""
@@ -357,6 +370,8 @@ def check_args(args: argparse.Namespace, costs: list[str], tune_costs: list[str]
     at_least("--tune-seed", args.tune_seed, 0)
     at_least("--workers", args.workers, 1)
     check_out_folder(args.results, "--results")
+    if args.settings is not None:
+        parse_settings(args.settings)  # before the benchmark (hours), not after the tuning
     if args.settings is None and not tune_costs:
         raise ConfigError("--tune-costs names no cost; e.g. --tune-costs params")
     for cost in {*costs, *(tune_costs if args.settings is None else ())}:
@@ -408,7 +423,7 @@ def main() -> None:
         print(text)
         return
     if args.settings is not None:
-        settings = json.loads(args.settings)
+        settings = parse_settings(args.settings)
     else:
         tuning = tune(args, tune_costs)
         (results / "nb201_tuning.json").parent.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from moonas.atomic import check_out_folder, write_json, write_text
-from moonas.bench.partial import PartialRuns
+from moonas.bench.partial import PartialRuns, RunShape
 from moonas.bench.runners import RUNNERS, RunOptions, describe, run_strategy, search_config
 from moonas.bench.scoring import (PERCENTILES, PICK_RULES, REFERENCE, Scorer, build_scorer,
                                   bootstrap_interval, pick_signal, picks, returned_set,
@@ -159,6 +159,11 @@ def _counts(job: BenchJob, size: int) -> tuple[int, ...]:
     return tuple(sorted({min(int(c), size) for c in (*job.evals, *extra) if c <= top}))
 
 
+def _task_counts(job: BenchJob, strategy: str, size: int) -> tuple[int, ...]:
+    """The counts a run of `strategy` is scored at: one record each."""
+    return (size,) if strategy == "exhaustive" else _counts(job, size)
+
+
 def _run_task(task: _Task) -> list[dict[str, Any]]:
     """Run one (strategy, seed) to the largest count; a record per count, scored."""
     with blas_threads(task.job.blas_threads):
@@ -174,7 +179,7 @@ def _score_task(task: _Task) -> list[dict[str, Any]]:
     # Mode k searched for budget k (the regret's) unless multi-asng's targets were overridden.
     own_targets = task.strategy == "multi-asng" and any(
         dict(job.search).get(key) is not None for key in ("budgets", "coefficients"))
-    counts = (problem.size,) if exhaustive else _counts(job, problem.size)
+    counts = _task_counts(job, task.strategy, problem.size)
     rng = strategy_rng(task.strategy, task.seed)
     trace = run_strategy(task.strategy, problem, max(counts), rng, options, counts)
     records = []
@@ -275,7 +280,9 @@ def run_bench(job: BenchJob, progress: Callable[[int, int], None] | None = None)
     tasks = _tasks(job)
     total = len(tasks)
     partial = PartialRuns(job.out, _identity(job))
-    finished = partial.load()
+    finished = partial.load(RunShape(
+        counts={name: _task_counts(job, name, problem.size) for name in job.strategies},
+        n_budgets=len(scorer.budgets), n_rows=problem.size))
     records: list[dict[str, Any]] = []
     todo = []
     for task in tasks:

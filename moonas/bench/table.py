@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import re
 import types
 from dataclasses import dataclass, field
@@ -55,10 +56,11 @@ class NB201Table:
     """Every cell of NAS-Bench-201; row `i` is the architecture with mixed-radix index `i`.
 
     `archs` (N, D) int64 option indices; `arch_strs` the benchmark's strings; `columns` every
-    numeric column of the csv by its name, each (N,) float64 and read-only; `devices` maps a
-    latency device name (`raspi4`, `titan_rtx_1`, ...) to its column; `unparsed`: the columns
-    besides `arch_str` holding a value that is not a number, each with the first such cell
-    (csv row, value), so that a run needing one names the cell.
+    numeric column of the csv by its name, each (N,) float64, finite and read-only; `devices`
+    maps a latency device name (`raspi4`, `titan_rtx_1`, ...) to its column; `unparsed`: the
+    columns besides `arch_str` holding a value that is not a finite number (`abc`, `nan`,
+    `inf`), each with the first such cell (csv row, value), so that a run needing one names
+    the cell.
     """
 
     path: str
@@ -83,7 +85,8 @@ class NB201Table:
         and what needs it."""
         if name in self.unparsed:
             row, value = self.unparsed[name]
-            raise DataError(f"{self.path} row {row}, column {name!r}: {value!r} is not a number "
+            what = "a finite number" if _is_float(value) else "a number"
+            raise DataError(f"{self.path} row {row}, column {name!r}: {value!r} is not {what} "
                             f"(needed for {needed_for}): use the full nb201.csv of "
                             "shared/data/nb201 (see its README)")
         if name not in self.columns:
@@ -219,7 +222,9 @@ def load_table(path: str | Path) -> NB201Table:
     width = len(header)
     if any(len(r) != width for r in rows):
         bad = next(i for i, r in enumerate(rows) if len(r) != width)
-        raise DataError(f"{path} row {bad + 2} has {len(rows[bad])} fields, the header {width}")
+        raise DataError(f"{path} row {bad + 2} has {len(rows[bad])} fields, the header {width} "
+                        "(a file cut short or edited): use the full nb201.csv of "
+                        "shared/data/nb201 (see its README)")
     if len(rows) != expected:
         raise DataError(f"{path} has {len(rows)} architectures, NAS-Bench-201 has {expected}: "
                         "use the full nb201.csv")
@@ -241,6 +246,11 @@ def load_table(path: str | Path) -> NB201Table:
         try:
             array = np.asarray(values, dtype=np.float64)[order]
         except ValueError:  # an error only if a run needs it (`NB201Table.column`)
+            unparsed[name] = _first_unparsed(values)
+            continue
+        # nan and inf parse as floats, but no cost, signal or score can be one: a NaN poisons
+        # every mean and comparison downstream, silently.
+        if not np.isfinite(array).all():
             unparsed[name] = _first_unparsed(values)
             continue
         array.flags.writeable = False
@@ -269,15 +279,22 @@ def load_table(path: str | Path) -> NB201Table:
     )
 
 
+def _is_float(value: str) -> bool:
+    """Whether a cell parses as a float (nan and inf included)."""
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _first_unparsed(values: tuple[str, ...]) -> tuple[int, str]:
-    """(csv row, value) of the first of a column's cells that is not a number; the header is
-    row 1."""
+    """(csv row, value) of the first of a column's cells that is not a finite number; the
+    header is row 1."""
     for i, value in enumerate(values):
-        try:
-            float(value)
-        except ValueError:
+        if not _is_float(value) or not math.isfinite(float(value)):
             return i + 2, value
-    return 2, values[0]  # unreachable when the column failed to parse
+    return 2, values[0]  # unreachable when the column failed to parse or held a non-finite
 
 
 def load_problem(path: str | Path, dataset: str = "c10", cost: str = "params") -> BenchProblem:

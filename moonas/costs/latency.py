@@ -14,7 +14,7 @@ import numpy as np
 
 from moonas.atomic import write_json
 from moonas.costs.table import CostTable, cost_index
-from moonas.errors import ConfigError, DataError
+from moonas.errors import ConfigError, DataError, MoonasError
 from moonas.registry import closest
 from moonas.spaces import Arch, SearchSpace
 
@@ -156,23 +156,65 @@ class AdditiveLatency(LatencyModel):
 
     @classmethod
     def from_json(cls, data: dict[str, Any], source: str = "<memory>") -> "AdditiveLatency":
+        """The table `to_json` wrote; each choice's `options_ms` is read by option name (the
+        profiled space's names, from `space`), so a file re-saved with sorted keys keeps its
+        figures; a table without names (`"0"`, `"1"`, ...) is read by option index."""
         choices = data["choices"]
-        k_max = max(len(c["options_ms"]) for c in choices)
+        space = _table_space(data["space"], source)
+        if len(choices) != space.n_choices:
+            raise DataError(f"latency table {source} has {len(choices)} choices, its space "
+                            f"({space.name}) {space.n_choices}: measure it again with "
+                            "'moonas profile'")
+        k_max = max(space.n_options)
         table = np.zeros((len(choices), k_max))
         valid = np.zeros((len(choices), k_max), dtype=bool)
         for d, choice in enumerate(choices):
-            values = [float(v) for v in choice["options_ms"].values()]
+            values = _options_ms(choice["options_ms"], space.choices[d].options, d, source)
             table[d, :len(values)] = values
             valid[d, :len(values)] = True
         return cls(device=str(data["device"]), base=float(data["base_ms"]), table=table,
                    valid=valid, space=dict(data["space"]),
-                   option_names=tuple(tuple(c["options_ms"]) for c in choices),
+                   option_names=tuple(space.choices[d].options for d in range(len(choices))),
                    choice_names=tuple(str(c["name"]) for c in choices),
                    measured=dict(data.get("measured", {})), source=source)
 
     def save(self, path: str | Path) -> None:
         """Write the table as JSON (atomically)."""
         write_json(path, self.to_json())
+
+
+def _table_space(settings: dict[str, Any], source: str) -> SearchSpace:
+    """The space a profile table was measured on, from its `space` settings: its choices name
+    the options of `options_ms`."""
+    from moonas.spaces import build_space
+
+    settings = dict(settings)
+    name = settings.pop("name")
+    try:
+        return build_space(str(name), **settings)
+    except (TypeError, ValueError, MoonasError) as err:  # unknown space, setting or value
+        raise DataError(f"latency table {source}: its space settings do not build a {name} "
+                        f"space ({err}): measure it again with 'moonas profile'") from None
+
+
+def _options_ms(given: Mapping[str, Any], options: Sequence[str], d: int,
+                source: str) -> list[float]:
+    """One choice's `options_ms` as ms per option index: by name (any key order), or by
+    index for a table written without option names (keys "0", "1", ...)."""
+    if not isinstance(given, Mapping):
+        raise DataError(f"latency table {source} choice {d}: options_ms is not an object of "
+                        "option name -> ms: measure it again with 'moonas profile'")
+    if set(given) == set(options):
+        return [float(given[name]) for name in options]
+    if set(given) == {str(k) for k in range(len(options))}:
+        return [float(given[str(k)]) for k in range(len(options))]
+    missing = [name for name in options if name not in given]
+    unknown = [name for name in given if name not in options]
+    parts = ([f"lacks {', '.join(map(repr, missing))}"] if missing else []) + (
+        [f"has unknown {', '.join(map(repr, unknown))}"] if unknown else [])
+    raise DataError(f"latency table {source} choice {d}: options_ms {' and '.join(parts)} "
+                    f"(the space's options: {', '.join(options)}): measure it again with "
+                    "'moonas profile'")
 
 
 @dataclass(frozen=True, eq=False)

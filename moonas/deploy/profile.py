@@ -162,6 +162,25 @@ def fit_additive(archs: np.ndarray, latency_ms: np.ndarray,
     return base, table
 
 
+#: A fit that predicts the fastest architecture below this share of the fastest measured
+#: network is implausible: every option's own time was measured, so the fastest is at most a
+#: few options' savings below it.
+_FASTEST_SHARE = 0.5
+
+
+def _check_fastest(model: AdditiveLatency, measured: np.ndarray) -> None:
+    """Warn (one line) when the fit predicts the space's fastest architecture at <= 0 ms, or
+    far below every measured network: the timings were too noisy for the table to be used."""
+    fastest, arch = model.extreme(cheapest=True)
+    floor = float(np.min(measured))
+    if fastest > 0 and fastest >= _FASTEST_SHARE * floor:
+        return
+    log.warning("the fit predicts %.4g ms for the fastest architecture %s (the fastest measured "
+                "network took %.4g ms): the timings were too noisy for an additive table; "
+                "measure again with more --repeats, --statistic min, or on a quieter machine",
+                fastest, list(arch), floor)
+
+
 def profile_space(space: SearchSpace, device: str, protocol: TimingProtocol = TimingProtocol(),
                   n_random: int | None = None, seed: int = 0,
                   progress: Progress | None = None) -> AdditiveLatency:
@@ -207,6 +226,7 @@ def profile_space(space: SearchSpace, device: str, protocol: TimingProtocol = Ti
     }
     log.info("profiled %d networks of %s for %s: in-sample fit error %.2f%%", len(archs),
              space.name, device, info["fit_mape_percent"])
+    _check_fastest(model, measured)
     return AdditiveLatency(device=model.device, base=model.base, table=model.table,
                            valid=model.valid, space=model.space, option_names=model.option_names,
                            choice_names=model.choice_names, measured=info)
