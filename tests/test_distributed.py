@@ -98,7 +98,8 @@ def test_the_global_batch_must_split_evenly():
     check_batch_size(64, World(0, 2, 0), "data.batch_size", {"training": 100, "validation": 6})
     check_batch_size(64, SINGLE, "data.batch_size", {"training": 3})
     for n in (1, 3):
-        with pytest.raises(ConfigError, match=f"the validation split has {n} items, fewer than "
+        with pytest.raises(ConfigError, match=f"the validation split has {n} "
+                                              f"item{'s' * (n != 1)}, fewer than "
                                               f"data.batch_size=64, and its one batch of {n} "
                                               "does not split evenly over 2 processes"):
             check_batch_size(64, World(1, 2, 1), "data.batch_size",
