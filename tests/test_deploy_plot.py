@@ -112,6 +112,17 @@ def test_curves_and_a_torn_log(runs, tmp_path) -> None:
     finally:
         log.write_text(text)
     assert list(history.steps) == list(range(1, 7)) and history.theta.shape == (2, 3, 6, 5)
+    # Damaged lines in the middle (bytes that are not text, a JSON null) are left out, not
+    # a traceback, and the lines after them still draw.
+    lines = text.splitlines(keepends=True)
+    log.write_bytes(b"".join(line.encode() for line in lines[:2]) + b"\xff\xfe\nnull\n"
+                    + b"".join(line.encode() for line in lines[2:]))
+    try:
+        damaged = read_history(run.dir)
+    finally:
+        log.write_text(text)
+    assert list(damaged.steps) == list(history.steps)
+    assert damaged.theta.shape == history.theta.shape
 
 
 def test_cli_plot(runs, tmp_path, capsys) -> None:

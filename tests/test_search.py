@@ -674,3 +674,21 @@ def test_a_resume_drops_damaged_log_lines_and_keeps_the_rest(tmp_path: Path, cap
     log.write_text('{"step": 1}\n{"ste')  # a torn last line alone is expected: no warning
     truncate_log(log, last_step=2)
     assert log.read_text() == '{"step": 1}\n' and "dropped" not in caplog.text
+
+
+def test_a_run_stopped_between_its_front_and_its_manifest_is_recorded_complete_on_resume(
+        tiny_run, tmp_path: Path) -> None:
+    """A stop in the moment after pareto.json was written left the manifest "running" (or
+    "interrupted"); the resume finds the run complete and says so in the manifest too."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_run.dir, copy)
+    files = RunFiles(copy)
+    manifest = json.loads(files.manifest.read_text())
+    assert manifest["status"] == "complete"
+    files.manifest.write_text(json.dumps({**manifest, "status": "interrupted",
+                                          "error": "KeyboardInterrupt"}))
+    moonas.search(None, copy, resume=True)
+    again = json.loads(files.manifest.read_text())
+    assert again["status"] == "complete" and "error" not in again

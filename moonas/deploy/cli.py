@@ -56,7 +56,7 @@ class SearchHistory:
 
 
 def read_history(run_dir: str | Path) -> SearchHistory:
-    """Parse `RUN/log.jsonl` (a torn last line is ignored)."""
+    """Parse `RUN/log.jsonl` (a torn or damaged line is left out, with a warning)."""
     path = Path(run_dir) / "log.jsonl"
     if not path.is_file():
         raise MoonasError(f"{run_dir} has no log.jsonl: give the directory of a moonas search")
@@ -65,11 +65,15 @@ def read_history(run_dir: str | Path) -> SearchHistory:
     ent: dict[int, dict[int, float]] = {}
     thetas: dict[int, dict[int, list]] = {}
     epoch_step: dict[int, int] = {}
-    for line in path.read_text().splitlines():
+    skipped = 0
+    for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
         try:
             entry = json.loads(line)
         except json.JSONDecodeError:
-            break
+            entry = None
+        if not isinstance(entry, dict) or not isinstance(entry.get("step", 0), (int, float)):
+            skipped += 1  # a torn or damaged line: the others still draw
+            continue
         run = entry.get("run")
         step = int(entry.get("step", 0))
         if entry.get("kind") == "epoch":
@@ -88,6 +92,10 @@ def read_history(run_dir: str | Path) -> SearchHistory:
             if values is not None:
                 for k, v in enumerate(values):
                     target.setdefault(step, {})[(run or 0) + k] = float(v)
+    if skipped:
+        log.warning("%s: %d line%s not a log record (torn or damaged); the curves leave %s out",
+                    path, skipped, "s are" if skipped > 1 else " is", "them" if skipped > 1
+                    else "it")
     steps = np.array(sorted(train), dtype=np.int64)
     dist_steps = np.array(sorted(val), dtype=np.int64)
     n_dists = 1 + max((k for row in val.values() for k in row), default=-1)

@@ -85,7 +85,7 @@ def train_candidate(run: Run, cid: int, *, epochs: int | None = None,
         if files.job.is_file():
             try:
                 previous = json.loads(files.job.read_text())
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, UnicodeDecodeError, OSError):  # damaged: not these
                 previous = None
             started = any(f.exists() for f in (files.checkpoint, files.weights, files.metrics))
             if previous != job and started:

@@ -223,6 +223,8 @@ def _search(config: RunConfig | str | Path | Mapping | None, out: str | Path | N
                     stale = (files.pareto_json, files.pareto_csv, files.candidates)
                 else:
                     log.info("run %s is already complete", files.root)
+                    if world.main:
+                        _mark_complete(files)
                     return run
         join(config.device)
         barrier(world)  # every process has read the run before rank 0 removes its stale front
@@ -251,6 +253,9 @@ def _search(config: RunConfig | str | Path | Mapping | None, out: str | Path | N
             _separate(config, files, progress, world)
         else:
             _single(config, files, resume, progress)
+        if world.main:  # inside: a stop from here on still records itself, lock held
+            write_json(files.manifest, _manifest(config, "complete",
+                                                 time.perf_counter() - start, world, history))
     except BaseException as err:
         if world.main:
             try:
@@ -262,11 +267,20 @@ def _search(config: RunConfig | str | Path | Mapping | None, out: str | Path | N
     finally:
         if world.main:
             release(files.root)
-    if world.main:
-        write_json(files.manifest, _manifest(config, "complete", time.perf_counter() - start,
-                                             world, history))
     barrier(world)  # every rank returns the run rank 0 wrote
     return load_run(files.root)
+
+
+def _mark_complete(files: RunFiles) -> None:
+    """A complete run (its front written) whose manifest still says otherwise (stopped in the
+    moment between the two writes) is recorded complete."""
+    try:
+        manifest = json.loads(files.manifest.read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(manifest, dict) and manifest.get("status") != "complete":
+        write_json(files.manifest, {**{k: v for k, v in manifest.items() if k != "error"},
+                                    "status": "complete"})
 
 
 def _earlier_segments(files: RunFiles) -> list[dict]:
