@@ -22,15 +22,6 @@ def _write_lock(root, pid: int, host: str | None = None, start: str | None = "sa
     return record
 
 
-@pytest.fixture
-def live():
-    """A live process standing in for another writer."""
-    other = subprocess.Popen(["sleep", "60"])
-    yield other.pid
-    other.kill()
-    other.wait()
-
-
 def test_acquire_writes_a_complete_lock_and_release_drops_it(tmp_path) -> None:
     acquire(tmp_path, "trained")
     owner = json.loads((tmp_path / LOCK).read_text())

@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import socket
-import subprocess
 
 import pytest
 
@@ -84,15 +83,6 @@ def test_train_and_pick_on_a_run_with_a_bad_architecture_fail_with_one_line(
         assert len(err) == 1 and "candidates.csv is corrupt" in err[0], err
         assert f"id {bad.id} " in err[0] and "Traceback" not in err[0]
     assert not (root / "trained").exists() and not (tmp_path / "net.pt").exists()
-
-
-@pytest.fixture
-def live():
-    """A live process standing in for a `moonas train` of the old run."""
-    other = subprocess.Popen(["sleep", "60"])
-    yield other.pid
-    other.kill()
-    other.wait()
 
 
 def _lock(folder, pid: int, start: str | None = None) -> None:
