@@ -19,12 +19,16 @@ from __future__ import annotations
 import argparse
 import atexit
 import functools
+import json
 import logging
 import os
 import re
+import shutil
 import signal
 import sys
+import tempfile
 import uuid
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Callable, Iterable, TypeVar
 
@@ -323,8 +327,6 @@ LAUNCHER_ENV = "MOONAS_LAUNCHER"
 
 
 def _launcher() -> dict | None:
-    import json
-
     try:
         found = json.loads(os.environ.get(LAUNCHER_ENV, "null"))
     except ValueError:
@@ -391,9 +393,6 @@ def _first_cause(folder: str) -> str | None:
 def _record_cause(run_dir: str | os.PathLike[str] | None, cause: str | None) -> None:
     """Put `cause` in the manifest of the run the processes stopped (rank 0 could only record
     that another process stopped)."""
-    import json
-    from pathlib import Path
-
     from moonas.atomic import write_json
 
     if run_dir is None or cause is None:
@@ -421,11 +420,6 @@ def launch(processes: int, argv: list[str], run_dir: str | os.PathLike[str] | No
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
-
-    import json
-
-    import shutil
-    import tempfile
 
     errors = tempfile.mkdtemp(prefix="moonas-launch-")  # each failed process's own error
     os.environ[LAUNCHER_ENV] = json.dumps({"pid": os.getpid(), "command": sys.argv,

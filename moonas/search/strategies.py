@@ -161,8 +161,10 @@ class MultiASNGStrategy(Strategy):
                 else self.pvll.tell_mask(len(archs)))
         # A row no distribution can draw (a pruned cell writes `none` where every distribution
         # removed it, told under pvll.tell=all) has no importance weight: it teaches none.
-        told &= np.isfinite(self.core.stack.log_prob(np.asarray(archs, dtype=np.int64))
-                            ).any(axis=0)
+        # Only a removed option makes one, so the common step skips the extra look-up.
+        stack = self.core.stack
+        if (stack.mask.sum(axis=-1) < np.asarray(stack.n_options)).any():
+            told &= np.isfinite(stack.log_prob(np.asarray(archs, dtype=np.int64))).any(axis=0)
         fields: dict[str, Any] = {}
         if told.sum() >= 2:
             a, l, c = archs[told], np.asarray(losses)[told], np.asarray(costs)[told]
