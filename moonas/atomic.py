@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,7 +13,10 @@ from typing import Any, Iterator
 
 from moonas.errors import MoonasError
 
-__all__ = ["atomic_path", "write_text", "write_json", "check_out_folder"]
+__all__ = ["atomic_path", "write_text", "write_json", "check_out_folder", "remove_stale_temps"]
+
+#: The temp name `atomic_path` gives: `.NAME.` + mkstemp's 8 random characters + `.tmp`.
+_TEMP_NAME = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")
 
 
 @contextmanager
@@ -34,6 +38,21 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Delete the temp files `atomic_path` left in `folder` when a kill -9 stopped a write
+    (they are never the result: the rename had not happened); returns them. Call it only
+    while holding the folder's lock: another writer's temp file is live."""
+    folder = Path(folder)
+    removed = []
+    for path in folder.iterdir() if folder.is_dir() else ():
+        # A lock's temp file (`.moonas-lock.*`) may be another process's try to take the folder.
+        if (_TEMP_NAME.fullmatch(path.name) and "moonas-lock" not in path.name
+                and path.is_file() and not path.is_symlink()):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def write_text(path: str | Path, text: str) -> None:

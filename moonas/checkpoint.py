@@ -74,8 +74,10 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
     """Write `state` atomically: a kill mid-write leaves the previous checkpoint intact."""
     safe = to_safe(state)
     safe[_DIGEST] = _digest(safe)
-    with atomic_path(path) as tmp:
-        torch.save(safe, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        # Through a file object: given a path, torch names the archive's records after the
+        # file, here the random temp name, so two identical states would differ in bytes.
+        torch.save(safe, handle)
 
 
 def load_checkpoint(path: str | Path) -> dict:

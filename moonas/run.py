@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -18,8 +19,7 @@ from moonas.errors import MoonasError
 from moonas.pareto import non_dominated
 
 __all__ = ["Candidate", "ParetoFront", "Run", "RunFiles", "load_run", "front_mask",
-           "write_candidates",
-           "write_front", "is_run_dir", "CorruptFront"]
+           "write_candidates", "candidates_text", "write_front", "is_run_dir", "CorruptFront"]
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +221,15 @@ def is_run_dir(path: Path) -> bool:
     return files.config.is_file() or files.checkpoint.is_file()
 
 
-def write_candidates(path: Path, candidates: Sequence[Candidate]) -> None:
+def write_candidates(path: Path, candidates: Sequence[Candidate]) -> str:
+    """Write `candidates` as CSV; returns the sha256 of the bytes written."""
+    text = candidates_text(candidates)
+    write_text(path, text)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def candidates_text(candidates: Sequence[Candidate]) -> str:
+    """The CSV text `write_candidates` writes."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=_CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
@@ -235,7 +243,7 @@ def write_candidates(path: Path, candidates: Sequence[Candidate]) -> None:
         row["latency_ms"] = "" if c.latency_ms is None else f"{c.latency_ms:.6g}"
         row["on_front"] = int(c.on_front)
         writer.writerow(row)
-    write_text(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
 def read_candidates(path: Path) -> tuple[Candidate, ...]:
@@ -251,9 +259,15 @@ def read_candidates(path: Path) -> tuple[Candidate, ...]:
         )
 
 
-def write_front(files: RunFiles, front: ParetoFront) -> None:
+def write_front(files: RunFiles, front: ParetoFront, candidates_sha256: str | None = None,
+                n_candidates: int | None = None) -> None:
+    """pareto.csv, then pareto.json (last: it marks the run complete), which records the
+    count and sha256 of candidates.csv when given, so a damaged or cut one is noticed."""
     write_candidates(files.pareto_csv, front.architectures)
-    write_json(files.pareto_json, front.to_json())
+    data = front.to_json()
+    if candidates_sha256 is not None:
+        data["candidates_csv"] = {"count": n_candidates, "sha256": candidates_sha256}
+    write_json(files.pareto_json, data)
 
 
 def load_run(path: str | Path) -> Run:
@@ -272,7 +286,8 @@ def load_run(path: str | Path) -> Run:
     rebuild = (f"rebuild it from the checkpoint with 'moonas search --resume {files.root}'"
                if files.rebuildable else "run the search again with --force")
     try:
-        front = ParetoFront.from_json(json.loads(files.pareto_json.read_text()))
+        data = json.loads(files.pareto_json.read_text())
+        front = ParetoFront.from_json(data)
         candidates = read_candidates(files.candidates) if files.candidates.is_file() else ()
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError) as err:
         raise CorruptFront(f"run {files.root} has a corrupt front file "
@@ -283,7 +298,21 @@ def load_run(path: str | Path) -> Run:
     config = load_config(files.config)
     _check_archs(config, ((files.pareto_json, front.architectures),
                           (files.candidates, candidates)), rebuild)
+    if files.candidates.is_file():
+        _check_candidates_digest(files, data.get("candidates_csv"), len(candidates), rebuild)
     return Run(files.root, config, front, candidates)
+
+
+def _check_candidates_digest(files: RunFiles, recorded: Any, count: int, rebuild: str) -> None:
+    """`CorruptFront` when candidates.csv is not the file pareto.json recorded (cut short by a
+    damaged disk, emptied, edited); runs written before the record was added pass."""
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("sha256"), str):
+        return
+    if hashlib.sha256(files.candidates.read_bytes()).hexdigest() != recorded["sha256"]:
+        counts = (f"{count} candidates, pareto.json recorded {recorded.get('count')}"
+                  if count != recorded.get("count") else "its bytes differ")
+        raise CorruptFront(f"{files.candidates} is not the file the search wrote ({counts}): "
+                           f"{rebuild}")
 
 
 def _check_archs(config: RunConfig, sources: Sequence[tuple[Path, Sequence[Candidate]]],

@@ -17,7 +17,7 @@ import yaml
 
 import moonas
 from moonas.errors import ConfigError, MoonasError
-from moonas.run import RunFiles
+from moonas.run import CorruptFront, RunFiles
 from moonas.spaces import NB201Space
 
 TINY = ["space.channels=4", "data.max_train=192", "data.batch_size=32", "search.epochs=3",
@@ -692,3 +692,114 @@ def test_a_run_stopped_between_its_front_and_its_manifest_is_recorded_complete_o
     moonas.search(None, copy, resume=True)
     again = json.loads(files.manifest.read_text())
     assert again["status"] == "complete" and "error" not in again
+
+
+def _interrupted_copy(run, tmp_path: Path) -> RunFiles:
+    """A copy of `run` as a kill after its last checkpoint leaves it (no front yet)."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run.dir, copy)
+    files = RunFiles(copy)
+    for path in (files.pareto_json, files.pareto_csv, files.candidates, files.pareto_png):
+        path.unlink()
+    return files
+
+
+@pytest.mark.parametrize("damage", ["cut", "empty", "row"])
+def test_a_damaged_candidates_csv_is_noticed_and_a_resume_rebuilds_it(
+        tiny_run, tmp_path: Path, damage: str) -> None:
+    """pareto.json records candidates.csv's count and sha256: a file cut at a line end (which
+    parses as fewer candidates) or emptied is refused, and a resume writes it again."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_run.dir, copy)
+    files = RunFiles(copy)
+    original = files.candidates.read_bytes()
+    lines = original.decode().splitlines(keepends=True)
+    assert len(lines) > 3
+    files.candidates.write_text({"cut": "".join(lines[:-2]), "empty": "",
+                                 "row": "".join(lines[:2] + lines[3:])}[damage])
+    with pytest.raises(CorruptFront, match="candidates.csv is not the file the search "
+                                                  "wrote .*moonas search --resume") as info:
+        moonas.load_run(copy)
+    assert "\n" not in str(info.value)
+    if damage != "row":
+        assert f"pareto.json recorded {len(lines) - 1}" in str(info.value)
+    again = moonas.search(None, copy, resume=True)
+    assert files.candidates.read_bytes() == original
+    assert again.candidates == tiny_run.candidates and again.front == tiny_run.front
+
+
+def test_a_resume_of_a_complete_run_redraws_a_damaged_pareto_csv_and_png(
+        tiny_run, tmp_path: Path, caplog) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_run.dir, copy)
+    files = RunFiles(copy)
+    csv_bytes, png = files.pareto_csv.read_bytes(), files.pareto_png.read_bytes()
+    files.pareto_csv.write_bytes(csv_bytes[: len(csv_bytes) // 2])
+    files.pareto_png.write_bytes(png[: len(png) - 20])
+    moonas.search(None, copy, resume=True)
+    assert files.pareto_csv.read_bytes() == csv_bytes
+    assert files.pareto_png.read_bytes()[-8:-4] == b"IEND"
+    assert "pareto.csv is missing or damaged" in caplog.text
+    caplog.clear()
+    moonas.search(None, copy, resume=True)  # whole files: nothing rewritten
+    assert "missing or damaged" not in caplog.text
+
+
+@pytest.mark.parametrize("damage", ["edited", "cut", "empty"])
+def test_a_config_yaml_unlike_the_checkpoints_is_refused_on_resume(
+        tiny_run, tmp_path: Path, damage: str) -> None:
+    """The checkpoint keeps the config it was written with: a config.yaml edited, cut at a
+    line or emptied would resume as another run (defaults filled in), and is refused in one
+    line naming config.yaml and the settings; data.root/device may change."""
+    from moonas.errors import CheckpointError
+
+    files = _interrupted_copy(tiny_run, tmp_path)
+    text = files.config.read_text()
+    if damage == "edited":
+        changed = text.replace("front_samples: 4", "front_samples: 8")
+        assert changed != text
+    elif damage == "cut":
+        changed = text[: text.index("search:")]
+    else:
+        changed = ""
+    files.config.write_text(changed)
+    with pytest.raises(CheckpointError, match=r"config.yaml differs from the config the "
+                                              r"checkpoint was written with \(") as info:
+        moonas.search(None, files.root, resume=True)
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 400, message
+    if damage == "edited":
+        assert "search.front_samples 4 -> 8" in message
+    files.config.write_text(text.replace("device: cpu", "device: auto"))
+    assert moonas.search(None, files.root, resume=True).front == tiny_run.front
+
+
+def test_a_resume_removes_temp_files_of_interrupted_writes(tiny_run, tmp_path: Path) -> None:
+    files = _interrupted_copy(tiny_run, tmp_path)
+    stale = [files.root / ".checkpoint.pt.a1b2c3d4.tmp", files.root / ".pareto.json.zz_9y8x7.tmp"]
+    for path in stale:
+        path.write_bytes(b"half")
+    keep = [files.root / ".moonas-lock.abcd1234.tmp",  # another process taking the lock
+            files.root / "notes.tmp"]  # not a name moonas writes
+    for path in keep:
+        path.write_text("x")
+    moonas.search(None, files.root, resume=True)
+    assert not any(path.exists() for path in stale)
+    assert all(path.exists() for path in keep)
+
+
+def test_identical_checkpoints_are_identical_files(tmp_path: Path) -> None:
+    """torch.save given a path names the archive's records after it (here a random temp
+    name): saving through a file object keeps two identical states' files byte-identical."""
+    from moonas.checkpoint import save_checkpoint
+
+    state = {"w": torch.arange(6.0).reshape(2, 3), "theta": np.ones(3), "epoch": 2}
+    save_checkpoint(tmp_path / "a.pt", state)
+    save_checkpoint(tmp_path / "b.pt", state)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()

@@ -15,6 +15,7 @@ from torch import nn
 
 from moonas.atomic import write_text
 from moonas.checkpoint import load_checkpoint, save_checkpoint
+from moonas.config import config_to_dict
 from moonas.distributed import average_gradients, check_lockstep, mean_values
 from moonas.errors import CheckpointError, MoonasError
 from moonas.search.context import SearchContext
@@ -108,6 +109,7 @@ def _state(ctx: SearchContext, epoch: int) -> dict[str, Any]:
         "scheduler": ctx.scheduler.state_dict(),
         "strategy": ctx.strategy.state_dict(),
         "rng": ctx.rng.bit_generator.state,
+        "config": json.dumps(config_to_dict(ctx.config), sort_keys=True),
         **({"split": ctx.supernet.split_state()} if ctx.config.search.split.enabled else {}),
     }
 
@@ -119,6 +121,7 @@ def restore(ctx: SearchContext, path: Path) -> int:
         if state.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(f"checkpoint {path} has format {state.get('format')}, this "
                                   f"moonas writes {CHECKPOINT_FORMAT}: start the run again")
+        _check_config(ctx, path, state.get("config"))
         if state.get("split"):  # the copies exist before their weights are loaded
             from moonas.plugins.split import restore_split
 
@@ -130,8 +133,49 @@ def restore(ctx: SearchContext, path: Path) -> int:
         ctx.rng.bit_generator.state = state["rng"]
         return int(state["epoch"])
     except (KeyError, RuntimeError, ValueError, TypeError) as err:
-        raise CheckpointError(f"checkpoint {path} does not match this run's config ({err}): "
+        text = " ".join(str(err).split())
+        if len(text) > 160:  # load_state_dict lists every mismatched tensor
+            text = text[:160].rsplit(" ", 1)[0] + " ..."
+        raise CheckpointError(f"checkpoint {path} does not match this run's config ({text}): "
                               "start again with --force") from None
+
+
+#: Settings a resume may change: where the data is and how this machine runs, not the run.
+_RESUME_MAY_CHANGE = ("device", "threads", "data.root", "data.download", "data.workers")
+
+
+def _check_config(ctx: SearchContext, path: Path, saved: Any) -> None:
+    """One line when the run's config (its config.yaml, read for the resume) differs from the
+    one the checkpoint was written with: a damaged or edited config.yaml would otherwise resume
+    as another run. Settings the checkpoint lacks (added by a later moonas) are not compared;
+    checkpoints written before the config was saved in them pass."""
+    if not isinstance(saved, str):
+        return
+    try:
+        before = _flat(json.loads(saved))
+    except ValueError:
+        raise CheckpointError(f"checkpoint {path} is damaged (its config record is not JSON): "
+                              "start again with --force") from None
+    now = _flat(config_to_dict(ctx.config))
+    changed = [key for key in before
+               if key in now and now[key] != before[key] and key not in _RESUME_MAY_CHANGE]
+    if changed:
+        shown = ", ".join(f"{key} {before[key]!r} -> {now[key]!r}" for key in changed[:3])
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        raise CheckpointError(
+            f"{path.parent / 'config.yaml'} differs from the config the checkpoint was written "
+            f"with ({shown}{more}): put those settings back (config.yaml is damaged or was "
+            "edited), or start the run again with --force")
+
+
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    """`{"a.b": value}` for the nested mappings of a config."""
+    if not isinstance(data, dict):
+        return {prefix[:-1]: data}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out.update(_flat(value, f"{prefix}{key}."))
+    return out
 
 
 def truncate_log(path: Path, last_step: int) -> None:

@@ -18,7 +18,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from moonas.atomic import write_json, write_text
+from moonas.atomic import remove_stale_temps, write_json, write_text
 from moonas.config import RunConfig, api_overrides, api_path, config_to_dict, load_config
 from moonas.costs import COST_UNITS, cost_label
 from moonas.devices import device_fields
@@ -26,8 +26,8 @@ from moonas.distributed import (World, barrier, check_batch_size, join, launched
                                 launcher_command)
 from moonas.errors import ArgumentError, MoonasError
 from moonas.lock import acquire, check_free, hold, holder, release
-from moonas.run import (CorruptFront, Candidate, Run, RunFiles, is_run_dir, load_run,
-                        read_candidates, write_candidates, write_front)
+from moonas.run import (CorruptFront, Candidate, Run, RunFiles, candidates_text, is_run_dir,
+                        load_run, read_candidates, write_candidates, write_front)
 from moonas.search.context import build_context
 from moonas.search.front import build_front, front_from_candidates
 from moonas.search.loop import Progress, restore, train, truncate_log
@@ -224,7 +224,12 @@ def _search(config: RunConfig | str | Path | Mapping | None, out: str | Path | N
                 else:
                     log.info("run %s is already complete", files.root)
                     if world.main:
-                        _mark_complete(files)
+                        hold(files.root)
+                        try:
+                            _mark_complete(files)
+                            _repair_derived(files, run)
+                        finally:
+                            release(files.root)
                     return run
         join(config.device)
         barrier(world)  # every process has read the run before rank 0 removes its stale front
@@ -246,6 +251,7 @@ def _search(config: RunConfig | str | Path | Mapping | None, out: str | Path | N
     try:
         if world.main:
             hold(files.root)
+            _remove_temps(files)
             write_json(files.manifest, _manifest(config, "running", None, world, history))
         barrier(world)  # the others start once rank 0 has prepared the directory
 
@@ -269,6 +275,16 @@ def _search(config: RunConfig | str | Path | Mapping | None, out: str | Path | N
             release(files.root)
     barrier(world)  # every rank returns the run rank 0 wrote
     return load_run(files.root)
+
+
+def _remove_temps(files: RunFiles) -> None:
+    """The temp files of writes a kill -9 interrupted in the run (its folder and asng-separate's
+    sub-runs; not `trained/`, whose trainings hold their own folders)."""
+    folders = [files.root, *sorted((files.root / "separate").glob("budget*"))]
+    removed = [path for folder in folders for path in remove_stale_temps(folder)]
+    if removed:
+        log.info("removed %d temp file%s of interrupted writes in %s", len(removed),
+                 "s" * (len(removed) > 1), files.root)
 
 
 def _mark_complete(files: RunFiles) -> None:
@@ -379,9 +395,45 @@ def _single(config: RunConfig, files: RunFiles, resume: bool, progress: Progress
 
 
 def _write_results(files: RunFiles, candidates: list[Candidate], front, config: RunConfig) -> None:
+    digest = write_candidates(files.candidates, candidates)
+    _plot_front(files, candidates, front, config)
+    # last: pareto.json marks the run complete
+    write_front(files, front, candidates_sha256=digest, n_candidates=len(candidates))
+
+
+def _repair_derived(files: RunFiles, run: Run) -> None:
+    """Rewrite what a complete run's front files derive from (pareto.csv from pareto.json,
+    pareto.png from the candidates) when missing or damaged: a resume leaves a whole run."""
+    expected = candidates_text(run.front.architectures)
+    try:
+        intact = files.pareto_csv.read_text() == expected
+    except (OSError, UnicodeDecodeError):
+        intact = False
+    if not intact:
+        log.warning("%s is missing or damaged; written again from pareto.json", files.pareto_csv)
+        write_text(files.pareto_csv, expected)
+    if run.candidates and not _png_whole(files.pareto_png):
+        log.warning("%s is missing or damaged; drawn again", files.pareto_png)
+        _plot_front(files, list(run.candidates), run.front, run.config)
+
+
+def _png_whole(path: Path) -> bool:
+    """Whether `path` is a PNG file that was written to its end (signature and IEND chunk)."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(8)
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 12))
+            tail = handle.read()
+    except OSError:
+        return False
+    return head == b"\x89PNG\r\n\x1a\n" and tail[4:8] == b"IEND"
+
+
+def _plot_front(files: RunFiles, candidates: list[Candidate], front, config: RunConfig) -> None:
     from moonas.plotting import FrontSeries, plot_front_overlay
 
-    write_candidates(files.candidates, candidates)
     cost = np.array([c.cost(front.cost) for c in candidates], dtype=np.float64)
     plot_front_overlay(
         [FrontSeries(label=config.search.strategy, cost=cost,
@@ -391,7 +443,6 @@ def _write_results(files: RunFiles, candidates: list[Candidate], front, config: 
         files.pareto_png, xlabel=cost_label(front.cost),
         budgets=[front.budgets or ()],
     )
-    write_front(files, front)  # last: pareto.json marks the run complete
 
 
 def _run_progress(progress: Progress | None, k: int, runs: int) -> Progress | None:
