@@ -351,6 +351,14 @@ def test_asng_separate_pools_k_runs(tmp_path: Path) -> None:
 
     val = [[int(y) for _, y in run_data(r).val] for r in (run, *subs)]
     assert val[0] == val[1] == val[2]
+    # A sub-run's candidates.csv cut short (and the pooled one lost): a resume rebuilds both
+    # from the sub-run's checkpoint, as they were.
+    sub = RunFiles(run.dir / "separate" / "budget1")
+    whole = sub.candidates.read_text()
+    sub.candidates.write_text("".join(whole.splitlines(keepends=True)[:-1]))
+    RunFiles(run.dir).candidates.unlink()
+    again = moonas.search(None, run.dir, resume=True)
+    assert sub.candidates.read_text() == whole and again.candidates == run.candidates
 
 
 def test_the_split_seed_fixes_the_data_split_apart_from_the_seed() -> None:

@@ -445,6 +445,26 @@ def _plot_front(files: RunFiles, candidates: list[Candidate], front, config: Run
     )
 
 
+def _sub_run_whole(files: RunFiles, world: World) -> bool:
+    """Whether an asng-separate sub-run is complete with whole front files; a damaged one's
+    front goes (every rank decides before rank 0 removes it), to be rebuilt from its checkpoint."""
+    if not files.pareto_json.is_file():
+        return False
+    try:
+        load_run(files.root)
+    except CorruptFront as err:
+        damage = str(err)
+    else:
+        return True
+    whole = not files.checkpoint.is_file()  # nothing to rebuild it from: fails as before
+    barrier(world)
+    if world.main and not whole:
+        log.warning("%s; rebuilding it from the checkpoint", damage)
+        files.pareto_json.unlink(missing_ok=True)
+    barrier(world)
+    return whole
+
+
 def _run_progress(progress: Progress | None, k: int, runs: int) -> Progress | None:
     """`progress` for sub-run `k` of `runs`: its calls carry `info["run"]` and `info["runs"]`."""
     if progress is None:
@@ -475,7 +495,7 @@ def _separate(config: RunConfig, files: RunFiles, progress: Progress | None,
                              data=replace(config.data, split_seed=config.split_seed),
                              search=replace(config.search, strategy="asng",
                                             budgets=(budget,), n_budgets=1))
-        if not sub_files.pareto_json.is_file():
+        if not _sub_run_whole(sub_files, world):
             if world.main:
                 sub_files.root.mkdir(parents=True, exist_ok=True)
                 if not sub_files.config.is_file():
