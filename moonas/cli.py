@@ -29,11 +29,13 @@ _HELP = {
 
 
 def _cmd_cost(args: argparse.Namespace) -> int:
+    from moonas.config import load_config
     from moonas.pricing import latency_pricer, price_architectures, space_extremes
 
-    latency = latency_pricer(args.config, args.set)  # a missing table: one line, first
+    config = load_config(args.config, list(args.set))  # once, for every pricing below
+    latency = latency_pricer(config, ())  # a missing table: one line, first
     if args.extremes:
-        for record in space_extremes(args.config, args.set):
+        for record in space_extremes(config):
             print(json.dumps(latency.add(record) if latency else record))
         if latency:
             for record in latency.extremes():
@@ -52,7 +54,7 @@ def _cmd_cost(args: argparse.Namespace) -> int:
             "no architectures given: pass them as arguments, with --from FILE, "
             "or use --extremes for the cheapest and dearest of the space"
         )
-    records = price_architectures(args.config, [text for _, text in sources], args.set)
+    records = price_architectures(config, [text for _, text in sources])
     for where, _ in sources:
         try:
             record = next(records)

@@ -7,7 +7,7 @@ from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
-from moonas.config import RunConfig, load_config
+from moonas.config import RunConfig, config_to_dict, load_config
 from moonas.costs import CostTable, build_cost_table
 from moonas.errors import ConfigError
 from moonas.spaces import SearchSpace
@@ -40,13 +40,22 @@ def cost_record(space: SearchSpace, table: CostTable, arch: Sequence[int]) -> di
     return record
 
 
-def _resolve(source: str | Path | Mapping | None, overrides: Sequence[str]):
-    config = load_config(source, list(overrides))
+def _config(source: RunConfig | str | Path | Mapping | None,
+            overrides: Sequence[str]) -> RunConfig:
+    """`source` itself when it is a resolved config (a caller that loaded it once), else the
+    config it names with `overrides`."""
+    if isinstance(source, RunConfig):
+        return load_config(config_to_dict(source), list(overrides)) if overrides else source
+    return load_config(source, list(overrides))
+
+
+def _resolve(source: RunConfig | str | Path | Mapping | None, overrides: Sequence[str]):
+    config = _config(source, overrides)
     space = static_space(config)
     return config, space, build_cost_table(space)
 
 
-def price_architectures(source: str | Path | Mapping | None, texts: Sequence[str],
+def price_architectures(source: RunConfig | str | Path | Mapping | None, texts: Sequence[str],
                         overrides: Sequence[str] = ()) -> Iterator[dict]:
     """One cost record per architecture text (arch_str, JSON list or ints). The config and
     space are resolved (and their errors raised) at the call, the records as iterated.
@@ -66,7 +75,7 @@ def _priced(space: SearchSpace, table: CostTable, arch: Sequence[int], prune: st
     return record
 
 
-def space_extremes(source: str | Path | Mapping | None,
+def space_extremes(source: RunConfig | str | Path | Mapping | None,
                    overrides: Sequence[str] = ()) -> Iterator[dict]:
     """The cheapest and dearest architecture under each cost, with `extreme` and `cost` keys."""
     _, space, table = _resolve(source, overrides)
@@ -110,10 +119,10 @@ class LatencyPricer:
         return out
 
 
-def latency_pricer(source: str | Path | Mapping | None, overrides: Sequence[str]
+def latency_pricer(source: RunConfig | str | Path | Mapping | None, overrides: Sequence[str]
                    ) -> LatencyPricer | None:
     """The config's latency model for `moonas cost`, None when it names no latency table."""
-    config = load_config(source, list(overrides))
+    config = _config(source, overrides)
     if config.search.latency_table is None:
         return None
     from moonas.search.context import cost_model

@@ -57,6 +57,27 @@ def test_cost_extremes_and_overrides(capsys) -> None:
     assert by_kind["min_macs"]["macs"] < by_kind["max_macs"]["macs"]
 
 
+def test_cost_reads_its_config_once(monkeypatch, capsys) -> None:
+    import moonas.config
+    import moonas.pricing
+
+    loads = []
+    real = moonas.config.load_config
+
+    def counted(*args, **kwargs):
+        loads.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(moonas.config, "load_config", counted)
+    monkeypatch.setattr(moonas.pricing, "load_config", counted)
+    for argv in (["cost", "--extremes"], ["cost", "[0,1,2,3,4,0]"]):
+        loads.clear()
+        assert main([*argv, "--set", "space.channels=4"]) == 0
+        assert len(loads) == 1, argv
+    record = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert record["arch"] == [0, 1, 2, 3, 4, 0] and record["params"] > 0
+
+
 def test_an_unknown_strategy_fails_before_any_run_directory(tmp_path: Path) -> None:
     result = _run("search", "--set", "search.strategy=multi-asgn", cwd=tmp_path)
     assert result.returncode != 0
