@@ -83,6 +83,21 @@ def test_export_runs_without_moonas_and_matches_pytorch(run, reference, tmp_path
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("fmt", ["torchscript", "pt"])
+def test_exporting_one_network_twice_gives_the_same_bytes(run, reference, tmp_path, fmt) -> None:
+    """Saved through a file object: given a path, torch names the archive's records after
+    the temp file written first, so two exports of one network would differ in bytes."""
+    import zipfile
+
+    cid, _, _ = reference
+    suffix = ".ts" if fmt == "torchscript" else ".pt"
+    a, b = tmp_path / "a" / f"net{suffix}", tmp_path / "b" / f"net{suffix}"
+    for out in (a, b):
+        export_network(run, cid, fmt, out)
+    assert a.read_bytes() == b.read_bytes()
+    assert {name.split("/")[0] for name in zipfile.ZipFile(a).namelist()} == {"archive"}
+
+
 def test_sidecar_describes_the_network(run, reference, tmp_path) -> None:
     cid, _, _ = reference
     candidate = next(c for c in run.front.architectures if c.id == cid)
@@ -613,3 +628,108 @@ def test_a_benchmark_latency_recorded_without_its_table_keeps_its_relative_note(
     config["search"]["latency_table"] = str(tmp_path / "gone.json")
     files.config.write_text(yaml.safe_dump(config, sort_keys=False))
     assert sidecar_latency(load_run(root), cid)[1] == {}
+
+
+class _Killed(BaseException):
+    """kill -9 standing in: nothing after it runs, no `except Exception` catches it."""
+
+
+def _net(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(1, 2, 1), nn.Flatten())
+
+
+@pytest.mark.parametrize("killed_at", [1, 2])
+def test_a_kill_between_the_network_and_its_sidecar_never_leaves_a_silent_mismatch(
+        tmp_path, monkeypatch, killed_at) -> None:
+    """The two files are replaced by two renames: killed at either, the pair on disk is the old
+    one, or the new network beside a sidecar whose digest gives it away; exporting again
+    mends it."""
+    import hashlib
+
+    import moonas.atomic
+    from moonas.deploy.export import export_module
+
+    out = tmp_path / "net.pt"
+    export_module(_net(0), "pt", out, (1, 2, 2), {"id": 0})
+    old = out.read_bytes(), sidecar_path(out).read_bytes()
+    real, calls = os.replace, []
+
+    def replace(src, dst):
+        calls.append(dst)
+        if len(calls) == killed_at:
+            raise _Killed
+        real(src, dst)
+
+    monkeypatch.setattr(moonas.atomic.os, "replace", replace)
+    with pytest.raises(_Killed):
+        export_module(_net(1), "pt", out, (1, 2, 2), {"id": 1})
+    monkeypatch.setattr(moonas.atomic.os, "replace", real)
+    now = out.read_bytes(), sidecar_path(out).read_bytes()
+    if now != old:  # the new network landed: the old sidecar must not pass for its own
+        assert now[0] != old[0] and now[1] == old[1]
+        meta = json.loads(now[1])
+        assert meta["file_sha256"] != hashlib.sha256(now[0]).hexdigest()
+        from moonas.deploy.export import read_sidecar
+
+        with pytest.raises(MoonasError, match="describes another net.pt .*export to .* again"
+                           ) as info:
+            read_sidecar(out)
+        assert "\n" not in str(info.value)
+    assert killed_at == 1 or now != old  # both kill points were reached
+    from moonas.deploy.export import read_sidecar
+
+    if now == old:
+        assert read_sidecar(out)["id"] == 0
+    export_module(_net(1), "pt", out, (1, 2, 2), {"id": 1})
+    meta = read_sidecar(out)
+    assert meta["id"] == 1 and meta["file_sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+
+
+def test_read_sidecar_names_a_missing_or_foreign_sidecar(tmp_path, monkeypatch) -> None:
+    from moonas.deploy.export import export_module, read_sidecar
+
+    out = tmp_path / "net.pt"
+    calls = []
+    real = os.replace
+
+    def replace(src, dst):  # the first export of `out` killed before its sidecar
+        calls.append(dst)
+        if len(calls) == 2:
+            raise _Killed
+        real(src, dst)
+
+    import moonas.atomic
+
+    monkeypatch.setattr(moonas.atomic.os, "replace", replace)
+    with pytest.raises(_Killed):
+        export_module(_net(0), "pt", out, (1, 2, 2), {})
+    monkeypatch.setattr(moonas.atomic.os, "replace", real)
+    assert out.is_file() and not sidecar_path(out).exists()
+    with pytest.raises(MoonasError, match="has no sidecar net.pt.json"):
+        read_sidecar(out)
+    sidecar_path(out).write_text(json.dumps({"file": "other.pt"}))
+    with pytest.raises(MoonasError, match="is not the sidecar of net.pt"):
+        read_sidecar(out)
+    sidecar_path(out).write_text('{"file": "net.p')
+    with pytest.raises(MoonasError, match="unreadable"):
+        read_sidecar(out)
+    # A sidecar from before the digest was recorded is taken as it is.
+    sidecar_path(out).write_text(json.dumps({"file": "net.pt", "format": "pt"}))
+    assert read_sidecar(out)["format"] == "pt"
+
+
+def test_export_over_a_torn_pair_mends_it(run, reference, tmp_path) -> None:
+    """`moonas export` to the OUT of an export killed between its files replaces the pair."""
+    from moonas.deploy.export import read_sidecar
+
+    cid, _, _ = reference
+    out = tmp_path / "net.onnx"
+    export_network(run, cid, "onnx", out)
+    assert read_sidecar(out)["file_sha256"]
+    out.write_bytes(out.read_bytes() + b"\0")  # another network's bytes, the sidecar unchanged
+    with pytest.raises(MoonasError, match="sha256 differs"):
+        read_sidecar(out)
+    assert _cli(["export", str(run.dir), "--id", str(cid), "--format", "onnx",
+                 "--out", str(out)])[0] == 0
+    assert read_sidecar(out)["id"] == cid

@@ -2,11 +2,19 @@
 
 The one home of onnx and onnxruntime (imported lazily). The sidecar describes the input,
 normalisation, class names, architecture and costs.
+
+The network file and its sidecar are two files, so no one rename replaces both: the network
+is written first and the sidecar last (each whole, by an atomic rename), and the sidecar
+records the sha256 of the network file it describes (`file_sha256`). A kill between the two
+renames leaves the new network beside the old sidecar (or beside none): `read_sidecar` tells
+by the digest, and exporting to the same OUT again replaces the pair.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
+import json
 import logging
 import warnings
 from contextlib import ExitStack
@@ -18,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from moonas.atomic import atomic_path, check_out_file
+from moonas.atomic import atomic_path, check_out_file, write_text
 from moonas.errors import CheckpointError, ConfigError, MoonasError
 from moonas.lock import LOCK
 from moonas.run import Run, RunFiles
@@ -36,6 +44,7 @@ __all__ = [
     "check_format_suffix",
     "check_export_out",
     "sidecar_path",
+    "read_sidecar",
     "sidecar_latency",
     "load_pt",
     "onnx_outputs",
@@ -123,14 +132,48 @@ def check_export_out(out: str | Path, run: Run, fmt: str) -> Path:
 
 
 def _sidecar_of(side: Path, out: Path) -> bool:
-    """Whether `side` is the sidecar an earlier export to `out` wrote (replaced with it)."""
-    import json
-
+    """Whether `side` is the sidecar an earlier export to `out` wrote (replaced with it; also
+    when that export was killed before its sidecar: this export mends the pair)."""
     try:
         meta = json.loads(side.read_text())
     except (OSError, ValueError):
         return False
     return isinstance(meta, dict) and meta.get("file") == out.name and "format" in meta
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_sidecar(path: str | Path) -> dict:
+    """The sidecar of the exported network `path` (`path.json`), checked against it: one line
+    when it is missing, unreadable, another file's, or describes other bytes than `path`
+    holds (an export killed between its two files; see the module docstring). A sidecar
+    written before `file_sha256` was recorded is taken as it is."""
+    path = Path(path)
+    side = sidecar_path(path)
+    again = f"export to {path} again"
+    if not path.is_file():
+        raise MoonasError(f"{path} is not there (its sidecar is {side}): {again}")
+    try:
+        meta = json.loads(side.read_text())
+    except FileNotFoundError:
+        raise MoonasError(f"{path} has no sidecar {side.name} (its export was stopped before "
+                          f"writing it): {again}") from None
+    except (OSError, ValueError) as err:
+        raise MoonasError(f"sidecar {side} is unreadable ({str(err).splitlines()[0][:80]}): "
+                          f"{again}") from None
+    if not isinstance(meta, dict) or meta.get("file") != path.name:
+        raise MoonasError(f"{side} is not the sidecar of {path.name}: {again}")
+    recorded = meta.get("file_sha256")
+    if recorded is not None and recorded != _sha256(path):
+        raise MoonasError(f"{side} describes another {path.name} than the one there (sha256 "
+                          f"differs: an export stopped between its two files): {again}")
+    return meta
 
 
 def _random_inputs(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
@@ -182,8 +225,9 @@ def onnx_outputs(path: str | Path, x: np.ndarray) -> np.ndarray:
 def export_module(net: nn.Module, fmt: Literal["torchscript", "onnx", "pt"], out: str | Path,
                   input_shape: tuple[int, int, int], meta: dict[str, Any],
                   pt_extra: dict[str, Any] | None = None) -> tuple[float | None, dict]:
-    """Write `net` (eval mode) to `out` and its sidecar `out.json` atomically, after checking
-    the exported artefact against PyTorch on random inputs. Returns (max abs diff, sidecar)."""
+    """Write `net` (eval mode) to `out`, then its sidecar `out.json` (with `out`'s sha256),
+    each atomically, after checking the exported artefact against PyTorch on random inputs.
+    Returns (max abs diff, sidecar)."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     out = Path(out)
@@ -194,11 +238,14 @@ def export_module(net: nn.Module, fmt: Literal["torchscript", "onnx", "pt"], out
         expected = net(check).numpy()
     sidecar = {**meta, "format": fmt, "file": out.name}
     try:
-        with atomic_path(out) as tmp, atomic_path(sidecar_path(out)) as tmp_meta:
+        with atomic_path(out) as tmp:
             if fmt == "torchscript":
                 scripted = _torchscript(net, example)
+                # Through a file object here and below: given a path, torch names the
+                # archive's records after the temp file, so equal networks differ in bytes.
+                with _quiet(), open(tmp, "wb") as handle:
+                    torch.jit.save(scripted, handle)
                 with _quiet():
-                    torch.jit.save(scripted, str(tmp))
                     got = torch.jit.load(str(tmp))(check).detach().numpy()
                 sidecar["load"] = "torch.jit.load(path)(x)"
             elif fmt == "onnx":
@@ -208,8 +255,9 @@ def export_module(net: nn.Module, fmt: Literal["torchscript", "onnx", "pt"], out
                 sidecar["load"] = ("onnxruntime.InferenceSession(path).run(None, "
                                    "{'input': x})[0]")
             else:
-                torch.save({"format": PT_FORMAT, "state_dict": net.state_dict(),
-                            **(pt_extra or {})}, tmp)
+                with open(tmp, "wb") as handle:
+                    torch.save({"format": PT_FORMAT, "state_dict": net.state_dict(),
+                                **(pt_extra or {})}, handle)
                 got = None
                 sidecar["load"] = "moonas.deploy.export.load_pt(path) (needs moonas)"
             diff = None if got is None else float(np.abs(got - expected).max())
@@ -218,11 +266,18 @@ def export_module(net: nn.Module, fmt: Literal["torchscript", "onnx", "pt"], out
                                   f"{diff:.2e} (> {TOLERANCE:g}) on random inputs; nothing was "
                                   "written")
             sidecar["max_abs_diff_vs_pytorch"] = diff
-            import json
-
-            tmp_meta.write_text(json.dumps(sidecar, indent=2) + "\n")
+            sidecar["file_sha256"] = _sha256(tmp)
     except OSError as err:
         raise MoonasError(f"cannot write {out} ({err.strerror or err}): choose another --out"
+                          ) from None
+    # The sidecar last, naming the bytes just put in place: a kill before it is replaced
+    # leaves the old sidecar (or none) beside the new network, which the digest gives away.
+    side = sidecar_path(out)
+    try:
+        write_text(side, json.dumps(sidecar, indent=2) + "\n")
+    except OSError as err:
+        raise MoonasError(f"cannot write the sidecar {side} ({err.strerror or err}), so {out} "
+                          "has none that matches it: free the folder and export again"
                           ) from None
     return diff, sidecar
 
@@ -302,10 +357,15 @@ def export_network(run: Run, cid: int, fmt: Literal["torchscript", "onnx", "pt"]
     net, source = loaded.net, loaded.weights
     info = dataset_info(run.config.data.name, image_size=run.config.data.image_size)
     shape = (space.in_channels, space.input_size, space.input_size)
-    from moonas.deploy.weights import read_trained_metrics
+    from moonas.deploy.weights import DamagedMetrics, read_trained_metrics
 
-    trained = (read_trained_metrics(run.dir, cid, candidate.arch) if source == "trained"
-               else None)
+    trained = None
+    if source == "trained":
+        try:
+            trained = read_trained_metrics(run.dir, cid, candidate.arch, damaged="raise")
+        except DamagedMetrics as err:  # the weights load on their own: only the numbers miss
+            log.warning("%s is damaged (%s): the sidecar leaves out the retrained accuracies; "
+                        "%s", err.path, err.why, err.fix)
     meta: dict[str, Any] = {
         "moonas_version": moonas.__version__,
         "torch_version": torch.__version__.split("+")[0],
