@@ -578,3 +578,41 @@ def test_cli_pick_json_prints_json_when_nothing_is_feasible(run_dir, capsys) -> 
     record = json.loads(captured.out)
     assert set(record) == {"error"} and record["error"].startswith("no architecture of")
     assert captured.err.strip().splitlines() == [f"moonas pick: error: {record['error']}"]
+
+
+# -- a damaged retraining record ---------------------------------------------------------------
+def _damaged_retraining(root: Path, cid: int, content: bytes) -> Path:
+    """`trained/ID` of a finished training whose metrics.json is `content` (a torn copy, a
+    disk fault); returns the file."""
+    from moonas.deploy.weights import TrainedFiles
+
+    files = TrainedFiles.of(root, cid)
+    files.root.mkdir(parents=True)
+    files.weights.write_bytes(b"")
+    files.checkpoint.write_bytes(b"")
+    files.job.write_text(json.dumps({"init": "scratch", "recipe": {"epochs": 2}}))
+    files.metrics.write_bytes(content)
+    return files.metrics
+
+
+@pytest.mark.parametrize("content", [b'{"id": 3, "test_accur', b"", b"[0.5]", b"\xff\xfe{"])
+def test_a_damaged_retraining_record_is_left_out_of_the_pick_with_one_warning(
+        tmp_path, caplog, capsys, content) -> None:
+    root = make_run(tmp_path / "run")
+    run = load_run(root)
+    cid = run.front.picks[1]
+    params = next(c.params for c in run.candidates if c.id == cid)
+    path = _damaged_retraining(root, cid, content)
+    caplog.set_level(logging.WARNING)
+    chosen = pick(run, max_params=params)
+    assert chosen.candidate.id == cid and chosen.trained is None and chosen.weights == "supernet"
+    # Two devices picking the same id, and the command line: still the one warning.
+    results = dict(pick_many(run, {"a": {"max_params": params}, "b": {"max_params": params}}))
+    assert {r.candidate.id for r in results.values()} == {cid}
+    assert _cli(["pick", str(root), "--max-params", str(params), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["weights"] == "supernet"
+    warned = [r.getMessage() for r in caplog.records if str(path) in r.getMessage()]
+    assert len(warned) == 1, warned
+    assert "\n" not in warned[0] and "is damaged" in warned[0]
+    assert (f"run 'moonas train {root} --id {cid} --epochs 2' to write it again from the "
+            "training's last checkpoint") in warned[0]

@@ -328,3 +328,33 @@ def test_a_recomputed_front_counts_tied_candidates_once(tmp_path, capsys) -> Non
         unique = {(cost[i], accuracy[i])
                   for i in np.flatnonzero(non_dominated(np.column_stack([-accuracy, cost])))}
         assert len(pairs) == len(set(pairs)) == len(unique)
+
+
+def test_a_damaged_retraining_record_leaves_only_its_point_out(tmp_path, caplog) -> None:
+    """One retraining's torn metrics.json: the front is drawn with the other retrained points,
+    and one warning names the file and the command that writes it again."""
+    import logging
+
+    root = make_run(tmp_path / "run")
+    run = load_run(root)
+    good, bad = run.front.picks[0], run.front.picks[1]
+    for cid, text in ((good, json.dumps({"id": good, "test_accuracy": 0.42})),
+                      (bad, '{"id": %d, "test_accuracy": 0.' % bad)):
+        files = TrainedFiles.of(root, cid)
+        files.root.mkdir(parents=True)
+        files.weights.write_bytes(b"")
+        files.metrics.write_text(text)
+    caplog.set_level(logging.WARNING)
+    drawn = plot_runs([run, run], tmp_path / "front.png", labels=["one", "two"])
+    c = next(c for c in run.candidates if c.id == good)
+    for series in drawn["series"]:
+        assert series["trained"] == [(float(c.params), c.accuracy, 0.42)]
+    path = TrainedFiles.of(root, bad).metrics
+    warned = [r.getMessage() for r in caplog.records if str(path) in r.getMessage()]
+    assert len(warned) == 1 and "is damaged" in warned[0], warned
+    assert f"run 'moonas train {root} --id {bad}' to train id {bad} again" in warned[0]
+    # The command line too draws, exit code 0.
+    parser = argparse.ArgumentParser(prog="moonas")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["plot", str(root), "--out", str(tmp_path / "cli.png")])
+    assert args.func(args) == 0 and _is_png(tmp_path / "cli.png")

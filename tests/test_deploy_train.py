@@ -92,12 +92,21 @@ def test_an_interrupted_training_resumes_to_the_same_weights(trained, tmp_path) 
     assert {c[1] for c in calls} == {2 * (len(calls) - 1)} and {c[2] for c in calls} == {"train"}
     files = TrainedFiles.of(copy, cid)
     assert files.checkpoint.is_file() and not files.metrics.exists()
+    # A kill -9 in the middle of a write leaves its temp file: the resume, holding the
+    # folder, removes it (a lock's temp file may be another process's, and stays).
+    stale = files.root / ".weights.pt.k3x9_q1z.tmp"
+    other_lock = files.root / ".moonas-lock.a1b2c3d4.tmp"
+    stale.write_bytes(b"half a file")
+    other_lock.write_text("{}")
     resumed = train_candidate(other, cid, epochs=2)
+    assert not stale.exists() and other_lock.exists()
     assert resumed["history"] == trained[2]["history"]
     a = load_checkpoint(files.weights)["state_dict"]
     b = load_checkpoint(TrainedFiles.of(run.dir, cid).weights)["state_dict"]
     for key in a:
         torch.testing.assert_close(a[key], b[key])
+    # Saved through a file object: the same weights are the same bytes (no temp name inside).
+    assert files.weights.read_bytes() == TrainedFiles.of(run.dir, cid).weights.read_bytes()
 
 
 def test_export_prefers_the_retrained_weights(trained, tmp_path) -> None:
@@ -367,3 +376,82 @@ def test_a_retraining_of_another_architecture_is_no_retraining_of_this_one(
     assert plot_runs([other], tmp_path / "front.png")["series"][0]["trained"] == []
     net, source = load_network(other, cid)
     assert source == "supernet"
+
+
+def test_a_damaged_metrics_record_is_written_again_without_training_an_epoch(
+        trained, tmp_path, caplog) -> None:
+    """A torn metrics.json beside whole weights: export of `auto` weights passes the retraining
+    over, `--weights trained` still exports it, and `moonas train` says the file is damaged
+    and writes it again from the last checkpoint, as it was; with the checkpoint gone too,
+    it trains again."""
+    run, cid, metrics = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(run.dir, copy)
+    other = load_run(copy)
+    files = TrainedFiles.of(copy, cid)
+    files.metrics.write_text(files.metrics.read_text()[:40])
+    assert load_network(other, cid)[1] == "supernet"
+    assert "is damaged (not JSON" in caplog.text and f"id {cid} counts as not retrained" in \
+        caplog.text
+    caplog.clear()
+    meta = export_network(other, cid, "pt", tmp_path / "net.pt", weights="trained").meta
+    assert meta["weights"].startswith("retrained") and "trained_test" not in meta["accuracy"]
+    assert "the sidecar leaves out the retrained accuracies" in caplog.text
+    caplog.clear()
+    steps = []
+    again = train_candidate(other, cid, epochs=2, progress=lambda *a: steps.append(a))
+    assert steps == []  # no epoch trained again
+    assert f"{files.metrics} is damaged" in caplog.text
+    assert "writing it again from the training's last checkpoint" in caplog.text
+    assert again["test_accuracy"] == metrics["test_accuracy"]
+    assert again["history"] == metrics["history"]
+    assert read_trained_metrics(copy, cid) == again
+    # Damaged again, with nothing to rebuild it from: trained again, said so.
+    files.metrics.write_text("{")
+    files.checkpoint.unlink()
+    caplog.clear()
+    again = train_candidate(other, cid, epochs=2, progress=lambda *a: steps.append(a))
+    assert steps and f"training id {cid} again (its checkpoint is gone)" in caplog.text
+    assert read_trained_metrics(copy, cid) == again
+
+
+def test_metrics_record_every_session_of_a_resumed_training(trained, tmp_path) -> None:
+    """Stopped in its second epoch, resumed with another process count: `processes` is the
+    finishing session's, `sessions` has both, with the epochs each trained."""
+    run, cid, _ = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(run.dir, copy, ignore=shutil.ignore_patterns("trained"))
+    other = load_run(copy)
+    files = TrainedFiles.of(copy, cid)
+
+    def stop(done: int, total: int, info: dict) -> None:
+        if info["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_candidate(other, cid, epochs=2, progress=stop)
+    job = json.loads(files.job.read_text())
+    assert [(s["processes"], s["first_epoch"]) for s in job["sessions"]] == [(1, 0)]
+    # The first session stands in for one under --processes 2 (torchrun is too slow here).
+    job["sessions"][0]["processes"] = 2
+    files.job.write_text(json.dumps(job))
+    metrics = train_candidate(other, cid, epochs=2)
+    assert metrics["processes"] == 1
+    assert [(s["processes"], s["device"], s["first_epoch"], s["epochs"])
+            for s in metrics["sessions"]] == [(2, "cpu", 0, 1), (1, "cpu", 1, 1)]
+    # Reused as it is: no session is added.
+    assert train_candidate(other, cid, epochs=2)["sessions"] == metrics["sessions"]
+    # --restart starts the record over.
+    again = train_candidate(other, cid, epochs=1, restart=True)
+    assert [(s["processes"], s["first_epoch"], s["epochs"]) for s in again["sessions"]] == \
+        [(1, 0, 1)]
+
+
+def test_the_sessions_record_counts_the_epochs_each_one_trained() -> None:
+    from moonas.deploy.train import _sessions
+
+    recorded = [{"processes": 4, "first_epoch": 0}, {"processes": 2, "first_epoch": 0},
+                {"processes": 2, "first_epoch": 3}, {"processes": 1, "first_epoch": 10}]
+    assert [s["epochs"] for s in _sessions(recorded, 10)] == [0, 3, 7, 0]
+    assert _sessions(recorded[:1], 5) == [{"processes": 4, "first_epoch": 0, "epochs": 5}]
+    assert _sessions([], 5) == []

@@ -1,4 +1,10 @@
-"""`moonas train`: retrain one candidate of a run standalone; weights and metrics stay in it."""
+"""`moonas train`: retrain one candidate of a run standalone; weights and metrics stay in it.
+
+A training may take several sessions (stopped, then resumed, perhaps with another
+`--processes` or `--device`): each session is recorded in `job.json` as it starts, and
+`metrics.json` lists them all (`sessions`: processes, device, first epoch, epochs trained)
+beside `processes`, the count of the session that finished it.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,11 @@ import shutil
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 import torch
 
-from moonas.atomic import write_json
+from moonas.atomic import remove_stale_temps, write_json
 from moonas.checkpoint import load_checkpoint, save_checkpoint
 from moonas.devices import device_fields
 from moonas.distributed import World, barrier, join, main_first
@@ -21,7 +27,7 @@ from moonas.errors import CheckpointError, ConfigError, MoonasError
 from moonas.lock import LOCK, acquire, release
 from moonas.retrain import TrainRecipe, train_standalone
 from moonas.run import Run
-from moonas.deploy.weights import (TRAINED_FORMAT, TrainedFiles, find_candidate,
+from moonas.deploy.weights import (TRAINED_FORMAT, DamagedMetrics, TrainedFiles, find_candidate,
                                    read_trained_metrics, run_data, run_space, supernet_network)
 
 __all__ = ["INITS", "train_candidate", "default_recipe", "check_run_device"]
@@ -82,13 +88,16 @@ def train_candidate(run: Run, cid: int, *, epochs: int | None = None,
         if restart and world.main:
             _clear(files)
         barrier(world)  # the others read what rank 0 left
+        sessions: list[dict] = []  # the earlier sessions of this training
         if files.job.is_file():
             try:
                 previous = json.loads(files.job.read_text())
             except (json.JSONDecodeError, UnicodeDecodeError, OSError):  # damaged: not these
                 previous = None
             started = any(f.exists() for f in (files.checkpoint, files.weights, files.metrics))
-            if previous != job and started:
+            if _settings(previous) == job:  # its sessions are this training's earlier ones
+                sessions = _recorded_sessions(previous)
+            elif started:
                 raise MoonasError(
                     f"{files.root} holds a training of id {cid} with other settings "
                     f"({_difference(previous, job)}): pass --restart to discard it, or the "
@@ -101,10 +110,21 @@ def train_candidate(run: Run, cid: int, *, epochs: int | None = None,
                     log.warning("%s; writing them again from the training's last checkpoint",
                                 err)
                 else:
-                    log.info("id %d of %s is already trained with these settings", cid, run.dir)
-                    metrics = read_trained_metrics(run.dir, cid, candidate.arch)
-                    if metrics is not None:
-                        return metrics
+                    try:
+                        metrics = read_trained_metrics(run.dir, cid, candidate.arch,
+                                                       damaged="raise")
+                    except DamagedMetrics as err:
+                        # The weights load: only the record is lost, and the last checkpoint
+                        # (a finished one: zero epochs) writes both again, as they were.
+                        log.warning("%s is damaged (%s): %s", err.path, err.why,
+                                    "writing it again from the training's last checkpoint (no "
+                                    "epoch is trained again)" if files.checkpoint.is_file() else
+                                    f"training id {cid} again (its checkpoint is gone)")
+                    else:
+                        if metrics is not None:
+                            log.info("id %d of %s is already trained with these settings", cid,
+                                     run.dir)
+                            return metrics
 
         if run.config.threads is not None:
             torch.set_num_threads(run.config.threads)
@@ -117,11 +137,13 @@ def train_candidate(run: Run, cid: int, *, epochs: int | None = None,
 
             torch.manual_seed(run.config.seed)
             net = SUPERNETS.get(space.name).standalone(space, candidate.arch)
+        # Recorded as it starts, so that a session killed later is still on record.
+        sessions.append(_session(world, where, _resumed_epoch(files)))
         if world.main:  # only now: a job whose inputs fail to load leaves nothing behind
-            write_json(files.job, job)
+            write_json(files.job, {**job, "sessions": sessions})
         try:
             return _train(run, candidate, cid, init, recipe, files, net, data, where, world,
-                          progress)
+                          progress, sessions)
         except KeyboardInterrupt:
             if world.main:
                 log.warning("the training of id %d stopped; its last epoch is kept: run the "
@@ -162,6 +184,10 @@ def _take(files: TrainedFiles) -> Path | None:
     except BaseException:
         _remove_empty(files.root, made)
         raise
+    removed = remove_stale_temps(files.root)  # held now: any temp file is a killed write's
+    if removed:
+        log.info("removed %d temp file%s of interrupted writes in %s", len(removed),
+                 "s" * (len(removed) > 1), files.root)
     return made
 
 
@@ -192,7 +218,8 @@ def _remove_empty(root: Path, made: Path | None) -> None:
 
 def _train(run: Run, candidate, cid: int, init: str, recipe: TrainRecipe, files: TrainedFiles,
            net: torch.nn.Module, data, where: torch.device, world: World,
-           progress: Callable[[int, int, dict], None] | None) -> dict:
+           progress: Callable[[int, int, dict], None] | None,
+           sessions: list[dict] | None = None) -> dict:
     """The training itself, its weights and metrics written (rank 0), the folder held."""
     if files.checkpoint.is_file():
         log.info("resuming the training of id %d from %s", cid, files.checkpoint)
@@ -202,7 +229,7 @@ def _train(run: Run, candidate, cid: int, init: str, recipe: TrainRecipe, files:
                               workers=run.config.data.workers,
                               progress=progress if world.main else None)
     metrics = _metrics(candidate, run, init, recipe, result, where, world,
-                       time.perf_counter() - start)
+                       time.perf_counter() - start, sessions)
     if world.main:
         save_checkpoint(files.weights, {"format": TRAINED_FORMAT, "arch": list(candidate.arch),
                                         "arch_str": candidate.arch_str,
@@ -213,9 +240,11 @@ def _train(run: Run, candidate, cid: int, init: str, recipe: TrainRecipe, files:
 
 
 def _metrics(candidate, run: Run, init: str, recipe: TrainRecipe, result, where: torch.device,
-             world: World, wall: float) -> dict:
+             world: World, wall: float, sessions: list[dict] | None = None) -> dict:
     """What `metrics.json` records of a finished training (the GPU's name too, as the search's
-    manifest does)."""
+    manifest does). `sessions`: those of `job.json`, this one last (None: this one alone)."""
+    if sessions is None:
+        sessions = [_session(world, where, 0)]
     return {
         "id": candidate.id,
         "arch": list(candidate.arch),
@@ -231,10 +260,56 @@ def _metrics(candidate, run: Run, init: str, recipe: TrainRecipe, result, where:
         "macs": candidate.macs,
         "history": [list(h) for h in result.history],
         **device_fields(where),
-        "processes": world.size,
+        "processes": world.size,  # the session that finished it; each one's in `sessions`
+        "sessions": _sessions(sessions, recipe.epochs),
         "wall_seconds_last_session": round(wall, 2),
         "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _settings(recorded: Any) -> Any:
+    """A `job.json`'s settings, to compare with this job's: all but its `sessions`."""
+    if not isinstance(recorded, dict):
+        return recorded
+    return {k: v for k, v in recorded.items() if k != "sessions"}
+
+
+def _session(world: World, where: torch.device, first_epoch: int) -> dict:
+    """The record of this session as it starts (`job.json`'s `sessions`)."""
+    return {"processes": world.size, **device_fields(where), "first_epoch": int(first_epoch),
+            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds")}
+
+
+def _resumed_epoch(files: TrainedFiles) -> int:
+    """The epoch this session starts at: that of the training's checkpoint, else 0 (a damaged
+    checkpoint fails here with the one line `train_standalone` would give)."""
+    if not files.checkpoint.is_file():
+        return 0
+    try:
+        return int(load_checkpoint(files.checkpoint)["epoch"])
+    except (KeyError, TypeError, ValueError):  # no training checkpoint: refused when resumed
+        return 0
+
+
+def _recorded_sessions(job: dict) -> list[dict]:
+    """The well-formed sessions `job.json` records (a job written before they were: none)."""
+    recorded = job.get("sessions")
+    if not isinstance(recorded, list):
+        return []
+    return [s for s in recorded if isinstance(s, dict)
+            and isinstance(s.get("processes"), int) and isinstance(s.get("first_epoch"), int)]
+
+
+def _sessions(recorded: list[dict], epochs: int) -> list[dict]:
+    """`metrics.json`'s `sessions`: each recorded session with the epochs it trained, up to
+    the epoch the next one started at (the last one: to the end). A session stopped before
+    its first epoch was saved trained 0."""
+    out = []
+    for i, session in enumerate(recorded):
+        end = recorded[i + 1]["first_epoch"] if i + 1 < len(recorded) else epochs
+        out.append({**session, "epochs": max(0, end - session["first_epoch"])})
+    return out
 
 
 def _difference(previous: dict | None, job: dict) -> str:

@@ -38,6 +38,7 @@ __all__ = [
     "load_standalone",
     "load_network",
     "read_trained_metrics",
+    "DamagedMetrics",
     "train_command",
 ]
 
@@ -53,7 +54,8 @@ TRAINED_FORMAT = "moonas-trained/1"
 class TrainedFiles:
     """What `moonas train RUN --id ID` keeps in `RUN/trained/ID/`: `weights.pt` (the final state
     dict), `metrics.json` (accuracies, recipe; written last: it marks the training complete),
-    `checkpoint.pt` (per-epoch state for resuming) and `job.json` (the settings being run)."""
+    `checkpoint.pt` (per-epoch state for resuming) and `job.json` (the settings being run, and
+    the sessions that ran them: see `moonas.deploy.train`)."""
 
     root: Path
 
@@ -295,26 +297,84 @@ def supernet_network(run: Run, arch: Arch, data=None, space: SearchSpace | None 
     return _supernet_standalone(run, arch, cid, data, space).net
 
 
-def read_trained_metrics(run_dir: str | Path, cid: int,
-                         arch: Sequence[int] | None = None) -> dict | None:
+class DamagedMetrics(CheckpointError):
+    """A retraining's `metrics.json` that is there but holds no record (not JSON, not a JSON
+    object, unreadable): a disk fault or a torn copy, as `moonas train` replaces it whole.
+    `why` says what is wrong with it; the message names the command that writes it again."""
+
+    def __init__(self, path: Path, why: str, fix: str) -> None:
+        super().__init__(f"{path} is damaged ({why}): {fix}")
+        self.path, self.why, self.fix = path, why, fix
+
+
+def _read_record(files: TrainedFiles) -> dict | None:
+    """The one reader of `trained/ID/metrics.json`: its record, None when there is none, or
+    `DamagedMetrics` when it is there but unreadable."""
+    try:
+        text = files.metrics.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        why = err.strerror or str(err)
+    else:
+        try:
+            data = json.loads(text)
+        except ValueError as err:  # JSONDecodeError and UnicodeDecodeError: torn or garbled
+            why = f"not JSON: {str(err).splitlines()[0][:80]}"
+        else:
+            if isinstance(data, dict):
+                return data
+            why = f"a JSON {type(data).__name__}, not the record of a training"
+    run_dir, cid = files.root.parent.parent, int(files.root.name)
+    command = train_command(run_dir, cid, files.job)
+    fix = (f"run '{command}' to write it again from the training's last checkpoint (no epoch "
+           "is trained again)" if files.checkpoint.is_file() else
+           f"run '{command}' to train id {cid} again")
+    raise DamagedMetrics(files.metrics, why, fix)
+
+
+#: The files `_warn_once` has warned about, as (path, mtime, size): one warning per damaged
+#: file and process, not one per pick of `pick --budgets-file` or per plotted run.
+_WARNED: set[tuple[str, int, int]] = set()
+
+
+def _warn_once(path: Path, message: str, *args) -> None:
+    try:
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        key = (str(path), 0, -1)
+    if key not in _WARNED:
+        _WARNED.add(key)
+        log.warning(message, *args)
+
+
+def read_trained_metrics(run_dir: str | Path, cid: int, arch: Sequence[int] | None = None, *,
+                         damaged: Literal["warn", "raise"] = "warn") -> dict | None:
     """`trained/ID/metrics.json` of a completed `moonas train`, or None; with `arch` (the
     candidate's), also None, with a warning, when it is another architecture's (a training
-    left from before the run was searched again)."""
+    left from before the run was searched again). A damaged file (see `DamagedMetrics`) is
+    None with a warning naming the command that mends it (once per file), or, with
+    `damaged="raise"`, raises `DamagedMetrics`."""
     files = TrainedFiles.of(run_dir, cid)
     if not files.complete:
         return None
     try:
-        data = json.loads(files.metrics.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise CheckpointError(f"{files.metrics} is corrupt: retrain with 'moonas train {run_dir} "
-                              f"--id {cid} --restart'") from None
-    if not isinstance(data, dict):
+        data = _read_record(files)
+    except DamagedMetrics as err:
+        if damaged == "raise":
+            raise
+        # Only this retraining's numbers are lost: the rest of a pick or plot still stands.
+        _warn_once(files.metrics, "%s is damaged (%s): id %d counts as not retrained; %s",
+                   err.path, err.why, cid, err.fix)
+        return None
+    if data is None:  # removed since `complete` looked
         return None
     if arch is not None and _other_arch(data, arch):
-        log.warning("%s is the retraining of architecture %s, not id %d's %s (the run was "
-                    "searched again since): ignored; retrain it with 'moonas train %s --id %d "
-                    "--restart'", files.metrics, data.get("arch"), cid, list(arch),
-                    shlex.quote(str(run_dir)), cid)
+        _warn_once(files.metrics, "%s is the retraining of architecture %s, not id %d's %s (the "
+                   "run was searched again since): ignored; retrain it with 'moonas train %s "
+                   "--id %d --restart'", files.metrics, data.get("arch"), cid, list(arch),
+                   shlex.quote(str(run_dir)), cid)
         return None
     return data
 
@@ -396,24 +456,12 @@ def load_standalone(run: Run, cid: int,
     candidate = find_candidate(run, cid)
     space = run_space(run)
     trained = TrainedFiles.of(run.dir, cid)
-    if weights == "auto" and trained.complete and _left_from_another_arch(trained, candidate):
-        log.warning("%s holds the retraining of another architecture than id %d's (the run was "
-                    "searched again since): using the supernet weights; retrain it with "
-                    "'moonas train %s --id %d --restart'", trained.root, cid,
-                    shlex.quote(str(run.dir)), cid)
-    elif weights == "trained" or (weights == "auto" and trained.complete):
+    # `auto` takes the retrained weights only where `pick` and `plot` show the retraining:
+    # not when its record is damaged or another architecture's (each warned about once).
+    if weights == "trained" or (weights == "auto" and read_trained_metrics(
+            run.dir, cid, candidate.arch) is not None):
         return Standalone(trained_network(run, cid, space), "trained", trained.weights)
     return _supernet_standalone(run, candidate.arch, cid, data, space)
-
-
-def _left_from_another_arch(files: TrainedFiles, candidate: Candidate) -> bool:
-    """Whether `trained/ID` readably records another architecture than `candidate`'s (an
-    unreadable record is left to `trained_network`'s own checks)."""
-    try:
-        metrics = json.loads(files.metrics.read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(metrics, dict) and _other_arch(metrics, candidate.arch)
 
 
 def load_network(run: Run, cid: int,
