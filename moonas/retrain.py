@@ -120,7 +120,8 @@ def train_standalone(net: nn.Module, data: DataSplits, recipe: TrainRecipe, seed
         # Running statistics of the shards -> one set, so the saved network is every rank's.
         average_buffers(net, world)
         if checkpoint is not None and world.main:
-            save_checkpoint(checkpoint, {"net": net.state_dict(), "optimizer": optimizer.state_dict(),
+            save_checkpoint(checkpoint, {"net": net.state_dict(),
+                                         "optimizer": optimizer.state_dict(),
                                          "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
                                          "history": [list(h) for h in history]})
     val = evaluate(net, Batches(data.val, 256, seed, stream=12, drop_last=False, device=device,

@@ -57,7 +57,9 @@ def read_yaml(path: str | Path) -> Any:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+        raise ConfigError(
+            f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})"
+        ) from None
     finally:
         loader.dispose()
 

@@ -49,7 +49,9 @@ class ReferenceASNG:
         self.N = sum(k - 1 for k in self.n_options)
         d_valid = sum(1 for k in self.n_options if k > 1)
         # DESIGN margin 1/(D_valid (K_d - 1)), capped at 1/(K_d + 1) where it leaves no room.
-        self.floor = [min(1.0 / (d_valid * (k - 1)), 1.0 / (k + 1)) if k > 1 else 1.0 for k in self.n_options]
+        self.floor = [
+            min(1.0 / (d_valid * (k - 1)), 1.0 / (k + 1)) if k > 1 else 1.0 for k in self.n_options
+        ]
 
     @staticmethod
     def utilities(losses: list[float]) -> list[float]:
@@ -207,7 +209,8 @@ def test_fisher_whitening_hand_case() -> None:
     grad = np.array([[0.1, -0.3, 0.2]])
     mask = np.ones((1, 3), dtype=bool)
     # a = (0.5, 0.25), b = 0.25, sum(g[:2]) = -0.2, b + sqrt(b) = 0.75
-    # v0 = 0.1/sqrt(.5) + sqrt(.5)(-0.2)/0.75 = -sqrt(2)/30 ; v1 = -0.3/0.5 + 0.5(-0.2)/0.75 = -11/15
+    # v0 = 0.1/sqrt(.5) + sqrt(.5)(-0.2)/0.75 = -sqrt(2)/30 ;
+    # v1 = -0.3/0.5 + 0.5(-0.2)/0.75 = -11/15
     expected = np.array([[-math.sqrt(2) / 30, -11 / 15, 0.0]])
     np.testing.assert_allclose(fisher_whiten(grad, theta, mask), expected, atol=1e-15)
     # its squared norm is g^T F g = 0.01/0.5 + 0.09/0.25 + 0.04/0.25 = 0.54
@@ -239,7 +242,9 @@ def test_probability_floor_values() -> None:
     mixed[0, :3] = True
     mixed[1, :1] = True  # one option: fixed, not counted in D_valid
     mixed[2, :5] = True
-    np.testing.assert_allclose(probability_floor(mixed), [min(1 / (2 * 2), 1 / 4), 1.0, 1 / (2 * 4)])
+    np.testing.assert_allclose(
+        probability_floor(mixed), [min(1 / (2 * 2), 1 / 4), 1.0, 1 / (2 * 4)]
+    )
     # D_valid = 1: the design margin 1/(K-1) leaves no room; capped at 1/(K+1).
     np.testing.assert_allclose(probability_floor(np.ones((1, 3), dtype=bool)), [1 / 4])
 
@@ -284,7 +289,9 @@ def test_probabilities_stay_on_simplex_above_margin() -> None:
         if it > 100:
             for k in range(3):
                 floor = probability_floor(mask[k])[:, None]
-                assert np.all(thetas[k][mask[k]] >= np.broadcast_to(floor, mask[k].shape)[mask[k]] - 1e-12)
+                assert np.all(
+                    thetas[k][mask[k]] >= np.broadcast_to(floor, mask[k].shape)[mask[k]] - 1e-12
+                )
     assert multi.thetas[1, 0, 1] == 1.0
 
 
@@ -301,24 +308,36 @@ def test_rank_utilities_lambda_eight() -> None:
     np.testing.assert_allclose(rank_utilities(ranks), [-0.5, 0.5, -0.5, 0.5, 0, 0, 0, 0])
     # positions 1 and 2 tie: they share (1/2 + 0) / 2; positions 5..7 tie: (0 - 1/2 - 1/2) / 3
     tied = np.array([0, 1, 1, 2, 3, 4, 4, 4])
-    np.testing.assert_allclose(rank_utilities(tied), [0.5, 0.25, 0.25, 0, 0, -1 / 3, -1 / 3, -1 / 3])
+    np.testing.assert_allclose(
+        rank_utilities(tied), [0.5, 0.25, 0.25, 0, 0, -1 / 3, -1 / 3, -1 / 3]
+    )
     assert rank_utilities(tied).sum() == pytest.approx(0.0, abs=1e-15)
     np.testing.assert_array_equal(rank_utilities(np.zeros(8, dtype=int)), np.zeros(8))
 
 
 def test_weighted_quantile_utilities_hand_cases() -> None:
     # equal weights, M = 4: best quarter +1, worst quarter -1
-    np.testing.assert_allclose(weighted_quantile_utilities(np.array([2, 0, 3, 1]), np.ones(4)), [0, 1, -1, 0])
-    # M = 2: each sample straddles the 0.25 boundary with half its mass -> +-0.5 (ASNG's +-1 up to scale)
-    np.testing.assert_allclose(weighted_quantile_utilities(np.array([0, 1]), np.ones(2)), [0.5, -0.5])
-    np.testing.assert_allclose(weighted_quantile_utilities(np.array([0, 0]), np.ones(2)), [0.0, 0.0])
-    # masses (0.5, 0.25, 0.25): best straddles -> 0.5; middle none; worst fully in the bottom quarter
+    np.testing.assert_allclose(
+        weighted_quantile_utilities(np.array([2, 0, 3, 1]), np.ones(4)), [0, 1, -1, 0]
+    )
+    # M = 2: each sample straddles the 0.25 boundary with half its mass -> +-0.5
+    # (ASNG's +-1 up to scale)
+    np.testing.assert_allclose(
+        weighted_quantile_utilities(np.array([0, 1]), np.ones(2)), [0.5, -0.5]
+    )
+    np.testing.assert_allclose(
+        weighted_quantile_utilities(np.array([0, 0]), np.ones(2)), [0.0, 0.0]
+    )
+    # masses (0.5, 0.25, 0.25): best straddles -> 0.5; middle none;
+    # worst fully in the bottom quarter
     w = np.array([2.0, 1.0, 1.0])
     u = weighted_quantile_utilities(np.array([0, 1, 2]), w)
     np.testing.assert_allclose(u, [0.5, 0.0, -1.0])
     assert np.dot(w, u) == pytest.approx(0.0, abs=1e-15)
     # a tie between the two best shares one interval [0, 0.5): both get 0.5
-    np.testing.assert_allclose(weighted_quantile_utilities(np.array([0, 0, 1, 2]), np.ones(4)), [0.5, 0.5, 0, -1])
+    np.testing.assert_allclose(
+        weighted_quantile_utilities(np.array([0, 0, 1, 2]), np.ones(4)), [0.5, 0.5, 0, -1]
+    )
     # rho = 0.5 splits everything into +1 / -1 halves
     np.testing.assert_allclose(
         weighted_quantile_utilities(np.array([0, 1, 2, 3]), np.ones(4), rho=0.5), [1, 1, -1, -1]
@@ -378,9 +397,10 @@ def test_sampling_frequencies_match_theta() -> None:
     np.testing.assert_array_equal(stack.mode(), [[0, 1], [0, 0]])
     entropy = stack.entropy()
     assert entropy[1] == pytest.approx(np.log(3) + np.log(2))
-    assert entropy[0] == pytest.approx(-(0.7 * np.log(0.7) + 0.2 * np.log(0.2) + 0.1 * np.log(0.1)) - (
-        0.4 * np.log(0.4) + 0.6 * np.log(0.6)
-    ))
+    assert entropy[0] == pytest.approx(
+        -(0.7 * np.log(0.7) + 0.2 * np.log(0.2) + 0.1 * np.log(0.1))
+        - (0.4 * np.log(0.4) + 0.6 * np.log(0.6))
+    )
 
 
 def _run(multi: MultiASNG, rng: np.random.Generator, steps: int) -> list[np.ndarray]:
@@ -496,7 +516,9 @@ def test_subpackage_does_not_import_torch() -> None:
 ALL_ARCHS = np.array(list(itertools.product(range(4), repeat=8)))
 
 
-def _evaluate(loss: np.ndarray, cost: np.ndarray, archs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _evaluate(
+    loss: np.ndarray, cost: np.ndarray, archs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     idx = np.arange(loss.shape[0])
     return loss[idx, archs].sum(axis=-1), cost[idx, archs].sum(axis=-1)
 
@@ -532,7 +554,9 @@ def test_toy_budgets_every_mode_reaches_its_optimum(seed: int) -> None:
     loss, cost = _separable_problem(seed)
     all_loss, all_cost = _evaluate(loss, cost, ALL_ARCHS)
     budgets = np.array([0.5, 1.5, 2.5, 3.5])  # between the cost levels: unique optima
-    optimum = np.stack([ALL_ARCHS[all_cost <= b][np.argmin(all_loss[all_cost <= b])] for b in budgets])
+    optimum = np.stack(
+        [ALL_ARCHS[all_cost <= b][np.argmin(all_loss[all_cost <= b])] for b in budgets]
+    )
     multi = MultiASNG((4,) * 8, 4, budgets=budgets, n_per_dist=4, delta0=0.5, delta_max=0.5)
     rng = np.random.default_rng(seed)
     for _ in range(4000 // (4 * 4)):
@@ -608,7 +632,10 @@ def test_toy_coefficients_modes_match_optimum() -> None:
         _, mode_cost = _evaluate(loss, cost, modes)
         assert np.all(np.diff(mode_cost) <= 0), "modes are not cheaper under larger eps"
         assert np.all((modes != optimum).sum(axis=1) <= 1), modes
-        gap = objective[np.arange(5)[:, None], np.arange(8)[None, :], modes].sum(-1) - objective.min(-1).sum(-1)
+        gap = (
+            objective[np.arange(5)[:, None], np.arange(8)[None, :], modes].sum(-1)
+            - objective.min(-1).sum(-1)
+        )
         assert np.all(gap / span <= 0.08)
 
 

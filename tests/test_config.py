@@ -52,12 +52,18 @@ def test_resolved_config_round_trips(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "override, message",
     [
-        (["search.epochz=3"], r"unknown config key 'search.epochz' \(did you mean 'search.epochs'\?\)"),
+        (
+            ["search.epochz=3"],
+            r"unknown config key 'search.epochz' \(did you mean 'search.epochs'\?\)",
+        ),
         (["space.chanels=3"], r"did you mean 'space.channels'"),
         (["serach.epochs=3"], r"unknown config key 'serach' \(did you mean 'search'\?\)"),
         (["data.batch_size=abc"], r"'data.batch_size': expected an integer, got 'abc'"),
         (["data.download=maybe"], r"'data.download': expected true or false"),
-        (["search.utility=best"], r"'search.utility' is 'best'; allowed values: 'weighted-quantile', 'rank'"),
+        (
+            ["search.utility=best"],
+            r"'search.utility' is 'best'; allowed values: 'weighted-quantile', 'rank'",
+        ),
         (["search.budgets=[3, 2]"], r"strictly increasing"),
         (["search.budgets=5"], r"'search.budgets': expected a list"),
         (["search.budgets=[.nan]"], r"^search.budgets must be finite numbers, got \[nan\]$"),
@@ -133,7 +139,9 @@ def test_missing_and_broken_files(tmp_path: Path) -> None:
 def test_repeated_key_is_refused_with_both_lines(tmp_path: Path) -> None:
     path = tmp_path / "twice.yaml"
     path.write_text("search:\n  epochs: 3\ndata:\n  batch_size: 8\nsearch:\n  epochs: 9\n")
-    with pytest.raises(ConfigError, match=r"line 5: key 'search' repeats the one on line 1") as info:
+    with pytest.raises(
+        ConfigError, match=r"line 5: key 'search' repeats the one on line 1"
+    ) as info:
         load_config(path)
     assert "\n" not in str(info.value)
     nested = tmp_path / "nested.yaml"

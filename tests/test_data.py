@@ -77,7 +77,11 @@ def test_digits_labels_attribute_matches_items(digits: DataSplits) -> None:
 
 
 def test_digits_same_seed_same_splits_other_seed_different() -> None:
-    a, b, c = load_dataset("digits", seed=3), load_dataset("digits", seed=3), load_dataset("digits", seed=4)
+    a, b, c = (
+        load_dataset("digits", seed=3),
+        load_dataset("digits", seed=3),
+        load_dataset("digits", seed=4),
+    )
     for name in ("train", "val", "test"):
         assert np.array_equal(_indices(getattr(a, name)), _indices(getattr(b, name)))
         assert not np.array_equal(_indices(getattr(a, name)), _indices(getattr(c, name)))
@@ -91,7 +95,9 @@ def test_digits_are_normalised(digits: DataSplits) -> None:
     assert abs(x.mean().item()) < 0.05
     assert abs(x.std().item() - 1.0) < 0.05
     # The raw scale is 0..16 mapped to [0, 1]: the smallest value is the normalised 0.
-    assert x.min().item() == pytest.approx((0.0 - digits.info.mean[0]) / digits.info.std[0], abs=1e-5)
+    assert x.min().item() == pytest.approx(
+        (0.0 - digits.info.mean[0]) / digits.info.std[0], abs=1e-5
+    )
 
 
 def test_digits_max_train_and_image_size() -> None:
@@ -108,9 +114,12 @@ def test_digits_fractions_change_sizes() -> None:
 
 
 @pytest.mark.parametrize(
-    ("val_fraction", "test_fraction"), [(0.6, 0.4), (0.7, 0.5), (-0.1, 0.2), (0.2, -0.1), (0.0, 0.2), (1.0, 0.0)]
+    ("val_fraction", "test_fraction"),
+    [(0.6, 0.4), (0.7, 0.5), (-0.1, 0.2), (0.2, -0.1), (0.0, 0.2), (1.0, 0.0)],
 )
-def test_fractions_out_of_range_raise_config_error(val_fraction: float, test_fraction: float) -> None:
+def test_fractions_out_of_range_raise_config_error(
+    val_fraction: float, test_fraction: float
+) -> None:
     with pytest.raises(ConfigError) as exc:
         load_dataset("digits", val_fraction=val_fraction, test_fraction=test_fraction)
     assert "fraction" in _one_line(exc)
@@ -339,11 +348,15 @@ def _write_cifar10(
     for b in range(1, 6):
         data = rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8)
         batch_labels = [int(v) for v in rng.integers(0, 10, size=per_batch)]
-        train_list.append(dump(f"data_batch_{b}", {"batch_label": f"batch {b}", "data": data, "labels": batch_labels}))
+        train_list.append(dump(
+            f"data_batch_{b}", {"batch_label": f"batch {b}", "data": data, "labels": batch_labels}
+        ))
         images.append(data)
         labels += batch_labels
     test_data = rng.integers(0, 256, size=(n_test, 3072), dtype=np.uint8)
-    test_list = [dump("test_batch", {"data": test_data, "labels": [int(v) for v in rng.integers(0, 10, n_test)]})]
+    test_list = [dump(
+        "test_batch", {"data": test_data, "labels": [int(v) for v in rng.integers(0, 10, n_test)]}
+    )]
     meta_md5 = dump("batches.meta", {"label_names": _CIFAR_NAMES, "num_vis": 3072})[1]
 
     # torchvision checks each file's md5 against the real dataset's; point it at the stand-in's
@@ -359,21 +372,30 @@ def _write_cifar10(
     return hwc(np.vstack(images)), np.asarray(labels), hwc(test_data)
 
 
-def _normalised(images: np.ndarray, info_mean: tuple[float, ...], info_std: tuple[float, ...]) -> torch.Tensor:
+def _normalised(
+    images: np.ndarray, info_mean: tuple[float, ...], info_std: tuple[float, ...]
+) -> torch.Tensor:
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
     mean = torch.tensor(info_mean).view(1, -1, 1, 1)
     std = torch.tensor(info_std).view(1, -1, 1, 1)
     return (x - mean) / std
 
 
-def test_cifar10_standin_loads_through_torchvision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cifar10_standin_loads_through_torchvision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     train_images, train_labels, test_images = _write_cifar10(tmp_path, monkeypatch)
-    splits = load_dataset("cifar10", root=str(tmp_path), val_fraction=0.25, test_fraction=0.9, seed=0)
+    splits = load_dataset(
+        "cifar10", root=str(tmp_path), val_fraction=0.25, test_fraction=0.9, seed=0
+    )
     info = splits.info
     assert info.class_names == tuple(_CIFAR_NAMES)  # from the meta file
     assert (info.input_size, info.in_channels, info.n_classes) == (32, 3, 10)
-    assert (len(splits.train), len(splits.val), len(splits.test)) == (30, 10, 10)  # test_fraction is ignored
-    assert sorted(np.concatenate([_indices(splits.train), _indices(splits.val)]).tolist()) == list(range(40))
+    # test_fraction is ignored
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (30, 10, 10)
+    assert sorted(
+        np.concatenate([_indices(splits.train), _indices(splits.val)]).tolist()
+    ) == list(range(40))
     expected = _normalised(train_images, info.mean, info.std)
     x, y = _stack(splits.val)
     assert torch.allclose(x, expected[_indices(splits.val)], atol=1e-6)
@@ -382,7 +404,9 @@ def test_cifar10_standin_loads_through_torchvision(tmp_path: Path, monkeypatch: 
     assert torch.allclose(x_test, _normalised(test_images, info.mean, info.std), atol=1e-6)
 
 
-def test_cifar10_augments_train_only_and_deterministically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cifar10_augments_train_only_and_deterministically(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     train_images, _, _ = _write_cifar10(tmp_path, monkeypatch)
     splits = load_dataset("cifar10", root=tmp_path, augment=True, seed=5)
     info = splits.info
@@ -404,7 +428,9 @@ def test_cifar10_resize(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     _write_cifar10(tmp_path, monkeypatch)
     splits = load_dataset("cifar10", root=tmp_path, image_size=16, augment=True)
     assert splits.info.input_size == 16
-    assert splits.train[0][0].shape == splits.val[0][0].shape == splits.test[0][0].shape == (3, 16, 16)
+    assert (
+        splits.train[0][0].shape == splits.val[0][0].shape == splits.test[0][0].shape == (3, 16, 16)
+    )
 
 
 def test_cifar10_wrong_checksums_are_reported_as_such_not_as_missing(tmp_path: Path) -> None:
@@ -465,8 +491,10 @@ def test_mnist_partial_or_unreadable_folder_is_not_missing(
     assert "could not be read" in message and str(raw) in message and "not found" not in message
 
 
-@pytest.mark.parametrize(("name", "holds"), [("cifar10", "cifar-10-batches-py"), ("cifar100", "cifar-100-python"),
-                                             ("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])  # fmt: skip
+@pytest.mark.parametrize(("name", "holds"), [("cifar10", "cifar-10-batches-py"),
+                                             ("cifar100", "cifar-100-python"),
+                                             ("mnist", "MNIST"),
+                                             ("fashion_mnist", "FashionMNIST")])  # fmt: skip
 def test_missing_dataset_names_path_and_fix(tmp_path: Path, name: str, holds: str) -> None:
     root = tmp_path / "nowhere"
     with pytest.raises(DataError) as exc:
@@ -491,11 +519,15 @@ def test_failed_download_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def _write_idx(path: Path, array: np.ndarray) -> None:
     """The idx format: 0, 0, type code 0x08 (uint8), number of dims, big-endian int32 dims, data."""
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}i", *array.shape)
+    header = (
+        struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}i", *array.shape)
+    )
     path.write_bytes(header + array.astype(np.uint8).tobytes())
 
 
-def _write_mnist(root: Path, folder: str, n_train: int = 40, n_test: int = 12) -> tuple[np.ndarray, np.ndarray]:
+def _write_mnist(
+    root: Path, folder: str, n_train: int = 40, n_test: int = 12
+) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(1)
     raw = root / folder / "raw"
     raw.mkdir(parents=True)
@@ -523,22 +555,28 @@ def test_mnist_files_whose_labels_disagree_with_the_images_are_one_line(tmp_path
         load_dataset("mnist", root=tmp_path)
 
 
-@pytest.mark.parametrize(("name", "folder"), [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
+@pytest.mark.parametrize(
+    ("name", "folder"), [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")]
+)
 def test_mnist_standins_load_through_torchvision(tmp_path: Path, name: str, folder: str) -> None:
     train, test = _write_mnist(tmp_path, folder)
     splits = load_dataset(name, root=tmp_path, val_fraction=0.25, augment=True, seed=0)
     info = splits.info
     assert info == dataset_info(name)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (30, 10, 12)
-    assert set(splits.val.labels.tolist()) == set(range(10))  # stratified: 4 of each class, 1 of each in val
+    # stratified: 4 of each class, 1 of each in val
+    assert set(splits.val.labels.tolist()) == set(range(10))
     expected = (torch.from_numpy(train).float().unsqueeze(1) / 255.0 - info.mean[0]) / info.std[0]
-    for split in (splits.train, splits.val):  # no augmentation for MNIST-likes, even with augment=True
+    # no augmentation for MNIST-likes, even with augment=True
+    for split in (splits.train, splits.val):
         x, y = _stack(split)
         assert x.shape == (len(split), 1, 28, 28)
         assert torch.allclose(x, expected[_indices(split)], atol=1e-6)
         assert torch.equal(y, torch.from_numpy(_indices(split) % 10))
     x_test, y_test = _stack(splits.test)
-    assert torch.allclose(x_test, (torch.from_numpy(test).float().unsqueeze(1) / 255.0 - info.mean[0]) / info.std[0])
+    assert torch.allclose(
+        x_test, (torch.from_numpy(test).float().unsqueeze(1) / 255.0 - info.mean[0]) / info.std[0]
+    )
     assert torch.equal(y_test, torch.arange(12) % 10)
 
 

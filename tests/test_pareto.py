@@ -47,7 +47,10 @@ def test_improvements_2d_is_the_hypervolume_gain_and_ranks_misses_by_their_short
         candidates = rng.random((6, 2))
         gains = improvements_2d(front, candidates, reference)
         for candidate, gain in zip(candidates, gains):
-            true = hypervolume(np.vstack([front, candidate]), reference) - hypervolume(front, reference)
+            true = (
+                hypervolume(np.vstack([front, candidate]), reference)
+                - hypervolume(front, reference)
+            )
             assert max(gain, 0.0) == pytest.approx(true, abs=1e-12)
             assert (gain > 0) == (true > 1e-15)
     # Hand case: front (0.5, 0.5) under reference (1, 1). (0.4, 0.6) adds 0.1 x 0.4; (0.7, 0.6)

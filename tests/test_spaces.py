@@ -26,7 +26,9 @@ def test_nb201_arch_str_round_trips_all_rows(nb201_rows) -> None:
 
 def test_nb201_op_order_matches_the_benchmark() -> None:
     space = NB201Space()
-    arch = space.from_str("|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|")
+    arch = space.from_str(
+        "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|"
+    )
     assert arch == (3, 0, 1, 4, 2, 0)
 
 

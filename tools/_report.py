@@ -81,7 +81,8 @@ def header(title: str) -> str:
 
     command = " ".join(shlex.quote(a) for a in [os.path.relpath(sys.executable), *sys.argv])
     machine = (f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
-               f"{platform.release()}, Python {platform.python_version()}, torch {torch.__version__}, "
+               f"{platform.release()}, Python {platform.python_version()}, "
+               f"torch {torch.__version__}, "
                f"{torch.get_num_threads()} torch threads")
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"# {title}\n\n- command: `{command}`\n- machine: {machine}\n- date: {now}\n"

@@ -66,7 +66,8 @@ def connected(arch: tuple[int, ...]) -> bool:
     """Whether the nb201 cell has a path of non-`none` edges from its input to its output."""
     reach = {0}
     for node in (1, 2, 3):
-        if any(to == node and frm in reach and arch[e] != 0 for e, (to, frm) in enumerate(NB201_EDGES)):
+        if any(to == node and frm in reach and arch[e] != 0
+               for e, (to, frm) in enumerate(NB201_EDGES)):
             reach.add(node)
     return 3 in reach
 
@@ -86,7 +87,8 @@ class Standalone:
 
     def __init__(self, path: Path, space, data, recipe: TrainRecipe) -> None:
         self.path, self.space, self.data, self.recipe = path, space, data, recipe
-        self.key = f"nb201 c{space.channels} n{space.cells_per_stage} epochs={recipe.epochs} lr={recipe.lr}"
+        self.key = (f"nb201 c{space.channels} n{space.cells_per_stage} epochs={recipe.epochs} "
+                    f"lr={recipe.lr}")
         saved = json.loads(path.read_text()) if path.is_file() else {}
         self.results: dict = saved.get(self.key, {})
         self.saved = saved
@@ -232,10 +234,12 @@ def bench(args: argparse.Namespace, work: Path) -> None:
     per_seed = np.array([[standalone.get(a, s)["test"] for s in seeds] for a in archs])
     loss = np.array([[standalone.get(a, s)["test_loss"] for s in seeds] for a in archs]).mean(1)
     truth = per_seed.mean(axis=1)
-    ceiling = np.mean([_tau(per_seed[:, i], per_seed[:, j])
-                       for i, j in itertools.combinations(seeds, 2)]) if args.seeds > 1 else float("nan")
-    ceiling_conn = np.mean([_tau(per_seed[conn, i], per_seed[conn, j])
-                            for i, j in itertools.combinations(seeds, 2)]) if args.seeds > 1 else float("nan")
+    ceiling = (np.mean([_tau(per_seed[:, i], per_seed[:, j])
+                        for i, j in itertools.combinations(seeds, 2)])
+               if args.seeds > 1 else float("nan"))
+    ceiling_conn = (np.mean([_tau(per_seed[conn, i], per_seed[conn, j])
+                             for i, j in itertools.combinations(seeds, 2)])
+                    if args.seeds > 1 else float("nan"))
 
     n_conv = np.array([sum(op in (2, 3) for op in a) for a in archs])
     params = build_cost_table(space).cost("params", np.array(archs))
@@ -251,10 +255,12 @@ def bench(args: argparse.Namespace, work: Path) -> None:
         diag[name]["params_tau"] = _tau(est["angle (conv/linear weights, default)"], params)
         for metric, values in est.items():
             rows.append(row(name, metric, values))
-            print(json.dumps({"run": name, "metric": metric, "tau": round(rows[-1][2], 3)}), flush=True)
+            print(json.dumps({"run": name, "metric": metric, "tau": round(rows[-1][2], 3)}),
+                  flush=True)
 
     # What shrinking did: the options removed and the picks, retrained with the same recipe.
-    log = [json.loads(s) for s in RunFiles(runs["multi-asng+angle"].dir).log.read_text().splitlines()]
+    log = [json.loads(s)
+           for s in RunFiles(runs["multi-asng+angle"].dir).log.read_text().splitlines()]
     shrinks = [e for e in log if e.get("kind") == "epoch" and "angle_removed" in e]
     picks = {}
     for name in ("multi-asng", "multi-asng+angle"):
@@ -293,12 +299,14 @@ def bench(args: argparse.Namespace, work: Path) -> None:
              "cells, over the connected ones, vs minus the mean test loss, and within groups of "
              "equal convolution count (weighted mean over groups of 4+ cells: what the estimate "
              "says beyond \"more convolutions\").", "",
-             "| supernet | estimate | tau vs accuracy | tau (connected) | tau vs -loss | tau within equal #conv |",
+             "| supernet | estimate | tau vs accuracy | tau (connected) | tau vs -loss | "
+             "tau within equal #conv |",
              "|---|---|---:|---:|---:|---:|"]
     lines += [f"| {n} | {m} | {a:.3f} | {b:.3f} | {c:.3f} | {d:.3f} |" for n, m, a, b, c, d in rows]
     searched = runs["multi-asng"].config.search
     lines += ["", f"Published (NAS-Bench-201, CIFAR-10, ABS paper): angle {PUBLISHED['angle']}, "
-              f"supernet accuracy {PUBLISHED['supernet accuracy']}. PVLL pairs in the memory at the "
+              f"supernet accuracy {PUBLISHED['supernet accuracy']}. "
+              "PVLL pairs in the memory at the "
               f"end of the multi-asng search: {int(diag['multi-asng']['_pvll_pairs'][0])} (the "
               "plug-in's FIFO, default 500); the predictor is the run's own "
               f"(`features: {searched.pvll.features}`, `predictor: "
@@ -308,7 +316,8 @@ def bench(args: argparse.Namespace, work: Path) -> None:
                  if searched.pvll.pruned and searched.prune != "keep" else "") + ".", "",
               "Angles of the blocks on their own (default vector, radians): "
               + "; ".join(f"{n}: shared weights {d['_shared_angle'][0]:.3f}, conv1x1 per edge "
-                          f"{d['_conv1x1_angle'].min():.3f}-{d['_conv1x1_angle'].max():.3f}, conv3x3 "
+                          f"{d['_conv1x1_angle'].min():.3f}-{d['_conv1x1_angle'].max():.3f}, "
+                          "conv3x3 "
                           f"{d['_conv3x3_angle'].min():.3f}-{d['_conv3x3_angle'].max():.3f}"
                           for n, d in diag.items()) + ".", ""]
     d = diag["multi-asng"]
@@ -322,7 +331,9 @@ def bench(args: argparse.Namespace, work: Path) -> None:
                  "weights (stem, reduction blocks, classifier) turned further than any cell "
                  "convolution: every convolution a cell adds pulls the angle down, so the angle "
                  "mostly counts parameter-free edges (its tau with the parameter count: "
-                 f"{diag['multi-asng']['params_tau']:.3f} and {diag['random']['params_tau']:.3f}), while on digits more convolutions mean more accuracy (params "
+                 f"{diag['multi-asng']['params_tau']:.3f} and "
+                 f"{diag['random']['params_tau']:.3f}), while on digits more convolutions "
+                 "mean more accuracy (params "
                  f"alone: tau {rows[0][2]:.3f}). "
                  if dilutes else "")
               + _within_sentence({(n, m): d for n, m, _, _, _, d in rows}),
@@ -342,7 +353,8 @@ def bench(args: argparse.Namespace, work: Path) -> None:
                      f"left per distribution {e['angle_active']}; freed {e['angle_freed']}")
     lines += ["", "Picks per budget (front of the search, supernet val accuracy; the same pick "
               f"retrained standalone, mean test accuracy over {args.seeds} seeds):", "",
-              "| budget (params) | multi-asng pick | supernet acc | standalone | +angle pick | supernet acc | standalone |",
+              "| budget (params) | multi-asng pick | supernet acc | standalone | +angle pick | "
+              "supernet acc | standalone |",
               "|---:|---|---:|---:|---|---:|---:|"]
     for (b, a1, s1, t1), (_, a2, s2, t2) in zip(picks["multi-asng"], picks["multi-asng+angle"]):
         def fmt(a, s, t):
@@ -351,7 +363,8 @@ def bench(args: argparse.Namespace, work: Path) -> None:
         lines.append(f"| {b:g} | {fmt(a1, s1, t1)} | {fmt(a2, s2, t2)} |")
     lines += ["", f"Wall time: {wall / 60:.1f} min in all (searches "
               + ", ".join(f"{n} {w:.0f} s" for n, w in walls.items())
-              + f"; standalone training {standalone.seconds:.0f} s, 0 when cached), 1 torch thread.", ""]
+              + f"; standalone training {standalone.seconds:.0f} s, 0 when cached), "
+              "1 torch thread.", ""]
     write_text(Path(args.out), "\n".join(lines))
     print("\n".join(lines))
 

@@ -225,7 +225,8 @@ def section(entries: list[Entry], pairing: bool = True) -> list[str]:
     lines = ["Sources:", ""]
     for label, summary, data, _ in entries:
         seeds = next(iter(data.values()))["seeds"]
-        made = summary.get("provenance", {}).get("command", "not recorded in the folder (written before summaries kept it)")
+        made = summary.get("provenance", {}).get(
+            "command", "not recorded in the folder (written before summaries kept it)")
         lines.append(f"- {label}: {summary['dataset']}/{summary['cost']}, seeds {_ranges(seeds)} "
                      f"({len(seeds)}), prune {summary.get('prune', 'keep')}, "
                      f"picks {summary.get('pick', 'observed')}; "

@@ -49,7 +49,8 @@ def main() -> None:
             table.price(archs)
             times.append(time.perf_counter() - start)
         median = float(np.median(times))
-        lines.append(f"| {label} | {build:.2f} | {args.n:,} | {median:.3f} | {args.n / median:,.0f} |")
+        lines.append(f"| {label} | {build:.2f} | {args.n:,} | {median:.3f} | "
+                     f"{args.n / median:,.0f} |")
     lines += ["", "Target: at least 100,000 architectures per second (issue 'Foundation'). "
               "Pricing is one vectorised gather-and-sum over the `(costs, D, Kmax)` table; the "
               "build counts `1 + sum_d (K_d - 1)` standalone networks with thop and the exact "

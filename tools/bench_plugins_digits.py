@@ -90,7 +90,8 @@ def bench(args: argparse.Namespace, work: Path) -> None:
             rows[label].append({"seed": seed, "wall": wall, "front": len(front),
                                 "hv": _hv(retrained, low, high),
                                 "best": float(1 - retrained[:, 0].min()),
-                                "supernet_best": float(max(a.accuracy for a in run.front.architectures)),
+                                "supernet_best": float(max(a.accuracy
+                                                           for a in run.front.architectures)),
                                 })
             print(json.dumps({"variant": label, **rows[label][-1]}), flush=True)
 
@@ -100,7 +101,8 @@ def bench(args: argparse.Namespace, work: Path) -> None:
     ref = med("no plug-in", "wall")
     lines = [header("Seed plug-ins in the one-shot search on digits"), "",
              f"Config: the embedded default (`configs/default.yaml`) with overrides "
-             f"{args.set or 'none'}; {args.seeds} seeds, variants interleaved per seed; plug-ins at "
+             f"{args.set or 'none'}; {args.seeds} seeds, variants interleaved per seed; "
+             "plug-ins at "
              "their defaults. Every returned architecture retrained standalone for "
              f"{args.retrain_epochs} epochs (SGD 0.05, cosine, seed 0), scored on the test split. "
              "HV: (test error, params normalised by the space's min/max), reference 1.1.", "",

@@ -108,14 +108,16 @@ def bench(args: argparse.Namespace, work: Path) -> None:
 
         config = moonas.load_config(work / f"multi-asng-{seed}" / "config.yaml")
         supernet = build_supernet(space)
-        supernet.load_state_dict(load_checkpoint(work / f"multi-asng-{seed}" / "checkpoint.pt")["supernet"])
+        supernet.load_state_dict(
+            load_checkpoint(work / f"multi-asng-{seed}" / "checkpoint.pt")["supernet"])
         standalone = [_retrain(space, data, a, recipe, cache) for a in random_archs]
         val = Batches(data.val, 256, seed, 0, drop_last=False)
         train = Batches(data.train, 64, seed, 3, drop_last=True)
         entry = {"seed": seed}
         for bn in ("train", "recalibrate"):
-            est = [split_accuracy(supernet, a, val.epoch(0, False), bn=bn,
-                                  calibration=list(train.epoch(10**6))[:config.search.bn_batches])[0]
+            est = [split_accuracy(
+                       supernet, a, val.epoch(0, False), bn=bn,
+                       calibration=list(train.epoch(10**6))[:config.search.bn_batches])[0]
                    for a in random_archs]
             entry[bn] = float(kendalltau(est, standalone).statistic)
         taus.append(entry)
@@ -129,18 +131,24 @@ def bench(args: argparse.Namespace, work: Path) -> None:
              f"Config: the embedded default (`configs/default.yaml`) as of session 3 "
              f"({', '.join(NO_NEIGHBOURS)}, recorded before it became a default) with overrides "
              f"{args.set or 'none'}; {args.seeds} seeds; every returned architecture retrained "
-             f"standalone for {args.retrain_epochs} epochs (SGD 0.05, cosine, seed 0) and scored on "
+             f"standalone for {args.retrain_epochs} epochs (SGD 0.05, cosine, seed 0) and "
+             "scored on "
              "the test split. HV: (test error, params normalised by the space's min/max), "
              "reference 1.1.", "",
-             "| method | median wall (s) | wall / joint | front size (median) | median HV of retrained front | HV per seed | best test acc (median) |",
+             "| method | median wall (s) | wall / joint | front size (median) | "
+             "median HV of retrained front | HV per seed | best test acc (median) |",
              "|---|---:|---:|---:|---:|---|---:|"]
     for m in METHODS:
         lines.append(f"| {m} | {med(m, 'wall'):.1f} | {med(m, 'wall') / joint:.2f} | "
                      f"{med(m, 'front'):.0f} | {med(m, 'hv'):.4f} | "
-                     f"{', '.join(format(r['hv'], '.4f') for r in rows[m])} | {med(m, 'best'):.4f} |")
-    per_seed_ratio = [rows["multi-asng"][i]["wall"] / rows["asng"][i]["wall"] for i in range(args.seeds)]
-    per_seed_sep = [rows["multi-asng"][i]["wall"] / rows["asng-separate"][i]["wall"] for i in range(args.seeds)]
-    lines += ["", f"- joint / single ASNG wall time, per seed: {', '.join(f'{v:.2f}' for v in per_seed_ratio)} "
+                     f"{', '.join(format(r['hv'], '.4f') for r in rows[m])} | "
+                     f"{med(m, 'best'):.4f} |")
+    per_seed_ratio = [rows["multi-asng"][i]["wall"] / rows["asng"][i]["wall"]
+                      for i in range(args.seeds)]
+    per_seed_sep = [rows["multi-asng"][i]["wall"] / rows["asng-separate"][i]["wall"]
+                    for i in range(args.seeds)]
+    lines += ["", f"- joint / single ASNG wall time, per seed: "
+              f"{', '.join(f'{v:.2f}' for v in per_seed_ratio)} "
               f"(median {np.median(per_seed_ratio):.2f}; target <= 1.3)",
               f"- joint / K separate runs: {', '.join(f'{v:.2f}' for v in per_seed_sep)} "
               f"(median {np.median(per_seed_sep):.2f}; expect about 1/5)", "",

@@ -56,7 +56,8 @@ def _supernet(run_dir: Path, space):
     supernet = build_supernet(space)
     if state.get("split"):
         s = state["split"]
-        supernet.split({int(d): js for d, js in zip(s["choices"], s["options"])}, int(s["n_copies"]))
+        supernet.split({int(d): js for d, js in zip(s["choices"], s["options"])},
+                       int(s["n_copies"]))
     supernet.load_state_dict(state["supernet"])
     return supernet, state
 
@@ -135,7 +136,8 @@ def bench(args: argparse.Namespace, work: Path) -> None:
             picks[name] = [
                 (b, None) if p is None else
                 (b, members[p].arch, members[p].accuracy,
-                 float(np.mean([standalone.get(tuple(members[p].arch), s)["test"] for s in sseeds])))
+                 float(np.mean([standalone.get(tuple(members[p].arch), s)["test"]
+                                for s in sseeds])))
                 for b, p in zip(run.front.budgets, run.front.picks)]
             print(json.dumps({"run": name, "rows": rows[-6:]}), flush=True)
 
@@ -169,7 +171,8 @@ def bench(args: argparse.Namespace, work: Path) -> None:
     lines += ["Search wall time (s, 1 torch thread; nan: reused run): "
               + ", ".join(f"{n} {w:.0f}" for n, w in walls.items()) + ".", ""]
     lines += ["Picks per budget (supernet val accuracy / standalone mean test accuracy):", "",
-              "| run | " + " | ".join(f"budget {b:g}" for b, *_ in next(iter(picks.values()))) + " |",
+              "| run | "
+              + " | ".join(f"budget {b:g}" for b, *_ in next(iter(picks.values()))) + " |",
               "|---|" + "---|" * len(next(iter(picks.values())))]
     for name, row in picks.items():
         cells = []

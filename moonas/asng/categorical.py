@@ -40,7 +40,8 @@ class CategoricalStack:
             raise ConfigError("n_options is empty: give at least one choice, e.g. n_options=(5, 5)")
         if min(n_options) < 1:
             raise ConfigError(
-                f"n_options={n_options} has a choice with fewer than 1 option: every entry must be >= 1"
+                f"n_options={n_options} has a choice with fewer than 1 option: "
+                "every entry must be >= 1"
             )
         if int(K) < 1:
             raise ConfigError(f"K={K} distributions: use K >= 1")
@@ -202,7 +203,9 @@ class CategoricalStack:
             theta = np.asarray(state["theta"], dtype=np.float64)
             mask = np.asarray(state["mask"], dtype=bool)
         except KeyError as err:
-            raise CheckpointError(f"distribution state lacks key {err}; save it with state_dict()") from err
+            raise CheckpointError(
+                f"distribution state lacks key {err}; save it with state_dict()"
+            ) from err
         if n_options != self._n_options or K != self._K:
             raise CheckpointError(
                 f"distribution state is for n_options={n_options}, K={K}, not "
@@ -211,7 +214,9 @@ class CategoricalStack:
         if theta.shape != self._theta.shape or mask.shape != self._mask.shape:
             raise CheckpointError("distribution state has arrays of the wrong shape; it is corrupt")
         if np.any(mask & ~(self._mask_of_space())):
-            raise CheckpointError("distribution state activates options outside the space; it is corrupt")
+            raise CheckpointError(
+                "distribution state activates options outside the space; it is corrupt"
+            )
         try:
             for k in range(K):
                 _check_simplex(theta[k], mask[k])

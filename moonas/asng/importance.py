@@ -132,12 +132,16 @@ def rank_utilities(ranks: np.ndarray) -> np.ndarray:
     # Position p in the sorted order carries base[p]; a group of tied ranks averages them.
     group_sum = np.bincount(ranks[order], weights=base)
     group_size = np.bincount(ranks)
-    group_mean = np.divide(group_sum, group_size, out=np.zeros_like(group_sum), where=group_size > 0)
+    group_mean = np.divide(
+        group_sum, group_size, out=np.zeros_like(group_sum), where=group_size > 0
+    )
     return _exact_zeros(group_mean[ranks])
 
 
 
-def weighted_quantile_utilities(ranks: np.ndarray, weights: np.ndarray, rho: float = 0.25) -> np.ndarray:
+def weighted_quantile_utilities(
+    ranks: np.ndarray, weights: np.ndarray, rho: float = 0.25
+) -> np.ndarray:
     """Weighted-quantile utilities of M samples, (M,) from dense ranks (M,) and weights (M,).
 
     Samples are laid along [0, 1] in rank order, each taking its share ``w_i / sum w`` of
@@ -159,7 +163,9 @@ def weighted_quantile_utilities(ranks: np.ndarray, weights: np.ndarray, rho: flo
     start = end - group_mass
     top = np.clip(np.minimum(end, rho) - start, 0.0, None)
     bottom = np.clip(end - np.maximum(start, 1.0 - rho), 0.0, None)
-    u_group = np.divide(top - bottom, group_mass, out=np.zeros_like(group_mass), where=group_mass > 0)
+    u_group = np.divide(
+        top - bottom, group_mass, out=np.zeros_like(group_mass), where=group_mass > 0
+    )
     return _exact_zeros(u_group[ranks])
 
 

@@ -76,7 +76,9 @@ class MultiASNG:
         if int(K) < 1:
             raise ConfigError(f"K={K} distributions: use K >= 1")
         if (coefficients is None) == (budgets is None):
-            raise ConfigError("give exactly one of coefficients= (eps per distribution) or budgets=")
+            raise ConfigError(
+                "give exactly one of coefficients= (eps per distribution) or budgets="
+            )
         if coefficients is not None:
             values = np.asarray(coefficients, dtype=np.float64).reshape(-1)
             name = "coefficients"
@@ -84,15 +86,24 @@ class MultiASNG:
             values = np.asarray(budgets, dtype=np.float64).reshape(-1)
             name = "budgets"
         if values.shape[0] != int(K):
-            raise ConfigError(f"{name} has {values.shape[0]} entries but K={K}: give one per distribution")
+            raise ConfigError(
+                f"{name} has {values.shape[0]} entries but K={K}: give one per distribution"
+            )
         if not np.all(np.isfinite(values)):
-            raise ConfigError(f"{name}={values.tolist()} has non-finite entries: use finite numbers")
+            raise ConfigError(
+                f"{name}={values.tolist()} has non-finite entries: use finite numbers"
+            )
         if budgets is not None and np.any(np.diff(values) <= 0):
-            raise ConfigError(f"budgets={values.tolist()} are not strictly increasing: sort them, drop duplicates")
+            raise ConfigError(
+                f"budgets={values.tolist()} are not strictly increasing: "
+                "sort them, drop duplicates"
+            )
         if int(n_per_dist) < 1:
             raise ConfigError(f"n_per_dist={n_per_dist}: use n_per_dist >= 1")
         if int(K) * int(n_per_dist) < 2:
-            raise ConfigError("K * n_per_dist < 2 samples per step cannot be ranked: use n_per_dist >= 2")
+            raise ConfigError(
+                "K * n_per_dist < 2 samples per step cannot be ranked: use n_per_dist >= 2"
+            )
         if utility not in UTILITY_METHODS:
             raise ConfigError(f"utility={utility!r} is unknown: use one of {list(UTILITY_METHODS)}")
         if not delta0 > 0:
@@ -105,7 +116,9 @@ class MultiASNG:
         if not 0.0 < rho <= 0.5:
             raise ConfigError(f"rho={rho}: use 0 < rho <= 0.5 (default 0.25)")
         if cost_max is not None and not cost_max > 0:
-            raise ConfigError(f"cost_max={cost_max}: use cost_max > 0, or None to use the largest cost seen")
+            raise ConfigError(
+                f"cost_max={cost_max}: use cost_max > 0, or None to use the largest cost seen"
+            )
 
         self._stack = CategoricalStack(n_options, int(K))
         self._mode = "coefficients" if coefficients is not None else "budgets"
@@ -261,13 +274,18 @@ class MultiASNG:
             n_per_dist = int(state["n_per_dist"])
             utility = str(state["utility"])
             rho = float(state["rho"])
-            fields = {key: np.asarray(state[key], dtype=np.float64) for key in ("delta0", "alpha", "Delta", "gamma")}
+            fields = {
+                key: np.asarray(state[key], dtype=np.float64)
+                for key in ("delta0", "alpha", "Delta", "gamma")
+            }
             s = np.asarray(state["s"], dtype=np.float64)
             distributions = state["distributions"]
             cost_max_seen = float(state["cost_max_seen"])
             n_tells = int(state["n_tells"])
         except KeyError as err:
-            raise CheckpointError(f"search state lacks key {err}; save it with MultiASNG.state_dict()") from err
+            raise CheckpointError(
+                f"search state lacks key {err}; save it with MultiASNG.state_dict()"
+            ) from err
         if (
             mode != self._mode
             or targets.shape != self._targets.shape
@@ -280,8 +298,12 @@ class MultiASNG:
                 f"search state was saved with {mode}={targets.tolist()}, n_per_dist={n_per_dist}, "
                 f"utility={utility!r}, rho={rho}: resume with that configuration"
             )
-        if s.shape != (self.K, *self._stack.theta.shape[1:]) or any(v.shape != (self.K,) for v in fields.values()):
-            raise CheckpointError("search state has step-size arrays of the wrong shape; it is corrupt")
+        if s.shape != (self.K, *self._stack.theta.shape[1:]) or any(
+            v.shape != (self.K,) for v in fields.values()
+        ):
+            raise CheckpointError(
+                "search state has step-size arrays of the wrong shape; it is corrupt"
+            )
         self._stack.load_state_dict(distributions)
         self._states = [
             StepState(

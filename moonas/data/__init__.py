@@ -7,15 +7,24 @@ import os
 
 from moonas.data._digits import DIGITS_INFO, load_digits_splits
 from moonas.data._splits import DatasetInfo, DataSplits, check_fractions, make_loader
-from moonas.data._vision import IMAGEFOLDER_INFO, VISION_INFOS, load_imagefolder_splits, load_torchvision_splits
+from moonas.data._vision import (
+    IMAGEFOLDER_INFO,
+    VISION_INFOS,
+    load_imagefolder_splits,
+    load_torchvision_splits,
+)
 from moonas.errors import ConfigError, DataError
 
 __all__ = ["DATASETS", "DatasetInfo", "DataSplits", "check_split_fractions", "dataset_info",
            "load_dataset", "make_loader"]
 
-DATASETS: tuple[str, ...] = ("digits", "cifar10", "cifar100", "mnist", "fashion_mnist", "imagefolder")
+DATASETS: tuple[str, ...] = (
+    "digits", "cifar10", "cifar100", "mnist", "fashion_mnist", "imagefolder"
+)
 
-_INFOS: dict[str, DatasetInfo] = {"digits": DIGITS_INFO, **VISION_INFOS, "imagefolder": IMAGEFOLDER_INFO}
+_INFOS: dict[str, DatasetInfo] = {
+    "digits": DIGITS_INFO, **VISION_INFOS, "imagefolder": IMAGEFOLDER_INFO
+}
 
 
 def _check_name(name: str) -> None:
@@ -30,7 +39,9 @@ def _check_image_size(image_size: int | None) -> None:
     if image_size is None:
         return
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-        raise ConfigError(f"data.image_size={image_size!r} must be a positive integer (e.g. 32) or null")
+        raise ConfigError(
+            f"data.image_size={image_size!r} must be a positive integer (e.g. 32) or null"
+        )
 
 
 def dataset_info(name: str, *, image_size: int | None = None) -> DatasetInfo:
@@ -44,7 +55,10 @@ def dataset_info(name: str, *, image_size: int | None = None) -> DatasetInfo:
     info = _INFOS[name]
     if image_size is None:
         return info
-    return DatasetInfo(info.name, image_size, info.in_channels, info.n_classes, info.class_names, info.mean, info.std)
+    return DatasetInfo(
+        info.name, image_size, info.in_channels, info.n_classes, info.class_names, info.mean,
+        info.std,
+    )
 
 
 def check_split_fractions(name: str, val_fraction: float, test_fraction: float) -> None:

@@ -8,7 +8,14 @@ import logging
 import numpy as np
 import torch
 
-from moonas.data._splits import DatasetInfo, DataSplits, SplitView, TensorImages, split_indices, split_seeds
+from moonas.data._splits import (
+    DatasetInfo,
+    DataSplits,
+    SplitView,
+    TensorImages,
+    split_indices,
+    split_seeds,
+)
 
 __all__ = ["DIGITS_INFO", "load_digits_splits"]
 
@@ -39,12 +46,15 @@ def load_digits_splits(
     from sklearn.datasets import load_digits  # imported here: sklearn is slow to import
 
     bunch = load_digits()
-    images = torch.from_numpy(np.asarray(bunch.images, dtype=np.float32) / 16.0).unsqueeze(1)  # (N, 1, 8, 8)
+    # images: (N, 1, 8, 8)
+    images = torch.from_numpy(np.asarray(bunch.images, dtype=np.float32) / 16.0).unsqueeze(1)
     labels = torch.from_numpy(np.asarray(bunch.target, dtype=np.int64))
     size = None if image_size in (None, DIGITS_INFO.input_size) else image_size
     source = TensorImages(images, labels, size=size)
     split_rng, _ = split_seeds(seed)
-    train, val, test = split_indices(labels.numpy(), val_fraction, test_fraction, split_rng, max_train=max_train)
+    train, val, test = split_indices(
+        labels.numpy(), val_fraction, test_fraction, split_rng, max_train=max_train
+    )
     if augment:
         logger.info("digits has no augmentation; augment=True changes nothing")
     info = dataclasses.replace(DIGITS_INFO, input_size=image_size or DIGITS_INFO.input_size)

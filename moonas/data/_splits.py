@@ -62,7 +62,10 @@ class TensorImages:
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, size: int | None = None) -> None:
         if images.ndim != 4 or len(images) != len(labels):
-            raise ValueError(f"expected images (N, C, H, W) and N labels, got {tuple(images.shape)}, {len(labels)}")
+            raise ValueError(
+                f"expected images (N, C, H, W) and N labels, got {tuple(images.shape)}, "
+                f"{len(labels)}"
+            )
         self.images = images
         self.labels = labels.to(torch.int64)
         self.size = size
@@ -75,7 +78,8 @@ class TensorImages:
         x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
         if self.size is not None and tuple(x.shape[-2:]) != (self.size, self.size):
             x = F.interpolate(
-                x.unsqueeze(0), size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True
+                x.unsqueeze(0), size=(self.size, self.size), mode="bilinear", align_corners=False,
+                antialias=True,
             ).squeeze(0).clamp_(0.0, 1.0)
         return x, int(self.labels[index])
 
@@ -216,12 +220,17 @@ def _item_seed(seed: int, index: int) -> int:
 def check_fractions(val_fraction: float, test_fraction: float, *, uses_test: bool = True) -> None:
     """Raise ConfigError unless 0 < val, 0 <= test and (when the test split is carved) val + test < 1."""
     if not 0.0 < val_fraction < 1.0:
-        raise ConfigError(f"data.val_fraction={val_fraction} is out of range: use a value in (0, 1), e.g. 0.2")
+        raise ConfigError(
+            f"data.val_fraction={val_fraction} is out of range: use a value in (0, 1), e.g. 0.2"
+        )
     if not 0.0 <= test_fraction < 1.0:
-        raise ConfigError(f"data.test_fraction={test_fraction} is out of range: use a value in [0, 1), e.g. 0.2")
+        raise ConfigError(
+            f"data.test_fraction={test_fraction} is out of range: use a value in [0, 1), e.g. 0.2"
+        )
     if uses_test and val_fraction + test_fraction >= 1.0:
         raise ConfigError(
-            f"data.val_fraction + data.test_fraction = {val_fraction + test_fraction:g} leaves no training data: "
+            f"data.val_fraction + data.test_fraction = {val_fraction + test_fraction:g} "
+            "leaves no training data: "
             "make their sum below 1, e.g. 0.2 and 0.2"
         )
 
@@ -257,7 +266,8 @@ def split_indices(
     n_val, n_test = _count(n, val_fraction), _count(n, test_fraction)
     if n - n_val - n_test < 1:
         raise DataError(
-            f"only {n} samples, too few for val_fraction={val_fraction:g} and test_fraction={test_fraction:g}: "
+            f"only {n} samples, too few for val_fraction={val_fraction:g} and "
+            f"test_fraction={test_fraction:g}: "
             "use more data or smaller fractions"
         )
     # Each class spreads evenly over [0, 1) in random order; cutting the global order by rank
@@ -269,14 +279,19 @@ def split_indices(
     order = np.argsort(rank, kind="stable")
     test, val, train = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
     if max_train is not None:
-        if isinstance(max_train, bool) or not isinstance(max_train, (int, np.integer)) or max_train < 1:
+        if (
+            isinstance(max_train, bool)
+            or not isinstance(max_train, (int, np.integer))
+            or max_train < 1
+        ):
             raise ConfigError(f"data.max_train={max_train!r} must be a positive integer or null")
         train = train[:max_train]
     return np.sort(train), np.sort(val), np.sort(test)
 
 
-def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int, drop_last: bool = False,
-                batches: list[list[int]] | None = None, workers: int = 0) -> DataLoader:
+def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int,
+                drop_last: bool = False, batches: list[list[int]] | None = None,
+                workers: int = 0) -> DataLoader:
     """A DataLoader whose order is fixed by `seed` (its own torch.Generator); with `batches`,
     exactly those lists of item indices, in that order. `workers` > 0 reads items in that many
     worker processes (same batches, same order)."""
@@ -289,5 +304,6 @@ def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int, 
         return DataLoader(dataset, batch_sampler=batches, **extra)
     generator = torch.Generator().manual_seed(int(seed))
     return DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, generator=generator, **extra
+        dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, generator=generator,
+        **extra,
     )

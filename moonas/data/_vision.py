@@ -34,10 +34,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_ROOT = "data"  # where torchvision datasets live when data.root is not given (relative to the cwd)
+# where torchvision datasets live when data.root is not given (relative to the cwd)
+DEFAULT_ROOT = "data"
 DEFAULT_IMAGE_SIZE = 32  # imagefolder images are resized to this side when image_size is not given
 
-_CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+_CIFAR10_NAMES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"
+)
 _CIFAR100_NAMES = tuple(
     """apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly
     camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup
@@ -49,7 +52,8 @@ _CIFAR100_NAMES = tuple(
     willow_tree wolf woman worm""".split()
 )
 _FASHION_NAMES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+    "Ankle boot"
 )  # fmt: skip
 
 
@@ -64,14 +68,19 @@ class _VisionSpec:
 
 _SPECS: dict[str, _VisionSpec] = {
     "cifar10": _VisionSpec(
-        DatasetInfo("cifar10", 32, 3, 10, _CIFAR10_NAMES, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+        DatasetInfo(
+            "cifar10", 32, 3, 10, _CIFAR10_NAMES, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+        ),
         "CIFAR10",
         "cifar-10-batches-py",
         crop_flip=True,
         names_from_files=True,
     ),
     "cifar100": _VisionSpec(
-        DatasetInfo("cifar100", 32, 3, 100, _CIFAR100_NAMES, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+        DatasetInfo(
+            "cifar100", 32, 3, 100, _CIFAR100_NAMES, (0.5071, 0.4865, 0.4409),
+            (0.2673, 0.2564, 0.2762),
+        ),
         "CIFAR100",
         "cifar-100-python",
         crop_flip=True,
@@ -193,7 +202,9 @@ def _read_rgb(path: str) -> Any:
 
 
 def _resolve_root(root: str | os.PathLike[str] | None) -> str:
-    return os.path.abspath(os.path.expanduser(os.fspath(root if root is not None else DEFAULT_ROOT)))
+    return os.path.abspath(
+        os.path.expanduser(os.fspath(root if root is not None else DEFAULT_ROOT))
+    )
 
 
 def _expected_files(cls: type) -> list[tuple[str, str | None]]:
@@ -262,7 +273,8 @@ def _open(name: str, spec: _VisionSpec, root: str, *, train: bool, download: boo
     except (RuntimeError, OSError) as exc:  # OSError covers FileNotFoundError and URLError
         if download:
             raise DataError(
-                f"{name} download into {root} failed ({_one_line(exc)}): check the network, or copy "
+                f"{name} download into {root} failed ({_one_line(exc)}): "
+                "check the network, or copy "
                 f"{spec.holds} into {root} by hand"
             ) from exc
         raise _not_loaded(name, spec, cls, root, exc) from exc
@@ -271,7 +283,9 @@ def _open(name: str, spec: _VisionSpec, root: str, *, train: bool, download: boo
         raise _unreadable(name, spec, root, exc) from exc
 
 
-def _in_memory(dataset: Any, size: int | None, n_classes: int, where: str, fix: str) -> TensorImages:
+def _in_memory(
+    dataset: Any, size: int | None, n_classes: int, where: str, fix: str
+) -> TensorImages:
     """The torchvision dataset's arrays as (N, C, H, W) uint8 images and int64 labels; files
     whose images and labels disagree in number, or whose labels fall outside the
     `n_classes` classes, are one DataError (`where` names the set, `fix` what to do)."""
@@ -312,7 +326,9 @@ def load_torchvision_splits(
     test_set = _open(name, spec, root_path, train=False, download=False)
     native = spec.info.input_size or 0  # always set for torchvision datasets
     size = image_size or native
-    names = tuple(train_set.classes) if spec.names_from_files else tuple(spec.info.class_names or ())
+    names = (
+        tuple(train_set.classes) if spec.names_from_files else tuple(spec.info.class_names or ())
+    )
     fix = (f"delete {os.path.join(root_path, spec.holds)} and pass data.download=true to fetch "
            f"it again (a dataset of another kind in {name}'s format: use imagefolder)")
     train_source, test_source = (
@@ -321,12 +337,17 @@ def load_torchvision_splits(
         for part, which in ((train_set, "training"), (test_set, "test")))
 
     split_rng, generator = split_seeds(seed)
-    train, val, _ = split_indices(train_source.labels.numpy(), val_fraction, 0.0, split_rng, max_train=max_train)
+    train, val, _ = split_indices(
+        train_source.labels.numpy(), val_fraction, 0.0, split_rng, max_train=max_train
+    )
     if augment and not spec.crop_flip:
         logger.info("%s has no augmentation; augment=True changes nothing", name)
     info = dataclasses.replace(spec.info, input_size=size, n_classes=len(names), class_names=names)
     labels = train_source.labels
-    logger.info("%s from %s: %d train, %d val, %d test", name, root_path, len(train), len(val), len(test_source))
+    logger.info(
+        "%s from %s: %d train, %d val, %d test",
+        name, root_path, len(train), len(val), len(test_source),
+    )
     return DataSplits(
         info=info,
         train=SplitView(
@@ -338,7 +359,9 @@ def load_torchvision_splits(
             augment=_augmenter(augment and spec.crop_flip, size, generator),
         ),
         val=SplitView(train_source, val, labels[val], info.mean, info.std),
-        test=SplitView(test_source, np.arange(len(test_source)), test_source.labels, info.mean, info.std),
+        test=SplitView(
+            test_source, np.arange(len(test_source)), test_source.labels, info.mean, info.std
+        ),
     )
 
 

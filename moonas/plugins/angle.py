@@ -91,7 +91,8 @@ class AngleConfig:
             raise ConfigError(f"search.angle.min_options={self.min_options}: use min_options >= 1 "
                               "(default 2)")
         if int(self.samples) < 1:
-            raise ConfigError(f"search.angle.samples={self.samples}: use samples >= 1 (default 2048)")
+            raise ConfigError(f"search.angle.samples={self.samples}: use samples >= 1 "
+                              "(default 2048)")
         if int(self.min_count) < 1:
             raise ConfigError(f"search.angle.min_count={self.min_count}: use min_count >= 1 "
                               "(default 8)")
@@ -311,7 +312,8 @@ class AnglePlugin(Plugin):
         except KeyError as err:
             raise CheckpointError(f"angle state lacks key {err}; save it with "
                                   "AnglePlugin.state_dict()") from err
-        self._v0 = None if v0 is None else {n: np.asarray(v, dtype=np.float32) for n, v in v0.items()}
+        self._v0 = None if v0 is None else {n: np.asarray(v, dtype=np.float32)
+                                            for n, v in v0.items()}
         self.last_scores = None if scores is None else np.asarray(scores, dtype=np.float64)
         self.removed, self.n_shrinks = removed, n_shrinks
 

@@ -62,19 +62,24 @@ class EoiConfig:
 
     def __post_init__(self) -> None:
         if int(self.interval) < 1:
-            raise ConfigError(f"search.eoi.interval={self.interval}: use interval >= 1 (default 20)")
+            raise ConfigError(f"search.eoi.interval={self.interval}: use interval >= 1 "
+                              "(default 20)")
         if int(self.R) < 2:
             raise ConfigError(f"search.eoi.R={self.R}: use R >= 2 (default 5)")
         if int(self.warmup) < 0:
             raise ConfigError(f"search.eoi.warmup={self.warmup}: use warmup >= 0 (default 100)")
         if not 0.0 <= self.smoothing < 1.0:
-            raise ConfigError(f"search.eoi.smoothing={self.smoothing}: use 0 <= smoothing < 1 (default 0.9)")
+            raise ConfigError(f"search.eoi.smoothing={self.smoothing}: use 0 <= smoothing < 1 "
+                              "(default 0.9)")
         if not 0.0 <= self.adv_decay <= 1.0:
-            raise ConfigError(f"search.eoi.adv_decay={self.adv_decay}: use 0 <= adv_decay <= 1 (default 0.95)")
+            raise ConfigError(f"search.eoi.adv_decay={self.adv_decay}: use 0 <= adv_decay <= 1 "
+                              "(default 0.95)")
         if int(self.min_options) < 1:
-            raise ConfigError(f"search.eoi.min_options={self.min_options}: use min_options >= 1 (default 2)")
+            raise ConfigError(f"search.eoi.min_options={self.min_options}: use min_options >= 1 "
+                              "(default 2)")
         if not self.gate > 0:
-            raise ConfigError(f"search.eoi.gate={self.gate}: use gate > 0 (default 0.5; inf turns it off)")
+            raise ConfigError(f"search.eoi.gate={self.gate}: use gate > 0 "
+                              "(default 0.5; inf turns it off)")
         for name in ("w_prob", "w_trend", "w_adv"):
             if not math.isfinite(getattr(self, name)):
                 raise ConfigError(f"search.eoi.{name}={getattr(self, name)}: use a finite "
@@ -178,7 +183,8 @@ class EoiPlugin(Plugin):
         utils = centred_utilities(dense_ranks(self._keys(losses, costs)), weights)
         onehot = np.zeros((archs.shape[0], *theta.shape[1:]))
         onehot[np.arange(archs.shape[0])[:, None], np.arange(theta.shape[1])[None, :], archs] = 1.0
-        self._adv_num = cfg.adv_decay * self._adv_num + np.einsum("km,mdj->kdj", weights * utils, onehot)
+        self._adv_num = (cfg.adv_decay * self._adv_num
+                         + np.einsum("km,mdj->kdj", weights * utils, onehot))
         self._adv_den = cfg.adv_decay * self._adv_den + np.einsum("km,mdj->kdj", weights, onehot)
         self._n_tells += 1
 
@@ -297,7 +303,8 @@ class EoiPlugin(Plugin):
             n_tells, n_checks = int(state["n_tells"]), int(state["n_checks"])
             cost_max_seen = float(state["cost_max_seen"])
         except KeyError as err:
-            raise CheckpointError(f"eoi state lacks key {err}; save it with EoiPlugin.state_dict()") from err
+            raise CheckpointError(f"eoi state lacks key {err}; save it with "
+                                  "EoiPlugin.state_dict()") from err
         for name, value in arrays.items():
             dtype = (bool if name in ("_last", "_mask")
                      else np.int64 if name == "_filled" else np.float64)

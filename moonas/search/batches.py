@@ -74,7 +74,9 @@ class Batches:
             return max(1, n // self.batch_size)
         return -(-n // self.batch_size)
 
-    def epoch(self, epoch: int, shuffle: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def epoch(
+        self, epoch: int, shuffle: bool = True
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The batches of `epoch` (the same ones on every call), on this object's device."""
         if self.device is None:
             yield from self._epoch(epoch, shuffle)
