@@ -45,7 +45,7 @@ __all__ = ["World", "SINGLE", "PeerStopped", "launched", "join", "launch",
            "add_processes_argument", "without_processes", "check_launch", "shard",
            "average_gradients", "mean_values", "sum_values", "average_buffers", "barrier",
            "main_first", "check_lockstep", "check_batch_size", "follow_launcher",
-           "launcher_command", "LAUNCHER_ENV", "note_failure"]
+           "die_with_parent", "launcher_command", "LAUNCHER_ENV", "note_failure"]
 
 
 @dataclass(frozen=True)
@@ -347,17 +347,24 @@ def follow_launcher() -> None:
     interrupted and resumable, the lock released) when the launcher dies, even by SIGKILL,
     instead of running on alone; Linux only (prctl), elsewhere nothing."""
     found = _launcher()
-    if found is None or not sys.platform.startswith("linux"):
-        return
+    if found is not None and not die_with_parent(found["pid"]):
+        raise Terminated()
+
+
+def die_with_parent(parent: int) -> bool:
+    """Have Linux send this process SIGTERM when its parent dies, even by SIGKILL (prctl
+    PR_SET_PDEATHSIG); False when the parent, pid `parent`, died before that took hold (no
+    signal will come). Elsewhere, or where prctl cannot be called, nothing is set (True)."""
+    if not sys.platform.startswith("linux"):
+        return True
     import ctypes
 
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
-        return
-    if os.getppid() != found["pid"]:  # the launcher died before the line above
-        raise Terminated()
+        return True
+    return os.getppid() == parent  # else the parent died before the line above
 
 
 def note_failure(world: World, err: BaseException) -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 from typing import Any, Callable
 
 from moonas.bars import advance, progress_bar
 from moonas.bench.harness import STRATEGY_NAMES, BenchJob, run_bench
 from moonas.bench.runners import SEARCH_KEYS
-from moonas.errors import ConfigError
+from moonas.errors import ConfigError, Terminated
 from moonas.yamlio import parse_value
 
 __all__ = ["register", "run"]
@@ -109,9 +112,30 @@ def run(args: argparse.Namespace) -> int:
         if done == total:  # closed here, so the job's closing log line follows the bar
             bars.pop().close()
 
+    # SIGTERM (`kill`, `timeout`, a scheduler's limit) stops the job as Ctrl-C does: its
+    # finished runs kept for the same command to continue from, the workers stopped.
+    installed, previous = False, None
+    with contextlib.suppress(ValueError):  # signals reach the main thread only
+        previous = signal.signal(signal.SIGTERM, _terminated(os.getpid()))
+        installed = True
     try:
         run_bench(job, None if args.quiet else progress)
     finally:
         for bar in bars:
             bar.close()
+        if installed:  # run() called in-process leaves the handler as it was
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     return 0
+
+
+def _terminated(owner: int) -> Callable[[int, Any], None]:
+    """A SIGTERM handler raising `Terminated` in process `owner`; in a pool worker forked
+    before it set its own handler, the default action (an exit without a traceback)."""
+    def handler(signum: int, frame: Any) -> None:
+        if os.getpid() != owner:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise Terminated()
+
+    return handler

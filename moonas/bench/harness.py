@@ -6,9 +6,11 @@ import datetime
 import functools
 import json
 import logging
+import multiprocessing
 import os
 import platform
 import shlex
+import signal
 import sys
 import time
 import zlib
@@ -26,6 +28,7 @@ from moonas.bench.scoring import (PERCENTILES, PICK_RULES, REFERENCE, Scorer, bu
                                   bootstrap_interval, pick_signal, picks, returned_set,
                                   signal_regret)
 from moonas.bench.table import BenchProblem, load_problem
+from moonas.distributed import die_with_parent
 from moonas.errors import ConfigError
 from moonas.threads import blas_threads
 
@@ -254,10 +257,44 @@ def _run_tasks(tasks: list[_Task], workers: int, records: list[dict[str, Any]],
         for done, task in enumerate(tasks, start=1):
             finished(done, task, _run_task(task))
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    context = multiprocessing.get_context()  # the pool's default one
+    # Under a fork server the workers' parent is that server, which exits with this process.
+    parent = None if context.get_start_method() == "forkserver" else os.getpid()
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                               initializer=_start_worker, initargs=(parent,))
+    try:
         futures = {pool.submit(_run_task, task): task for task in tasks}
         for done, future in enumerate(as_completed(futures), start=1):
             finished(done, futures[future], future.result())
+    except BaseException:
+        _stop_workers(pool)
+        raise
+    pool.shutdown()
+
+
+def _start_worker(parent: int | None) -> None:
+    """A pool worker's set-up: it dies with the job's process, even when that is killed by
+    SIGKILL, instead of living on as an orphan blocked on its pipe (`parent`: the job's pid,
+    or None under a fork server, the worker's parent then)."""
+    # A forked worker inherits the CLI's SIGTERM handler: SIGTERM (the parent's death, or
+    # `_stop_workers`) ends it at once, without a traceback.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # Ctrl-C reaches the whole process group: the job's process stops its workers itself, and
+    # a worker's own KeyboardInterrupt would only print a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not die_with_parent(os.getppid() if parent is None else parent):
+        os.kill(os.getpid(), signal.SIGTERM)  # the parent is gone already: as its signal would
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Ctrl-C, SIGTERM or a failed run: the runs under way and queued are dropped (a run is
+    kept only whole) and the workers stopped now, not after running every queued run."""
+    # No public way to reach the workers before Python 3.14 (terminate_workers).
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def run_bench(job: BenchJob, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
