@@ -386,6 +386,33 @@ def test_masked_options_are_never_sampled() -> None:
         stack.set_mask(mask)  # every option of a choice removed
 
 
+def test_a_shrunk_space_holds_the_margin_of_its_new_space_at_once() -> None:
+    """Removing options raises the floor 1 / (D_valid (K_d - 1)) of the distribution's
+    other entries: a row that was at the old floor is clipped to the new one by the removal
+    itself (not only at the next step), summing to 1; untouched distributions stay put."""
+    from moonas.asng.step import probability_floor
+
+    stack = CategoricalStack((5, 5, 5), 2)
+    old_floor = probability_floor(stack.mask[0])[0]  # 1 / (3 * 4)
+    for k in (0, 1):
+        stack.set_theta(k, np.tile([1 - 4 * old_floor, old_floor, old_floor, old_floor,
+                                    old_floor], (3, 1)))
+    before = stack.theta.copy()
+    stack.remove_option(0, 0, 0)  # the dominant option: the rest renormalise to 0.25 each
+    for option in (0, 1, 2, 3):  # choice 1 down to one option: D_valid drops to 2
+        stack.remove_option(0, 1, option)
+    new_floor = probability_floor(stack.mask[0])
+    assert new_floor[2] > old_floor
+    theta = stack.theta[0]
+    np.testing.assert_allclose(theta.sum(axis=-1), 1.0, atol=1e-12)
+    active = stack.mask[0]
+    assert np.all(theta[active] >= np.broadcast_to(new_floor[:, None], theta.shape)[active]
+                  - 1e-12)
+    np.testing.assert_allclose(theta[1], [0, 0, 0, 0, 1])  # one option left: probability 1
+    assert theta[2, 0] > theta[2, 1]  # the preference survives the clip
+    np.testing.assert_allclose(stack.theta[1], before[1], rtol=0, atol=1e-15)
+
+
 def test_sampling_frequencies_match_theta() -> None:
     rng = np.random.default_rng(8)
     stack = CategoricalStack((3, 2), 2)

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from moonas.asng.step import clip_to_margin, probability_floor
 from moonas.errors import CheckpointError, ConfigError
 
 __all__ = ["CategoricalStack", "one_hot"]
@@ -109,7 +110,10 @@ class CategoricalStack:
         """Restrict the active options to ``mask`` (K, D, Kmax) bool, a subset of the current one.
 
         Probabilities of removed options are moved to the remaining ones in proportion to
-        their probabilities (renormalisation), so the relative preferences are kept.
+        their probabilities (renormalisation), so the relative preferences are kept. A
+        distribution whose space shrank then has every active probability raised to the
+        margin of its new space (`moonas.asng.step.probability_floor`: fewer options or
+        choices mean a higher floor), as its next step would: not only from that step on.
         """
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != self._mask.shape:
@@ -126,7 +130,12 @@ class CategoricalStack:
         # proportionally; it falls back to uniform over what is left.
         uniform = mask / mask.sum(axis=-1, keepdims=True)
         safe = np.where(sums > 0, sums, 1.0)
-        self._theta = np.where(sums > 0, theta / safe, uniform)
+        theta = np.where(sums > 0, theta / safe, uniform)
+        for k in np.flatnonzero(np.any(mask != self._mask, axis=(1, 2))):
+            floor = probability_floor(mask[k])[:, None]
+            if np.any(mask[k] & (theta[k] < floor)):  # rows at or above it stay bit for bit
+                theta[k] = clip_to_margin(theta[k], mask[k])
+        self._theta = theta
         self._mask = mask.copy()
 
     # ------------------------------------------------------------------------- sampling
