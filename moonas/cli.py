@@ -32,6 +32,9 @@ def _cmd_cost(args: argparse.Namespace) -> int:
     from moonas.config import load_config
     from moonas.pricing import latency_pricer, price_architectures, space_extremes
 
+    if args.extremes and (args.arch or args.from_file):
+        raise MoonasError("--extremes prices the space's cheapest and dearest architectures, "
+                          "not the ones given: drop --extremes, or the architectures")
     config = load_config(args.config, list(args.set))  # once, for every pricing below
     latency = latency_pricer(config, ())  # a missing table: one line, first
     if args.extremes:
@@ -144,8 +147,9 @@ def front_summary(run: Run) -> list[str]:
         only = front.architectures[0]
         out.append(f"note: of {len(run.candidates)} measured candidates, id {only.id} is at "
                    f"least as accurate as every other and no costlier in {front.cost}, so every "
-                   f"budget picks it; the others are in {run.dir}/candidates.csv (a harder "
-                   "task, a longer search or a larger validation split separates them)")
+                   f"budget {'' if None not in front.picks else 'it fits '}picks it; the others "
+                   f"are in {run.dir}/candidates.csv (a harder task, a longer search or a larger "
+                   "validation split separates them)")
     return out
 
 

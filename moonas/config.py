@@ -325,12 +325,31 @@ class RunConfig:
 
 
 # -- validation ------------------------------------------------------------------------------
-def _unknown_key(path: str, key: str, valid: list[str]) -> ConfigError:
-    match = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-    hint = f" (did you mean {_join(path, match[0])!r}?)" if match else ""
+def _unknown_key(path: str, key: str, valid: list[str], cls: type | None = None) -> ConfigError:
+    """One line for `key`, unknown in the section `path`: the closest valid key, or where
+    the key is a setting of a section below (`epochs` at the top: `search.epochs`)."""
+    nested = _nested_keys(cls, key) if cls is not None else []
+    # Beside a setting of that name below, a look-alike here only when it is close.
+    match = difflib.get_close_matches(key, valid, n=1, cutoff=0.6 if nested else 0.5) + nested
+    hint = (f" (did you mean {_join(path, match[0])!r}?)" if len(match) == 1 else
+            f" (did you mean one of {', '.join(_join(path, m) for m in match)}?)" if match
+            else "")
     return ConfigError(
         f"unknown config key {_join(path, key)!r}{hint}; valid keys: {', '.join(valid)}"
     )
+
+
+def _nested_keys(cls: type, key: str) -> list[str]:
+    """Every `section.key` (or deeper) where a section of `cls` has a setting named `key`."""
+    hints = typing.get_type_hints(cls)
+    found = []
+    for f in fields(cls):
+        tp = hints.get(f.name)
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            if key in {g.name for g in fields(tp)}:
+                found.append(f"{f.name}.{key}")
+            found += [f"{f.name}.{deeper}" for deeper in _nested_keys(tp, key)]
+    return found
 
 
 def _join(path: str, key: str) -> str:
@@ -437,7 +456,7 @@ def _build(cls: type, data: Any, path: str) -> Any:
     names = [f.name for f in fields(cls)]
     for key in data:
         if key not in names:
-            raise _unknown_key(path, str(key), names)
+            raise _unknown_key(path, str(key), names, cls)
     values = {k: _coerce(v, hints[k], _join(path, k)) for k, v in data.items()}
     return cls(**values)
 

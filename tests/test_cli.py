@@ -92,6 +92,7 @@ def test_an_unknown_strategy_fails_before_any_run_directory(tmp_path: Path) -> N
         (["cost", "--set", "space.chanels=3", "[0,0,0,0,0,0]"], "did you mean 'space.channels'"),
         (["cost", "--config", "nope.yaml", "[0,0,0,0,0,0]"], "not found"),
         (["cost"], "no architectures given"),
+        (["cost", "--extremes", "3", "3", "0", "1", "2", "4"], "--extremes prices the space's"),
         (["cost", "--from", "/no/such/file"], "no such file"),
         (["bench", "nb201", "--table", "/no/such.csv", "--out", "/tmp/x"], "/no/such.csv"),
         (["search", "--set", "search.strategy=nope"], "unknown strategy"),

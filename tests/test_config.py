@@ -58,6 +58,11 @@ def test_resolved_config_round_trips(tmp_path: Path) -> None:
         ),
         (["space.chanels=3"], r"did you mean 'space.channels'"),
         (["serach.epochs=3"], r"unknown config key 'serach' \(did you mean 'search'\?\)"),
+        # A section's setting given at the top level, or one section too high.
+        (["epochs=3"], r"unknown config key 'epochs' \(did you mean 'search.epochs'\?\)"),
+        (["search.memory=3"], r"'search.memory' \(did you mean 'search.pvll.memory'\?\)"),
+        (["search.warmup=3"], r"'search.warmup' \(did you mean one of search.warmup_epochs, "
+                              r"search.eoi.warmup, search.angle.warmup\?\)"),
         (["data.batch_size=abc"], r"'data.batch_size': expected an integer, got 'abc'"),
         (["data.download=maybe"], r"'data.download': expected true or false"),
         (

@@ -74,6 +74,13 @@ def test_json_round_trip_and_device_names(tmp_path: Path) -> None:
         load_latency(tmp_path)
     with pytest.raises(ConfigError, match="did you mean 'phone'"):
         load_latency(tmp_path, "phon")
+    # Other JSON files beside the tables (an export's sidecar, notes) are passed over; one
+    # that is no JSON at all, with a warning.
+    (tmp_path / "net.onnx.json").write_text('{"format": "onnx", "file": "net.onnx"}')
+    (tmp_path / "notes.json").write_text("[1, 2]")
+    (tmp_path / "torn.json").write_text('{"format": "moonas-lat')
+    assert known_devices(tmp_path) == ("phone", "toy")
+    assert load_latency(tmp_path, "phone").device == "phone"
 
 
 def test_table_of_another_space_is_refused(tmp_path: Path) -> None:

@@ -99,9 +99,14 @@ def test_front_summary_lines_and_the_single_winner_note(tiny_run) -> None:
     assert all(f"id {only.id} " in line for line in lines[1:-1])
     assert lines[-1].startswith(f"note: of {len(tiny_run.candidates)} measured candidates, "
                                 f"id {only.id} is at least as accurate")
-    assert "candidates.csv" in lines[-1]
+    assert "candidates.csv" in lines[-1] and "every budget picks it" in lines[-1]
     assert not any(line.startswith("note:") for line in front_summary(dataclasses.replace(
         single, candidates=(only,))))
+    # A budget below it: nothing fits there, and the note does not claim that budget picks it.
+    lines = front_summary(dataclasses.replace(single, front=dataclasses.replace(
+        single.front, picks=(None,) + (only.id,) * (len(front.picks) - 1))))
+    assert "nothing on the front fits" in lines[1]
+    assert "every budget it fits picks it" in lines[-1]
 
 
 def test_log_has_per_step_distribution_diagnostics(tiny_run) -> None:
@@ -318,11 +323,17 @@ def test_any_bytes_that_are_no_checkpoint_give_one_line(tmp_path: Path, content:
 
 
 @pytest.mark.parametrize("strategy", ["asng", "random"])
-def test_baseline_strategies_produce_fronts(tmp_path: Path, strategy: str) -> None:
-    run = _search(tmp_path / strategy, f"search.strategy={strategy}")
+def test_baseline_strategies_produce_fronts(tmp_path: Path, strategy: str, caplog) -> None:
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="moonas"):
+        run = _search(tmp_path / strategy, f"search.strategy={strategy}")
     assert run.front.architectures
     if strategy == "asng":
         assert run.front.coefficients == (0.0,) and len(run.front.picks) == 1
+        # search.n_budgets (5 by default) does not apply to one distribution: said, not silent.
+        assert "strategy asng searches one distribution with no cost term (search.n_budgets " \
+               "does not apply)" in caplog.text
     else:
         assert all(c.mode_of is None for c in run.candidates)
 

@@ -394,10 +394,27 @@ def known_devices(path: str | Path) -> tuple[str, ...]:
     """Device names a latency source offers: a profile JSON (one), a folder of them, nb201.csv."""
     path = _existing(path)
     if path.is_dir():
-        return tuple(sorted(_read_json(p)["device"] for p in path.glob("*.json")))
+        return tuple(sorted(_folder_tables(path)))
     if path.suffix.lower() == ".csv":
         return tuple(sorted(_nb201_table(str(path), path.stat().st_mtime).devices))
     return (str(_read_json(path)["device"]),)
+
+
+def _folder_tables(folder: Path) -> dict[str, Path]:
+    """The latency tables of a folder by device: its JSON files in moonas's latency format;
+    other JSON files there (export sidecars, notes) are passed over, and one that is no JSON
+    at all with a warning (it may be a damaged table)."""
+    tables = {}
+    for path in sorted(folder.glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            log.warning("%s is not JSON: passed over as a latency table (measure it again with "
+                        "'moonas profile' if it was one)", path)
+            continue
+        if isinstance(data, dict) and data.get("format") == LATENCY_FORMAT:
+            tables[str(data.get("device"))] = path
+    return tables
 
 
 def _existing(path: str | Path) -> Path:
@@ -426,9 +443,7 @@ def load_latency(path: str | Path, device: str | None = None,
     path = _existing(path)
     device = None if device is None else device_name(device)
     if path.is_dir():
-        files = {}
-        for p in sorted(path.glob("*.json")):
-            files[str(_read_json(p)["device"])] = p
+        files = _folder_tables(path)
         if device is None:
             if len(files) != 1:
                 raise ConfigError(f"{path} holds {len(files)} latency tables: name the device, "

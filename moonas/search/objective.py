@@ -3,6 +3,7 @@ coefficients."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +14,8 @@ from moonas.costs import CostTable
 from moonas.errors import ConfigError
 
 __all__ = ["Objective", "resolve_objective", "default_coefficients", "BUDGET_QUANTILES"]
+
+log = logging.getLogger(__name__)
 
 #: Where default budgets sit in the cost distribution of uniformly sampled architectures
 #: (for 5 budgets the same percentiles as the NAS-Bench-201 harness's regret).
@@ -72,6 +75,9 @@ def resolve_objective(search: SearchConfig, table: CostTable, rng: np.random.Gen
                               f"{len(coefficients)}")
         return Objective(search.cost, None, coefficients, cost_min, cost_max)
     if single:
+        log.info("strategy %s searches one distribution with no cost term (search.n_budgets "
+                 "does not apply): give search.budgets=[B] for one budget, or "
+                 "search.coefficients=[EPS] for a cost weight", search.strategy)
         return Objective(search.cost, None, (0.0,), cost_min, cost_max)
     n = search.n_budgets
     samples = _uniform_costs(table, search.cost, rng)
