@@ -700,13 +700,13 @@ def test_an_interrupted_job_continues_from_its_finished_runs(tmp_path: Path, cap
 def _random_partial(out: Path, *runs: object) -> Path:
     """A partial file of a random-search job (evals 10, seeds 2) holding `runs` after its
     settings line; the job itself."""
-    from moonas.bench.harness import _identity
+    from moonas.bench.harness import job_settings
     from moonas.bench.partial import PARTIAL_NAME
 
     job = BenchJob(table=str(NB201_CSV), out=str(out), strategies=("random",), evals=(10,),
                    seeds=2, plot_counts=(10,))
     out.mkdir()
-    lines = [json.dumps({"settings": _identity(job)}), *map(json.dumps, runs)]
+    lines = [json.dumps({"settings": job_settings(job)}), *map(json.dumps, runs)]
     (out / PARTIAL_NAME).write_text("\n".join(lines) + "\n")
     return job
 

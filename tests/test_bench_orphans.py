@@ -124,7 +124,7 @@ def test_workers_die_with_a_killed_job(tmp_path: Path) -> None:
 def test_sigterm_stops_the_job_as_ctrl_c_keeping_its_finished_runs(tmp_path: Path) -> None:
     """SIGTERM (`kill`, `timeout`, a scheduler): one line, exit 143, the workers stopped and the
     finished runs left on disk, whole, for the same command to continue from."""
-    from moonas.bench.harness import BenchJob, _identity
+    from moonas.bench.harness import BenchJob, job_settings
     from moonas.bench.partial import PartialRuns
 
     out, log = tmp_path / "out", tmp_path / "stderr.txt"
@@ -141,7 +141,7 @@ def test_sigterm_stops_the_job_as_ctrl_c_keeping_its_finished_runs(tmp_path: Pat
     assert code == 128 + signal.SIGTERM, text
     assert "moonas bench: terminated (SIGTERM)" in text and "Traceback" not in text
     assert "the same command continues from them" in text
-    kept = PartialRuns(out, _identity(BenchJob(table=str(NB201_CSV), out=str(out),
+    kept = PartialRuns(out, job_settings(BenchJob(table=str(NB201_CSV), out=str(out),
                                                **_SETTINGS))).load()
     assert len(kept) == _run_lines(out) >= 1  # every line a whole run of this job
     assert [p.name for p in out.iterdir()] == [_partial(out).name]

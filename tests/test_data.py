@@ -693,3 +693,137 @@ def test_negative_workers_are_one_line() -> None:
     with pytest.raises(ConfigError, match=r"data.workers must be >= 0"):
         load_config("smoke", ["data.workers=-1"])
     assert load_config("smoke", ["data.workers=2"]).data.workers == 2
+
+
+# --- the preprocessing an export's sidecar describes (`preprocess_description`) -----------
+
+
+def by_hand(image: Image.Image | np.ndarray, pre: dict, mean: tuple[float, ...],
+            std: tuple[float, ...]) -> torch.Tensor:
+    """`image` as stored (a PIL image, or an (H, W) / (H, W, C) array) through the steps `pre`
+    describes, in its order, with PIL and numpy only, as a deployment would: (C, H, W)."""
+    x: Image.Image | np.ndarray = image
+    for step in pre["steps"]:
+        if step == "channels":
+            mode = {"RGB": "RGB", "grayscale": "L"}[pre["channels"]]
+            if isinstance(x, Image.Image):
+                x = x.convert(mode)
+            x = np.asarray(x)
+            x = x[..., None] if x.ndim == 2 else x
+            assert x.shape[-1] == len(mode)
+        elif step == "scale":
+            x = np.asarray(x, dtype=np.float64) / pre["scale"]["divide_by"]
+        elif step == "resize":
+            resize = pre["resize"]
+            # PIL's filters always antialias (widen when shrinking): the described kind.
+            assert resize["mode"] == "stretch" and resize["antialias"] is True
+            assert not resize["keeps_aspect_ratio"]
+            width_height = (resize["to"][1], resize["to"][0])
+            kind = Image.Resampling[resize["interpolation"].upper()]
+            if resize["on"] == "uint8":  # before scaling, so still 8-bit
+                assert x.dtype == np.uint8
+                planes = [np.asarray(Image.fromarray(x[..., c]).resize(width_height, kind))
+                          for c in range(x.shape[-1])]
+                x = np.stack(planes, axis=-1)
+            else:  # floats in [0, 1], each channel a PIL 'F' image, clipped after
+                assert resize["on"] == "float" and x.dtype == np.float64
+                planes = [np.asarray(Image.fromarray(x[..., c].astype(np.float32))
+                                     .resize(width_height, kind)) for c in range(x.shape[-1])]
+                x = np.clip(np.stack(planes, axis=-1), 0.0, 1.0)
+        else:
+            assert step == "normalise" and pre["normalise"] == "(x - mean) / std per channel"
+            x = (np.asarray(x, dtype=np.float64) - np.asarray(mean)) / np.asarray(std)
+    assert pre["steps"][-1] == "normalise" and (pre["resize"] is None) == ("resize" not in
+                                                                            pre["steps"])
+    return torch.from_numpy(np.moveaxis(np.asarray(x, dtype=np.float32), -1, 0).copy())
+
+
+def _check_items(split: torch.utils.data.Dataset, stored, pre: dict, info) -> None:
+    """Every item of `split` is what the described steps make of its stored image."""
+    side = info.input_size
+    for i in range(len(split)):
+        x, _ = split[i]
+        assert x.shape == (info.in_channels, side, side)
+        expected = by_hand(stored(int(split.indices[i])), pre, info.mean, info.std)
+        torch.testing.assert_close(x, expected, atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize("image_size", [None, 8, 12, 5])
+def test_digits_go_through_the_preprocessing_described(image_size: int | None) -> None:
+    from sklearn.datasets import load_digits
+
+    from moonas.data import preprocess_description
+
+    pre = preprocess_description("digits", image_size=image_size)
+    assert pre["channels"] == "grayscale" and pre["scale"]["divide_by"] == 16
+    if image_size in (None, 8):  # native: used as they are
+        assert pre["resize"] is None
+    else:  # on the floats after scaling, as torchvision sets with another image_size
+        assert pre["resize"]["to"] == [image_size, image_size] and pre["resize"]["on"] == "float"
+    splits = load_dataset("digits", seed=0, image_size=image_size, max_train=20)
+    raw = load_digits().images  # (N, 8, 8), values 0..16
+    _check_items(splits.val, lambda j: raw[j], pre, splits.info)
+
+
+@pytest.mark.parametrize("image_size", [None, 20, 40])
+def test_a_cifar10_standin_goes_through_the_preprocessing_described(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, image_size: int | None
+) -> None:
+    from moonas.data import preprocess_description
+
+    train_images, _, test_images = _write_cifar10(tmp_path, monkeypatch)
+    pre = preprocess_description("cifar10", image_size=image_size)
+    assert pre["channels"] == "RGB" and pre["scale"]["divide_by"] == 255
+    assert (pre["resize"] is None) == (image_size is None)
+    splits = load_dataset("cifar10", root=tmp_path, image_size=image_size, seed=0)
+    _check_items(splits.val, lambda j: train_images[j], pre, splits.info)
+    _check_items(splits.test, lambda j: test_images[j], pre, splits.info)
+
+
+def test_an_mnist_standin_goes_through_the_preprocessing_described(tmp_path: Path) -> None:
+    from moonas.data import preprocess_description
+
+    train, _ = _write_mnist(tmp_path, "MNIST")
+    for image_size in (None, 28, 20):
+        pre = preprocess_description("mnist", image_size=image_size)
+        assert pre["channels"] == "grayscale" and (pre["resize"] is None) == (image_size != 20)
+        splits = load_dataset("mnist", root=tmp_path, image_size=image_size, seed=0)
+        _check_items(splits.val, lambda j: train[j], pre, splits.info)
+
+
+def write_noisy_folder(root: Path) -> None:
+    """Non-square images of random pixels (a stretch, a crop and a squeeze all differ on them),
+    in the modes a folder may hold: RGB, grayscale, palette, RGBA."""
+    rng = np.random.default_rng(3)
+    sizes = [(10, 14), (23, 9), (32, 20), (7, 40), (14, 10), (12, 12)]  # (width, height)
+    for c, name in enumerate(("ant", "bee")):
+        (root / name).mkdir(parents=True)
+        for i, (w, h) in enumerate(sizes):
+            pixels = rng.integers(0, 256, size=(h, w, 4), dtype=np.uint8)
+            image = Image.fromarray(pixels, "RGBA")
+            mode = ("RGB", "L", "P", "RGBA")[(i + c) % 4]
+            image = image.convert(mode) if mode != "P" else image.convert("RGB").quantize(16)
+            image.save(root / name / f"{i}.png")
+
+
+@pytest.mark.parametrize("image_size", [None, 12])
+def test_imagefolder_images_go_through_the_preprocessing_described(
+    tmp_path: Path, image_size: int | None
+) -> None:
+    """Stretched to a square on their 8-bit pixels (no crop, aspect ratio not kept), whatever
+    their shape and mode."""
+    from moonas.data import preprocess_description
+
+    root = tmp_path / "imgs"
+    write_noisy_folder(root)
+    pre = preprocess_description("imagefolder", image_size=image_size)
+    side = image_size or 32
+    assert pre["channels"] == "RGB" and pre["scale"]["divide_by"] == 255
+    assert pre["resize"]["to"] == [side, side] and pre["resize"]["on"] == "uint8"
+    assert pre["steps"] == ["channels", "resize", "scale", "normalise"]
+    splits = load_dataset("imagefolder", root=root, image_size=image_size, seed=0,
+                          val_fraction=0.25, test_fraction=0.25)
+    assert splits.info.input_size == side
+    files = splits.val.source.samples
+    for split in (splits.train, splits.val, splits.test):
+        _check_items(split, lambda j: Image.open(files[j][0]), pre, splits.info)

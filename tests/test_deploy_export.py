@@ -733,3 +733,64 @@ def test_export_over_a_torn_pair_mends_it(run, reference, tmp_path) -> None:
     assert _cli(["export", str(run.dir), "--id", str(cid), "--format", "onnx",
                  "--out", str(out)])[0] == 0
     assert read_sidecar(out)["id"] == cid
+
+
+def test_the_sidecar_says_how_an_image_becomes_the_input(run, reference, tmp_path) -> None:
+    """digits at their native 8x8: no resize, pixels 0..16 divided by 16, grayscale."""
+    cid, _, _ = reference
+    meta = export_network(run, cid, "pt", tmp_path / "net.pt").meta
+    pre = meta["input"]["preprocess"]
+    assert pre["resize"] is None and pre["channels"] == "grayscale"
+    assert pre["scale"]["divide_by"] == 16 and pre["steps"] == ["channels", "scale", "normalise"]
+    from moonas.data import preprocess_description
+
+    assert pre == preprocess_description("digits")
+    assert "/ 16)" in meta["normalisation"]["formula"]
+    assert json.loads(sidecar_path(tmp_path / "net.pt").read_text())["input"]["preprocess"] == pre
+
+
+def test_an_imagefolder_export_following_its_sidecar_gives_the_runs_outputs(
+        tmp_path, monkeypatch) -> None:
+    """An imagefolder run on non-square images: the training data stretched them to 32x32 on
+    their 8-bit pixels (torchvision's Resize, not a crop). A deployment that reads only the
+    sidecar, applies its `input.preprocess` to an image file with PIL and numpy, and runs the
+    ONNX file gets what the network gives on the pipeline's own input for that file."""
+    from PIL import Image
+
+    import test_deploy_pick
+    from moonas.deploy.weights import run_data
+    from test_data import write_noisy_folder, by_hand
+
+    imgs = tmp_path / "imgs"
+    write_noisy_folder(imgs)
+    # make_run's builder with this run's data (its cache is keyed on digits runs: not used).
+    monkeypatch.setattr(test_deploy_pick, "RUN_OVERRIDES", [
+        "data.name=imagefolder", f"data.root={imgs}", "space.input_size=32",
+        "space.n_classes=2", "search.bn_batches=2"])
+    folder_run = load_run(test_deploy_pick._build_run(tmp_path / "run", n=6, seed=0,
+                                                      with_log=False))
+    cid = folder_run.front.picks[-1]
+    out = tmp_path / "net.onnx"
+    export_network(folder_run, cid, "onnx", out)
+    meta = json.loads(sidecar_path(out).read_text())
+    pre = meta["input"]["preprocess"]
+    assert meta["input"]["shape"] == [1, 3, 32, 32]
+    assert pre["resize"]["to"] == [32, 32] and pre["resize"]["mode"] == "stretch"
+    assert pre["resize"]["interpolation"] == "bilinear" and pre["resize"]["on"] == "uint8"
+    assert pre["channels"] == "RGB" and pre["steps"][:2] == ["channels", "resize"]
+
+    data = run_data(folder_run)
+    net, _ = load_network(folder_run, cid)
+    mean, std = meta["normalisation"]["mean"], meta["normalisation"]["std"]
+    files = data.val.source.samples
+    views = [data.val[i][0] for i in range(len(data.val))]
+    sizes = [Image.open(files[int(j)][0]).size for j in data.val.indices]
+    assert any(w != h for w, h in sizes)  # non-square files: a crop would give other inputs
+    x = torch.stack([by_hand(Image.open(files[int(j)][0]), pre, mean, std)
+                     for j in data.val.indices])
+    torch.testing.assert_close(x, torch.stack(views), atol=2e-5, rtol=0)
+    with torch.no_grad():
+        expected = net(torch.stack(views)).numpy()
+    from moonas.deploy.export import onnx_outputs
+
+    np.testing.assert_allclose(onnx_outputs(out, x.numpy()), expected, atol=1e-4, rtol=0)

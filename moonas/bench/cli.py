@@ -1,20 +1,29 @@
-"""`moonas bench nb201 ...`: the benchmark's command-line parser and its progress bar."""
+"""`moonas bench nb201 ...`: its command-line parser, its --out check and its progress bar."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import logging
 import os
 import signal
+from pathlib import Path
 from typing import Any, Callable
 
 from moonas.bars import advance, progress_bar
-from moonas.bench.harness import STRATEGY_NAMES, BenchJob, run_bench
+from moonas.bench.harness import STRATEGY_NAMES, BenchJob, json_safe, job_settings, run_bench
+from moonas.bench.partial import PartialRuns
 from moonas.bench.runners import SEARCH_KEYS
 from moonas.errors import ConfigError, Terminated
 from moonas.yamlio import parse_value
 
 __all__ = ["register", "run"]
+
+log = logging.getLogger(__name__)
+
+#: What a finished job leaves in --out besides summary.md and anytime.png.
+_FINISHED = ("summary.json", "fronts.jsonl")
 
 _HELP = "benchmark strategies on the NAS-Bench-201 ground truth"
 
@@ -58,6 +67,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                         "budget) or smoothed (shrunk 0.1 towards a pairs ridge fit of all its "
                         "evaluations; the observed picks' regret is reported beside it)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--force", action="store_true",
+                        help="replace the finished benchmark in --out (all its runs are run "
+                        "again); without it, an --out holding one is refused")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
     return parser
@@ -102,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         search=_settings(args.set), population=args.population, prune=args.prune,
         pick=args.pick,
     )
+    _check_finished(job, args.force)
     bars: list[Any] = []
 
     def progress(done: int, total: int) -> None:
@@ -126,6 +139,77 @@ def run(args: argparse.Namespace) -> int:
         if installed:  # run() called in-process leaves the handler as it was
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     return 0
+
+
+def _check_finished(job: BenchJob, force: bool) -> None:
+    """One line when the job's --out holds a finished job that it would replace, unless `force`
+    or a job replacing it was started there already (its runs are in the partial file); reads
+    only. The finished job's runs are never reused: fronts.jsonl keeps only their listed
+    counts, without the anytime points and wall times a run's records hold (`partial.py`)."""
+    out = Path(job.out)
+    held = [name for name in _FINISHED if (out / name).exists() or (out / name).is_symlink()]
+    if not held:
+        return
+    if force:
+        log.info("--force: the finished benchmark in %s is replaced once this job's files are "
+                 "written", out)
+        return
+    with contextlib.suppress(OSError):  # a table that is not there: run_bench says so
+        # A --force job cut short, or one killed while writing its files: the same command
+        # continues it, as it continues any interrupted job.
+        if PartialRuns(out, job_settings(job)).holds_this_job():
+            return
+    try:
+        summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        summary = None
+    if not isinstance(summary, dict) or summary.get("benchmark") != "nb201":
+        raise ConfigError(f"--out {out} holds a finished benchmark ({', '.join(held)}) whose "
+                          "settings cannot be read (no readable summary.json): choose another "
+                          "--out, or pass --force to replace it")
+    differences = _differences(summary, job)
+    if differences:
+        raise ConfigError(f"--out {out} holds a finished benchmark of other settings "
+                          f"({'; '.join(differences)}): choose another --out, or pass --force "
+                          "to replace it")
+    raise ConfigError(f"--out {out} holds a finished benchmark of these settings with "
+                      f"{summary['seeds']} seed(s), whose runs cannot be reused (fronts.jsonl "
+                      "lacks their anytime points and wall times): choose another --out, or "
+                      f"pass --force to run all {job.seeds} seed(s) again")
+
+
+def _differences(summary: dict[str, Any], job: BenchJob) -> list[str]:
+    """Where the finished job of `summary` (summary.json) and `job` differ, each as 'OPTION
+    THERE there, HERE here'; more seeds here is no difference (the same job, extended)."""
+    def text(value: Any) -> str:
+        if value is None:
+            return "not recorded"
+        if isinstance(value, dict):  # --set overrides
+            return " ".join(f"{k}={json.dumps(v)}" for k, v in value.items()) or "none"
+        if isinstance(value, (list, tuple)):
+            return ",".join(map(str, value))
+        return str(value)
+
+    there = {"--table": summary.get("table"), "--dataset": summary.get("dataset"),
+             "--cost": summary.get("cost"), "--strategies": list(summary.get("strategies", {})),
+             "--evals": summary.get("evals"), "--first-seed": summary.get("first_seed"),
+             "--population": summary.get("population"), "--set": summary.get("overrides"),
+             "--prune": summary.get("prune"), "--pick": summary.get("pick")}
+    here = {"--table": job.table, "--dataset": job.dataset, "--cost": job.cost,
+            "--strategies": job.strategies, "--evals": job.evals, "--first-seed": job.first_seed,
+            "--population": job.population, "--set": json_safe(dict(job.search)),
+            "--prune": job.prune, "--pick": job.pick}
+    differences = []
+    for option, value in there.items():
+        if option == "--table" and isinstance(value, str) and (
+                Path(value).resolve() == Path(job.table).resolve()):
+            continue  # the same file, named otherwise (relative to this folder, as is likely)
+        if text(value) != text(here[option]):
+            differences.append(f"{option} {text(value)} there, {text(here[option])} here")
+    seeds = summary.get("seeds")
+    if not isinstance(seeds, int) or seeds > job.seeds:
+        differences.append(f"--seeds {text(seeds)} there, {job.seeds} here")
+    return differences
 
 
 def _terminated(owner: int) -> Callable[[int, Any], None]:

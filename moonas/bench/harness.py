@@ -33,7 +33,7 @@ from moonas.errors import ConfigError
 from moonas.threads import blas_threads
 
 __all__ = ["BenchJob", "run_bench", "summary_markdown", "write_anytime", "strategy_rng",
-           "STRATEGY_NAMES", "CACHING"]
+           "STRATEGY_NAMES", "CACHING", "job_settings", "json_safe"]
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +232,7 @@ def _tasks(job: BenchJob) -> list[_Task]:
     return tasks
 
 
-def _identity(job: BenchJob) -> dict[str, Any]:
+def job_settings(job: BenchJob) -> dict[str, Any]:
     """What a run's records depend on besides its (strategy, seed): the settings under which a
     former job's finished runs may be reused (not the workers, the BLAS threads or --out)."""
     table = Path(job.table).resolve()
@@ -316,7 +316,7 @@ def run_bench(job: BenchJob, progress: Callable[[int, int], None] | None = None)
     search = asdict(search_config(options, job.cost))
     tasks = _tasks(job)
     total = len(tasks)
-    partial = PartialRuns(job.out, _identity(job))
+    partial = PartialRuns(job.out, job_settings(job))
     finished = partial.load(RunShape(
         counts={name: _task_counts(job, name, problem.size) for name in job.strategies},
         n_budgets=len(scorer.budgets), n_rows=problem.size))
@@ -402,8 +402,8 @@ def _summarise(job: BenchJob, problem: BenchProblem, scorer: Scorer, records: li
         "budgets": list(scorer.budgets), "budget_percentiles": list(PERCENTILES),
         "reference_point": REFERENCE, "true_front": {"size": int(len(scorer.true_front)),
                                                      "hv": scorer.true_hv},
-        "first_seed": job.first_seed, "caching": CACHING, "multi_asng_search": _finite(search),
-        "overrides": _finite(dict(job.search)),
+        "first_seed": job.first_seed, "caching": CACHING, "multi_asng_search": json_safe(search),
+        "overrides": json_safe(dict(job.search)),
         "prune": job.prune, "pruning": PRUNING[job.prune],
         "pick": job.pick, "picking": PICK_RULES[job.pick],
         "population": job.population, "cost_column": problem.cost_column,
@@ -422,13 +422,13 @@ def _cost_note(job: BenchJob, problem: BenchProblem) -> str:
             "network input (the hwnb_c10 columns: CIFAR-10's), not per dataset.")
 
 
-def _finite(data: Any) -> Any:
+def json_safe(data: Any) -> Any:
     """`data` with every infinite or NaN float written as a string ("inf", "-inf", "nan"), so
     that summary.json stays standard JSON (a setting such as delta_max may be .inf)."""
     if isinstance(data, dict):
-        return {k: _finite(v) for k, v in data.items()}
+        return {k: json_safe(v) for k, v in data.items()}
     if isinstance(data, (list, tuple)):
-        return [_finite(v) for v in data]
+        return [json_safe(v) for v in data]
     if isinstance(data, float) and not np.isfinite(data):
         return str(data)
     return data

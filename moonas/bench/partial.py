@@ -181,6 +181,15 @@ class PartialRuns:
                         "those again", self.path, len(bad), number, problem)
         return done
 
+    def holds_this_job(self) -> bool:
+        """Whether the file holds runs of these settings; reads only (nothing is set aside)."""
+        try:
+            with self.path.open(encoding="utf-8", errors="replace") as handle:
+                head = json.loads(handle.readline())
+        except (OSError, json.JSONDecodeError):  # none, a folder, or a damaged head: not one
+            return False
+        return isinstance(head, dict) and head.get("settings") == self.settings
+
     def add(self, strategy: str, seed: int, records: list[dict[str, Any]]) -> None:
         """Keep one finished run; on disk (flushed and synced) when this returns."""
         if self._handle is None:

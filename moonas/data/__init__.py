@@ -5,18 +5,20 @@ from __future__ import annotations
 import difflib
 import os
 
-from moonas.data._digits import DIGITS_INFO, load_digits_splits
+from moonas.data._digits import DIGITS_INFO, digits_preprocess, load_digits_splits
 from moonas.data._splits import DatasetInfo, DataSplits, check_fractions, make_loader
 from moonas.data._vision import (
     IMAGEFOLDER_INFO,
     VISION_INFOS,
+    imagefolder_preprocess,
     load_imagefolder_splits,
     load_torchvision_splits,
+    vision_preprocess,
 )
 from moonas.errors import ConfigError, DataError
 
 __all__ = ["DATASETS", "DatasetInfo", "DataSplits", "check_split_fractions", "dataset_info",
-           "load_dataset", "make_loader"]
+           "load_dataset", "make_loader", "preprocess_description"]
 
 DATASETS: tuple[str, ...] = (
     "digits", "cifar10", "cifar100", "mnist", "fashion_mnist", "imagefolder"
@@ -59,6 +61,24 @@ def dataset_info(name: str, *, image_size: int | None = None) -> DatasetInfo:
         info.name, image_size, info.in_channels, info.n_classes, info.class_names, info.mean,
         info.std,
     )
+
+
+def preprocess_description(name: str, *, image_size: int | None = None) -> dict:
+    """How `load_dataset(name, image_size=...)` turns one image into a network input at
+    inference (no augmentation), built from the constants the loaders use; JSON-ready.
+
+    `steps` names the other keys in the order they apply: `channels` ("RGB" or "grayscale";
+    `convert` says how imagefolder gets there), `scale` (`divide_by` to [0, 1]), `resize` (a
+    stretch to `to`, on 8-bit (`on: uint8`) or [0, 1] float pixels (`on: float`); None when
+    images keep their native side), `normalise` (with the dataset's mean and std).
+    """
+    _check_name(name)
+    _check_image_size(image_size)
+    if name == "digits":
+        return digits_preprocess(image_size)
+    if name == "imagefolder":
+        return imagefolder_preprocess(image_size)
+    return vision_preprocess(name, image_size)
 
 
 def check_split_fractions(name: str, val_fraction: float, test_fraction: float) -> None:

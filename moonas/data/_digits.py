@@ -15,9 +15,10 @@ from moonas.data._splits import (
     TensorImages,
     split_indices,
     split_seeds,
+    tensor_preprocess,
 )
 
-__all__ = ["DIGITS_INFO", "load_digits_splits"]
+__all__ = ["DIGITS_INFO", "digits_preprocess", "load_digits_splits"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,20 @@ DIGITS_INFO = DatasetInfo(
     mean=(0.3053,),
     std=(0.3760,),
 )
+#: sklearn's digit pixels count set pixels of 4x4 blocks, 0..16: dividing by it gives [0, 1].
+DIGITS_MAX = 16.0
+
+
+def _resized_side(image_size: int | None) -> int | None:
+    """The side the images are stretched to, or None: used at their native 8x8."""
+    return None if image_size in (None, DIGITS_INFO.input_size) else image_size
+
+
+def digits_preprocess(image_size: int | None) -> dict:
+    """How `load_digits_splits(image_size=...)` turns a digit into a network input (see
+    `tensor_preprocess`)."""
+    return tensor_preprocess(DIGITS_INFO.in_channels, DIGITS_MAX,
+                             "sklearn digits' pixel values 0..16", _resized_side(image_size))
 
 
 def load_digits_splits(
@@ -47,10 +62,10 @@ def load_digits_splits(
 
     bunch = load_digits()
     # images: (N, 1, 8, 8)
-    images = torch.from_numpy(np.asarray(bunch.images, dtype=np.float32) / 16.0).unsqueeze(1)
+    images = torch.from_numpy(np.asarray(bunch.images, dtype=np.float32) / DIGITS_MAX)
+    images = images.unsqueeze(1)
     labels = torch.from_numpy(np.asarray(bunch.target, dtype=np.int64))
-    size = None if image_size in (None, DIGITS_INFO.input_size) else image_size
-    source = TensorImages(images, labels, size=size)
+    source = TensorImages(images, labels, size=_resized_side(image_size))
     split_rng, _ = split_seeds(seed)
     train, val, test = split_indices(
         labels.numpy(), val_fraction, test_fraction, split_rng, max_train=max_train

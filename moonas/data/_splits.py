@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Any, Callable, Literal, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -23,7 +23,23 @@ __all__ = [
     "split_indices",
     "split_seeds",
     "make_loader",
+    "RESIZE_INTERPOLATION",
+    "RESIZE_ANTIALIAS",
+    "UINT8_MAX",
+    "NORMALISE",
+    "channels_name",
+    "resize_step",
+    "tensor_preprocess",
 ]
+
+#: How the pipeline resizes, wherever it does (`TensorImages` with torch; imagefolder with PIL
+#: through torchvision's Resize): one setting, so the export's description cannot drift.
+RESIZE_INTERPOLATION = "bilinear"
+RESIZE_ANTIALIAS = True
+#: Stored 8-bit images are divided by this to [0, 1].
+UINT8_MAX = 255.0
+#: What `SplitView` does last, with the dataset's mean and std.
+NORMALISE = "(x - mean) / std per channel"
 
 
 @dataclass(frozen=True)
@@ -75,12 +91,9 @@ class TensorImages:
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         x = self.images[index]
-        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+        x = self.as_float(x)
         if self.size is not None and tuple(x.shape[-2:]) != (self.size, self.size):
-            x = F.interpolate(
-                x.unsqueeze(0), size=(self.size, self.size), mode="bilinear", align_corners=False,
-                antialias=True,
-            ).squeeze(0).clamp_(0.0, 1.0)
+            x = _resize(x.unsqueeze(0), self.size).squeeze(0)
         return x, int(self.labels[index])
 
     def take(self, index: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
@@ -91,16 +104,56 @@ class TensorImages:
         if device is not None:
             x = x.to(device, non_blocking=True)
         if self.size is not None and tuple(x.shape[-2:]) != (self.size, self.size):
-            x = F.interpolate(
-                self.as_float(x), size=(self.size, self.size), mode="bilinear",
-                align_corners=False, antialias=True
-            ).clamp_(0.0, 1.0)
+            x = _resize(self.as_float(x), self.size)
         return x
 
     @staticmethod
     def as_float(x: torch.Tensor) -> torch.Tensor:
         """A batch from `take` as float in [0, 1]."""
-        return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+        return x.float().div_(UINT8_MAX) if x.dtype == torch.uint8 else x.float()
+
+
+def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """A float batch (n, C, H, W) in [0, 1] stretched to (size, size), as `resize_step` says."""
+    return F.interpolate(x, size=(size, size), mode=RESIZE_INTERPOLATION, align_corners=False,
+                         antialias=RESIZE_ANTIALIAS).clamp_(0.0, 1.0)
+
+
+def channels_name(in_channels: int) -> str:
+    """The images a network of `in_channels` channels takes: 1 grayscale, 3 RGB."""
+    return {1: "grayscale", 3: "RGB"}[in_channels]
+
+
+def resize_step(size: int, *, on: Literal["uint8", "float"]) -> dict[str, Any]:
+    """How the pipeline stretches an image to `size` x `size` (no crop, aspect ratio not
+    kept): on 8-bit pixels with PIL (imagefolder, before scaling) or on floats in [0, 1] with
+    torch (`TensorImages`, after scaling)."""
+    if on == "uint8":
+        how = (f"PIL (torchvision's Resize): image.resize(({size}, {size}), Image.Resampling."
+               f"{RESIZE_INTERPOLATION.upper()}) on the 8-bit image, before scale (PIL rounds "
+               "the result to 8 bits)")
+    else:
+        how = (f"torch.nn.functional.interpolate(x, size=({size}, {size}), "
+               f"mode='{RESIZE_INTERPOLATION}', align_corners=False, "
+               f"antialias={RESIZE_ANTIALIAS}) on the float image after scale, then clipped to "
+               f"[0, 1]; PIL's image.resize(({size}, {size}), Image.Resampling."
+               f"{RESIZE_INTERPOLATION.upper()}) of each channel as a float ('F') image "
+               "matches it to about 1e-6")
+    return {"to": [size, size], "mode": "stretch", "keeps_aspect_ratio": False,
+            "interpolation": RESIZE_INTERPOLATION, "antialias": RESIZE_ANTIALIAS, "on": on,
+            "how": how}
+
+
+def tensor_preprocess(in_channels: int, divide_by: float, values: str,
+                      size: int | None) -> dict[str, Any]:
+    """What `TensorImages` then an unaugmented `SplitView` do to a stored image of
+    `in_channels` channels holding `values`: divide by `divide_by` to [0, 1], stretch to
+    `size` (None: used at its stored side), normalise."""
+    steps = ["channels", "scale", *(["resize"] if size is not None else []), "normalise"]
+    return {"steps": steps, "channels": channels_name(in_channels),
+            "scale": {"divide_by": divide_by, "from": values, "to": [0.0, 1.0]},
+            "resize": None if size is None else resize_step(size, on="float"),
+            "normalise": NORMALISE}
 
 
 class RandomCropFlip:

@@ -13,13 +13,20 @@ import numpy as np
 import torch
 
 from moonas.data._splits import (
+    NORMALISE,
+    RESIZE_ANTIALIAS,
+    RESIZE_INTERPOLATION,
+    UINT8_MAX,
     DatasetInfo,
     DataSplits,
     RandomCropFlip,
     SplitView,
     TensorImages,
+    channels_name,
+    resize_step,
     split_indices,
     split_seeds,
+    tensor_preprocess,
 )
 from moonas.errors import DataError
 
@@ -30,6 +37,8 @@ __all__ = [
     "IMAGEFOLDER_INFO",
     "load_torchvision_splits",
     "load_imagefolder_splits",
+    "vision_preprocess",
+    "imagefolder_preprocess",
 ]
 
 logger = logging.getLogger(__name__)
@@ -114,6 +123,9 @@ IMAGEFOLDER_INFO = DatasetInfo(
     std=(0.5, 0.5, 0.5),
 )
 
+#: The PIL mode every imagefolder image is converted to when read (`_read_rgb`).
+_FOLDER_MODE = "RGB"
+
 _FOLDER_FIX = "set data.root to a folder with one subfolder of images (.png, .jpg, ...) per class"
 
 
@@ -193,7 +205,7 @@ def _read_rgb(path: str) -> Any:
 
     try:
         with open(path, "rb") as file:
-            return Image.open(file).convert("RGB")
+            return Image.open(file).convert(_FOLDER_MODE)
     except _read_errors() as exc:
         raise _UnreadableImage(
             f"imagefolder image {path} cannot be read ({_why_unreadable(exc)}): "
@@ -303,6 +315,48 @@ def _in_memory(
     return TensorImages(images, labels, size=size)
 
 
+def _resized_side(spec: _VisionSpec, image_size: int | None) -> int | None:
+    """The side a torchvision set's images are stretched to, or None: used at their native side."""
+    native = spec.info.input_size or 0  # always set for torchvision datasets
+    size = image_size or native
+    return None if size == native else size
+
+
+def vision_preprocess(name: str, image_size: int | None) -> dict:
+    """How `load_torchvision_splits(name, image_size=...)` turns a stored 8-bit image into a
+    network input (see `tensor_preprocess`)."""
+    spec = _SPECS[name]
+    return tensor_preprocess(spec.info.in_channels, UINT8_MAX, "8-bit pixel values 0..255",
+                             _resized_side(spec, image_size))
+
+
+def _folder_side(image_size: int | None) -> int:
+    return image_size or DEFAULT_IMAGE_SIZE
+
+
+def _folder_transform(size: int) -> Any:
+    """An imagefolder image (PIL, `_FOLDER_MODE`) -> float (C, size, size) in [0, 1]: stretched
+    on its 8-bit pixels (PIL, which always antialiases), then divided by 255 (ToTensor)."""
+    from torchvision import transforms
+
+    resize = transforms.Resize((size, size), antialias=RESIZE_ANTIALIAS,
+                               interpolation=transforms.InterpolationMode(RESIZE_INTERPOLATION))
+    return transforms.Compose([resize, transforms.ToTensor()])
+
+
+def imagefolder_preprocess(image_size: int | None) -> dict:
+    """How `load_imagefolder_splits(image_size=...)` turns an image file into a network input:
+    convert to RGB, stretch its 8-bit pixels to the side, scale to [0, 1], normalise."""
+    return {"steps": ["channels", "resize", "scale", "normalise"],
+            "channels": channels_name(IMAGEFOLDER_INFO.in_channels),
+            "convert": f"PIL: image.convert('{_FOLDER_MODE}') (grayscale copied to the 3 "
+                       "channels, a palette expanded, alpha dropped, not blended)",
+            "resize": resize_step(_folder_side(image_size), on="uint8"),
+            "scale": {"divide_by": UINT8_MAX, "from": "8-bit pixel values 0..255",
+                      "to": [0.0, 1.0]},
+            "normalise": NORMALISE}
+
+
 def _augmenter(enabled: bool, size: int, generator: torch.Generator) -> RandomCropFlip | None:
     # Pad by 1/8 of the side: 4 pixels at 32, the standard CIFAR recipe.
     return RandomCropFlip(max(1, size // 8), generator) if enabled else None
@@ -324,16 +378,15 @@ def load_torchvision_splits(
     root_path = _resolve_root(root)
     train_set = _open(name, spec, root_path, train=True, download=download)
     test_set = _open(name, spec, root_path, train=False, download=False)
-    native = spec.info.input_size or 0  # always set for torchvision datasets
-    size = image_size or native
+    resized = _resized_side(spec, image_size)
+    size = resized or spec.info.input_size or 0  # always set for torchvision datasets
     names = (
         tuple(train_set.classes) if spec.names_from_files else tuple(spec.info.class_names or ())
     )
     fix = (f"delete {os.path.join(root_path, spec.holds)} and pass data.download=true to fetch "
            f"it again (a dataset of another kind in {name}'s format: use imagefolder)")
     train_source, test_source = (
-        _in_memory(part, None if size == native else size, len(names),
-                   f"{name}'s {which} set under {root_path}", fix)
+        _in_memory(part, resized, len(names), f"{name}'s {which} set under {root_path}", fix)
         for part, which in ((train_set, "training"), (test_set, "test")))
 
     split_rng, generator = split_seeds(seed)
@@ -376,17 +429,17 @@ def load_imagefolder_splits(
     max_train: int | None,
 ) -> DataSplits:
     """ImageFolder at `root` (RGB, resized to `image_size`), split train/val/test by the fractions."""
-    from torchvision import datasets, transforms
+    from torchvision import datasets
 
     if root is None:
         raise DataError(f"imagefolder needs data.root: {_FOLDER_FIX}")
     root_path = _resolve_root(root)
     if not os.path.isdir(root_path):
         raise DataError(f"imagefolder root {root_path} does not exist: {_FOLDER_FIX}")
-    size = image_size or DEFAULT_IMAGE_SIZE
-    to_tensor = transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor()])
+    size = _folder_side(image_size)
     try:
-        folder = datasets.ImageFolder(root_path, transform=to_tensor, loader=_read_rgb)
+        folder = datasets.ImageFolder(root_path, transform=_folder_transform(size),
+                                      loader=_read_rgb)
     except (RuntimeError, OSError) as exc:  # FileNotFoundError: no classes, or one without images
         raise DataError(
             f"imagefolder at {root_path} has no usable images ({_one_line(exc)}): {_FOLDER_FIX}"

@@ -1,7 +1,7 @@
 """Export a run's network as TorchScript, ONNX or a state dict, with a JSON sidecar.
 
-The one home of onnx and onnxruntime (imported lazily). The sidecar describes the input,
-normalisation, class names, architecture and costs.
+The one home of onnx and onnxruntime (imported lazily). The sidecar describes the input (with
+the steps that turn an image into it), normalisation, class names, architecture and costs.
 
 The network file and its sidecar are two files, so no one rename replaces both: the network
 is written first and the sidecar last (each whole, by an atomic rename), and the sidecar
@@ -343,7 +343,7 @@ def export_network(run: Run, cid: int, fmt: Literal["torchscript", "onnx", "pt"]
     records the latency on the device the run searched on, if it did (`sidecar_latency`);
     `latency_notes` (device -> why a figure is only relative) go into `latency_notes`."""
     import moonas
-    from moonas.data import dataset_info
+    from moonas.data import dataset_info, preprocess_description
     from moonas.deploy.weights import find_candidate, load_standalone, run_space
 
     if fmt not in FORMATS:
@@ -356,6 +356,9 @@ def export_network(run: Run, cid: int, fmt: Literal["torchscript", "onnx", "pt"]
     loaded = load_standalone(run, cid, weights)
     net, source = loaded.net, loaded.weights
     info = dataset_info(run.config.data.name, image_size=run.config.data.image_size)
+    # From the data modules' own constants, so the sidecar says what the training data went
+    # through (a stretch, not a crop, for imagefolder) and cannot drift from it.
+    preprocess = preprocess_description(run.config.data.name, image_size=run.config.data.image_size)
     shape = (space.in_channels, space.input_size, space.input_size)
     from moonas.deploy.weights import DamagedMetrics, read_trained_metrics
 
@@ -383,12 +386,13 @@ def export_network(run: Run, cid: int, fmt: Literal["torchscript", "onnx", "pt"]
                      **({"trained_test": trained.get("test_accuracy"),
                          "trained_val": trained.get("val_accuracy")} if trained else {})},
         "input": {"name": "input", "shape": [1, *shape], "dtype": "float32", "layout": "NCHW",
-                  "dynamic_batch": True},
+                  "dynamic_batch": True, "preprocess": preprocess},
         "output": {"name": "logits", "shape": [1, space.n_classes],
                    "meaning": "unnormalised class scores; softmax for probabilities"},
         "normalisation": {"mean": list(info.mean), "std": list(info.std),
                           "formula": "x = (image - mean) / std per channel, image scaled to "
-                                     "[0, 1] first (8-bit: pixels / 255; sklearn digits: / 16)"},
+                                     f"[0, 1] first (/ {preprocess['scale']['divide_by']:g}); "
+                                     "input.preprocess gives every step in order"},
         "class_names": _class_names(run),
         "dataset": run.config.data.name,
         "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
