@@ -94,15 +94,15 @@ def load_checkpoint(path: str | Path) -> dict:
         first = type(err).__name__ + (f": {text.splitlines()[0]}" if text else "")
         if len(first) > 120:  # cut at a word, marked
             first = first[:120].rsplit(" ", 1)[0] + " ..."
-        raise CheckpointError(
-            f"checkpoint {path} is corrupt or truncated ({first}): delete it and start "
-            "again, or restore it from a copy"
-        ) from None
+        problem = f"checkpoint {path} is corrupt or truncated ({first})"
+        raise CheckpointError(f"{problem}: delete it and start again, or restore it from a copy",
+                              problem) from None
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} does not hold a moonas state")
     digest = state.pop(_DIGEST, None)  # absent in checkpoints written before it was added
     if digest is not None and digest != _digest(state):
-        raise CheckpointError(f"checkpoint {path} is damaged (its tensors do not match the "
-                              "digest saved with them): delete it and start again, or restore "
-                              "it from a copy")
+        problem = (f"checkpoint {path} is damaged (its tensors do not match the digest saved "
+                   "with them)")
+        raise CheckpointError(f"{problem}: delete it and start again, or restore it from a copy",
+                              problem)
     return from_safe(state)

@@ -28,7 +28,12 @@ class DataError(MoonasError):
 
 
 class CheckpointError(MoonasError):
-    """A checkpoint or weights file that is missing, corrupt or from another run."""
+    """A checkpoint or weights file that is missing, corrupt or from another run. `problem`:
+    what is wrong, without the fix (for a caller that mends it itself)."""
+
+    def __init__(self, message: str, problem: str | None = None) -> None:
+        super().__init__(message)
+        self.problem = problem or message
 
 
 class Terminated(KeyboardInterrupt):

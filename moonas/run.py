@@ -281,6 +281,13 @@ def load_run(path: str | Path) -> Run:
         raise MoonasError(f"{files.root} is not a moonas run (no config.yaml): give the --out "
                           "directory of a moonas search")
     if not files.pareto_json.is_file():
+        from moonas.lock import holder
+
+        owner = holder(files.root)
+        if owner is not None:
+            raise MoonasError(f"run {files.root} is still running (process {owner.get('pid')}, "
+                              f"since {owner.get('since', '?')}): its front comes when it ends; "
+                              "'moonas plot RUN --kind curves' draws its progress meanwhile")
         raise MoonasError(f"run {files.root} has no front yet (pareto.json): finish it with "
                           f"'moonas search --resume {files.root}'")
     rebuild = (f"rebuild it from the checkpoint with 'moonas search --resume {files.root}'"

@@ -358,3 +358,48 @@ def test_a_damaged_retraining_record_leaves_only_its_point_out(tmp_path, caplog)
     register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["plot", str(root), "--out", str(tmp_path / "cli.png")])
     assert args.func(args) == 0 and _is_png(tmp_path / "cli.png")
+
+
+def test_theta_and_curves_draw_a_run_without_its_front(tmp_path, live, capsys) -> None:
+    """A search still running (or stopped before its front) has a log to watch: theta and
+    curves draw it from config.yaml and log.jsonl, with the budgets its config resolves to,
+    the finished run's; front, pick and train say it is still running, not '--resume'."""
+    import shutil
+    import socket
+
+    from moonas.lock import LOCK, _start_time
+    from moonas.run import RunFiles
+
+    import moonas
+
+    run = moonas.search("smoke", tmp_path / "done", overrides=(
+        "space.channels=4", "data.max_train=96", "data.batch_size=32", "search.epochs=2",
+        "search.warmup_epochs=1", "search.front_samples=2", "search.bn_batches=1"))
+    copy = tmp_path / "running"
+    shutil.copytree(run.dir, copy)
+    files = RunFiles(copy)
+    for path in (files.pareto_json, files.pareto_csv, files.candidates, files.pareto_png):
+        path.unlink(missing_ok=True)
+    (copy / LOCK).write_text(json.dumps({"pid": live, "host": socket.gethostname(),
+                                         "start": _start_time(live), "since": "now"}))
+    drawn = plot_history(copy, tmp_path / "theta.png", "theta")
+    assert drawn["budget_labels"] == [f"params <= {b:g}" for b in run.front.budgets]
+    assert drawn == plot_history(run, tmp_path / "theta2.png", "theta")
+    curves = plot_history(copy, tmp_path / "curves.png", "curves")
+    assert curves == plot_history(run, tmp_path / "curves2.png", "curves")
+    def call(*argv: str) -> int:
+        from moonas.cli import main
+
+        return main(list(argv))
+
+    assert call("plot", str(copy), "--kind", "curves", "--out", str(tmp_path / "c.png")) == 0
+    capsys.readouterr()
+    assert call("plot", str(copy), "--out", str(tmp_path / "f.png")) == 1
+    err = capsys.readouterr().err
+    assert f"is still running (process {live}" in err and "--resume" not in err
+    (copy / LOCK).unlink()  # stopped: the front is a resume away
+    assert call("plot", str(copy), "--out", str(tmp_path / "f.png")) == 1
+    assert "moonas search --resume" in capsys.readouterr().err
+    files.log.unlink()
+    assert call("plot", str(copy), "--kind", "theta", "--out", str(tmp_path / "t.png")) == 1
+    assert "has logged nothing yet (no log.jsonl)" in capsys.readouterr().err

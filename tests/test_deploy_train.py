@@ -150,7 +150,7 @@ def test_corrupt_weights_fail_with_one_line(tmp_path) -> None:
         load_network(run, run.front.picks[-1], "trained")
 
 
-def test_a_finished_training_with_corrupt_weights_writes_them_again(tmp_path) -> None:
+def test_a_finished_training_with_corrupt_weights_writes_them_again(tmp_path, caplog) -> None:
     run = load_run(make_run(tmp_path / "run"))
     cid = run.front.picks[0]
     metrics = train_candidate(run, cid, epochs=1)
@@ -158,6 +158,9 @@ def test_a_finished_training_with_corrupt_weights_writes_them_again(tmp_path) ->
     good = load_checkpoint(files.weights)["state_dict"]
     files.weights.write_bytes(b"junk")
     again = train_candidate(run, cid, epochs=1)  # no --restart needed, no epoch trained again
+    # The warning says what happens, not the fix the plain error would give ("delete it").
+    assert "is corrupt or truncated" in caplog.text and "writing it again" in caplog.text
+    assert "delete it" not in caplog.text
     assert again["test_accuracy"] == metrics["test_accuracy"]
     assert again["history"] == metrics["history"]
     restored = load_checkpoint(files.weights)["state_dict"]
@@ -235,7 +238,8 @@ def test_a_live_trainer_holds_its_folder_and_a_stop_releases_it(trained, tmp_pat
     with pytest.raises(KeyboardInterrupt):
         train_candidate(load_run(copy), cid, epochs=2, progress=stop)
     assert not (TrainedFiles.of(copy, cid).root / LOCK).exists()
-    assert "run the same 'moonas train' command again (without --restart)" in caplog.text
+    # The stop names the command that continues it, with its non-default settings.
+    assert f"continue it with 'moonas train {copy} --id {cid} --epochs 2'" in caplog.text
     with pytest.raises(ConfigError, match="--lr must be a number > 0, got nan"):
         train_candidate(run, cid, epochs=2, lr=float("nan"))
 

@@ -19,6 +19,7 @@ from moonas.distributed import add_processes_argument
 from moonas.errors import ConfigError, MoonasError
 
 if TYPE_CHECKING:
+    from moonas.config import RunConfig
     from moonas.deploy.pick import NoFeasibleArchitecture, Pick
 
 __all__ = ["register", "SearchHistory", "read_history", "plot_runs", "plot_history",
@@ -195,18 +196,20 @@ def plot_runs(runs, out: str | Path, x: str | None = None, latency_table: str | 
 
 def plot_history(run, out: str | Path, kind: str) -> dict:
     """`kind="theta"`: per-distribution probability heatmaps; `"curves"`: loss and entropy
-    (the training loss alone for a run that logged no distributions)."""
-    from moonas.deploy.weights import run_space
+    (the training loss alone for a run that logged no distributions). `run`: a `Run`, or the
+    folder of one, finished or not (running, stopped): these draw its log.jsonl alone."""
     from moonas.plotting import plot_search_curves, plot_theta_heatmaps
 
+    run = _history_source(run)
     history = read_history(run.dir)
-    labels = budget_labels(run)
+    labels = run.labels
     if kind == "theta":
         if history.theta is None or not len(history.epoch_steps):
             raise MoonasError(f"run {run.dir} logged no distributions (strategy "
                               f"{run.config.search.strategy!r}): nothing to draw a heatmap of")
-        space = run_space(run)
-        choices = [(c.name, c.options) for c in space.choices]
+        from moonas.deploy.weights import run_space
+
+        choices = [(c.name, c.options) for c in run_space(run).choices]
         return plot_theta_heatmaps(history.epoch_steps, history.theta, out, choices=choices,
                                    budget_labels=labels,
                                    title=f"option probabilities per distribution: {run.dir.name}")
@@ -228,6 +231,64 @@ def plot_history(run, out: str | Path, kind: str) -> dict:
                                   entropy=history.entropy, budget_labels=labels, window=window,
                                   title=title)
     raise ConfigError(f"--kind must be front, theta or curves, got {kind!r}")
+
+
+@dataclass(frozen=True)
+class _HistorySource:
+    """What `plot_history` draws from: a run folder, its config, one label per distribution."""
+
+    dir: Path
+    config: RunConfig
+    labels: list[str]
+
+
+def _history_source(run) -> _HistorySource:
+    """`run` (a `Run` or a run folder) as `plot_history` reads it: a folder without a front
+    yet (a search running or stopped) is read from its config.yaml and log.jsonl, its labels
+    from the budgets its config resolves to (as the search resolves them)."""
+    from moonas.config import load_config
+    from moonas.run import CorruptFront, Run, RunFiles, load_run
+
+    if isinstance(run, Run):
+        return _HistorySource(run.dir, run.config, budget_labels(run))
+    files = RunFiles(Path(run))
+    if files.pareto_json.is_file():
+        try:
+            return _history_source(load_run(files.root))
+        except CorruptFront:  # a damaged front leaves the log to draw
+            pass
+    if not files.config.is_file():
+        raise MoonasError(f"{files.root} is not a moonas run (no config.yaml): give the --out "
+                          "directory of a moonas search")
+    if not files.log.is_file():
+        raise MoonasError(f"run {files.root} has logged nothing yet (no log.jsonl): plot it "
+                          "after its first epoch")
+    config = load_config(files.config)
+    return _HistorySource(files.root, config, _resolved_labels(config))
+
+
+def _resolved_labels(config: RunConfig) -> list[str]:
+    """`budget_labels` of a run without a front: its objective resolved as the search does
+    (the same seed stream); none where that needs the data (imagefolder's shape)."""
+    from moonas.pricing import static_space
+    from moonas.search.context import STREAM_OBJECTIVE, cost_model, seeds
+    from moonas.search.objective import resolve_objective
+    from moonas.search.strategies import SINGLE_DISTRIBUTION
+
+    search = config.search
+    if search.strategy == "asng-separate" or search.strategy not in (
+            "multi-asng", *SINGLE_DISTRIBUTION):
+        return []  # no distributions in its own log, or one per sub-run
+    try:
+        space = static_space(config)
+        objective = resolve_objective(search, cost_model(space, search),
+                                      seeds(config.seed, STREAM_OBJECTIVE),
+                                      single=search.strategy in SINGLE_DISTRIBUTION)
+    except MoonasError:
+        return []
+    if objective.budgets is not None:
+        return [f"{search.cost} <= {b:g}" for b in objective.budgets]
+    return [f"eps = {c:g}" for c in objective.coefficients or ()]
 
 
 # -- handlers ----------------------------------------------------------------------------------
@@ -388,17 +449,17 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         from moonas.costs.latency import known_devices
 
         known_devices(args.latency_table)
-    runs = [_load_run(r) for r in args.runs]
-    if args.kind == "front":
-        drawn = plot_runs(runs, out, x=args.x, latency_table=args.latency_table,
-                          labels=args.label, log_x=args.log_x)
-        points = sum(len(s["front_x"]) for s in drawn["series"])
-        print(f"{len(runs)} front(s), {points} front points -> {out}")
+    if args.kind != "front":  # these draw a run's log: finished or not (running, stopped)
+        if len(args.runs) != 1:
+            raise ConfigError(f"--kind {args.kind} draws one run, got {len(args.runs)}")
+        plot_history(args.runs[0], out, args.kind)
+        print(f"{args.kind} of {Path(args.runs[0])} -> {out}")
         return 0
-    if len(runs) != 1:
-        raise ConfigError(f"--kind {args.kind} draws one run, got {len(runs)}")
-    plot_history(runs[0], out, args.kind)
-    print(f"{args.kind} of {runs[0].dir} -> {out}")
+    runs = [_load_run(r) for r in args.runs]
+    drawn = plot_runs(runs, out, x=args.x, latency_table=args.latency_table,
+                      labels=args.label, log_x=args.log_x)
+    points = sum(len(s["front_x"]) for s in drawn["series"])
+    print(f"{len(runs)} front(s), {points} front points -> {out}")
     return 0
 
 

@@ -28,7 +28,8 @@ from moonas.lock import LOCK, acquire, release
 from moonas.retrain import TrainRecipe, train_standalone
 from moonas.run import Run
 from moonas.deploy.weights import (TRAINED_FORMAT, DamagedMetrics, TrainedFiles, find_candidate,
-                                   read_trained_metrics, run_data, run_space, supernet_network)
+                                   read_trained_metrics, run_data, run_space, supernet_network,
+                                   train_command)
 
 __all__ = ["INITS", "train_candidate", "default_recipe", "check_run_device"]
 
@@ -107,8 +108,8 @@ def train_candidate(run: Run, cid: int, *, epochs: int | None = None,
                 try:  # the weights must load, or the training is not done: its last checkpoint
                     load_checkpoint(files.weights)  # (a finished one: zero epochs) writes them
                 except CheckpointError as err:
-                    log.warning("%s; writing them again from the training's last checkpoint",
-                                err)
+                    log.warning("%s: writing it again from the training's last checkpoint (no "
+                                "epoch is trained again)", err.problem)
                 else:
                     try:
                         metrics = read_trained_metrics(run.dir, cid, candidate.arch,
@@ -146,9 +147,8 @@ def train_candidate(run: Run, cid: int, *, epochs: int | None = None,
                           progress, sessions)
         except KeyboardInterrupt:
             if world.main:
-                log.warning("the training of id %d stopped; its last epoch is kept: run the "
-                            "same 'moonas train' command again (without --restart) to "
-                            "continue it", cid)
+                log.warning("the training of id %d stopped; its last epoch is kept: continue "
+                            "it with '%s'", cid, train_command(run.dir, cid, files.job))
             raise
     finally:
         if world.main:
