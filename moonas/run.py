@@ -113,7 +113,10 @@ class Candidate:
                                   "a latency table")
             return self.latency_ms
         if name not in ("params", "macs"):
-            raise MoonasError(f"unknown cost {name!r}: use params, macs or latency:DEVICE")
+            from moonas.costs.table import flops_hint
+
+            raise MoonasError(f"unknown cost {name!r}{flops_hint(name)}: use params, macs or "
+                              "latency:DEVICE")
         return float(getattr(self, name))
 
     def to_json(self) -> dict[str, Any]:

@@ -157,6 +157,10 @@ def test_candidate_cost_names_the_known_costs(tiny_run) -> None:
     for name in ("id", "foo"):
         with pytest.raises(MoonasError, match=f"unknown cost '{name}': use params, macs"):
             c.cost(name)
+    # FLOPs, as NAS papers count them, are what moonas calls macs: said where it is asked for.
+    with pytest.raises(MoonasError, match=r"unknown cost 'flops' \(what NAS papers call FLOPs is "
+                                          r"multiply-accumulates: macs\): use params, macs"):
+        c.cost("flops")
 
 
 def test_load_run_returns_the_written_records(tiny_run) -> None:

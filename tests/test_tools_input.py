@@ -44,7 +44,8 @@ CASES = [
     ("bench_plugins", ["--replicate", "-2", "--results", "{tmp}/results"],
      "--replicate must be >= 0"),
     ("bench_nb201", ["--costs", "params,flops", "--seeds", "1", "--results", "{tmp}/results"],
-     "unknown cost 'flops'; valid: params, macs"),
+     "unknown cost 'flops' (what NAS papers call FLOPs is multiply-accumulates: macs); valid: "
+     "params, macs"),
     ("bench_eoi", ["--baselines-from", "{tmp}/absent", "--seeds", "1", "--out", "{tmp}/eoi",
                    "--report", "{tmp}/eoi.md"], "--baselines-from {tmp}/absent: no fronts.jsonl"),
     ("bench_pvll", ["--table", str(TABLE), "--held-out", "1", "--out", "{tmp}/pvll.md"],

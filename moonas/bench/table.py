@@ -12,6 +12,7 @@ from typing import Mapping
 
 import numpy as np
 
+from moonas.costs.table import flops_hint
 from moonas.errors import ConfigError, DataError
 from moonas.registry import closest
 from moonas.spaces import ArchError, NB201Space
@@ -113,9 +114,10 @@ class NB201Table:
             return self.latency(cost.split(":", 1)[1])
         if cost not in _COST_COLUMNS:
             devices = ", ".join(sorted(self.devices))
+            hint = flops_hint(cost) or closest(cost, tuple(_COST_COLUMNS))
             raise ConfigError(
-                f"unknown cost {cost!r}{closest(cost, tuple(_COST_COLUMNS))}; valid: params, "
-                f"macs, latency:DEVICE with DEVICE one of {devices}"
+                f"unknown cost {cost!r}{hint}; valid: params, macs, latency:DEVICE with DEVICE "
+                f"one of {devices}"
             )
         return self.column(_COST_COLUMNS[cost].format(ds=dataset), f"--cost {cost}")
 

@@ -12,7 +12,7 @@ from moonas.errors import ConfigError
 from moonas.registry import closest
 from moonas.spaces import Arch, SearchSpace
 
-__all__ = ["CostTable", "build_cost_table", "COST_UNITS", "cost_label"]
+__all__ = ["CostTable", "build_cost_table", "COST_UNITS", "cost_label", "flops_hint"]
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +27,16 @@ COST_UNITS: dict[str, str] = {
 def cost_index(names: tuple[str, ...], name: str) -> int:
     """Position of cost `name` among `names`, or one line listing the valid ones."""
     if name not in names:
-        raise ConfigError(f"unknown cost {name!r}{closest(name, names)}; valid: {', '.join(names)}")
+        hint = flops_hint(name) or closest(name, names)
+        raise ConfigError(f"unknown cost {name!r}{hint}; valid: {', '.join(names)}")
     return names.index(name)
+
+
+def flops_hint(name: str) -> str:
+    """What to say to a cost named `flops`: moonas counts the same thing as `macs`."""
+    if name.lower() not in ("flops", "flop", "mflops", "gflops"):
+        return ""
+    return " (what NAS papers call FLOPs is multiply-accumulates: macs)"
 
 
 def cost_label(cost: str) -> str:

@@ -24,7 +24,7 @@ import numpy as np
 from moonas.config import parse_amount
 from moonas.costs.latency import (LatencyModel, RecordedLatency, device_name, known_devices,
                                   load_latency)
-from moonas.costs.table import cost_label
+from moonas.costs.table import cost_label, flops_hint
 from moonas.errors import ConfigError, DataError, MoonasError
 from moonas.pareto import non_dominated
 from moonas.registry import closest
@@ -159,8 +159,8 @@ def candidate_costs(candidates: Sequence[Candidate], cost: str,
         if not candidates:
             return np.zeros(0)
         return latency.price(np.array([c.arch for c in candidates], dtype=np.int64))
-    raise ConfigError(f"unknown cost {cost!r}{closest(cost, ('params', 'macs', 'latency:'))}; "
-                      "valid: params, macs, latency:DEVICE")
+    hint = flops_hint(cost) or closest(cost, ("params", "macs", "latency:"))
+    raise ConfigError(f"unknown cost {cost!r}{hint}; valid: params, macs, latency:DEVICE")
 
 
 def knee_index(cost: np.ndarray, accuracy: np.ndarray) -> int:
