@@ -4,6 +4,7 @@ and the check, before any work, that an output folder can take them."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import tempfile
@@ -14,6 +15,8 @@ from typing import Any, Iterator
 from moonas.errors import MoonasError
 
 __all__ = ["atomic_path", "write_text", "write_json", "check_out_folder", "remove_stale_temps"]
+
+log = logging.getLogger(__name__)
 
 #: The temp name `atomic_path` gives: `.NAME.` + mkstemp's 8 random characters + `.tmp`.
 _TEMP_NAME = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")
@@ -42,8 +45,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 def remove_stale_temps(folder: str | Path) -> list[Path]:
     """Delete the temp files `atomic_path` left in `folder` when a kill -9 stopped a write
-    (they are never the result: the rename had not happened); returns them. Call it only
-    while holding the folder's lock: another writer's temp file is live."""
+    (they are never the result: the rename had not happened), saying so; returns them. Call
+    it only while holding the folder's lock: another writer's temp file is live."""
     folder = Path(folder)
     removed = []
     for path in folder.iterdir() if folder.is_dir() else ():
@@ -52,6 +55,9 @@ def remove_stale_temps(folder: str | Path) -> list[Path]:
                 and path.is_file() and not path.is_symlink()):
             path.unlink(missing_ok=True)
             removed.append(path)
+    if removed:
+        log.info("removed %d temp file%s of interrupted writes in %s", len(removed),
+                 "s" * (len(removed) > 1), folder)
     return removed
 
 

@@ -173,9 +173,9 @@ def asng_step(
     ``grad_scale`` or no choice has two active options. ``delta_max`` caps the step size the
     adaptation may reach (unbounded by default; moonas's own ceiling, not the bound of the
     ASNG reference code, which caps its ``Delta`` and so puts a floor under the step size):
-    once a distribution sits at the margin, steps clipped there keep pointing the same way, the evolution path reads
-    that as "step too small" and the step grows past ``delta0``, until one noisy ranking can
-    move a converged choice.
+    once a distribution sits at the margin, steps clipped there keep pointing the same way,
+    the evolution path reads that as "step too small" and the step grows past ``delta0``,
+    until one noisy ranking can move a converged choice.
     """
     mask = np.asarray(mask, dtype=bool)
     theta = np.asarray(theta, dtype=np.float64)

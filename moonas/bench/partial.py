@@ -152,17 +152,13 @@ class PartialRuns:
                               "choose another --out")
         if not self.path.is_file():
             return {}
-        lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines()
-        try:
-            head = json.loads(lines[0]) if lines else None
-        except json.JSONDecodeError:
-            head = None
-        if not isinstance(head, dict) or head.get("settings") != self.settings:
+        if not self.holds_this_job():
             aside = _aside(self.path)
             self.path.rename(aside)  # kept, as said: it may be another job's only copy
             log.warning("%s holds the runs of a job with other settings (or is damaged): set "
                         "aside as %s; starting over", self.path, aside)
             return {}
+        lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines()
         done: dict[tuple[str, int], list[dict[str, Any]]] = {}
         bad: list[tuple[int, str]] = []
         for number, line in enumerate(lines[1:], start=2):

@@ -126,11 +126,13 @@ def read_history(run_dir: str | Path) -> SearchHistory:
 def budget_labels(run) -> list[str]:
     """One label per distribution: `params <= 5210` or `eps = 0.25`."""
     front = run.front
-    if front.budgets is not None:
-        return [f"{front.cost} <= {b:g}" for b in front.budgets]
-    if front.coefficients is not None:
-        return [f"eps = {c:g}" for c in front.coefficients]
-    return []
+    return _labels_of(front.cost, front.budgets, front.coefficients)
+
+
+def _labels_of(cost: str, budgets, coefficients) -> list[str]:
+    if budgets is not None:
+        return [f"{cost} <= {b:g}" for b in budgets]
+    return [f"eps = {c:g}" for c in coefficients or ()]
 
 
 # -- plot jobs ---------------------------------------------------------------------------------
@@ -271,24 +273,17 @@ def _resolved_labels(config: RunConfig) -> list[str]:
     """`budget_labels` of a run without a front: its objective resolved as the search does
     (the same seed stream); none where that needs the data (imagefolder's shape)."""
     from moonas.pricing import static_space
-    from moonas.search.context import STREAM_OBJECTIVE, cost_model, seeds
-    from moonas.search.objective import resolve_objective
+    from moonas.search.context import cost_model, run_objective
     from moonas.search.strategies import SINGLE_DISTRIBUTION
 
-    search = config.search
-    if search.strategy == "asng-separate" or search.strategy not in (
-            "multi-asng", *SINGLE_DISTRIBUTION):
-        return []  # no distributions in its own log, or one per sub-run
+    if config.search.strategy not in ("multi-asng", *SINGLE_DISTRIBUTION):
+        return []  # no distributions in its own log, or one per sub-run (asng-separate)
     try:
         space = static_space(config)
-        objective = resolve_objective(search, cost_model(space, search),
-                                      seeds(config.seed, STREAM_OBJECTIVE),
-                                      single=search.strategy in SINGLE_DISTRIBUTION)
+        objective = run_objective(config, cost_model(space, config.search))
     except MoonasError:
         return []
-    if objective.budgets is not None:
-        return [f"{search.cost} <= {b:g}" for b in objective.budgets]
-    return [f"eps = {c:g}" for c in objective.coefficients or ()]
+    return _labels_of(objective.cost, objective.budgets, objective.coefficients)
 
 
 # -- handlers ----------------------------------------------------------------------------------

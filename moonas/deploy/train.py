@@ -184,10 +184,7 @@ def _take(files: TrainedFiles) -> Path | None:
     except BaseException:
         _remove_empty(files.root, made)
         raise
-    removed = remove_stale_temps(files.root)  # held now: any temp file is a killed write's
-    if removed:
-        log.info("removed %d temp file%s of interrupted writes in %s", len(removed),
-                 "s" * (len(removed) > 1), files.root)
+    remove_stale_temps(files.root)  # held now: any temp file is a killed write's
     return made
 
 
@@ -218,8 +215,7 @@ def _remove_empty(root: Path, made: Path | None) -> None:
 
 def _train(run: Run, candidate, cid: int, init: str, recipe: TrainRecipe, files: TrainedFiles,
            net: torch.nn.Module, data, where: torch.device, world: World,
-           progress: Callable[[int, int, dict], None] | None,
-           sessions: list[dict] | None = None) -> dict:
+           progress: Callable[[int, int, dict], None] | None, sessions: list[dict]) -> dict:
     """The training itself, its weights and metrics written (rank 0), the folder held."""
     if files.checkpoint.is_file():
         log.info("resuming the training of id %d from %s", cid, files.checkpoint)

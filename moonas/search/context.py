@@ -17,7 +17,7 @@ from moonas.search.objective import Objective, resolve_objective
 from moonas.search.strategies import SINGLE_DISTRIBUTION, STRATEGIES, Strategy, build_strategy
 from moonas.spaces import SearchSpace
 
-__all__ = ["SearchContext", "build_context"]
+__all__ = ["SearchContext", "build_context", "cost_model", "run_objective"]
 
 # Independent random streams of one run, by purpose.
 STREAM_OBJECTIVE, STREAM_SEARCH, STREAM_TRAIN_BATCHES, STREAM_VAL_BATCHES = 1, 2, 3, 4
@@ -62,6 +62,13 @@ def seeds(seed: int, stream: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, stream]))
 
 
+def run_objective(config: RunConfig, table: CostTable) -> Objective:
+    """The run's objective, its unset budgets drawn from the run's own seed stream: what the
+    search resolves, and what a reader of its files resolves again."""
+    return resolve_objective(config.search, table, seeds(config.seed, STREAM_OBJECTIVE),
+                             single=config.search.strategy in SINGLE_DISTRIBUTION)
+
+
 def cost_model(space: SearchSpace, search) -> CostTable:
     """The space's params/MACs table, with the configured latency model as a third column."""
     table = build_cost_table(space)
@@ -93,8 +100,7 @@ def build_context(config: RunConfig) -> SearchContext:
     space = config.space.build(info.input_size, info.in_channels, info.n_classes, info.name)
     search = config.search
     table = cost_model(space, search)
-    objective = resolve_objective(search, table, seeds(config.seed, STREAM_OBJECTIVE),
-                                  single=search.strategy in SINGLE_DISTRIBUTION)
+    objective = run_objective(config, table)
     def cells(archs: np.ndarray) -> np.ndarray:  # what the search measures: the pruned cells
         return space.prune(archs, search.prune)
 

@@ -31,7 +31,6 @@ from moonas.run import (CorruptFront, Candidate, Run, RunFiles, candidates_text,
 from moonas.search.context import build_context
 from moonas.search.front import build_front, front_from_candidates
 from moonas.search.loop import Progress, restore, train, truncate_log
-from moonas.search.objective import resolve_objective
 from moonas.search.strategies import STRATEGIES
 from moonas.yamlio import dump_yaml
 
@@ -251,7 +250,10 @@ def _search(config: RunConfig | str | Path | Mapping | None, out: str | Path | N
     try:
         if world.main:
             hold(files.root)
-            _remove_temps(files)
+            # The run's folder and asng-separate's sub-runs (not `trained/`: its trainings
+            # hold their own folders).
+            for folder in (files.root, *sorted((files.root / "separate").glob("budget*"))):
+                remove_stale_temps(folder)
             write_json(files.manifest, _manifest(config, "running", None, world, history))
         barrier(world)  # the others start once rank 0 has prepared the directory
 
@@ -275,16 +277,6 @@ def _search(config: RunConfig | str | Path | Mapping | None, out: str | Path | N
             release(files.root)
     barrier(world)  # every rank returns the run rank 0 wrote
     return load_run(files.root)
-
-
-def _remove_temps(files: RunFiles) -> None:
-    """The temp files of writes a kill -9 interrupted in the run (its folder and asng-separate's
-    sub-runs; not `trained/`, whose trainings hold their own folders)."""
-    folders = [files.root, *sorted((files.root / "separate").glob("budget*"))]
-    removed = [path for folder in folders for path in remove_stale_temps(folder)]
-    if removed:
-        log.info("removed %d temp file%s of interrupted writes in %s", len(removed),
-                 "s" * (len(removed) > 1), files.root)
 
 
 def _mark_complete(files: RunFiles) -> None:
@@ -456,13 +448,13 @@ def _sub_run_whole(files: RunFiles, world: World) -> bool:
         damage = str(err)
     else:
         return True
-    whole = not files.checkpoint.is_file()  # nothing to rebuild it from: fails as before
+    rebuild = files.checkpoint.is_file()  # else nothing to rebuild from: pooled as before
     barrier(world)
-    if world.main and not whole:
+    if world.main and rebuild:
         log.warning("%s; rebuilding it from the checkpoint", damage)
         files.pareto_json.unlink(missing_ok=True)
     barrier(world)
-    return whole
+    return not rebuild
 
 
 def _run_progress(progress: Progress | None, k: int, runs: int) -> Progress | None:
@@ -477,15 +469,13 @@ def _separate(config: RunConfig, files: RunFiles, progress: Progress | None,
     """`asng-separate`: K independent single-budget ASNG runs, each as long as the joint run,
     each with its own supernet; their candidates (and modes) pooled into one front."""
     from moonas.pricing import static_space
-    from moonas.search.context import cost_model
-    from moonas.search.context import STREAM_OBJECTIVE, seeds
+    from moonas.search.context import cost_model, run_objective
 
     if config.search.coefficients is not None:
         raise MoonasError("asng-separate runs one budget per run: give search.budgets or "
                           "search.n_budgets, not coefficients")
     space = static_space(config)
-    objective = resolve_objective(config.search, cost_model(space, config.search),
-                                  seeds(config.seed, STREAM_OBJECTIVE))
+    objective = run_objective(config, cost_model(space, config.search))
     pooled: list[Candidate] = []
     for k, budget in enumerate(objective.budgets):
         sub_files = RunFiles(files.root / "separate" / f"budget{k}")
