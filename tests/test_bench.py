@@ -697,6 +697,33 @@ def test_an_interrupted_job_continues_from_its_finished_runs(tmp_path: Path, cap
     assert any("a job with other settings" in r.getMessage() for r in caplog.records)
 
 
+def test_a_stop_right_after_a_run_reached_the_disk_counts_that_run(tmp_path: Path, caplog,
+                                                                   monkeypatch) -> None:
+    """Ctrl-C between a run's line being synced and the job counting it: the message says how
+    many runs the file holds, not one fewer."""
+    import logging
+
+    from moonas.bench.partial import PartialRuns
+
+    class Stop(KeyboardInterrupt):
+        pass
+
+    written = PartialRuns._write
+    lines = []
+
+    def write_then_stop(self, data) -> None:
+        written(self, data)
+        lines.append(data)
+        if len(lines) == 3:  # the head and two runs are on disk
+            raise Stop
+
+    monkeypatch.setattr(PartialRuns, "_write", write_then_stop)
+    with caplog.at_level(logging.INFO, logger="moonas"), pytest.raises(Stop):
+        run_bench(BenchJob(table=str(NB201_CSV), out=str(tmp_path), strategies=("random",),
+                           evals=(30,), seeds=3))
+    assert any("2 of 3 runs are kept" in r.getMessage() for r in caplog.records)
+
+
 def _random_partial(out: Path, *runs: object) -> Path:
     """A partial file of a random-search job (evals 10, seeds 2) holding `runs` after its
     settings line; the job itself."""

@@ -338,7 +338,7 @@ def run_bench(job: BenchJob, progress: Callable[[int, int], None] | None = None)
                    None if progress is None else lambda n: progress(total - len(todo) + n, total))
     except BaseException:
         partial.close()
-        kept = total - len(todo) + partial.added
+        kept = partial.count()
         if kept:
             log.info("%d of %d runs are kept in %s: the same command continues from them",
                      kept, total, partial.path)

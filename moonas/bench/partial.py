@@ -139,7 +139,6 @@ class PartialRuns:
         self.path = Path(out) / PARTIAL_NAME
         self.settings = json.loads(json.dumps(settings, default=_plain))  # as read back
         self._handle = None
-        self.added = 0  # runs kept by this job so far
 
     def load(self, shape: RunShape | None = None) -> dict[tuple[str, int], list[dict[str, Any]]]:
         """The runs a former job with these settings finished, by (strategy, seed); empty when
@@ -198,12 +197,26 @@ class PartialRuns:
             elif torn:  # the line a kill cut short stays apart from the next one
                 self._handle.write("\n")
         self._write({"strategy": strategy, "seed": seed, "records": records})
-        self.added += 1
 
     def _write(self, data: dict[str, Any]) -> None:
         self._handle.write(json.dumps(data, separators=(",", ":"), default=_plain) + "\n")
         self._handle.flush()
         os.fsync(self._handle.fileno())
+
+    def count(self) -> int:
+        """How many whole runs the file holds now (read from disk: a Ctrl-C may land between a
+        run's line reaching the disk and `added` counting it)."""
+        if not self.holds_this_job():
+            return 0
+        runs = set()
+        for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines()[1:]:
+            try:
+                run = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line a kill cut short
+            if isinstance(run, dict) and "strategy" in run and "seed" in run:
+                runs.add((run["strategy"], run["seed"]))
+        return len(runs)
 
     def close(self) -> None:
         if self._handle is not None:
