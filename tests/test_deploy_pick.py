@@ -214,7 +214,7 @@ def test_latency_limit_with_a_model(run, tmp_path) -> None:
     assert again.candidate.id == result.candidate.id
     with pytest.raises(ConfigError, match="known devices: toy"):
         pick(run, max_latency_ms=limit, device="toyy", latency_table=tmp_path / "toy.json")
-    with pytest.raises(ConfigError, match="needs --device"):
+    with pytest.raises(ConfigError, match=r"needs --device NAME \(device=\)"):
         pick(run, max_latency_ms=limit)
     with pytest.raises(ConfigError, match="latency table"):
         pick(run, max_latency_ms=limit, device="toy")
@@ -299,8 +299,8 @@ def test_min_accuracy_rule_and_errors_quote_what_was_typed(run) -> None:
     assert pick(run, min_accuracy="1.5").limits.min_accuracy == pytest.approx(0.015)
     assert _accuracy("1") == 1.0 and _accuracy("100") == 1.0 and _accuracy("1%") == 0.01
     for typed in ("150%", "150", "-5", "-5%"):
-        with pytest.raises(ConfigError, match=f"--min-accuracy '{typed}' is out of range"
-                           ) as info:
+        with pytest.raises(ConfigError, match=rf"--min-accuracy \(min_accuracy=\) '{typed}' is "
+                           "out of range") as info:
             pick(run, min_accuracy=typed)
         assert "1.5" not in str(info.value) and "\n" not in str(info.value)
 
@@ -315,7 +315,8 @@ def test_a_latency_table_without_device(run, tmp_path, capsys) -> None:
     assert result.device == "toy" and result.latency_ms is not None
     limited = pick(run, max_latency_ms=8, latency_table=tmp_path / "toy.json")
     assert limited.latency_ms <= 8
-    with pytest.raises(ConfigError, match="holds .* devices: add --device NAME, one of .*raspi4"):
+    with pytest.raises(ConfigError,
+                       match=r"holds .* devices: add --device NAME \(device=\), one of .*raspi4"):
         pick(run, latency_table=NB201_CSV)
     # A missing table fails with or without --device, in the CLI too.
     missing = tmp_path / "nope.json"
@@ -359,7 +360,7 @@ def test_limits_that_are_not_positive_numbers_are_refused(run) -> None:
     from moonas.errors import ConfigError
 
     for value in (0.0, -5.0, float("nan")):
-        with pytest.raises(ConfigError, match="--max-macs must be > 0"):
+        with pytest.raises(ConfigError, match=r"--max-macs \(max_macs=\) must be > 0"):
             run.pick(max_macs=value)
 
 

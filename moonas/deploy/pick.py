@@ -73,9 +73,9 @@ class Limits:
         for key in ("max_params", "max_macs", "max_latency_ms"):
             value = getattr(self, key)
             if value is not None and not value > 0:  # NaN too
-                raise ConfigError(f"--{key.replace('_', '-')} must be > 0, got {value:g}")
+                raise ConfigError(f"{_arg(key)} must be > 0, got {value:g}")
         if self.min_accuracy is not None and not 0 <= self.min_accuracy <= 1:
-            raise ConfigError(f"--min-accuracy must be a fraction in [0, 1], got "
+            raise ConfigError(f"{_arg('min_accuracy')} must be a fraction in [0, 1], got "
                               f"{self.min_accuracy:g}")
 
     @property
@@ -198,13 +198,15 @@ def resolve_latency(run: Run, device: str | LatencyModel | None,
             return None
         known = known_devices(latency_table)
         if len(known) != 1:
-            raise ConfigError(f"--latency-table {latency_table} holds {len(known)} devices: add "
-                              f"--device NAME, one of {', '.join(known) or 'none'}")
+            raise ConfigError(f"{_arg('latency_table')} {latency_table} holds {len(known)} "
+                              f"devices: add {_arg('device', 'NAME')}, one of "
+                              f"{', '.join(known) or 'none'}")
         device = known[0]
     table = latency_table or getattr(run.config.search, "latency_table", None)
     if table is None:
-        raise ConfigError(f"device {device!r} needs a latency table: pass --latency-table PATH "
-                          "(a 'moonas profile' JSON, a folder of them, or nb201.csv)")
+        raise ConfigError(f"device {device!r} needs a latency table: pass "
+                          f"{_arg('latency_table', 'PATH')}: a 'moonas profile' JSON, a folder of "
+                          "them, or nb201.csv")
     from moonas.deploy.weights import run_space
 
     space = run_space(run)
@@ -281,10 +283,10 @@ def pick(run: Run, max_params: float | str | None = None, max_macs: float | str 
     the cheapest candidate under each limit.
     """
     if prefer not in PREFER:
-        raise ConfigError(f"--prefer must be one of {', '.join(PREFER)}, got {prefer!r}")
-    limits = Limits(max_params=_amount(max_params, "max-params"),
-                    max_macs=_amount(max_macs, "max-macs"),
-                    max_latency_ms=_amount(max_latency_ms, "max-latency-ms"),
+        raise ConfigError(f"{_arg('prefer')} must be one of {', '.join(PREFER)}, got {prefer!r}")
+    limits = Limits(max_params=_amount(max_params, "max_params"),
+                    max_macs=_amount(max_macs, "max_macs"),
+                    max_latency_ms=_amount(max_latency_ms, "max_latency_ms"),
                     min_accuracy=_accuracy(min_accuracy))
     searched = run.config.search.cost
     # The device the run searched for: reported by default, limited by --max-latency-ms.
@@ -302,7 +304,8 @@ def pick(run: Run, max_params: float | str | None = None, max_macs: float | str 
                     device, run.dir, err)
         model = None
     if limits.max_latency_ms is not None and model is None:
-        raise ConfigError("--max-latency-ms needs --device NAME (and --latency-table PATH)")
+        raise ConfigError(f"{_arg('max_latency_ms')} needs {_arg('device', 'NAME')} (and "
+                          f"{_arg('latency_table', 'PATH')})")
     pool = candidate_pool(run)
     if not pool:
         raise MoonasError(f"run {run.dir} has an empty front: search again")
@@ -367,7 +370,13 @@ def _infeasible_message(run: Run, pool: Sequence[Candidate], limits: Limits, che
             f"{'; '.join(hints)}; relax the limits")
 
 
-def _amount(value: float | str | None, flag: str) -> float | None:
+def _arg(key: str, value: str = "") -> str:
+    """How a message names the limit `key`: the CLI flag, then the Python argument (`pick` and
+    `Run.pick` take the same settings as `moonas pick`)."""
+    return f"--{key.replace('_', '-')}{' ' + value if value else ''} ({key}=)"
+
+
+def _amount(value: float | str | None, key: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -375,7 +384,7 @@ def _amount(value: float | str | None, flag: str) -> float | None:
     try:
         return parse_amount(str(value))
     except ValueError as err:
-        raise ConfigError(f"--{flag} {value!r}: {err}") from None
+        raise ConfigError(f"{_arg(key)} {value!r}: {err}") from None
 
 
 def _accuracy(value: float | str | None) -> float | None:
@@ -386,11 +395,13 @@ def _accuracy(value: float | str | None) -> float | None:
     try:
         number = float(text[:-1] if percent else text)
     except ValueError:
-        raise ConfigError(f"--min-accuracy {text!r} is not a number (e.g. 0.9 or 90%)") from None
+        raise ConfigError(f"{_arg('min_accuracy')} {text!r} is not a number (e.g. 0.9 or "
+                          "90%)") from None
     fraction = number / 100 if percent or number > 1 else number
     if not 0 <= fraction <= 1:
-        raise ConfigError(f"--min-accuracy {text!r} is out of range: give a fraction in [0, 1] "
-                          "(0.9), a percentage up to 100% (90%), or a number in (1, 100] (90)")
+        raise ConfigError(f"{_arg('min_accuracy')} {text!r} is out of range: give a fraction "
+                          "in [0, 1] (0.9), a percentage up to 100% (90%), or a number in "
+                          "(1, 100] (90)")
     return fraction
 
 
@@ -464,7 +475,7 @@ def pick_many(run: Run, budgets: Mapping[str, Mapping[str, Any]],
         except ConfigError as err:  # a bad value of the file: named by its key, not a flag
             text = str(err)
             for key in (*_LIMIT_KEYS, "prefer"):
-                text = text.replace(f"--{key.replace('_', '-')}", key)
+                text = text.replace(_arg(key), key)
             raise ConfigError(f"budgets entry {name!r}: {text}") from None
         out.append((name, result))
     return out
