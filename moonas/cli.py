@@ -315,9 +315,9 @@ def _main(argv: Sequence[str] | None) -> int:
         f"%(levelname)s [rank {world.rank}] %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    if args.command is None:
-        parser.print_help()
-        return 0
+    if args.command is None:  # a usage error, as argparse's own (exit 2): scripts see it
+        parser.print_help(sys.stderr)
+        return 2
     where = "" if world == SINGLE else f" (rank {world.rank} of {world.size})"
     if world.parallel:
         try:

@@ -259,3 +259,11 @@ def test_the_search_summary_of_a_latency_run_gives_ms_and_each_picks_latency(tmp
         if pick is not None:
             c = next(a for a in run.front.architectures if a.id == pick)
             assert f"latency {c.latency_ms:.4g} ms" in line
+
+
+def test_moonas_without_a_command_prints_its_usage_and_fails(capsys) -> None:
+    """A bare `moonas` is a usage error (exit 2, as argparse's): its help goes to stderr and a
+    script that forgot the command does not read it as success."""
+    assert main([]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "usage: moonas" in captured.err and "search" in captured.err
