@@ -11,6 +11,7 @@ from moonas.config import RunConfig, config_to_dict, load_config
 from moonas.costs import CostTable, build_cost_table
 from moonas.errors import ConfigError
 from moonas.spaces import SearchSpace
+from moonas.threads import torch_threads
 
 __all__ = ["static_space", "price_architectures", "space_extremes", "cost_record",
            "LatencyPricer", "latency_pricer"]
@@ -52,7 +53,8 @@ def _config(source: RunConfig | str | Path | Mapping | None,
 def _resolve(source: RunConfig | str | Path | Mapping | None, overrides: Sequence[str]):
     config = _config(source, overrides)
     space = static_space(config)
-    return config, space, build_cost_table(space)
+    with torch_threads(config.threads):  # thop counts small networks: more threads contend
+        return config, space, build_cost_table(space)
 
 
 def price_architectures(source: RunConfig | str | Path | Mapping | None, texts: Sequence[str],

@@ -1,4 +1,4 @@
-"""How many threads numpy's BLAS may use inside a block (threadpoolctl's one home).
+"""How many threads numpy's BLAS (threadpoolctl's one home) and torch may use inside a block.
 
 The PVLL refits are small dense solves (the memory's n x n, n <= 500): one thread does them as
 fast as several, and beside torch's threads or other worker processes more threads only contend
@@ -13,7 +13,7 @@ from typing import Iterator
 
 from threadpoolctl import ThreadpoolController
 
-__all__ = ["blas_threads"]
+__all__ = ["blas_threads", "torch_threads"]
 
 
 _found: dict[int, ThreadpoolController] = {}
@@ -38,3 +38,20 @@ def blas_threads(limit: int | None = 1) -> Iterator[None]:
         return
     with _controller().limit(limits=limit, user_api="blas"):
         yield
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Inside the block torch runs `threads` intra-op threads (None: as it is), restoring the
+    previous count after."""
+    import torch
+
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

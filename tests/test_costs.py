@@ -100,3 +100,22 @@ def test_unknown_cost_lists_the_valid_ones() -> None:
     table = build_cost_table(NB201Space(input_size=8, in_channels=1, channels=4, cells_per_stage=1))
     with pytest.raises(ConfigError, match="did you mean 'params'.*valid: params, macs"):
         table.index("param")
+
+
+def test_pricing_counts_with_the_configs_thread_count(monkeypatch) -> None:
+    """`moonas cost` builds its cost table (thop on every option's network) with the config's
+    `threads`, as the search does, and gives torch its own count back after."""
+    import moonas.pricing as pricing
+
+    seen = []
+    built = pricing.build_cost_table
+    monkeypatch.setattr(pricing, "build_cost_table",
+                        lambda space: (seen.append(torch.get_num_threads()), built(space))[1])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        record = next(pricing.space_extremes(None, ["threads=1", "space.channels=4"]))
+        assert seen == [1] and torch.get_num_threads() == 2
+        assert record["params"] > 0
+    finally:
+        torch.set_num_threads(before)

@@ -826,3 +826,41 @@ def test_identical_checkpoints_are_identical_files(tmp_path: Path) -> None:
     save_checkpoint(tmp_path / "a.pt", state)
     save_checkpoint(tmp_path / "b.pt", state)
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+
+
+def test_automatic_budgets_never_round_below_the_cheapest_architecture() -> None:
+    """A low quantile equal to the cheapest architecture's cost once rounded down to 3
+    significant digits (36,206 -> 36,200): a budget nothing meets, its distribution wasted.
+    It rounds up instead; quantiles 3 digits would merge get more digits."""
+    from moonas.config import SearchConfig
+    from moonas.costs import build_cost_table
+    from moonas.search.objective import _readable, resolve_objective
+    from moonas.spaces.mobilenet import MobileNetSpace
+
+    assert _readable(np.array([36206.0, 50000.0]), 36206.0) == (36300.0, 50000.0)
+    assert _readable(np.array([12341.0, 12349.0]), 100.0) == (12340.0, 12350.0)
+    assert _readable(np.array([5.0, 5.0]), 1.0) is None
+    # The auditor's space: one kernel, one expansion, so every 4th architecture is the cheapest.
+    space = MobileNetSpace(kernels=(3,), expansions=(3,), head_channels=127, input_size=8,
+                           in_channels=1, n_classes=10)
+    table = build_cost_table(space)
+    cheapest, _ = table.extreme("params", cheapest=True)
+    objective = resolve_objective(SearchConfig(n_budgets=2), table, np.random.default_rng(0))
+    assert objective.budgets[0] >= cheapest
+    assert len(set(objective.budgets)) == 2
+
+
+def test_a_budget_above_the_dearest_architecture_is_warned_of(caplog) -> None:
+    import logging
+
+    from moonas.config import SearchConfig
+    from moonas.costs import build_cost_table
+    from moonas.search.objective import resolve_objective
+
+    table = build_cost_table(NB201Space(channels=4, input_size=8, in_channels=1, n_classes=10))
+    dearest, _ = table.extreme("params", cheapest=False)
+    with caplog.at_level(logging.WARNING, logger="moonas"):
+        resolve_objective(SearchConfig(budgets=(dearest / 2, dearest * 10)), table,
+                          np.random.default_rng(0))
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and f"budget {dearest * 10:g} is at or above the dearest" in warned[0]

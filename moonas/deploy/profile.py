@@ -9,9 +9,8 @@ import math
 import os
 import platform
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterator, Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 import torch
@@ -20,8 +19,9 @@ from torch import nn
 from moonas.costs.latency import AdditiveLatency
 from moonas.errors import ConfigError
 from moonas.spaces import Arch, SearchSpace
+from moonas.threads import torch_threads
 
-__all__ = ["TimingProtocol", "measure_latency", "profile_space", "profile_archs", "fixed_threads"]
+__all__ = ["TimingProtocol", "measure_latency", "profile_space", "profile_archs"]
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +54,6 @@ class TimingProtocol:
             raise ConfigError(f"profile --statistic must be median or min, got {self.statistic!r}")
 
 
-@contextmanager
-def fixed_threads(threads: int) -> Iterator[None]:
-    """Run torch with `threads` intra-op threads, restoring the previous count after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 @torch.inference_mode()
 def measure_latency(nets: Sequence[nn.Module], input_shape: tuple[int, int, int],
                     protocol: TimingProtocol = TimingProtocol(), seed: int = 0,
@@ -75,7 +64,7 @@ def measure_latency(nets: Sequence[nn.Module], input_shape: tuple[int, int, int]
     x = torch.randn(1, *input_shape, generator=torch.Generator().manual_seed(seed))
     n = len(nets)
     samples = np.empty((n, protocol.repeats))
-    with fixed_threads(protocol.threads):
+    with torch_threads(protocol.threads):
         for net in nets:
             net.eval()
         inner = np.ones(n, dtype=np.int64)

@@ -4,6 +4,7 @@ coefficients."""
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,6 +67,11 @@ def resolve_objective(search: SearchConfig, table: CostTable, rng: np.random.Gen
                 f"budget {budgets[0]:g} is below the cheapest architecture of the space "
                 f"({search.cost} = {cost_min:g}): raise search.budgets to at least {cost_min:g}"
             )
+        loose = [b for b in budgets if b >= cost_max]
+        if loose:
+            log.warning("budget %s is at or above the dearest architecture of the space (%s = "
+                        "%g): it limits nothing, and its distribution searches for accuracy "
+                        "alone", ", ".join(f"{b:g}" for b in loose), search.cost, cost_max)
         return Objective(search.cost, budgets, None, cost_min, cost_max)
     if search.coefficients is not None:
         coefficients = tuple(float(c) for c in search.coefficients)
@@ -82,13 +88,26 @@ def resolve_objective(search: SearchConfig, table: CostTable, rng: np.random.Gen
     n = search.n_budgets
     samples = _uniform_costs(table, search.cost, rng)
     raw = np.quantile(samples, _quantiles(n))
-    budgets = tuple(float(_round_sig(b)) for b in raw)
-    if len(set(budgets)) != len(budgets):
+    budgets = _readable(raw, cost_min)
+    if budgets is None:
         raise ConfigError(
             f"{n} budgets do not fit between the cheapest ({cost_min:g}) and dearest "
             f"({cost_max:g}) {search.cost}: use fewer (search.n_budgets) or give search.budgets"
         )
     return Objective(search.cost, budgets, None, cost_min, cost_max)
+
+
+def _readable(raw: np.ndarray, cost_min: float) -> tuple[float, ...] | None:
+    """The quantiles `raw` rounded to 3 significant digits so they read well, with more digits
+    where 3 would merge two of them, and never below the cheapest architecture (`cost_min`: a
+    low quantile equal to it rounds up, not down, so its distribution has something to meet).
+    None when the quantiles themselves coincide."""
+    for digits in range(3, 16):
+        floor = _ceil_sig(cost_min, digits)
+        budgets = tuple(max(_round_sig(float(b), digits), floor) for b in raw)
+        if len(set(budgets)) == len(budgets):
+            return budgets
+    return None
 
 
 def _uniform_costs(table: CostTable, cost: str, rng: np.random.Generator) -> np.ndarray:
@@ -101,3 +120,12 @@ def _round_sig(value: float, digits: int = 3) -> float:
     if value == 0:
         return 0.0
     return float(f"{value:.{digits}g}")
+
+
+def _ceil_sig(value: float, digits: int) -> float:
+    """`value` rounded up to `digits` significant digits (never below it)."""
+    rounded = _round_sig(value, digits)
+    if rounded >= value or value <= 0:
+        return rounded
+    step = 10.0 ** (math.floor(math.log10(abs(value))) - digits + 1)
+    return max(_round_sig(rounded + step, digits), value)
