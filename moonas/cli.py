@@ -101,8 +101,8 @@ class _Bar:
         if phase != self.phase:
             self.close()
             self.phase = phase
-            self.bar = progress_bar(total or None, f"{self.desc} {phase}",
-                                    "step" if phase.startswith("train") else "arch")
+            self.bar = progress_bar(total or None, f"{self.desc} {phase}", info.get(
+                "unit", "step" if phase.startswith("train") else "arch"))
         post = {}
         if "epoch" in info:
             post["epoch"] = info["epoch"]
@@ -131,7 +131,8 @@ def front_summary(run: Run) -> list[str]:
     front = run.front
     latency = front.cost.startswith("latency:")
     unit = " ms" if latency else ""
-    out = [f"front of {len(front.architectures)} architectures -> {run.dir}/pareto.json"]
+    n = len(front.architectures)
+    out = [f"front of {n} architecture{'' if n == 1 else 's'} -> {run.dir}/pareto.json"]
     for k, pick in enumerate(front.picks):
         limit = (f"{front.cost} <= {_amount(front.budgets[k])}{unit}"
                  if front.budgets is not None else f"eps = {front.coefficients[k]:g}")
@@ -239,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "JSON object per architecture with arch, arch_str, params and macs, "
                           "and device and latency_ms when the config names a latency table "
                           "(search.latency_table, search.cost=latency:DEVICE).")
-    cost.add_argument("arch", nargs="*", help="architectures, each an arch_str (nb201), a JSON "
+    cost.add_argument("arch", nargs="*", help="architectures, each an arch_str (the space's "
+                      "text form: nb201's |nor_conv_3x3~0|+..., mobilenet's k3e3-skip-...), a JSON "
                       "list of ints or comma-separated ints; bare ints (3 3 0 1 2 4) are one "
                       "architecture")
     cost.add_argument("--config", default=None,

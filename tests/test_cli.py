@@ -267,3 +267,26 @@ def test_moonas_without_a_command_prints_its_usage_and_fails(capsys) -> None:
     assert main([]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "usage: moonas" in captured.err and "search" in captured.err
+
+
+def test_the_cli_bar_takes_the_unit_a_phase_names(monkeypatch) -> None:
+    import moonas.cli as cli
+
+    made = []
+
+    class Bar:
+        def set_postfix(self, *args, **kwargs) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(cli, "progress_bar", lambda total, desc, unit: made.append(
+        (total, desc, unit)) or Bar())
+    monkeypatch.setattr(cli, "advance", lambda bar, done: None)
+    bar = cli._Bar("profile laptop")
+    bar(1, 3, {"phase": "timing 29 networks", "unit": "round"})
+    bar(1, 10, {"phase": "train"})
+    bar(1, 5, {"phase": "evaluate"})
+    assert made == [(3, "profile laptop timing 29 networks", "round"),
+                    (10, "profile laptop train", "step"), (5, "profile laptop evaluate", "arch")]

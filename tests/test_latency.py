@@ -180,7 +180,11 @@ def test_measure_latency_orders_networks_and_restores_threads() -> None:
 
 def test_profile_space_writes_a_usable_table(tmp_path: Path) -> None:
     protocol = TimingProtocol(warmup=2, repeats=3, min_sample_ms=0.2, statistic="min")
-    model = profile_space(TINY, "here", protocol, n_random=4)
+    seen = []
+    model = profile_space(TINY, "here", protocol, n_random=4,
+                          progress=lambda done, total, info: seen.append((done, total, info)))
+    # The bar counts timing rounds over every network, and says so (not "3 arch").
+    assert seen == [(r, 3, {"phase": "timing 29 networks", "unit": "round"}) for r in (1, 2, 3)]
     assert model.name == "latency:here"
     assert model.measured["networks"] == 1 + 24 + 4 and model.measured["threads"] == 1
     assert np.isfinite(model.base) and np.all(np.isfinite(model.table))

@@ -87,7 +87,8 @@ def test_front_summary_lines_and_the_single_winner_note(tiny_run) -> None:
 
     front = tiny_run.front
     lines = front_summary(tiny_run)
-    assert lines[0].startswith(f"front of {len(front.architectures)} architectures")
+    n = len(front.architectures)
+    assert lines[0].startswith(f"front of {n} architecture{'' if n == 1 else 's'} -> ")
     assert len(lines) == 1 + len(front.picks) + (len(front.architectures) == 1)
     # One architecture that dominates every other: every budget picks it, and the note says why.
     best = max(tiny_run.candidates, key=lambda c: (c.accuracy, -c.params))
@@ -96,6 +97,7 @@ def test_front_summary_lines_and_the_single_winner_note(tiny_run) -> None:
     single = dataclasses.replace(tiny_run, front=dataclasses.replace(
         front, architectures=(only,), picks=(only.id,) * len(front.picks)))
     lines = front_summary(single)
+    assert lines[0].startswith("front of 1 architecture -> ")  # not "1 architectures"
     assert all(f"id {only.id} " in line for line in lines[1:-1])
     assert lines[-1].startswith(f"note: of {len(tiny_run.candidates)} measured candidates, "
                                 f"id {only.id} is at least as accurate")

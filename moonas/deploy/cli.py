@@ -419,8 +419,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
-    print(f"id {metrics['id']} retrained ({metrics['init']} init, {metrics['recipe']['epochs']} "
-          f"epochs): test accuracy {metrics['test_accuracy']:.4f}, validation "
+    epochs = metrics['recipe']['epochs']
+    print(f"id {metrics['id']} retrained ({metrics['init']} init, {epochs} "
+          f"epoch{'' if epochs == 1 else 's'}): test accuracy {metrics['test_accuracy']:.4f}, validation "
           f"{metrics['val_accuracy']:.4f} (supernet estimate "
           f"{metrics['supernet_val_accuracy']:.4f}) -> "
           f"{Path(run.dir) / 'trained' / str(metrics['id'])}")

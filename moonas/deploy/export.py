@@ -94,7 +94,8 @@ def check_format_suffix(path: str | Path, fmt: str) -> Path:
     suffix = path.suffix.lower()
     owner = next((f for f, known in SUFFIXES.items() if suffix in known), fmt)
     if owner != fmt:
-        raise ConfigError(f"--out {path}: {suffix} is the suffix of --format {owner}; a {fmt} "
+        raise ConfigError(f"--out {path}: {suffix} is the suffix of --format {owner}; "
+                          f"{'an' if fmt[0] in 'aeiou' else 'a'} {fmt} "
                           f"file ends in {' or '.join(SUFFIXES[fmt])}, e.g. "
                           f"{path.with_suffix(SUFFIXES[fmt][0])}")
     return path

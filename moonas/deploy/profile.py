@@ -86,7 +86,8 @@ def measure_latency(nets: Sequence[nn.Module], input_shape: tuple[int, int, int]
                         net(x)
                     samples[i, r] = (time.perf_counter() - start) * 1e3 / k
                 if progress is not None:
-                    progress(r + 1, protocol.repeats, {"phase": "profile"})
+                    progress(r + 1, protocol.repeats,
+                             {"phase": f"timing {n} networks", "unit": "round"})
         finally:
             if gc_was_enabled:
                 gc.enable()

@@ -123,7 +123,8 @@ def _stride(key: str, value: object) -> None:
 
 def _int_tuple(key: str, values: object) -> tuple[int, ...]:
     if not isinstance(values, (list, tuple)) or not values:
-        raise ArchError(f"space.{key} must be a non-empty list of integers, got {values!r}")
+        shown = list(values) if isinstance(values, tuple) else values  # as typed: a list
+        raise ArchError(f"space.{key} must be a non-empty list of integers, got {shown!r}")
     if not all(_is_int(v) for v in values):
         raise ArchError(f"space.{key} must hold integers only, got {list(values)!r}")
     if len(set(values)) != len(values):
