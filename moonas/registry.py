@@ -13,9 +13,11 @@ T = TypeVar("T")
 
 
 def closest(name: str, valid: list[str] | tuple[str, ...]) -> str:
-    """A ' (did you mean X?)' hint for the nearest valid name, or ''."""
-    match = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.5)
-    return f" (did you mean {match[0]!r}?)" if match else ""
+    """A ' (did you mean X?)' hint for the nearest valid name, or '': compared ignoring case,
+    so 'CIFAR10' gets 'cifar10' (the names themselves stay case-sensitive)."""
+    by_folded = {str(v).casefold(): v for v in reversed(valid)}  # the first of equals wins
+    match = difflib.get_close_matches(str(name).casefold(), list(by_folded), n=1, cutoff=0.5)
+    return f" (did you mean {by_folded[match[0]]!r}?)" if match else ""
 
 
 class Registry(Generic[T]):

@@ -303,14 +303,14 @@ def _split_holding(splits: DataSplits, path: Path) -> tuple[torch.utils.data.Dat
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_imagefolder_image_that_fails_to_decode_is_one_line(tmp_path: Path, workers: int) -> None:
-    # A JPEG cut in half passes the check at load time (its header is whole); decoding it
-    # fails when the item is read, in this process or in a DataLoader worker.
+    # A JPEG cut in half after the check at load time (the folder changed meanwhile): decoding
+    # it fails when the item is read, in this process or in a DataLoader worker.
     root = tmp_path / "imgs"
     _write_folder(root)
-    whole = _random_image(tmp_path / "whole.jpg")
     cut = root / "eel" / "cut.jpg"
-    cut.write_bytes(whole[: len(whole) // 2])
+    whole = _random_image(cut)
     split, position = _split_holding(load_dataset("imagefolder", root=root, seed=0), cut)
+    cut.write_bytes(whole[: len(whole) // 2])
     loader = make_loader(split, 4, shuffle=False, seed=0, batches=[[position]], workers=workers)
     with pytest.raises(DataError) as exc:
         list(loader)
@@ -827,3 +827,268 @@ def test_imagefolder_images_go_through_the_preprocessing_described(
     files = splits.val.source.samples
     for split in (splits.train, splits.val, splits.test):
         _check_items(split, lambda j: Image.open(files[j][0]), pre, splits.info)
+
+
+# --- layouts and files the loaders refuse in one line, or read as documented ----------------
+
+
+def _image(path: Path, colour: tuple[int, int, int] = (200, 30, 30)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), colour).save(path)
+
+
+def test_a_download_that_gets_no_answer_times_out_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+    import socket
+    import threading
+    import time
+
+    from moonas.data import _vision
+
+    # The kernel accepts connections to a listening socket; nobody ever answers them. The
+    # server closes after 8 s (a reset), so a download without a timeout fails slowly.
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    closer = threading.Timer(8.0, server.close)
+    closer.start()
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "url",
+                        f"http://127.0.0.1:{port}/cifar-10-python.tar.gz")
+    monkeypatch.setenv("no_proxy", "*")
+    monkeypatch.setattr(_vision, "DOWNLOAD_TIMEOUT_S", 1.0)
+    gc.collect()  # an earlier test's DataLoader workers, joined when collected, take seconds
+    start = time.monotonic()
+    try:
+        with pytest.raises(DataError) as exc:
+            load_dataset("cifar10", root=tmp_path, download=True)
+    finally:
+        closer.cancel()
+        server.close()
+    message = _one_line(exc)
+    assert time.monotonic() - start < 6
+    assert message.startswith(f"cifar10 download into {tmp_path} failed (no answer from the "
+                              "network within 1 s)")
+    assert socket.getdefaulttimeout() is None  # restored
+
+
+def test_imagefolder_split_layout_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "imgs"
+    for split in ("train", "val"):
+        for name in ("cat", "dog"):
+            for i in range(3):
+                _image(root / split / name / f"{i}.png")
+    with pytest.raises(DataError) as exc:
+        load_dataset("imagefolder", root=root)
+    assert _one_line(exc) == (f"data.root {root} looks like a split layout (train/, val/ hold "
+                              f"class folders): set data.root to {root / 'train'} (moonas "
+                              "splits off val and test itself)")
+    splits = load_dataset("imagefolder", root=root / "train", val_fraction=0.2,
+                          test_fraction=0.2)
+    assert splits.info.class_names == ("cat", "dog")
+
+
+def test_imagefolder_class_folder_of_only_subfolders_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "imgs"
+    for kind in ("siamese", "tabby"):
+        _image(root / "cat" / kind / "0.png")
+    _image(root / "dog" / "0.png")
+    with pytest.raises(DataError) as exc:
+        load_dataset("imagefolder", root=root)
+    message = _one_line(exc)
+    assert message.startswith(f"imagefolder at {root}: class folder cat holds only subfolders "
+                              "(siamese, tabby), no images")
+    assert f"set data.root to {root / 'cat'} if its subfolders are the classes" in message
+
+
+def test_imagefolder_skips_hidden_folders_and_files(tmp_path: Path) -> None:
+    root = tmp_path / "imgs"
+    _write_folder(root)
+    _image(root / ".ipynb_checkpoints" / "0.png")  # hidden: not a class
+    (root / "cat" / "._0.png").write_bytes(b"macOS resource fork, not an image")
+    _image(root / "dog" / ".thumbs" / "0.png")
+    splits = load_dataset("imagefolder", root=root, seed=0)
+    assert splits.info.class_names == ("cat", "dog", "eel")
+    files = [path for path, _ in splits.train.source.samples]
+    assert len(files) == 19 and not any("/." in path for path in files)
+    labels = torch.cat([splits.train.labels, splits.val.labels, splits.test.labels])
+    assert torch.bincount(labels).tolist() == [7, 6, 6]
+
+
+def test_imagefolder_images_in_subfolders_count_for_their_class_and_are_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    root = tmp_path / "imgs"
+    _write_folder(root)
+    nested = root / "eel" / "2019" / "deep.png"
+    _image(nested, _FOLDER_COLOURS["eel"])
+    with caplog.at_level(logging.INFO, logger="moonas.data._vision"):
+        splits = load_dataset("imagefolder", root=root, seed=0)
+    source = splits.train.source
+    assert (str(nested), 2) in source.samples
+    assert any("subfolders of class folders (eel/2019)" in record.getMessage()
+               for record in caplog.records)
+
+
+def test_imagefolder_empty_class_folder_is_named(tmp_path: Path) -> None:
+    root = tmp_path / "imgs"
+    _write_folder(root)
+    (root / "zz_empty").mkdir()
+    with pytest.raises(DataError) as exc:
+        load_dataset("imagefolder", root=root)
+    message = _one_line(exc)
+    assert message.startswith(f"imagefolder at {root}: class folder zz_empty holds no images "
+                              "(.jpg, .jpeg, .png,")
+    assert message.endswith("): remove it or add images")
+    (root / "yy_texts").mkdir()
+    (root / "yy_texts" / "notes.txt").write_text("not an image")
+    with pytest.raises(DataError, match=r"class folders yy_texts, zz_empty hold no images \("):
+        load_dataset("imagefolder", root=root)
+
+
+@pytest.mark.parametrize(("name", "download"), [("imagefolder", False), ("cifar10", False),
+                                                ("cifar10", True), ("mnist", False),
+                                                ("mnist", True)])
+def test_data_root_that_is_a_file_is_one_line(tmp_path: Path, name: str, download: bool) -> None:
+    root = tmp_path / "afile.txt"
+    root.write_text("not a folder")
+    kwargs = {"download": download} if name != "imagefolder" else {}
+    with pytest.raises(DataError) as exc:
+        load_dataset(name, root=root, **kwargs)
+    assert _one_line(exc).startswith(f"data.root {root} is a file, not a folder: set data.root ")
+
+
+@pytest.mark.parametrize(
+    ("name", "folder"), [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")]
+)
+def test_mnist_files_of_another_image_side_are_refused(
+    tmp_path: Path, name: str, folder: str
+) -> None:
+    _write_mnist(tmp_path, folder)
+    images = tmp_path / folder / "raw" / "train-images-idx3-ubyte"
+    _write_idx(images, np.zeros((40, 32, 32)))
+    with pytest.raises(DataError) as exc:
+        load_dataset(name, root=tmp_path)
+    message = _one_line(exc)
+    assert message.startswith(f"{images} holds 32x32 images, not {name}'s 28x28: delete ")
+
+
+def test_a_cut_jpeg_is_refused_at_load_time(tmp_path: Path) -> None:
+    root = tmp_path / "imgs"
+    _write_folder(root)
+    whole = _random_image(tmp_path / "whole.jpg")
+    (root / "eel" / "cut.jpg").write_bytes(whole[: len(whole) * 9 // 10])  # its header is whole
+    with pytest.raises(DataError) as exc:
+        load_dataset("imagefolder", root=root)
+    message = _one_line(exc)
+    assert message.startswith(f"imagefolder at {root} has an unreadable image: eel/cut.jpg "
+                              "(OSError: image file is truncated")
+    (root / "eel" / "cut.jpg").write_bytes(whole)
+    assert len(load_dataset("imagefolder", root=root).info.class_names or ()) == 3
+
+
+def test_16_bit_grayscale_keeps_its_top_8_bits(tmp_path: Path) -> None:
+    from moonas.data import preprocess_description
+
+    root = tmp_path / "imgs"
+    levels = {"dark": 0x1234, "light": 0xABCD}  # 8-bit: 0x12 = 18 and 0xAB = 171
+    for name, value in levels.items():
+        (root / name).mkdir(parents=True)
+        for i in range(4):
+            pixels = np.full((6, 6), value, dtype=np.uint16)
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+    with Image.open(root / "dark" / "0.png") as image:
+        assert image.mode == "I;16"
+    splits = load_dataset("imagefolder", root=root, image_size=6, seed=0, val_fraction=0.25,
+                          test_fraction=0.25)
+    for split in (splits.train, splits.val, splits.test):
+        for i in range(len(split)):
+            x, y = split[i]
+            top = levels[splits.info.class_names[int(y)]] >> 8
+            assert torch.allclose(x, torch.full_like(x, (top / 255 - 0.5) / 0.5), atol=1e-6)
+    convert = preprocess_description("imagefolder")["convert"]
+    assert "I;16" in convert and "value >> 8" in convert and "convert('RGB')" in convert
+
+
+def test_data_root_at_the_dataset_folder_itself_names_its_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_cifar10(tmp_path, monkeypatch)
+    inner = tmp_path / "cifar-10-batches-py"
+    with pytest.raises(DataError) as exc:
+        load_dataset("cifar10", root=inner)
+    assert _one_line(exc) == (f"data.root {inner} is cifar10's cifar-10-batches-py folder itself: "
+                              f"set data.root to the folder that holds it, {tmp_path}")
+    _write_mnist(tmp_path, "MNIST")
+    for inner in (tmp_path / "MNIST", tmp_path / "MNIST" / "raw"):
+        with pytest.raises(DataError) as exc:
+            load_dataset("mnist", root=inner)
+        assert _one_line(exc).endswith(f"MNIST folder itself: set data.root to the folder that "
+                                       f"holds it, {tmp_path}")
+
+
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    import urllib.request
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise URLError("the test forbids the network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+
+
+def test_a_cifar_archive_not_unpacked_is_unpacked_by_download_without_network(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tarfile
+
+    _write_cifar10(tmp_path / "made", monkeypatch)
+    root = tmp_path / "data"
+    root.mkdir()
+    archive = root / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "made" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "tgz_md5", _md5(archive))  # "official"
+    with pytest.raises(DataError) as exc:
+        load_dataset("cifar10", root=root)
+    assert _one_line(exc).startswith(f"cifar10 archive {archive} is not unpacked: pass "
+                                     "data.download=true to unpack it (no network needed")
+    _no_network(monkeypatch)
+    splits = load_dataset("cifar10", root=root, download=True)
+    assert len(splits.test) == 10
+
+
+def test_packed_mnist_files_are_unpacked_by_download_without_network(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gzip
+
+    _write_mnist(tmp_path, "MNIST")
+    raw = tmp_path / "MNIST" / "raw"
+    resources = []
+    for url, _ in torchvision.datasets.MNIST.resources:
+        packed = raw / url
+        packed.write_bytes(gzip.compress((raw / packed.stem).read_bytes()))
+        (raw / packed.stem).unlink()
+        resources.append((url, _md5(packed)))  # as if the official files
+    monkeypatch.setattr(torchvision.datasets.MNIST, "resources", resources)
+    with pytest.raises(DataError) as exc:
+        load_dataset("mnist", root=tmp_path)
+    assert _one_line(exc).startswith(f"mnist folder {raw} holds train-images-idx3-ubyte.gz, ")
+    assert "pass data.download=true to unpack them (no network needed" in _one_line(exc)
+    _no_network(monkeypatch)
+    assert len(load_dataset("mnist", root=tmp_path, download=True).test) == 12
+
+
+def test_a_name_in_the_wrong_case_gets_a_suggestion_but_is_not_accepted() -> None:
+    from moonas.config import load_config
+    from moonas.registry import closest
+
+    assert closest("CIFAR10", DATASETS) == " (did you mean 'cifar10'?)"
+    assert closest("Fashion_MNIST", DATASETS) == " (did you mean 'fashion_mnist'?)"
+    with pytest.raises(ConfigError, match=r"unknown dataset 'CIFAR10' \(did you mean 'cifar10'"):
+        load_config("smoke", ["data.name=CIFAR10"])
+    # The Python API's own check gives the same hint.
+    with pytest.raises(DataError, match=r"unknown dataset 'CIFAR10' \(did you mean 'cifar10'"):
+        load_dataset("CIFAR10")

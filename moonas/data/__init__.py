@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 
 from moonas.data._digits import DIGITS_INFO, digits_preprocess, load_digits_splits
@@ -16,6 +15,7 @@ from moonas.data._vision import (
     vision_preprocess,
 )
 from moonas.errors import ConfigError, DataError
+from moonas.registry import closest
 
 __all__ = ["DATASETS", "DatasetInfo", "DataSplits", "check_split_fractions", "dataset_info",
            "load_dataset", "make_loader", "preprocess_description"]
@@ -32,9 +32,8 @@ _INFOS: dict[str, DatasetInfo] = {
 def _check_name(name: str) -> None:
     if name in DATASETS:
         return
-    close = difflib.get_close_matches(str(name), DATASETS, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    raise DataError(f"unknown dataset {name!r}: {hint}valid names are {', '.join(DATASETS)}")
+    raise DataError(f"unknown dataset {name!r}{closest(str(name), DATASETS)}: valid names are "
+                    f"{', '.join(DATASETS)}")
 
 
 def _check_image_size(image_size: int | None) -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import pickle
+import socket
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,6 +132,20 @@ _FOLDER_MODE = "RGB"
 
 _FOLDER_FIX = "set data.root to a folder with one subfolder of images (.png, .jpg, ...) per class"
 
+#: Names of class folders that mean the root holds splits, each with the class folders inside.
+_SPLIT_NAMES = ("train", "training", "val", "valid", "validation", "test", "testing", "dev")
+
+#: 16-bit integer grayscale modes (PNG, TIFF); `_read_rgb` keeps their top 8 bits (value >> 8),
+#: as `convert` alone would clip everything above 255 to white.
+_16BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+#: Seconds a download waits on the network (to connect, or for the next block of data) before
+#: it fails: torchvision's urlopen has no timeout, so a server that never answers would hang.
+DOWNLOAD_TIMEOUT_S = 60.0
+
+#: Threads that decode imagefolder images at the check at load time (PIL releases the GIL).
+_CHECK_THREADS = 8
+
 
 def _one_line(exc: BaseException, limit: int = 160) -> str:
     text = " ".join(str(exc).split())
@@ -173,13 +191,16 @@ def _why_unreadable(exc: BaseException) -> str:
 
 def _image_problem(path: str) -> str | None:
     """Why the image file at `path` cannot be used, or None: its header must name a format
-    PIL reads, and formats that can be checked without decoding (PNG: every chunk there,
-    with its checksum) must pass `verify`."""
+    PIL reads, formats with checksums (PNG: every chunk) must pass `verify`, and the whole
+    image must decode (`verify` does not decode a JPEG's data: a cut one would pass)."""
     from PIL import Image
 
     try:
         with Image.open(path) as image:
             image.verify()
+        with Image.open(path) as image:
+            image.draft("RGB", (1, 1))  # JPEG: decode at 1/8 scale, still reading all the data
+            image.load()
     except _read_errors() as exc:
         return _why_unreadable(exc)
     return None
@@ -187,11 +208,10 @@ def _image_problem(path: str) -> str | None:
 
 def _check_images(root: str, paths: list[str]) -> None:
     """Raise one DataError naming the files under `root` that `_image_problem` refuses."""
-    bad = []
-    for path in paths:
-        problem = _image_problem(path)
-        if problem is not None:
-            bad.append(f"{os.path.relpath(path, root)} ({problem})")
+    with ThreadPoolExecutor(min(_CHECK_THREADS, os.cpu_count() or 1)) as pool:
+        problems = list(pool.map(_image_problem, paths))
+    bad = [f"{os.path.relpath(path, root)} ({problem})"
+           for path, problem in zip(paths, problems) if problem is not None]
     if bad:
         what, them = ("an unreadable image", "it") if len(bad) == 1 else (
             f"{len(bad)} unreadable images", "them")
@@ -199,13 +219,18 @@ def _check_images(root: str, paths: list[str]) -> None:
 
 
 def _read_rgb(path: str) -> Any:
-    """The image at `path` as an RGB PIL image (ImageFolder's loader); a file that fails to
-    decode (cut short after the check at load time, or changed since) is a one-line error."""
+    """The image at `path` as an RGB PIL image (ImageFolder's loader; 16-bit grayscale keeps
+    its top 8 bits first); a file that fails to decode (changed since the check at load time)
+    is a one-line error."""
     from PIL import Image
 
     try:
         with open(path, "rb") as file:
-            return Image.open(file).convert(_FOLDER_MODE)
+            image = Image.open(file)
+            if image.mode in _16BIT_MODES:
+                top = np.clip(np.asarray(image, dtype=np.int64) >> 8, 0, 255)
+                image = Image.fromarray(top.astype(np.uint8), "L")
+            return image.convert(_FOLDER_MODE)
     except _read_errors() as exc:
         raise _UnreadableImage(
             f"imagefolder image {path} cannot be read ({_why_unreadable(exc)}): "
@@ -253,12 +278,17 @@ def _not_loaded(
 
     folder = os.path.join(root, spec.holds)
     if not os.path.isdir(folder):
-        return DataError(
-            f"{name} not found under {root}: pass data.download=true to fetch it, "
-            f"or set data.root to the folder that holds {spec.holds}"
-        )
+        return _not_found(name, spec, cls, root)
     expected = _expected_files(cls)
     missing = [file for file, _ in expected if not os.path.isfile(os.path.join(folder, file))]
+    packed = [f"{file}.gz" for file in missing
+              if os.path.isfile(os.path.join(folder, f"{file}.gz"))]
+    if missing and len(packed) == len(missing):  # MNIST-likes: the downloaded .gz, not unpacked
+        return DataError(
+            f"{name} folder {folder} holds {_some(packed)} but not their unpacked files: pass "
+            f"data.download=true to unpack them (no network needed when they are the official "
+            f"files), or gunzip them there"
+        )
     if missing:
         return DataError(
             f"{name} folder {folder} lacks {_some(missing)} (a partial download, or other files): "
@@ -275,17 +305,66 @@ def _not_loaded(
     return _unreadable(name, spec, root, exc)
 
 
+def _not_found(name: str, spec: _VisionSpec, cls: type, root: str) -> DataError:
+    """No `spec.holds` folder under `root`: `root` may be that folder itself, or hold the
+    downloaded archive, not unpacked."""
+    top = spec.holds.split("/")[0]
+    for inner in dict.fromkeys((spec.holds, top)):  # data.root = .../MNIST/raw or .../MNIST
+        if root.endswith(os.sep + os.path.normpath(inner)):
+            parent = root[: -len(inner) - 1] or os.sep
+            return DataError(
+                f"data.root {root} is {name}'s {top} folder itself: set data.root to the folder "
+                f"that holds it, {parent}"
+            )
+    archive = getattr(cls, "filename", None)  # CIFAR: the downloaded .tar.gz
+    if archive and os.path.isfile(os.path.join(root, archive)):
+        return DataError(
+            f"{name} archive {os.path.join(root, archive)} is not unpacked: pass "
+            f"data.download=true to unpack it (no network needed when it is the official "
+            f"archive), or unpack it there (tar -xzf)"
+        )
+    return DataError(
+        f"{name} not found under {root}: pass data.download=true to fetch it, "
+        f"or set data.root to the folder that holds {spec.holds}"
+    )
+
+
+@contextlib.contextmanager
+def _download_timeout() -> Any:
+    """Every socket opened meanwhile waits at most DOWNLOAD_TIMEOUT_S for each step."""
+    before = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(before)
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether `exc` (or the URLError's reason, or an error it was raised from) is a timeout."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, TimeoutError) or isinstance(getattr(seen, "reason", None),
+                                                        TimeoutError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _open(name: str, spec: _VisionSpec, root: str, *, train: bool, download: bool) -> Any:
     """The torchvision dataset object, with its failures turned into one-line DataErrors."""
     from torchvision import datasets
 
     cls = getattr(datasets, spec.torchvision_class)
     try:
-        return cls(root, train=train, download=download)
+        with _download_timeout() if download else contextlib.nullcontext():
+            return cls(root, train=train, download=download)
     except (RuntimeError, OSError) as exc:  # OSError covers FileNotFoundError and URLError
         if download:
+            why = (f"no answer from the network within {DOWNLOAD_TIMEOUT_S:g} s"
+                   if _timed_out(exc) else _one_line(exc))
             raise DataError(
-                f"{name} download into {root} failed ({_one_line(exc)}): "
+                f"{name} download into {root} failed ({why}): "
                 "check the network, or copy "
                 f"{spec.holds} into {root} by hand"
             ) from exc
@@ -295,17 +374,30 @@ def _open(name: str, spec: _VisionSpec, root: str, *, train: bool, download: boo
         raise _unreadable(name, spec, root, exc) from exc
 
 
+def _images_file(dataset: Any) -> str | None:
+    """The file an MNIST-like `dataset` read its images from (torchvision's naming), or None."""
+    if not hasattr(dataset, "raw_folder"):  # CIFAR: several batch files, always 32x32
+        return None
+    prefix = "train" if dataset.train else "t10k"
+    return os.path.join(dataset.raw_folder, f"{prefix}-images-idx3-ubyte")
+
+
 def _in_memory(
-    dataset: Any, size: int | None, n_classes: int, where: str, fix: str
+    dataset: Any, size: int | None, n_classes: int, where: str, fix: str, *, name: str, side: int
 ) -> TensorImages:
     """The torchvision dataset's arrays as (N, C, H, W) uint8 images and int64 labels; files
-    whose images and labels disagree in number, or whose labels fall outside the
-    `n_classes` classes, are one DataError (`where` names the set, `fix` what to do)."""
+    whose images are not `side` square (`name`'s side), whose images and labels disagree in
+    number, or whose labels fall outside the `n_classes` classes, are one DataError (`where`
+    names the set, `fix` what to do)."""
     data = dataset.data
     if isinstance(data, np.ndarray):  # CIFAR: (N, H, W, C) uint8
         images = torch.from_numpy(data).permute(0, 3, 1, 2).contiguous()
-    else:  # MNIST-likes: (N, H, W) uint8 tensor
+    else:  # MNIST-likes: (N, H, W) uint8 tensor, of the side the file's header says
         images = torch.as_tensor(data).unsqueeze(1)
+    if tuple(images.shape[-2:]) != (side, side):
+        height, width = images.shape[-2:]
+        raise DataError(f"{_images_file(dataset) or where} holds {height}x{width} images, not "
+                        f"{name}'s {side}x{side}: {fix}")
     labels = torch.as_tensor(np.asarray(dataset.targets), dtype=torch.int64)
     if len(images) != len(labels):
         raise DataError(f"{where} has {len(images)} images but {len(labels)} labels: {fix}")
@@ -349,8 +441,10 @@ def imagefolder_preprocess(image_size: int | None) -> dict:
     convert to RGB, stretch its 8-bit pixels to the side, scale to [0, 1], normalise."""
     return {"steps": ["channels", "resize", "scale", "normalise"],
             "channels": channels_name(IMAGEFOLDER_INFO.in_channels),
-            "convert": f"PIL: image.convert('{_FOLDER_MODE}') (grayscale copied to the 3 "
-                       "channels, a palette expanded, alpha dropped, not blended)",
+            "convert": f"PIL: 16-bit grayscale (modes {', '.join(_16BIT_MODES)}) first keeps "
+                       "its top 8 bits (value >> 8, clipped to 0..255, as mode L); then "
+                       f"image.convert('{_FOLDER_MODE}') (grayscale copied to the 3 channels, "
+                       "a palette expanded, alpha dropped, not blended)",
             "resize": resize_step(_folder_side(image_size), on="uint8"),
             "scale": {"divide_by": UINT8_MAX, "from": "8-bit pixel values 0..255",
                       "to": [0.0, 1.0]},
@@ -376,6 +470,10 @@ def load_torchvision_splits(
     """Official train set split into train/val by `val_fraction`; the official test set is the test split."""
     spec = _SPECS[name]
     root_path = _resolve_root(root)
+    if os.path.exists(root_path) and not os.path.isdir(root_path):
+        raise DataError(f"data.root {root_path} is a file, not a folder: set data.root to the "
+                        f"folder that holds {spec.holds} (or to a new folder, with "
+                        f"data.download=true)")
     train_set = _open(name, spec, root_path, train=True, download=download)
     test_set = _open(name, spec, root_path, train=False, download=False)
     resized = _resized_side(spec, image_size)
@@ -386,7 +484,8 @@ def load_torchvision_splits(
     fix = (f"delete {os.path.join(root_path, spec.holds)} and pass data.download=true to fetch "
            f"it again (a dataset of another kind in {name}'s format: use imagefolder)")
     train_source, test_source = (
-        _in_memory(part, resized, len(names), f"{name}'s {which} set under {root_path}", fix)
+        _in_memory(part, resized, len(names), f"{name}'s {which} set under {root_path}", fix,
+                   name=name, side=spec.info.input_size or 0)
         for part, which in ((train_set, "training"), (test_set, "test")))
 
     split_rng, generator = split_seeds(seed)
@@ -418,6 +517,89 @@ def load_torchvision_splits(
     )
 
 
+def _hidden(name: str) -> bool:
+    """A file or folder named .name (.ipynb_checkpoints, macOS's ._x.jpg): never data."""
+    return name.startswith(".")
+
+
+def _visible_image(root: str, path: str) -> bool:
+    """Whether `path` under `root` is an image file (by extension) outside hidden folders."""
+    from torchvision.datasets.folder import is_image_file
+
+    parts = os.path.relpath(path, root).split(os.sep)
+    return is_image_file(path) and not any(_hidden(part) for part in parts)
+
+
+def _class_folders(root: str) -> list[str]:
+    """The class folders of the imagefolder at `root`, sorted, hidden ones skipped; a class
+    folder that holds no image directly (empty, or only subfolders: a train/val split layout)
+    is a one-line DataError."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, is_image_file
+
+    entries = [entry for entry in os.scandir(root) if not _hidden(entry.name)]
+    classes = sorted(entry.name for entry in entries if entry.is_dir())
+    if not classes:
+        loose = sum(entry.is_file() and is_image_file(entry.name) for entry in entries)
+        what = f"holds {loose} images but no class folders" if loose else "has no class folders"
+        raise DataError(f"imagefolder at {root} {what}: {_FOLDER_FIX}")
+    only_subfolders: dict[str, list[str]] = {}
+    empty = []
+    for name in classes:
+        inside = [entry for entry in os.scandir(os.path.join(root, name))
+                  if not _hidden(entry.name)]
+        if any(entry.is_file() and is_image_file(entry.name) for entry in inside):
+            continue
+        subfolders = sorted(entry.name for entry in inside if entry.is_dir())
+        if subfolders:
+            only_subfolders[name] = subfolders
+        else:
+            empty.append(name)
+    splits = [name for name in only_subfolders if name.lower() in _SPLIT_NAMES]
+    if splits:
+        train = next((name for name in splits if name.lower().startswith("train")), splits[0])
+        raise DataError(
+            f"data.root {root} looks like a split layout ({', '.join(f'{n}/' for n in splits)} "
+            f"hold class folders): set data.root to {os.path.join(root, train)} (moonas splits "
+            "off val and test itself)"
+        )
+    if only_subfolders:
+        name, subfolders = next(iter(only_subfolders.items()))
+        raise DataError(
+            f"imagefolder at {root}: class folder {name} holds only subfolders "
+            f"({_some(subfolders)}), no images: move its images into {name}/ itself, or set "
+            f"data.root to {os.path.join(root, name)} if its subfolders are the classes"
+        )
+    if len(empty) == len(classes):
+        raise DataError(f"imagefolder at {root} has no images in its class folders "
+                        f"({_some(empty)}): {_FOLDER_FIX}")
+    if empty:
+        folders, hold, them = ((f"class folder {empty[0]}", "holds", "it") if len(empty) == 1
+                               else (f"class folders {_some(empty)}", "hold", "them"))
+        raise DataError(f"imagefolder at {root}: {folders} {hold} no images "
+                        f"({', '.join(IMG_EXTENSIONS)}): remove {them} or add images")
+    return classes
+
+
+def _keep_classes(folder: Any, classes: list[str]) -> None:
+    """Narrow the ImageFolder `folder` to `classes` (its others, hidden, have no samples)."""
+    if folder.classes == classes:
+        return
+    new = {folder.class_to_idx[name]: i for i, name in enumerate(classes)}
+    folder.samples = folder.imgs = [(path, new[target]) for path, target in folder.samples]
+    folder.targets = [target for _, target in folder.samples]
+    folder.classes = list(classes)
+    folder.class_to_idx = {name: i for i, name in enumerate(classes)}
+
+
+def _log_nested(root: str, folder: Any) -> None:
+    """Say which images lie in subfolders of their class folder (they count as that class)."""
+    nested = sorted({os.path.relpath(os.path.dirname(path), root) for path, target in folder.samples
+                     if os.path.dirname(path) != os.path.join(root, folder.classes[target])})
+    if nested:
+        logger.info("imagefolder %s: the images in subfolders of class folders (%s) count as "
+                    "their class folder's class", root, _some(nested))
+
+
 def load_imagefolder_splits(
     *,
     root: str | None,
@@ -434,16 +616,23 @@ def load_imagefolder_splits(
     if root is None:
         raise DataError(f"imagefolder needs data.root: {_FOLDER_FIX}")
     root_path = _resolve_root(root)
+    if os.path.isfile(root_path):
+        raise DataError(f"data.root {root_path} is a file, not a folder: {_FOLDER_FIX}")
     if not os.path.isdir(root_path):
         raise DataError(f"imagefolder root {root_path} does not exist: {_FOLDER_FIX}")
     size = _folder_side(image_size)
     try:
+        classes = _class_folders(root_path)
+        # allow_empty: hidden class folders (no sample passes `_visible_image`), dropped below
         folder = datasets.ImageFolder(root_path, transform=_folder_transform(size),
-                                      loader=_read_rgb)
-    except (RuntimeError, OSError) as exc:  # FileNotFoundError: no classes, or one without images
+                                      loader=_read_rgb, allow_empty=True,
+                                      is_valid_file=functools.partial(_visible_image, root_path))
+    except OSError as exc:  # unreadable folders (permissions), or changed meanwhile
         raise DataError(
-            f"imagefolder at {root_path} has no usable images ({_one_line(exc)}): {_FOLDER_FIX}"
+            f"imagefolder at {root_path} cannot be listed ({_one_line(exc)}): {_FOLDER_FIX}"
         ) from exc
+    _keep_classes(folder, classes)
+    _log_nested(root_path, folder)
     names = tuple(folder.classes)
     if len(names) < 2:  # one class: every prediction is right, and the search ranks nothing
         raise DataError(
