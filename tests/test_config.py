@@ -243,3 +243,18 @@ def test_split_fractions_are_checked_as_the_dataset_uses_them() -> None:
         load_config("smoke", ["data.val_fraction=0.9"])  # digits carves both
     with pytest.raises(ConfigError, match=r"data.val_fraction=0.0 is out of range"):
         load_config("smoke", ["data.name=mnist", "data.val_fraction=0"])
+
+
+def test_the_mobilenet_config_spells_out_the_spaces_defaults() -> None:
+    """`configs/mobilenet.yaml` documents every key of the space: its values are the defaults,
+    so the file reads as the reference of what a bare `space.name=mobilenet` gets."""
+    import dataclasses
+
+    from moonas.pricing import static_space
+    from moonas.spaces.mobilenet import MobileNetSpace
+
+    space = static_space(load_config("mobilenet"))
+    assert isinstance(space, MobileNetSpace)
+    bare = static_space(load_config(None, ["space.name=mobilenet"]))
+    keys = [f.name for f in dataclasses.fields(MobileNetSpace)]
+    assert {k: getattr(space, k) for k in keys} == {k: getattr(bare, k) for k in keys}
