@@ -91,11 +91,12 @@ def space_extremes(source: RunConfig | str | Path | Mapping | None,
 class LatencyPricer:
     """The latency (ms) of the config's `search.latency_table`, priced as the search prices
     it (`moonas.search.context.cost_model`): `add` puts `latency_ms` and `device` into a cost
-    record (and its pruned cell's)."""
+    record (and its pruned cell's). `prune`: the config's `search.prune`, for the extremes."""
 
-    def __init__(self, space, table) -> None:
+    def __init__(self, space, table, prune: str = "keep") -> None:
         self.space = space
         self.table = table
+        self.prune = prune
         self.name = table.names[-1]  # the latency column comes last
         self.device = self.name.split(":", 1)[1]
 
@@ -116,7 +117,9 @@ class LatencyPricer:
         out = []
         for cheapest in (True, False):
             _, arch = self.table.extreme(self.name, cheapest)
-            record = cost_record(self.space, build_cost_table(self.space), list(arch))
+            # With its pruned cell, which a search measures in its place (and which may not be
+            # as fast: the table's latencies are measurements, not sums).
+            record = _priced(self.space, build_cost_table(self.space), list(arch), self.prune)
             out.append({"extreme": f"{'min' if cheapest else 'max'}_latency", **self.add(record)})
         return out
 
@@ -130,4 +133,4 @@ def latency_pricer(source: RunConfig | str | Path | Mapping | None, overrides: S
     from moonas.search.context import cost_model
 
     space = static_space(config)
-    return LatencyPricer(space, cost_model(space, config.search))
+    return LatencyPricer(space, cost_model(space, config.search), config.search.prune)

@@ -290,3 +290,16 @@ def test_the_cli_bar_takes_the_unit_a_phase_names(monkeypatch) -> None:
     bar(1, 5, {"phase": "evaluate"})
     assert made == [(3, "profile laptop timing 29 networks", "round"),
                     (10, "profile laptop train", "step"), (5, "profile laptop evaluate", "arch")]
+
+
+def test_cost_extremes_show_the_cell_the_search_measures_for_the_fastest(capsys) -> None:
+    """`cost --extremes` with a latency table: the fastest cell as drawn has dead operations;
+    its record holds the pruned cell (search.prune=dead) with that cell's own latency."""
+    from conftest import NB201_CSV
+
+    assert main(["cost", "--config", "smoke", "--set", "search.cost=latency:raspi4", "--set",
+                 f"search.latency_table={NB201_CSV}", "--extremes"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    fastest = next(r for r in records if r["extreme"] == "min_latency")
+    assert fastest["pruned"]["arch"] != fastest["arch"]
+    assert fastest["pruned"]["latency_ms"] > fastest["latency_ms"]

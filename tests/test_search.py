@@ -866,3 +866,32 @@ def test_a_budget_above_the_dearest_architecture_is_warned_of(caplog) -> None:
                           np.random.default_rng(0))
     warned = [r.getMessage() for r in caplog.records]
     assert len(warned) == 1 and f"budget {dearest * 10:g} is at or above the dearest" in warned[0]
+
+
+def test_a_latency_budget_below_every_cell_the_search_measures_is_refused() -> None:
+    """On raspi4 the fastest cell of NAS-Bench-201 as drawn has dead operations and prunes to
+    a slower cell (latencies are measurements, not sums): under search.prune=dead a budget
+    between the two is met by nothing the search measures, so it is refused up front."""
+    from conftest import NB201_CSV
+    from moonas.config import config_to_dict, load_config
+    from moonas.pricing import static_space
+    from moonas.search.context import cost_model, run_objective
+    from moonas.search.objective import measured_floor
+
+    config = load_config("smoke", ["search.cost=latency:raspi4",
+                                   f"search.latency_table={NB201_CSV}"])
+    space = static_space(config)
+    table = cost_model(space, config.search)
+    drawn, _ = table.extreme("latency:raspi4", cheapest=True)
+    floor = measured_floor(space, table, "latency:raspi4", "dead")
+    assert measured_floor(space, table, "latency:raspi4", "keep") == drawn < floor
+    between = (drawn + floor) / 2
+    with pytest.raises(ConfigError, match=rf"below the cheapest architecture of the space a "
+                       rf"search measures .* \(latency:raspi4 = {floor:g} ms\)"):
+        run_objective(load_config(config_to_dict(config), [f"search.budgets=[{between}, 8]"]),
+                      space, table)
+    kept = load_config(config_to_dict(config), [f"search.budgets=[{between}, 8]",
+                                                "search.prune=keep"])
+    assert run_objective(kept, space, table).budgets[0] == between
+    # Automatic budgets never fall below what the search measures either.
+    assert run_objective(config, space, table).budgets[0] >= floor

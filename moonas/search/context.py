@@ -13,7 +13,7 @@ from moonas.data import DataSplits, load_dataset
 from moonas.distributed import World, check_batch_size, join, main_first
 from moonas.nets import Supernet, build_supernet
 from moonas.search.batches import Batches
-from moonas.search.objective import Objective, resolve_objective
+from moonas.search.objective import Objective, measured_floor, resolve_objective
 from moonas.search.strategies import SINGLE_DISTRIBUTION, STRATEGIES, Strategy, build_strategy
 from moonas.spaces import SearchSpace
 
@@ -62,11 +62,12 @@ def seeds(seed: int, stream: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, stream]))
 
 
-def run_objective(config: RunConfig, table: CostTable) -> Objective:
+def run_objective(config: RunConfig, space: SearchSpace, table: CostTable) -> Objective:
     """The run's objective, its unset budgets drawn from the run's own seed stream: what the
     search resolves, and what a reader of its files resolves again."""
+    floor = measured_floor(space, table, config.search.cost, config.search.prune)
     return resolve_objective(config.search, table, seeds(config.seed, STREAM_OBJECTIVE),
-                             single=config.search.strategy in SINGLE_DISTRIBUTION)
+                             single=config.search.strategy in SINGLE_DISTRIBUTION, floor=floor)
 
 
 def cost_model(space: SearchSpace, search) -> CostTable:
@@ -100,7 +101,7 @@ def build_context(config: RunConfig) -> SearchContext:
     space = config.space.build(info.input_size, info.in_channels, info.n_classes, info.name)
     search = config.search
     table = cost_model(space, search)
-    objective = run_objective(config, table)
+    objective = run_objective(config, space, table)
     def cells(archs: np.ndarray) -> np.ndarray:  # what the search measures: the pruned cells
         return space.prune(archs, search.prune)
 

@@ -13,6 +13,7 @@ import numpy as np
 from moonas.config import SearchConfig, default_coefficients
 from moonas.costs import CostTable
 from moonas.errors import ConfigError
+from moonas.spaces import SearchSpace
 
 __all__ = ["Objective", "resolve_objective", "default_coefficients", "BUDGET_QUANTILES"]
 
@@ -47,25 +48,32 @@ def _quantiles(k: int) -> tuple[float, ...]:
 
 
 def resolve_objective(search: SearchConfig, table: CostTable, rng: np.random.Generator,
-                      single: bool = False) -> Objective:
+                      single: bool = False, floor: float | None = None) -> Objective:
     """The objective of a run; `single` for strategies with one distribution (`asng`).
 
     Budgets left unset are quantiles of the cost of 20,000 uniform samples (rounded to 3
-    significant digits so they read well). Budgets below the cheapest architecture fail,
-    naming its cost.
+    significant digits so they read well). Budgets below the cheapest architecture the search
+    measures (`floor`, see `measured_floor`; default: the cheapest of the table) fail, naming
+    its cost.
     """
     table.index(search.cost)  # unknown cost -> one line listing the valid ones
     cost_min, _ = table.extreme(search.cost, cheapest=True)
     cost_max, _ = table.extreme(search.cost, cheapest=False)
+    floor = cost_min if floor is None else max(floor, cost_min)
+    unit = " ms" if search.cost.startswith("latency:") else ""
     if search.budgets is not None:
         budgets = tuple(float(b) for b in search.budgets)
         if single and len(budgets) != 1:
             raise ConfigError(f"strategy {search.strategy!r} searches one distribution: give one "
                               f"budget (search.budgets=[{budgets[-1]:g}]), not {len(budgets)}")
-        if budgets[0] < cost_min:
+        if budgets[0] < floor:
+            measured = ("" if floor == cost_min else
+                        f" a search measures (search.prune={search.prune} prunes the cheapest "
+                        f"cell of the table, {cost_min:g}{unit}, to a dearer one)")
             raise ConfigError(
-                f"budget {budgets[0]:g} is below the cheapest architecture of the space "
-                f"({search.cost} = {cost_min:g}): raise search.budgets to at least {cost_min:g}"
+                f"budget {budgets[0]:g}{unit} is below the cheapest architecture of the space"
+                f"{measured} ({search.cost} = {floor:g}{unit}): raise search.budgets to at least "
+                f"{floor:g}"
             )
         loose = [b for b in budgets if b >= cost_max]
         if loose:
@@ -88,7 +96,7 @@ def resolve_objective(search: SearchConfig, table: CostTable, rng: np.random.Gen
     n = search.n_budgets
     samples = _uniform_costs(table, search.cost, rng)
     raw = np.quantile(samples, _quantiles(n))
-    budgets = _readable(raw, cost_min)
+    budgets = _readable(raw, floor)
     if budgets is None:
         raise ConfigError(
             f"{n} budgets do not fit between the cheapest ({cost_min:g}) and dearest "
@@ -108,6 +116,24 @@ def _readable(raw: np.ndarray, cost_min: float) -> tuple[float, ...] | None:
         if len(set(budgets)) == len(budgets):
             return budgets
     return None
+
+
+#: Spaces up to this many architectures are enumerated for `measured_floor` (NAS-Bench-201's
+#: 15,625 cells take a few milliseconds).
+_ENUMERABLE = 200_000
+
+
+def measured_floor(space: SearchSpace, table: CostTable, cost: str, prune: str) -> float:
+    """The cheapest `cost` among the cells a search with `prune` measures: the table's cheapest
+    architecture as drawn may prune to a dearer cell (a measured latency is not a sum: the
+    all-none cell of NAS-Bench-201 is slower on raspi4 than some cells with dead operations).
+    Spaces too large to enumerate give the table's cheapest (a lower bound)."""
+    cheapest, _ = table.extreme(cost, cheapest=True)
+    if prune == "keep" or space.size > _ENUMERABLE:
+        return cheapest
+    grids = np.meshgrid(*(np.arange(n) for n in space.n_options), indexing="ij")
+    archs = np.stack([g.ravel() for g in grids], axis=1).astype(np.int64)
+    return float(table.cost(cost, np.unique(space.prune(archs, prune), axis=0)).min())
 
 
 def _uniform_costs(table: CostTable, cost: str, rng: np.random.Generator) -> np.ndarray:

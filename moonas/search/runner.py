@@ -475,7 +475,7 @@ def _separate(config: RunConfig, files: RunFiles, progress: Progress | None,
         raise MoonasError("asng-separate runs one budget per run: give search.budgets or "
                           "search.n_budgets, not coefficients")
     space = static_space(config)
-    objective = run_objective(config, cost_model(space, config.search))
+    objective = run_objective(config, space, cost_model(space, config.search))
     pooled: list[Candidate] = []
     for k, budget in enumerate(objective.budgets):
         sub_files = RunFiles(files.root / "separate" / f"budget{k}")
