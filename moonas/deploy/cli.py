@@ -280,7 +280,7 @@ def _resolved_labels(config: RunConfig) -> list[str]:
         return []  # no distributions in its own log, or one per sub-run (asng-separate)
     try:
         space = static_space(config)
-        objective = run_objective(config, cost_model(space, config.search))
+        objective = run_objective(config, space, cost_model(space, config.search))
     except MoonasError:
         return []
     return _labels_of(objective.cost, objective.budgets, objective.coefficients)
