@@ -114,3 +114,18 @@ def test_default_encoder_reconstructs_and_merges_nb201_isomorphism_classes(nb201
     emb_class = emb_class.reshape(-1)
     one = [len(np.unique(emb_class[iso == c])) == 1 for c in np.unique(iso)]
     assert np.mean(one) > 0.85
+
+
+def test_the_graph_keeps_exactly_the_operations_search_prune_dead_keeps() -> None:
+    """Two rules say which operations of a cell compute something: the graph's (drop zeros,
+    contract identities, keep what reaches the output from the input) and the space's
+    `prune(..., "dead")`. On all 15,625 cells the graph's real-operation nodes are the pruned
+    cell's operations other than none and skip_connect."""
+    graph = nb201_graph()
+    space = NB201Space(channels=4, input_size=8, in_channels=1, n_classes=10)
+    assert tuple(space.choices[0].options) == tuple(graph.ops)
+    archs = np.stack(np.unravel_index(np.arange(15_625), graph.n_options), -1)
+    _, node = arch_graphs(archs, graph)
+    pruned = space.prune(archs, "dead")
+    zero, identity = graph.ops.index(graph.zero), graph.ops.index(graph.identity)
+    np.testing.assert_array_equal(node[:, 1:-1] >= 0, (pruned != zero) & (pruned != identity))
