@@ -48,12 +48,22 @@ log = logging.getLogger(__name__)
 
 PACKAGED_CONFIGS = Path(__file__).parent / "configs"
 
-_AMOUNT = re.compile(r"^\s*([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*([kKmMgG]?)\s*$")
+_NUMBER = r"[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?"
+_AMOUNT = re.compile(rf"^\s*({_NUMBER})\s*([kKmMgG]?)\s*$")
+#: A duration in ms: a number, optionally followed by `ms` (no k/M scale: `20m` is no latency).
+_MS = re.compile(rf"^\s*({_NUMBER})\s*(?:ms)?\s*$", re.IGNORECASE)
 _SCALE = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9}
 
 
-def parse_amount(text: str) -> float:
-    """`'120k'` -> 120000.0, `'3.5M'` -> 3500000.0, `'2e6'` -> 2000000.0."""
+def parse_amount(text: str, unit: Literal["ms"] | None = None) -> float:
+    """`'120k'` -> 120000.0, `'3.5M'` -> 3500000.0, `'2e6'` -> 2000000.0; with `unit="ms"`
+    (a latency) a number of milliseconds, `'20'` or `'20ms'` -> 20.0."""
+    if unit == "ms":
+        match = _MS.match(str(text))
+        if not match:
+            raise ValueError(f"{text!r} is not a number of milliseconds (examples: 20, 0.5, "
+                             "20ms)")
+        return float(match.group(1))
     match = _AMOUNT.match(str(text))
     if not match:
         raise ValueError(f"{text!r} is not a number (examples: 120000, 120k, 3.5M)")

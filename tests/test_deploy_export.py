@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+from moonas.costs.latency import round_ms
 from moonas.deploy.export import check_output_path, export_network, load_pt, sidecar_path
 from moonas.deploy.weights import load_network, recalibrate_bn
 from moonas.errors import CheckpointError, MoonasError
@@ -477,7 +478,7 @@ def test_a_latency_runs_sidecar_records_its_devices_latency_without_flags(tmp_pa
 
     c = chosen.candidate
     assert costs() == {"params": c.params, "macs": c.macs,
-                       "latency_ms:toy": round(chosen.latency_ms, 4)}
+                       "latency_ms:toy": round_ms(chosen.latency_ms)}
     assert chosen.latency_ms == pytest.approx(recorded)
     assert costs("--device", "toy") == costs()
     _toy_latency(run, device="other").save(tmp_path / "other.json")
@@ -485,12 +486,12 @@ def test_a_latency_runs_sidecar_records_its_devices_latency_without_flags(tmp_pa
     assert set(both) == {"params", "macs", "latency_ms:toy", "latency_ms:other"}
     table.unlink()
     caplog.clear()
-    assert costs()["latency_ms:toy"] == round(recorded, 4)
+    assert costs()["latency_ms:toy"] == round_ms(recorded)
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "not found" in warnings[0] and "recorded" in warnings[0]
     # Library callers get the same default.
     result = export_network(run, cid, "pt", tmp_path / "lib.pt")
-    assert result.meta["costs"]["latency_ms:toy"] == round(recorded, 4)
+    assert result.meta["costs"]["latency_ms:toy"] == round_ms(recorded)
     assert export_network(run, cid, "pt", tmp_path / "none.pt",
                           latency={}).meta["costs"] == {"params": c.params, "macs": c.macs}
 
@@ -618,8 +619,8 @@ def test_a_benchmark_latency_recorded_without_its_table_keeps_its_relative_note(
         replace(c, latency_ms=timed[c.id]) for c in run.front.architectures)))
     run = load_run(root)
     cid = run.front.picks[0]
-    latency, notes = sidecar_latency(run, cid)
-    assert latency == {"raspi4": round(timed[cid], 4)}
+    latency, notes, measured = sidecar_latency(run, cid)
+    assert latency == {"raspi4": round_ms(timed[cid])} and measured == {}
     assert "relative measure" in notes["raspi4"]
     out = tmp_path / "net.pt"
     meta = export_network(run, cid, "pt", out).meta
@@ -794,3 +795,43 @@ def test_an_imagefolder_export_following_its_sidecar_gives_the_runs_outputs(
     from moonas.deploy.export import onnx_outputs
 
     np.testing.assert_allclose(onnx_outputs(out, x.numpy()), expected, atol=1e-4, rtol=0)
+
+
+def test_the_sidecar_says_how_its_latency_was_timed_to_six_significant_digits(
+        run, reference, tmp_path) -> None:
+    """The threads and statistic a table was timed with stayed in the table: the sidecar
+    records them beside the figure (which holds for those conditions only); and a
+    sub-millisecond latency kept only 4 decimals (0.01182678 -> 0.0118): now 6 significant
+    digits."""
+    from moonas.costs.latency import AdditiveLatency
+    from moonas.deploy.weights import run_space
+
+    cid, _, _ = reference
+    space = run_space(run)
+    table = np.tile(np.arange(5.0) * 1.7e-4, (6, 1))
+    timed = {"threads": 2, "batch": 1, "statistic": "min", "repeats": 9,
+             "machine": {"cpus": 8}, "fit_mape_percent": 1.0}
+    model = AdditiveLatency(device="tiny", base=0.01182678, table=table,
+                            valid=np.ones((6, 5), bool), space=space.settings(), measured=timed)
+    model.save(tmp_path / "tiny.json")
+    out = tmp_path / "net.pt"
+    code, message = _cli(["export", str(run.dir), "--id", str(cid), "--format", "pt", "--out",
+                          str(out), "--latency-table", str(tmp_path / "tiny.json")])
+    assert code == 0, message
+    meta = json.loads(sidecar_path(out).read_text())
+    exact = float(model.price(np.array(next(c.arch for c in run.candidates if c.id == cid)))[0])
+    assert meta["costs"]["latency_ms:tiny"] == pytest.approx(exact, rel=1e-5)
+    assert meta["costs"]["latency_ms:tiny"] == round_ms(exact)
+    assert meta["latency_measured"] == {"latency_ms:tiny": {"batch": 1, "threads": 2,
+                                                            "statistic": "min", "repeats": 9}}
+    # A benchmark's column says nothing of how it was timed: no record, no empty one.
+    from conftest import NB201_CSV
+
+    meta = export_network(run, cid, "pt", tmp_path / "b.pt",
+                          latency={"raspi4": 1.0}).meta
+    assert "latency_measured" not in meta
+    code, message = _cli(["export", str(run.dir), "--id", str(cid), "--format", "pt", "--out",
+                          str(tmp_path / "c.pt"), "--device", "raspi4", "--latency-table",
+                          str(NB201_CSV)])
+    assert code == 0, message
+    assert "latency_measured" not in json.loads(sidecar_path(tmp_path / "c.pt").read_text())

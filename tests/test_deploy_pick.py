@@ -617,3 +617,90 @@ def test_a_damaged_retraining_record_is_left_out_of_the_pick_with_one_warning(
     assert "\n" not in warned[0] and "is damaged" in warned[0]
     assert (f"run 'moonas train {root} --id {cid} --epochs 2' to write it again from the "
             "training's last checkpoint") in warned[0]
+
+
+# -- latency amounts, devices in the budgets table, entry errors, precision ----------------------
+def test_a_latency_limit_takes_a_trailing_ms(run, tmp_path, capsys) -> None:
+    """`--max-latency-ms 20ms` failed with "examples: 120000, 120k, 3.5M"; a latency limit
+    takes ms (with or without the unit), its errors give latency examples, and the k/M scale
+    is not read as milliseconds (`20m` is no latency)."""
+    model = _additive_model(run)
+    limit = 8.0
+    expected = pick(run, max_latency_ms=limit, device=model).candidate.id
+    for typed in ("8ms", "8 ms", "8MS", " 8.0ms ", "8"):
+        assert pick(run, max_latency_ms=typed, device=model).candidate.id == expected
+    for typed in ("8m", "8k", "8 s", "8msec", "ms"):
+        with pytest.raises(ConfigError, match=rf"--max-latency-ms \(max_latency_ms=\) "
+                           rf"'{typed}': '{typed}' is not a number of milliseconds \(examples: "
+                           r"20, 0.5, 20ms\)") as info:
+            pick(run, max_latency_ms=typed, device=model)
+        assert "\n" not in str(info.value)
+    # Params and MACs keep their scale, and refuse a unit of time.
+    assert pick(run, max_params="1M").limits.max_params == 1e6
+    with pytest.raises(ConfigError, match=r"'5ms' is not a number \(examples: 120000, 120k"):
+        pick(run, max_macs="5ms")
+    model.save(tmp_path / "toy.json")
+    assert _cli(["pick", str(run.dir), "--max-latency-ms", "8ms", "--latency-table",
+                 str(tmp_path / "toy.json"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["id"] == expected
+    spec = tmp_path / "devices.yaml"
+    spec.write_text("toy: {max_latency_ms: 8ms, latency_table: toy.json}\n")
+    assert dict(pick_many(run, read_budgets_file(spec)))["toy"].candidate.id == expected
+
+
+def test_the_budgets_table_names_the_device_of_each_latency(run, tmp_path, capsys) -> None:
+    """Rows priced on devices other than their names showed bare figures: which device each
+    latency is on is said where the row's name does not say it."""
+    _additive_model(run).save(tmp_path / "toy.json")
+    other = _additive_model(run, per_option=2.0)
+    AdditiveLatency(device="other", base=other.base, table=other.table, valid=other.valid,
+                    space=other.space).save(tmp_path / "other.json")
+    spec = tmp_path / "devices.yaml"
+    spec.write_text(yaml.safe_dump({
+        "fast": {"max_latency_ms": 8, "device": "toy", "latency_table": "toy.json"},
+        "slow": {"max_latency_ms": 30, "device": "other", "latency_table": "other.json"},
+        "toy": {"max_latency_ms": 9, "latency_table": "toy.json"},
+        "mcu": {"max_params": "1M"}}))
+    assert _cli(["pick", str(run.dir), "--budgets-file", str(spec)]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    picks = dict(pick_many(run, read_budgets_file(spec)))
+    cells = {row.split()[0]: row for row in rows}
+    assert f"{picks['fast'].latency_ms:.3f} (toy)" in cells["fast"]
+    assert f"{picks['slow'].latency_ms:.3f} (other)" in cells["slow"]
+    assert f"{picks['toy'].latency_ms:.3f}  " in cells["toy"] and "(toy)" not in cells["toy"]
+    # The columns still line up: arch_str starts under its header in every row.
+    start = header.index("arch_str")
+    for name, row in cells.items():
+        assert row[start:] == picks[name].candidate.arch_str
+
+
+def test_a_missing_table_of_a_budgets_entry_names_its_entry(run, tmp_path) -> None:
+    """The entry's name was lost when its table was missing (a DataError, not a
+    ConfigError); it is kept, and so is the error's class."""
+    from moonas.errors import DataError
+
+    spec = tmp_path / "devices.yaml"
+    spec.write_text("ok: {max_params: 1M}\npi: {max_latency_ms: 20, latency_table: gone.json}\n")
+    with pytest.raises(DataError, match=r"^budgets entry 'pi': latency table .*gone.json' not "
+                                        "found") as info:
+        pick_many(run, read_budgets_file(spec))
+    assert type(info.value) is DataError and "\n" not in str(info.value)
+
+
+def test_pick_json_keeps_small_latencies_to_six_significant_digits(run, tmp_path,
+                                                                   capsys) -> None:
+    """0.01182678 ms was printed as 0.0118: latencies keep 6 significant digits."""
+    from moonas.costs.latency import round_ms
+
+    model = _additive_model(run, per_option=1.3e-3)
+    model = AdditiveLatency(device="toy", base=0.01182678, table=model.table,
+                            valid=model.valid, space=model.space)
+    model.save(tmp_path / "tiny.json")
+    result = pick(run, device=model)
+    assert round_ms(0.01182678) == 0.0118268 and round_ms(123.4567891) == 123.457
+    assert result.to_json()["latency_ms"] == round_ms(result.latency_ms)
+    assert result.to_json()["latency_ms"] == pytest.approx(result.latency_ms, rel=1e-5)
+    assert _cli(["pick", str(run.dir), "--latency-table", str(tmp_path / "tiny.json"),
+                 "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)["latency_ms"]
+    assert printed == pytest.approx(result.latency_ms, rel=1e-5)

@@ -1,4 +1,4 @@
-"""Latency models: additive tables (pricing, extremes, JSON, fitting, profiling) and nb201 lookups."""
+"""Latency models: additive tables (pricing, extremes, JSON, fits, profiling) and nb201 lookups."""
 
 from __future__ import annotations
 
@@ -210,9 +210,16 @@ def test_profile_cli(tmp_path: Path, capsys) -> None:
                               "--name", "laptop", "--out", str(out), "--repeats", "2",
                               "--warmup", "1", "--random", "1", "-q"])
     assert args.func(args) == 0
-    assert "latency:laptop of mobilenet" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "latency:laptop of mobilenet" in printed
+    # --random 1: as many unknowns as networks but one, so the in-sample error says little;
+    # the line gives the leave-one-out error, over the networks the others predict.
+    assert "leave-one-out error" in printed and "fit error" not in printed
     model = load_latency(out)
     assert model.device == "laptop" and model.space["kernels"] == [3]
+    measured = json.loads(out.read_text())["measured"]
+    assert measured["fit_mape_kind"] == "in-sample"
+    assert f"over the {measured['leave_one_out_networks']} of {measured['networks']} " in printed
     args = parser.parse_args(["profile", "--name", "x", "--out", str(tmp_path / "x.txt")])
     with pytest.raises(ConfigError, match=".json"):
         args.func(args)
@@ -313,7 +320,8 @@ def test_profile_warns_when_the_fit_predicts_a_fastest_architecture_at_or_below_
         model = profile_space(TINY, "busy", protocol, n_random=4)
     fastest, _ = model.extreme(cheapest=True)
     assert fastest <= 0
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    warnings = [r.getMessage() for r in caplog.records
+                if r.levelno == logging.WARNING and "fastest" in r.getMessage()]
     assert len(warnings) == 1
     assert f"predicts {fastest:.4g} ms for the fastest architecture" in warnings[0]
     assert "more --repeats" in warnings[0] and "quieter machine" in warnings[0]
@@ -323,4 +331,216 @@ def test_profile_warns_when_the_fit_predicts_a_fastest_architecture_at_or_below_
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="moonas.deploy.profile"):
         profile_space(TINY, "quiet", protocol, n_random=4)
-    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert not [r for r in caplog.records
+                if r.levelno == logging.WARNING and "fastest" in r.getMessage()]
+
+
+# -- tables that cannot price: refused on loading ----------------------------------------------
+def _write(path: Path, data: dict) -> Path:
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _refused(path: Path, *parts: str) -> str:
+    with pytest.raises(DataError) as info:
+        load_latency(path, space=TINY)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    for part in parts:
+        assert part in message, (part, message)
+    return message
+
+
+def test_a_table_with_figures_that_cannot_be_latencies_is_refused(tmp_path: Path) -> None:
+    """NaN, inf, and a table whose fastest architecture comes out at or below 0 ms loaded
+    silently (NaN architectures dropped out of picks, "-4.471 ms" was chosen, an all-zero
+    table priced everything 0 ms): each is one line naming the file and the field, or the
+    fastest architecture and how to measure again."""
+    model = _toy()
+    option = TINY.choices[2].options[1]
+    for field, value in (("option", float("nan")), ("option", float("inf")),
+                         ("base", float("nan")), ("base", float("-inf")), ("base", None),
+                         ("base", "fast")):
+        data = model.to_json()
+        if field == "base":
+            data["base_ms"] = value
+            where = "base_ms is"
+        else:
+            data["choices"][2]["options_ms"][option] = value
+            where = f"choice 2 options_ms[{option!r}] is"
+        _refused(_write(tmp_path / "bad.json", data), where, "not a finite number of ms",
+                 "moonas profile")
+    # The fastest architecture at or below 0 ms: an all-zero table, or a base below the
+    # savings of the fastest options.
+    zero = model.to_json()
+    zero["base_ms"] = 0.0
+    for choice in zero["choices"]:
+        choice["options_ms"] = {name: 0.0 for name in choice["options_ms"]}
+    _refused(_write(tmp_path / "zero.json", zero), "predicts 0 ms for the fastest architecture",
+             "more --repeats", "--statistic min")
+    negative = model.to_json()
+    for choice in negative["choices"]:
+        choice["options_ms"][next(iter(choice["options_ms"]))] = -1.0
+    negative["measured"] = {"statistic": "min", "threads": 4}
+    message = _refused(_write(tmp_path / "neg.json", negative),
+                       f"predicts {0.5 - 6:.4g} ms for the fastest architecture [0, 0, 0, 0, 0, 0]",
+                       "more --repeats", "fewer --threads")
+    assert "--statistic min" not in message  # it was timed so already
+    # An option faster than its choice's reference is a negative figure, and legitimate
+    # while the fastest architecture stays above 0 ms.
+    faster = model.to_json()
+    faster["choices"][0]["options_ms"][TINY.choices[0].options[0]] = -0.25
+    loaded = load_latency(_write(tmp_path / "faster.json", faster), space=TINY)
+    assert loaded.table[0, 0] == -0.25 and loaded.extreme()[0] > 0
+
+
+def test_profile_says_a_table_at_or_below_zero_is_kept_but_will_be_refused(
+        monkeypatch, caplog, tmp_path: Path) -> None:
+    """The fit of noisy timings predicted the fastest architecture below 0 ms: the table is
+    still returned (and saved: the timings are not lost), the warning says loading will
+    refuse it, and advises --statistic min only when it was not already used."""
+    import logging
+
+    import moonas.deploy.profile as profile
+
+    def noisy(nets, shape, protocol, seed=0, progress=None):
+        archs = profile_archs(TINY, 4, np.random.default_rng(0))
+        return np.maximum(1.0 - 0.3 * (archs == 1).sum(axis=1), 0.05)
+
+    monkeypatch.setattr(profile, "measure_latency", noisy)
+    for statistic in ("median", "min"):
+        protocol = TimingProtocol(warmup=1, repeats=2, statistic=statistic)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="moonas.deploy.profile"):
+            model = profile_space(TINY, "busy", protocol, n_random=4)
+        said = [r.getMessage() for r in caplog.records if "fastest" in r.getMessage()]
+        assert len(said) == 1 and "\n" not in said[0]
+        assert "the table is kept, but search, pick, plot and export will refuse" in said[0]
+        assert "more --repeats" in said[0]
+        assert ("--statistic min" in said[0]) == (statistic == "median")
+        model.save(tmp_path / "busy.json")
+        _refused(tmp_path / "busy.json", "predicts", "fastest architecture")
+
+
+def test_profile_reports_the_leave_one_out_error_of_its_fit(monkeypatch, caplog) -> None:
+    """With --random 1 the fit has one network more than unknowns: its in-sample error was
+    ~0 % while new networks were ~4 % off. `measured` now holds the leave-one-out error (each
+    network predicted by the fit of the others, as refitting without it gives), over the
+    networks the others can predict, and a warning says too few networks check the fit."""
+    import logging
+
+    import moonas.deploy.profile as profile
+
+    truth = _toy(seed=3)
+    rng = np.random.default_rng(11)
+    timed = {}
+
+    def measure(nets, shape, protocol, seed=0, progress=None):
+        archs = profile_archs(TINY, timed["n_random"], np.random.default_rng(0))
+        timed["archs"] = archs
+        timed["ms"] = truth.price(archs) * rng.uniform(0.9, 1.1, len(archs))
+        return timed["ms"]
+
+    monkeypatch.setattr(profile, "measure_latency", measure)
+    protocol = TimingProtocol(warmup=1, repeats=2)
+    for n_random in (1, 30):
+        timed["n_random"] = n_random
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="moonas.deploy.profile"):
+            measured = profile_space(TINY, "noisy", protocol, n_random=n_random).measured
+        archs, ms = timed["archs"], timed["ms"]
+        design = profile._design(archs, TINY.n_options)
+        rank = np.linalg.matrix_rank(design)
+        errors, lonely = [], 0
+        for i in range(len(archs)):
+            rest = np.arange(len(archs)) != i
+            if np.linalg.matrix_rank(np.vstack([design[rest], design[i]])) > \
+                    np.linalg.matrix_rank(design[rest]):
+                lonely += 1  # an option timed in this network only: nothing predicts it
+                continue
+            base, table = fit_additive(archs[rest], ms[rest], TINY.n_options)
+            refit = AdditiveLatency(device="x", base=base, table=table, valid=truth.valid,
+                                    space=truth.space)
+            errors.append(abs(refit.price(archs[i])[0] - ms[i]) / ms[i])
+        assert measured["fit_unknowns"] == rank == 25
+        assert measured["not_predictable_networks"] == lonely
+        assert measured["leave_one_out_networks"] == len(errors) == len(archs) - lonely
+        assert measured["leave_one_out_mape_percent"] == pytest.approx(100 * np.mean(errors),
+                                                                       abs=1e-3)
+        assert measured["fit_mape_kind"] == "in-sample"
+        few = [r.getMessage() for r in caplog.records if "unknowns" in r.getMessage()]
+        if n_random == 1:
+            assert lonely > 0 and measured["fit_mape_percent"] < \
+                measured["leave_one_out_mape_percent"]
+            assert len(few) == 1 and "only 1 beyond them" in few[0]
+            assert "time 10 or more random networks (profile --random)" in few[0]
+        else:
+            assert lonely == 0 and not few
+
+
+def test_a_folder_with_two_tables_of_one_device_is_refused(tmp_path: Path) -> None:
+    """The file sorted last silently won; now which file prices the device is no accident."""
+    model = _toy()
+    model.save(tmp_path / "a.json")
+    AdditiveLatency(device="toy", base=2.0, table=model.table, valid=model.valid,
+                    space=model.space).save(tmp_path / "b_again.json")
+    for call in (lambda: load_latency(tmp_path, "toy"), lambda: known_devices(tmp_path)):
+        with pytest.raises(DataError, match=r"a.json and b_again.json in .* both hold the "
+                                            r"latency table of device 'toy': keep one") as info:
+            call()
+        assert "\n" not in str(info.value)
+    (tmp_path / "b_again.json").unlink()
+    assert load_latency(tmp_path, "toy").base == 0.5
+
+
+def test_choices_in_another_order_or_another_unit_are_refused(tmp_path: Path) -> None:
+    """Choices are read by position: a reversed list (names kept) priced every choice with
+    another's figures, and "unit": "s" was read as ms. Both are one line now; a table
+    written without names (choice0, choice1, ...) still reads in order."""
+    model = _toy()
+    data = model.to_json()
+    data["choices"] = data["choices"][::-1]
+    names = [c.name for c in TINY.choices]
+    message = _refused(_write(tmp_path / "rev.json", data),
+                       f"choice 0 is named {names[-1]!r}, the space's choice 0 is {names[0]!r}",
+                       "list the choices in the space's order")
+    assert ", ".join(names) in message
+    swapped = model.to_json()
+    swapped["choices"][3]["name"], swapped["choices"][4]["name"] = names[4], names[3]
+    _refused(_write(tmp_path / "swap.json", swapped), f"choice 3 is named {names[4]!r}")
+    for unit in ("s", "us", "MS"):
+        data = model.to_json()
+        data["unit"] = unit
+        _refused(_write(tmp_path / "unit.json", data), f"gives its figures in {unit!r}",
+                 "reads ms only")
+    unnamed = AdditiveLatency(device="toy", base=model.base, table=model.table,
+                              valid=model.valid, space=model.space)
+    unnamed.save(tmp_path / "unnamed.json")
+    assert json.loads((tmp_path / "unnamed.json").read_text())["choices"][1]["name"] == "choice1"
+    np.testing.assert_allclose(load_latency(tmp_path / "unnamed.json", space=TINY).table,
+                               model.table, atol=1e-6)
+    late = unnamed.to_json()
+    late["choices"][0]["name"], late["choices"][1]["name"] = "choice1", "choice0"
+    _refused(_write(tmp_path / "late.json", late), "choice 0 is named 'choice1'")
+
+
+def test_a_loaded_table_says_once_how_it_was_timed(tmp_path: Path, caplog) -> None:
+    """The threads and statistic a table was timed with were recorded but never shown: a
+    table loaded for a search or pick says them at INFO, once per table."""
+    import logging
+
+    model = _toy()
+    timed = AdditiveLatency(device="toy", base=model.base, table=model.table, valid=model.valid,
+                            space=model.space, measured={"threads": 4, "batch": 1,
+                                                         "statistic": "min", "repeats": 7,
+                                                         "machine": {"cpus": 8}})
+    timed.save(tmp_path / "timed.json")
+    with caplog.at_level(logging.INFO, logger="moonas.costs.latency"):
+        for _ in range(3):
+            loaded = load_latency(tmp_path / "timed.json", "toy", space=TINY)
+    said = [r.getMessage() for r in caplog.records if "was timed with" in r.getMessage()]
+    assert said == [f"latency:toy from {tmp_path / 'timed.json'} was timed with batch 1, "
+                    "threads 4, statistic min, repeats 7: its latencies hold for those "
+                    "conditions"]
+    assert loaded.conditions() == {"batch": 1, "threads": 4, "statistic": "min", "repeats": 7}
+    assert model.conditions() == {}

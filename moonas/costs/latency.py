@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,8 @@ __all__ = [
     "known_devices",
     "device_name",
     "with_latency",
+    "round_ms",
+    "remeasure_advice",
 ]
 
 log = logging.getLogger(__name__)
@@ -41,9 +44,33 @@ _NB201_BENCH_SETTINGS = {"channels": 16, "cells_per_stage": 5, "input_size": 32,
                          "in_channels": 3, "n_classes": 10}
 
 
+#: The timing conditions of a profile table (its `measured` record) that travel with its
+#: figures: into an export's sidecar, and the log line of a table loaded.
+_CONDITIONS = ("batch", "threads", "statistic", "repeats")
+
+
 def device_name(device: str) -> str:
     """`'latency:raspi4'` or `'raspi4'` -> `'raspi4'`."""
     return device.split(":", 1)[1] if device.startswith("latency:") else device
+
+
+def round_ms(value: float, digits: int = 6) -> float:
+    """A latency as JSON outputs record it: `digits` significant digits (0.01182678 ->
+    0.0118268), so sub-millisecond figures keep their precision as whole milliseconds do."""
+    return float(f"{float(value):.{digits}g}")
+
+
+def remeasure_advice(measured: Mapping[str, Any]) -> str:
+    """How to time a table again more steadily, given how it was timed (its `measured`
+    record): `--statistic min` unless it was already used, fewer threads when it used more
+    than one."""
+    steps = ["more --repeats"]
+    if measured.get("statistic") != "min":
+        steps.append("--statistic min")
+    threads = measured.get("threads")
+    if not isinstance(threads, int) or threads > 1:
+        steps.append("fewer --threads")
+    return f"{', '.join(steps)}, or on a quieter machine"
 
 
 class LatencyModel(ABC):
@@ -91,6 +118,10 @@ class LatencyModel(ABC):
         were measured on other settings), or None when they are these networks' own."""
         return None
 
+    def conditions(self) -> dict[str, Any]:
+        """How the figures were timed (batch, threads, statistic, repeats), as far as known."""
+        return {}
+
 
 @dataclass(frozen=True, eq=False)
 class AdditiveLatency(LatencyModel):
@@ -115,6 +146,9 @@ class AdditiveLatency(LatencyModel):
     @property
     def n_choices(self) -> int:
         return self.table.shape[0]
+
+    def conditions(self) -> dict[str, Any]:
+        return {k: self.measured[k] for k in _CONDITIONS if k in self.measured}
 
     def _price(self, archs: np.ndarray) -> np.ndarray:
         d = np.arange(archs.shape[1])
@@ -147,18 +181,28 @@ class AdditiveLatency(LatencyModel):
                      else tuple(str(k) for k in range(int(self.valid[d].sum()))))
             choices.append({
                 "name": self.choice_names[d] if self.choice_names else f"choice{d}",
-                "options_ms": {name: round(float(self.table[d, k]), 6)
+                "options_ms": {name: round_ms(self.table[d, k], 9)
                                for k, name in enumerate(names)},
             })
         return {"format": LATENCY_FORMAT, "kind": "additive", "device": self.device, "unit": "ms",
-                "space": self.space, "base_ms": round(float(self.base), 6), "choices": choices,
+                "space": self.space, "base_ms": round_ms(self.base, 9), "choices": choices,
                 "measured": self.measured}
 
     @classmethod
     def from_json(cls, data: dict[str, Any], source: str = "<memory>") -> "AdditiveLatency":
         """The table `to_json` wrote; each choice's `options_ms` is read by option name (the
         profiled space's names, from `space`), so a file re-saved with sorted keys keeps its
-        figures; a table without names (`"0"`, `"1"`, ...) is read by option index."""
+        figures; a table without names (`"0"`, `"1"`, ...) is read by option index.
+
+        Choices are read in order and must carry the space's choice names (or `choiceD`, of a
+        table written without names); the unit must be ms, every figure finite, and the
+        fastest architecture's latency (`base_ms` plus each choice's fastest option) above 0:
+        else one line, a `DataError`."""
+        unit = data.get("unit", "ms")
+        if unit != "ms":
+            raise DataError(f"latency table {source} gives its figures in {unit!r}; moonas "
+                            "reads ms only: measure it again with 'moonas profile' (or convert "
+                            'base_ms and every options_ms to ms and set "unit": "ms")')
         choices = data["choices"]
         space = _table_space(data["space"], source)
         if len(choices) != space.n_choices:
@@ -169,14 +213,23 @@ class AdditiveLatency(LatencyModel):
         table = np.zeros((len(choices), k_max))
         valid = np.zeros((len(choices), k_max), dtype=bool)
         for d, choice in enumerate(choices):
+            _check_choice_name(choice.get("name"), d, space, source)
             values = _options_ms(choice["options_ms"], space.choices[d].options, d, source)
             table[d, :len(values)] = values
             valid[d, :len(values)] = True
-        return cls(device=str(data["device"]), base=float(data["base_ms"]), table=table,
-                   valid=valid, space=dict(data["space"]),
-                   option_names=tuple(space.choices[d].options for d in range(len(choices))),
-                   choice_names=tuple(str(c["name"]) for c in choices),
-                   measured=dict(data.get("measured", {})), source=source)
+        model = cls(device=str(data["device"]), base=_ms(data["base_ms"], "base_ms", source),
+                    table=table, valid=valid, space=dict(data["space"]),
+                    option_names=tuple(space.choices[d].options for d in range(len(choices))),
+                    choice_names=tuple(str(c["name"]) for c in choices),
+                    measured=dict(data.get("measured", {})), source=source)
+        fastest, arch = model.extreme(cheapest=True)
+        if not fastest > 0:
+            raise DataError(f"latency table {source} predicts {fastest:.4g} ms for the fastest "
+                            f"architecture {list(arch)} (base_ms plus each choice's fastest "
+                            "option): its timings were too noisy for an additive table; "
+                            "measure it again with 'moonas profile' and "
+                            f"{remeasure_advice(model.measured)}")
+        return model
 
     def save(self, path: str | Path) -> None:
         """Write the table as JSON (atomically)."""
@@ -197,17 +250,45 @@ def _table_space(settings: dict[str, Any], source: str) -> SearchSpace:
                         f"space ({err}): measure it again with 'moonas profile'") from None
 
 
+def _ms(value: Any, field: str, source: str) -> float:
+    """`value` of the table's `field` as finite ms; else one line naming the field."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = None
+    if isinstance(value, bool) or number is None or not math.isfinite(number):
+        shown = json.dumps(value, default=str)
+        raise DataError(f"latency table {source}: {field} is {shown}, not a finite number of "
+                        "ms: measure it again with 'moonas profile'")
+    return number
+
+
+def _check_choice_name(name: Any, d: int, space: SearchSpace, source: str) -> None:
+    """Choices are read by position: the table's `d`-th must be the space's `d`-th (a table
+    written without names calls it `choiceD`), else its figures would price another choice."""
+    own = space.choices[d].name
+    if name is None or str(name) in (own, f"choice{d}"):
+        return
+    order = ", ".join(c.name for c in space.choices)
+    raise DataError(f"latency table {source}: choice {d} is named {str(name)!r}, the space's "
+                    f"choice {d} is {own!r}: list the choices in the space's order ({order}), "
+                    "or measure it again with 'moonas profile'")
+
+
 def _options_ms(given: Mapping[str, Any], options: Sequence[str], d: int,
                 source: str) -> list[float]:
-    """One choice's `options_ms` as ms per option index: by name (any key order), or by
-    index for a table written without option names (keys "0", "1", ...)."""
+    """One choice's `options_ms` as finite ms per option index: by name (any key order), or
+    by index for a table written without option names (keys "0", "1", ...)."""
     if not isinstance(given, Mapping):
         raise DataError(f"latency table {source} choice {d}: options_ms is not an object of "
                         "option name -> ms: measure it again with 'moonas profile'")
+    keys = None
     if set(given) == set(options):
-        return [float(given[name]) for name in options]
-    if set(given) == {str(k) for k in range(len(options))}:
-        return [float(given[str(k)]) for k in range(len(options))]
+        keys = list(options)
+    elif set(given) == {str(k) for k in range(len(options))}:
+        keys = [str(k) for k in range(len(options))]
+    if keys is not None:
+        return [_ms(given[key], f"choice {d} options_ms[{key!r}]", source) for key in keys]
     missing = [name for name in options if name not in given]
     unknown = [name for name in given if name not in options]
     parts = ([f"lacks {', '.join(map(repr, missing))}"] if missing else []) + (
@@ -403,8 +484,9 @@ def known_devices(path: str | Path) -> tuple[str, ...]:
 def _folder_tables(folder: Path) -> dict[str, Path]:
     """The latency tables of a folder by device: its JSON files in moonas's latency format;
     other JSON files there (export sidecars, notes) are passed over, and one that is no JSON
-    at all with a warning (it may be a damaged table)."""
-    tables = {}
+    at all with a warning (it may be a damaged table). Two tables of one device are one line
+    (which of them prices it would depend on the file names)."""
+    tables: dict[str, Path] = {}
     for path in sorted(folder.glob("*.json")):
         try:
             data = json.loads(path.read_text())
@@ -413,7 +495,13 @@ def _folder_tables(folder: Path) -> dict[str, Path]:
                         "'moonas profile' if it was one)", path)
             continue
         if isinstance(data, dict) and data.get("format") == LATENCY_FORMAT:
-            tables[str(data.get("device"))] = path
+            device = str(data.get("device"))
+            if device in tables:
+                raise DataError(f"{tables[device].name} and {path.name} in {folder} both hold the "
+                                f"latency table of device {device!r}: keep one per device "
+                                "(move the other out of the folder, or profile it under "
+                                "another --name)")
+            tables[device] = path
     return tables
 
 
@@ -467,7 +555,26 @@ def load_latency(path: str | Path, device: str | None = None,
             raise _unknown(device, (model.device,), path)
     if space is not None:
         model.check_space(space)
+    _log_conditions(model)
     return model
+
+
+#: (source, device, conditions) already logged: a table priced for several runs (plot) is
+#: described once.
+_LOGGED: set[tuple[str, str, str]] = set()
+
+
+def _log_conditions(model: LatencyModel) -> None:
+    """One INFO line per table loaded: how its figures were timed (they hold for those
+    conditions only: other threads or statistic give other latencies)."""
+    conditions = model.conditions()
+    key = (model.source, model.device, json.dumps(conditions, sort_keys=True, default=str))
+    if not conditions or key in _LOGGED:
+        return
+    _LOGGED.add(key)
+    said = ", ".join(f"{k} {conditions[k]}" for k in _CONDITIONS if k in conditions)
+    log.info("%s from %s was timed with %s: its latencies hold for those conditions", model.name,
+             model.source, said)
 
 
 def _load_json_table(path: Path) -> AdditiveLatency:

@@ -308,7 +308,8 @@ _TABLE_HEADER = ("device", "id", "accuracy", "params", "macs", "latency_ms", "ar
 def _budgets_table(results: Sequence[tuple[str, "Pick | NoFeasibleArchitecture"]]) -> list[str]:
     """The lines of `pick --budgets-file`: one row per device, every column as wide as its
     widest cell (device left-aligned, numbers right-aligned, arch_str last and unpadded); an
-    infeasible device gets `-` as id and its message in place of the rest."""
+    infeasible device gets `-` as id and its message in place of the rest. A latency priced on
+    a device other than the row's name says which (`1.234 (raspi4)`)."""
     from moonas.deploy.pick import NoFeasibleArchitecture
 
     rows: list[tuple[str, ...]] = []
@@ -318,6 +319,8 @@ def _budgets_table(results: Sequence[tuple[str, "Pick | NoFeasibleArchitecture"]
             continue
         c = r.candidate
         latency = "-" if r.latency_ms is None else f"{r.latency_ms:.3f}"
+        if r.latency_ms is not None and r.device != name:  # the row's name is not its device
+            latency += f" ({r.device})"
         rows.append((name, str(c.id), f"{c.accuracy:.4f}", f"{c.params:,}", f"{c.macs:,}",
                      latency, c.arch_str))
     table = [_TABLE_HEADER, *rows]
@@ -374,9 +377,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     check_output_path(check_format_suffix(args.out, args.format))
     run = _load_run(args.run)
-    latency, notes = sidecar_latency(run, args.id, args.device, args.latency_table)
+    latency, notes, measured = sidecar_latency(run, args.id, args.device, args.latency_table)
     result = export_network(run, args.id, args.format, args.out, weights=args.weights,
-                            latency=latency, latency_notes=notes)
+                            latency=latency, latency_notes=notes, latency_measured=measured)
     diff = ("" if result.max_abs_diff is None
             else f", max |diff| vs PyTorch {result.max_abs_diff:.1e}")
     print(f"id {args.id} ({result.weights} weights) -> {result.path} ({result.format}{diff}); "
@@ -421,8 +424,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             bar.close()
     epochs = metrics['recipe']['epochs']
     print(f"id {metrics['id']} retrained ({metrics['init']} init, {epochs} "
-          f"epoch{'' if epochs == 1 else 's'}): test accuracy {metrics['test_accuracy']:.4f}, validation "
-          f"{metrics['val_accuracy']:.4f} (supernet estimate "
+          f"epoch{'' if epochs == 1 else 's'}): test accuracy {metrics['test_accuracy']:.4f}, "
+          f"validation {metrics['val_accuracy']:.4f} (supernet estimate "
           f"{metrics['supernet_val_accuracy']:.4f}) -> "
           f"{Path(run.dir) / 'trained' / str(metrics['id'])}")
     return 0
@@ -483,6 +486,7 @@ def _check_replace(out: Path, name: str, force: bool) -> None:
 
 def _cmd_profile(args: argparse.Namespace) -> int:
     from moonas.config import config_to_dict, load_config
+    from moonas.costs.latency import remeasure_advice
     from moonas.deploy.export import check_output_path
     from moonas.deploy.profile import TimingProtocol, profile_space
     from moonas.pricing import static_space
@@ -520,14 +524,20 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     model.save(out)
     fast, _ = model.extreme(cheapest=True)
     slow, _ = model.extreme(cheapest=False)
-    fit = model.measured["fit_mape_percent"]
+    measured = model.measured
+    fit, loo = measured["fit_mape_percent"], measured["leave_one_out_mape_percent"]
+    n, checked = measured["networks"], measured["leave_one_out_networks"]
+    error = (f"leave-one-out error {loo:.1f}% over the {checked} of {n} networks the others "
+             f"predict (in-sample {fit:.1f}%)" if loo is not None else
+             f"leave-one-out error not measurable: no network of {n} is predictable from the "
+             f"others (in-sample {fit:.1f}%)")
     print(f"latency:{args.name} of {space.name}: {fast:.3f} to {slow:.3f} ms per image "
           f"(batch 1, {args.threads} thread(s), {args.statistic} of {args.repeats}); "
-          f"fit error {fit:.1f}% over {model.measured['networks']} networks -> {out}")
-    if fit > 5:
-        log.warning("the additive fit is off by %.1f%% on the profiled networks themselves: the "
-                    "machine was probably busy; measure again with more --repeats, "
-                    "--statistic min, or on an idle machine", fit)
+          f"{error} -> {out}")
+    if loo is not None and loo > 5:
+        log.warning("the additive table misses the profiled networks by %.1f%% when each is left "
+                    "out of the fit: the machine was probably busy; measure again with %s", loo,
+                    remeasure_advice(measured))
     return 0
 
 
@@ -636,7 +646,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="per-network summary of the rounds (min: busy shared machines)")
     p.add_argument("--random", type=int, default=None, metavar="N",
                    help="random networks timed besides the one-option changes, at least 1 so "
-                        "the fit is overdetermined (default: as many as the changes)")
+                        "the fit is overdetermined; its leave-one-out error needs about 10 or "
+                        "more (default: as many as the changes)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the random networks and weights (default 0)")
     p.add_argument("--force", action="store_true",

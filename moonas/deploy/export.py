@@ -296,17 +296,19 @@ def _class_names(run: Run) -> list[str] | None:
 
 def sidecar_latency(run: Run, cid: int, device: str | None = None,
                     latency_table: str | Path | None = None
-                    ) -> tuple[dict[str, float], dict[str, str]]:
-    """Latencies (ms, device -> value) of candidate `cid` for the sidecar's `costs`, and per
+                    ) -> tuple[dict[str, float], dict[str, str], dict[str, dict[str, Any]]]:
+    """Latencies (ms, device -> value) of candidate `cid` for the sidecar's `costs`, per
     device a note when the figure is only relative (a table measured on other settings, e.g.
-    NAS-Bench-201's network for a smaller nb201 space): on the
+    NAS-Bench-201's network for a smaller nb201 space), and per device how its table timed
+    it (batch, threads, statistic, repeats of a 'moonas profile' table; none known for a
+    benchmark's or recorded figures): on the
     device the run searched on (`search.cost: latency:DEVICE`), priced as `moonas pick` prices
     it (the run's own table, else the latencies its search recorded), and on `device` of
     `latency_table` when either is given (see `moonas.deploy.pick.resolve_latency`).
 
     A named device that cannot be priced fails; the run's own device, not asked for, is left
     out with a warning."""
-    from moonas.costs.latency import device_name
+    from moonas.costs.latency import device_name, round_ms
     from moonas.deploy.pick import resolve_latency
     from moonas.deploy.weights import find_candidate
 
@@ -330,19 +332,24 @@ def sidecar_latency(run: Run, cid: int, device: str | None = None,
     space = run_space(run)
     notes = {model.device: note for model in models
              if (note := model.relative_note(space)) is not None}
-    return {model.device: round(float(model.price(arch)[0]), 4) for model in models}, notes
+    conditions = {model.device: timed for model in models if (timed := model.conditions())}
+    return ({model.device: round_ms(model.price(arch)[0]) for model in models}, notes,
+            conditions)
 
 
 def export_network(run: Run, cid: int, fmt: Literal["torchscript", "onnx", "pt"],
                    out: str | Path, weights: Literal["auto", "supernet", "trained"] = "auto",
                    latency: dict[str, float] | None = None,
-                   latency_notes: dict[str, str] | None = None) -> ExportResult:
+                   latency_notes: dict[str, str] | None = None,
+                   latency_measured: dict[str, dict[str, Any]] | None = None) -> ExportResult:
     """Export candidate `cid` of `run` (retrained weights when there are some and `weights`
     allows, else supernet weights with recalibrated batch norm) to `out` plus `out.json`.
 
     `latency` (device -> ms) goes into the sidecar's `costs` as `latency_ms:DEVICE`; None
     records the latency on the device the run searched on, if it did (`sidecar_latency`);
-    `latency_notes` (device -> why a figure is only relative) go into `latency_notes`."""
+    `latency_notes` (device -> why a figure is only relative) go into `latency_notes`, and
+    `latency_measured` (device -> how its table timed it: threads, statistic, ...) into
+    `latency_measured`."""
     import moonas
     from moonas.data import dataset_info, preprocess_description
     from moonas.deploy.weights import find_candidate, load_standalone, run_space
@@ -352,7 +359,7 @@ def export_network(run: Run, cid: int, fmt: Literal["torchscript", "onnx", "pt"]
     out = check_export_out(check_output_path(check_format_suffix(out, fmt)), run, fmt)
     candidate = find_candidate(run, cid)
     if latency is None:
-        latency, latency_notes = sidecar_latency(run, cid)
+        latency, latency_notes, latency_measured = sidecar_latency(run, cid)
     space = run_space(run)
     loaded = load_standalone(run, cid, weights)
     net, source = loaded.net, loaded.weights
@@ -383,6 +390,11 @@ def export_network(run: Run, cid: int, fmt: Literal["torchscript", "onnx", "pt"]
                   **{f"latency_ms:{k}": v for k, v in (latency or {}).items()}},
         **({"latency_notes": {f"latency_ms:{k}": v for k, v in latency_notes.items()}}
            if latency_notes else {}),
+        # The conditions a latency holds for: other threads or another statistic time the
+        # same network otherwise.
+        **({"latency_measured": {f"latency_ms:{k}": dict(v)
+                                 for k, v in latency_measured.items()}}
+           if latency_measured else {}),
         "accuracy": {"supernet_val": candidate.accuracy,
                      **({"trained_test": trained.get("test_accuracy"),
                          "trained_val": trained.get("val_accuracy")} if trained else {})},

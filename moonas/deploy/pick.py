@@ -23,7 +23,7 @@ import numpy as np
 
 from moonas.config import parse_amount
 from moonas.costs.latency import (LatencyModel, RecordedLatency, device_name, known_devices,
-                                  load_latency)
+                                  load_latency, round_ms)
 from moonas.costs.table import cost_label, flops_hint
 from moonas.errors import ConfigError, DataError, MoonasError
 from moonas.pareto import non_dominated
@@ -125,7 +125,7 @@ class Pick:
         })
         if self.device is not None:
             out["device"] = self.device
-            out["latency_ms"] = None if self.latency_ms is None else round(self.latency_ms, 4)
+            out["latency_ms"] = None if self.latency_ms is None else round_ms(self.latency_ms)
         out["limits"] = {k: getattr(self.limits, k) for k in _LIMIT_KEYS
                          if getattr(self.limits, k) is not None}
         out["prefer"] = self.prefer
@@ -382,7 +382,7 @@ def _amount(value: float | str | None, key: str) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     try:
-        return parse_amount(str(value))
+        return parse_amount(str(value), unit="ms" if key == "max_latency_ms" else None)
     except ValueError as err:
         raise ConfigError(f"{_arg(key)} {value!r}: {err}") from None
 
@@ -472,10 +472,11 @@ def pick_many(run: Run, budgets: Mapping[str, Mapping[str, Any]],
                 latency_table=table, label=name, **kwargs)
         except NoFeasibleArchitecture as err:
             result = err
-        except ConfigError as err:  # a bad value of the file: named by its key, not a flag
+        except (ConfigError, DataError) as err:
+            # A bad value or table of this entry (of its class): named by its key, not a flag.
             text = str(err)
             for key in (*_LIMIT_KEYS, "prefer"):
                 text = text.replace(_arg(key), key)
-            raise ConfigError(f"budgets entry {name!r}: {text}") from None
+            raise type(err)(f"budgets entry {name!r}: {text}") from None
         out.append((name, result))
     return out

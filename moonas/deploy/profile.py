@@ -16,12 +16,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from moonas.costs.latency import AdditiveLatency
+from moonas.costs.latency import AdditiveLatency, remeasure_advice
 from moonas.errors import ConfigError
 from moonas.spaces import Arch, SearchSpace
 from moonas.threads import torch_threads
 
-__all__ = ["TimingProtocol", "measure_latency", "profile_space", "profile_archs"]
+__all__ = ["TimingProtocol", "measure_latency", "profile_space", "profile_archs",
+           "fit_additive", "leave_one_out_errors"]
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,9 @@ def profile_archs(space: SearchSpace, n_random: int | None,
     (default as many as the changes) that average the fit over many contexts.
 
     The fit has one unknown per network before the random ones (`base` and one per change),
-    so `n_random >= 1` keeps it overdetermined and its fit error meaningful."""
+    so `n_random >= 1` keeps it overdetermined; only the networks beyond the unknowns check
+    it, though: with few random ones, most networks cannot be predicted from the others and
+    the leave-one-out error (`leave_one_out_errors`) rests on a handful."""
     n_options = space.n_options
     ref = np.zeros(len(n_options), dtype=np.int64)
     archs = [ref]
@@ -152,6 +155,32 @@ def fit_additive(archs: np.ndarray, latency_ms: np.ndarray,
     return base, table
 
 
+#: A network whose leverage (hat-matrix diagonal) is within this of 1 is determined by its own
+#: timing alone: no other network predicts it, so it has no leave-one-out error.
+_LEVERAGE_ONE = 1e-6
+
+#: Fewer networks than this beyond the fit's unknowns: its leave-one-out error is rough.
+_MIN_SPARE = 10
+
+
+def leave_one_out_errors(archs: np.ndarray, latency_ms: np.ndarray,
+                         n_options: tuple[int, ...]) -> tuple[np.ndarray, int]:
+    """Relative error `(M,)` of the additive least-squares fit on each network when that
+    network is left out of the fit (`e_i / (1 - h_ii) / latency_i`, `h` the hat matrix's
+    diagonal, exact for least squares), NaN for the networks no others predict (`h_ii` = 1:
+    an option timed in that network only); and the fit's number of unknowns (its rank)."""
+    design = _design(archs, n_options)
+    u, s, _ = np.linalg.svd(design, full_matrices=False)
+    rank = int(np.sum(s > s[0] * max(design.shape) * np.finfo(np.float64).eps))
+    leverage = np.sum(u[:, :rank] ** 2, axis=1)
+    coef, *_ = np.linalg.lstsq(design, latency_ms, rcond=None)
+    residual = latency_ms - design @ coef
+    errors = np.full(len(archs), np.nan)
+    ok = leverage < 1 - _LEVERAGE_ONE
+    errors[ok] = residual[ok] / (1 - leverage[ok]) / latency_ms[ok]
+    return errors, rank
+
+
 #: A fit that predicts the fastest architecture below this share of the fastest measured
 #: network is implausible: every option's own time was measured, so the fastest is at most a
 #: few options' savings below it.
@@ -160,15 +189,19 @@ _FASTEST_SHARE = 0.5
 
 def _check_fastest(model: AdditiveLatency, measured: np.ndarray) -> None:
     """Warn (one line) when the fit predicts the space's fastest architecture at <= 0 ms, or
-    far below every measured network: the timings were too noisy for the table to be used."""
+    far below every measured network: the timings were too noisy for the table to be used.
+    The table is still returned (and `moonas profile` saves it: the timings are not lost),
+    but at <= 0 ms loading it is refused (`AdditiveLatency.from_json`)."""
     fastest, arch = model.extreme(cheapest=True)
     floor = float(np.min(measured))
     if fastest > 0 and fastest >= _FASTEST_SHARE * floor:
         return
+    refused = ("; the table is kept, but search, pick, plot and export will refuse to load it"
+               if not fastest > 0 else "")
     log.warning("the fit predicts %.4g ms for the fastest architecture %s (the fastest measured "
-                "network took %.4g ms): the timings were too noisy for an additive table; "
-                "measure again with more --repeats, --statistic min, or on a quieter machine",
-                fastest, list(arch), floor)
+                "network took %.4g ms): the timings were too noisy for an additive table%s; "
+                "measure again with %s", fastest, list(arch), floor, refused,
+                remeasure_advice(model.measured))
 
 
 def profile_space(space: SearchSpace, device: str, protocol: TimingProtocol = TimingProtocol(),
@@ -202,21 +235,45 @@ def profile_space(space: SearchSpace, device: str, protocol: TimingProtocol = Ti
     )
     fitted = model.price(archs)
     fit_ape = np.abs(fitted - measured) / measured
+    loo, unknowns = leave_one_out_errors(archs, measured, space.n_options)
+    predicted = np.isfinite(loo)
     info = {
         **asdict(protocol),
         "batch": 1,
         "runtime": f"PyTorch {torch.__version__} eager, CPU, inference_mode",
         "networks": int(len(archs)),
         "random_networks": int(len(archs) - 1 - sum(k - 1 for k in space.n_options)),
+        "fit_unknowns": unknowns,
+        # The error on each network when it is left out of the fit: what the table's
+        # predictions of other networks can be expected to miss by.
+        "leave_one_out_mape_percent": (round(float(np.abs(loo[predicted]).mean() * 100), 3)
+                                       if predicted.any() else None),
+        "leave_one_out_networks": int(predicted.sum()),
+        "not_predictable_networks": int((~predicted).sum()),
+        # The error on the networks the fit was made from (old key; with as many unknowns as
+        # networks it is ~0 whatever the noise): in-sample.
         "fit_mape_percent": round(float(fit_ape.mean() * 100), 3),
+        "fit_mape_kind": "in-sample",
         "machine": {"platform": platform.platform(), "processor": platform.processor()
                     or platform.machine(), "cpus": os.cpu_count()},
         "seconds": round(time.perf_counter() - started, 2),
         "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    log.info("profiled %d networks of %s for %s: in-sample fit error %.2f%%", len(archs),
-             space.name, device, info["fit_mape_percent"])
+    log.info("profiled %d networks of %s for %s: leave-one-out error %s over %d of them, "
+             "in-sample %.2f%%", len(archs), space.name, device,
+             "n/a" if info["leave_one_out_mape_percent"] is None
+             else f"{info['leave_one_out_mape_percent']:.2f}%", info["leave_one_out_networks"],
+             info["fit_mape_percent"])
+    spare = len(archs) - unknowns
+    if spare < _MIN_SPARE:
+        log.warning("the fit has %d unknowns and %d networks: only %d beyond them check it, so "
+                    "its leave-one-out error is rough (%d of the networks are predictable from "
+                    "the others); time %d or more random networks (profile --random)", unknowns,
+                    len(archs), spare, info["leave_one_out_networks"],
+                    _MIN_SPARE + info["random_networks"] - spare)
+    model = AdditiveLatency(device=model.device, base=model.base, table=model.table,
+                            valid=model.valid, space=model.space,
+                            option_names=model.option_names, choice_names=model.choice_names,
+                            measured=info)
     _check_fastest(model, measured)
-    return AdditiveLatency(device=model.device, base=model.base, table=model.table,
-                           valid=model.valid, space=model.space, option_names=model.option_names,
-                           choice_names=model.choice_names, measured=info)
+    return model
