@@ -119,6 +119,22 @@ class _Bar:
             self.bar = None
 
 
+def _version() -> str:
+    """`moonas --version`: moonas's own version and what it runs on (a bug report's first
+    line)."""
+    import platform
+
+    from moonas import __version__
+
+    try:
+        from importlib.metadata import version
+
+        torch_version = version("torch")
+    except Exception:  # noqa: BLE001 - a broken torch install still gets moonas's version
+        torch_version = "not installed"
+    return f"moonas {__version__} (torch {torch_version}, Python {platform.python_version()})"
+
+
 def _amount(value: float) -> str:
     """A budget as `pick` prints amounts: whole counts with separators (1,000,000), others in
     six significant digits (3.39986)."""
@@ -212,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
         "distributions updated jointly by importance sampling, a Pareto front of accuracy vs cost.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=_version(),
+                        help="print the versions of moonas, torch and Python, and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     search = sub.add_parser("search", help=_HELP["search"], description=_HELP["search"])

@@ -303,3 +303,20 @@ def test_cost_extremes_show_the_cell_the_search_measures_for_the_fastest(capsys)
     fastest = next(r for r in records if r["extreme"] == "min_latency")
     assert fastest["pruned"]["arch"] != fastest["arch"]
     assert fastest["pruned"]["latency_ms"] > fastest["latency_ms"]
+
+
+def test_version_names_moonas_torch_and_python_and_matches_the_package(capsys) -> None:
+    import platform
+    import tomllib
+    from importlib.metadata import version
+
+    import moonas
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    line = capsys.readouterr().out.strip()
+    assert line == (f"moonas {moonas.__version__} (torch {version('torch')}, Python "
+                    f"{platform.python_version()})")
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert project["project"]["version"] == moonas.__version__
