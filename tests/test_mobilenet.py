@@ -184,3 +184,25 @@ def test_spatial_sizes_and_output_shape(settings, feature):
             assert supernet(x, arch).shape == (2, space.n_classes)
             assert supernet.extract(arch)(x).shape == (2, space.n_classes)
     assert seen == [(2, space.last_channels, feature, feature)] * 2
+
+
+def test_a_kernel_wider_than_any_feature_map_can_use_is_warned_of_once(caplog) -> None:
+    """On an s x s map a same-padded kernel's taps beyond 2s - 1 only ever meet padding: the
+    widest useful kernel on digits' 8x8 is 15 (4x4 after a stride-2 stem: 7). Checked against
+    the network: those taps' weights get no gradient."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="moonas"):
+        MobileNetSpace(kernels=(3, 15), input_size=8, in_channels=1, n_classes=10)
+        assert not caplog.records
+        for _ in range(2):
+            MobileNetSpace(kernels=(3, 17), input_size=8, in_channels=1, n_classes=10)
+        MobileNetSpace(kernels=(9,), stem_stride=2, input_size=8, in_channels=1, n_classes=10)
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2 and "[17] exceed 15" in said[0] and "[9] exceed 7" in said[1]
+    # The rule itself: a 17-wide depthwise kernel on an 8x8 map, its outer ring untouched.
+    conv = torch.nn.Conv2d(1, 1, 17, padding=8, bias=False)
+    conv(torch.randn(1, 1, 8, 8)).sum().backward()
+    grad = conv.weight.grad[0, 0]
+    assert grad[0].abs().sum() == 0 and grad[:, 0].abs().sum() == 0
+    assert grad[1:16, 1:16].abs().min() > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from typing import ClassVar
@@ -12,6 +13,8 @@ __all__ = ["MobileNetSpace", "BlockLayout", "SKIP"]
 
 #: The option that removes a block (only offered where the block keeps shape).
 SKIP = "skip"
+
+log = logging.getLogger(__name__)
 
 _OPTION = re.compile(r"^k(\d+)e(\d+)$")
 
@@ -64,6 +67,7 @@ class MobileNetSpace(SearchSpace):
                 raise ArchError(f"space.kernels must be odd sizes >= 1 (same padding), got {k}")
         for e in self.expansions:
             _positive("expansions", e)
+        _warn_wide_kernels(self.kernels, -(-self.input_size // self.stem_stride))
 
     # -- layout ----------------------------------------------------------------------------
     @property
@@ -105,6 +109,22 @@ class MobileNetSpace(SearchSpace):
             Choice(f"s{blk.stage}b{blk.index}", convs + ((SKIP,) if blk.can_skip else ()))
             for blk in self.layout
         )
+
+
+_WARNED: set[tuple[tuple[int, ...], int]] = set()
+
+
+def _warn_wide_kernels(kernels: tuple[int, ...], side: int) -> None:
+    """Once per (kernels, side): a depthwise kernel wider than 2 x side - 1 on the largest
+    feature map a block sees (`side`) multiplies padding only beyond that width, yet its
+    weights count in params (and the search may rank them)."""
+    wide = [k for k in kernels if k > 2 * side - 1]
+    if not wide or (kernels, side) in _WARNED:
+        return
+    _WARNED.add((kernels, side))
+    log.warning("space.kernels %s exceed %d, the widest kernel a %dx%d feature map can use (the "
+                "largest the blocks see): their outer weights only ever multiply padding; use "
+                "kernels up to %d", wide, 2 * side - 1, side, side, 2 * side - 1)
 
 
 def _is_int(value: object) -> bool:
