@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -17,8 +18,21 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_loads(path: Path) -> None:
+    """Loads, names a known dataset, and its space builds on that dataset's shape (no data
+    loaded) and spells its architectures back."""
+    from moonas.data import DATASETS, dataset_info
+    from moonas.pricing import static_space
+
     config = load_config(path)
     assert isinstance(config, RunConfig)
+    assert config.data.name in DATASETS
+    info = dataset_info(config.data.name, image_size=config.data.image_size)
+    space = static_space(config)
+    assert space.name == config.space.name
+    assert (space.input_size, space.in_channels, space.n_classes) == (
+        info.input_size, info.in_channels, info.n_classes)
+    for arch in space.sample(np.random.default_rng(0), 3):
+        assert tuple(space.from_str(space.to_str(arch))) == tuple(arch)
 
 
 def test_repo_configs_are_the_packaged_ones() -> None:
@@ -90,10 +104,12 @@ def test_resolved_config_round_trips(tmp_path: Path) -> None:
         (["search.coefficients=default", "search.n_budgets=0"], r"search.n_budgets must be >= 1"),
         (["search.coefficients=default", "search.budgets=[1e4]"], r"not both"),
         (["space.name=nb20"], r"unknown search space 'nb20' \(did you mean 'nb201'\?\); valid:"),
-        (["space.channels=0"], r"channels"),
+        (["space.channels=0"], r"^space.channels must be >= 1, got 0$"),
         (["train.lr=-1"], r"train.lr must be > 0"),
-        (["search.warmup_epochs=99"], r"warmup_epochs"),
-        (["data.val_fraction=0.9"], r"val_fraction"),
+        (["search.epochs=10", "search.warmup_epochs=99"],
+         r"^search.warmup_epochs must be in \[0, epochs=10\), got 99$"),
+        (["data.val_fraction=0.9"], r"^data.val_fraction \+ data.test_fraction = 1.1 leaves no "
+                                    r"training data"),
         (["data.name=cifar"], r"unknown dataset 'cifar'.*cifar10"),
         (["nonsense"], r"expected KEY=VALUE"),
         (["search.pvll.greedy_until=-5"], r"search.pvll.greedy_until=-5: use >= 0"),
@@ -170,7 +186,8 @@ def test_parse_amount() -> None:
     assert parse_amount("120k") == 120_000
     assert parse_amount("3.5M") == 3_500_000
     assert parse_amount("2e6") == 2_000_000
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^'12 parsecs' is not a number \(examples: 120000, "
+                                         r"120k, 3.5M\)$"):
         parse_amount("12 parsecs")
 
 

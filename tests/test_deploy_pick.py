@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import logging
 import shutil
@@ -44,8 +45,9 @@ def make_run(root: Path, *, n: int = 16, seed: int = 0, with_log: bool = True) -
     test session and settings, then copied."""
     key = (n, seed, with_log)
     if key not in _BUILT:
-        _BUILT[key] = _build_run(Path(tempfile.mkdtemp(prefix="moonas-run-")) / "run", n=n,
-                                 seed=seed, with_log=with_log)
+        folder = tempfile.mkdtemp(prefix="moonas-run-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)  # the cache goes with pytest
+        _BUILT[key] = _build_run(Path(folder) / "run", n=n, seed=seed, with_log=with_log)
     shutil.copytree(_BUILT[key], root)
     return root
 
@@ -178,14 +180,34 @@ def test_knee_on_hand_cases() -> None:
     assert knee_index(np.array([1.0, 2.0]), np.array([0.5, 0.9])) == 1  # too few points
 
 
+def _hand_knee(accuracy: np.ndarray, cost: np.ndarray) -> tuple[float, float]:
+    """(accuracy, cost) of the knee as pick's docstring defines it, by brute force: among the
+    points no other beats (accuracy up, cost down), each scaled to [0, 1] over them, the one
+    farthest above the line from the cheapest to the most accurate (largest acc' - cost')."""
+    front = [i for i in range(len(cost))
+             if not any(accuracy[j] >= accuracy[i] and cost[j] <= cost[i]
+                        and (accuracy[j] > accuracy[i] or cost[j] < cost[i])
+                        for j in range(len(cost)))]
+    a, c = accuracy[front], cost[front]
+    gain = (a - a.min()) / (a.max() - a.min()) - (c - c.min()) / (c.max() - c.min())
+    best = front[int(np.argmax(gain))]
+    return float(accuracy[best]), float(cost[best])
+
+
 def test_knee_pick_is_on_the_front(run) -> None:
-    result = pick(run, prefer="knee")
     pool = candidate_pool(run)
     acc = np.array([c.accuracy for c in pool])
     params = np.array([c.params for c in pool], dtype=float)
     mask = non_dominated(np.column_stack([-acc, params]))
-    assert result.candidate.id in {c.id for c, m in zip(pool, mask) if m}
-    assert result.prefer == "knee"
+    assert mask.sum() >= 3  # a front with an inside: the knee is more than its most accurate
+    for limit in (None, float(np.median(params[mask]))):
+        result = pick(run, max_params=limit, prefer="knee")
+        assert result.candidate.id in {c.id for c, m in zip(pool, mask) if m}
+        assert result.prefer == "knee"
+        feasible = params <= (limit or np.inf)
+        knee = _hand_knee(acc[feasible], params[feasible])
+        assert (result.candidate.accuracy, result.candidate.params) == knee
+        assert knee != (acc[feasible].max(), params[feasible][acc[feasible].argmax()])
     with pytest.raises(ConfigError, match="prefer"):
         pick(run, prefer="fastest")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -314,9 +315,17 @@ def test_a_search_in_two_processes_writes_one_complete_run(two_process_run):
     assert front["architectures"] and len(front["picks"]) == 5
 
 
-def test_resuming_a_two_process_run_rebuilds_the_same_front(two_process_run):
-    out, done = two_process_run
+def _copy_of(run: Path, tmp_path: Path) -> Path:
+    """A copy of the shared run for a test that changes it: the other tests keep theirs."""
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    return copy
+
+
+def test_resuming_a_two_process_run_rebuilds_the_same_front(two_process_run, tmp_path):
+    run, done = two_process_run
     assert done.returncode == 0
+    out = _copy_of(run, tmp_path)
     candidates = (out / "candidates.csv").read_text()
     (out / "pareto.json").unlink()  # as if killed after the last checkpoint
     again = _moonas("search", "--resume", str(out), "--processes", "2", "-q")
@@ -324,11 +333,13 @@ def test_resuming_a_two_process_run_rebuilds_the_same_front(two_process_run):
     assert (out / "candidates.csv").read_text() == candidates
 
 
-def test_the_front_of_two_processes_is_the_front_one_process_measures(two_process_run):
+def test_the_front_of_two_processes_is_the_front_one_process_measures(two_process_run,
+                                                                      tmp_path):
     # Given the weights, the front does not depend on the process count: every process
     # measures whole batches (batch-norm statistics included), as one process does.
-    out, done = two_process_run
+    run, done = two_process_run
     assert done.returncode == 0
+    out = _copy_of(run, tmp_path)
     candidates = (out / "candidates.csv").read_text()
     (out / "pareto.json").unlink()
     again = _moonas("search", "--resume", str(out), "-q")  # one process
@@ -364,9 +375,10 @@ def test_a_recalibrated_front_of_two_processes_is_the_one_process_front(tmp_path
     assert (out / "candidates.csv").read_text() == candidates
 
 
-def test_retraining_in_two_processes(two_process_run):
-    out, done = two_process_run
+def test_retraining_in_two_processes(two_process_run, tmp_path):
+    run, done = two_process_run
     assert done.returncode == 0
+    out = _copy_of(run, tmp_path)  # `train` writes trained/ into the run
     cid = json.loads((out / "pareto.json").read_text())["picks"][0]
     trained = _moonas("train", str(out), "--id", str(cid), "--epochs", "2", "--processes", "2",
                       "-q")
@@ -432,13 +444,27 @@ def _stop_after_a_checkpoint(out, signum) -> tuple[int, str]:
          str(out), "-q", "--set", "search.epochs=12"], env=_env(), cwd=REPO,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while not (out / "checkpoint.pt").is_file() and time.monotonic() < deadline:
+    while not (out / "checkpoint.pt").is_file():
+        if process.poll() is not None:
+            _fail_with_output(process, f"ended (exit {process.returncode}) before its first "
+                                       "checkpoint")
+        if time.monotonic() > deadline:
+            process.kill()
+            _fail_with_output(process, "wrote no checkpoint in 120 s")
         time.sleep(0.2)
-    time.sleep(0.5)
+    time.sleep(0.5)  # into the next epoch: the stop lands inside the training
+    if process.poll() is not None:
+        _fail_with_output(process, f"ended (exit {process.returncode}) before it could be "
+                                   "stopped")
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=120)
     assert "Traceback" not in stderr
     return process.returncode, stderr
+
+
+def _fail_with_output(process: subprocess.Popen, what: str) -> None:
+    stdout, stderr = process.communicate(timeout=60)
+    pytest.fail(f"the two-process search {what}:\n{stdout[-1000:]}\n{stderr[-3000:]}")
 
 
 def test_ctrl_c_stops_every_process_with_one_line_each_and_the_run_resumes(tmp_path):

@@ -150,13 +150,6 @@ def test_each_distribution_ranks_by_its_own_budget() -> None:
     assert not core.stack.mask[1, :, 0].any()  # the loose one drops it
 
 
-def test_config_rejects_bad_values() -> None:
-    with pytest.raises(ConfigError):
-        EoiConfig(R=1)
-    with pytest.raises(ConfigError):
-        EoiConfig(smoothing=1.0)
-
-
 def test_a_tie_for_lowest_marks_no_option_last() -> None:
     """All scores equal: no option is "last" (it was the tie-break's lowest index, so options
     0, 1, 2 went one after another every R checks)."""
@@ -210,9 +203,12 @@ def test_an_option_another_plug_in_removed_restarts_the_rows_history() -> None:
     assert plugin._pbar[1, 2, 1] == 0.0
 
 
-def test_config_names_its_keys_and_refuses_weights_that_are_not_finite() -> None:
+def test_config_names_its_keys_and_refuses_bad_values() -> None:
     with pytest.raises(ConfigError, match=r"search.eoi.R=1: use R >= 2"):
         EoiConfig(R=1)
+    with pytest.raises(ConfigError, match=r"^search.eoi.smoothing=1.0: use 0 <= smoothing < 1"):
+        EoiConfig(smoothing=1.0)
+    EoiConfig(R=2, smoothing=0.0)  # the edges of the ranges are accepted
     for name in ("w_prob", "w_trend", "w_adv"):
         for value in (float("nan"), float("inf")):
             with pytest.raises(ConfigError, match=f"search.eoi.{name}="):

@@ -554,13 +554,13 @@ def test_state_save_load_resumes_identically(features):
 
 
 def test_config_rejects_bad_values():
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"^search.pvll.explore=1.5: use 0 <= explore <= 1$"):
         PVLLConfig(explore=1.5)
     with pytest.raises(ConfigError, match="screen='hv'.*'front'"):
         PVLLConfig(screen="hv")
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"search.pvll.tell='some': use 'unscreened' or 'all'"):
         PVLLConfig(tell="some")
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"search.pvll.memory=1: use memory >= 2"):
         PVLLConfig(memory=1)
     with pytest.raises(ConfigError, match="features='graph'.*'gae'"):
         PVLLConfig(features="graph")
