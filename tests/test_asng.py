@@ -121,7 +121,8 @@ def _tie_heavy_loss(archs: np.ndarray, target: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("n_per_dist", "utility"),
-    [(2, "weighted-quantile"), (2, "rank"), (8, "rank"), (8, "weighted-quantile")],
+    [(2, "weighted-quantile"), (2, "rank"), (8, "rank"), (8, "weighted-quantile"),
+     (3, "weighted-quantile"), (4, "weighted-quantile")],  # README: for 2, 3, 4 or 8 samples
 )
 def test_single_distribution_matches_reference_asng(n_per_dist: int, utility: str) -> None:
     n_options = (3, 4, 2, 5, 4, 3)
@@ -485,9 +486,10 @@ def test_state_dict_contains_only_plain_types() -> None:
 
 def test_load_state_dict_refuses_other_configuration() -> None:
     state = MultiASNG((3, 3), 2, budgets=[1.0, 2.0]).state_dict()
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match=r"saved with budgets=\[1.0, 2.0\].*resume with "
+                       "that configuration"):
         MultiASNG((3, 3), 2, budgets=[1.0, 3.0]).load_state_dict(state)
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match="step-size arrays of the wrong shape"):
         MultiASNG((3, 4), 2, budgets=[1.0, 2.0]).load_state_dict(state)
 
 
@@ -495,30 +497,32 @@ def test_load_state_dict_refuses_other_configuration() -> None:
 # configuration errors
 # --------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "kwargs",
+    ("kwargs", "message"),
     [
-        {"budgets": [3.0, 2.0, 5.0]},  # not increasing
-        {"budgets": [1.0, 1.0, 2.0]},  # duplicate
-        {"budgets": [1.0, 2.0]},  # K mismatch
-        {"coefficients": [0.0, 1.0, 2.0, 3.0]},  # K mismatch
-        {"coefficients": [0.0, 1.0, 2.0], "budgets": [1.0, 2.0, 3.0]},  # both
-        {},  # neither
-        {"budgets": [1.0, 2.0, 3.0], "n_per_dist": 0},
-        {"budgets": [1.0, 2.0, 3.0], "utility": "quantile"},
-        {"budgets": [1.0, 2.0, 3.0], "delta0": 0.0},
+        ({"budgets": [3.0, 2.0, 5.0]}, r"budgets=\[3.0, 2.0, 5.0\] are not strictly increasing"),
+        ({"budgets": [1.0, 1.0, 2.0]}, r"budgets=\[1.0, 1.0, 2.0\] are not strictly increasing"),
+        ({"budgets": [1.0, 2.0]}, "budgets has 2 entries but K=3"),
+        ({"coefficients": [0.0, 1.0, 2.0, 3.0]}, "coefficients has 4 entries but K=3"),
+        ({"coefficients": [0.0, 1.0, 2.0], "budgets": [1.0, 2.0, 3.0]},
+         "give exactly one of coefficients"),  # both
+        ({}, "give exactly one of coefficients"),  # neither
+        ({"budgets": [1.0, 2.0, 3.0], "n_per_dist": 0}, "n_per_dist=0: use n_per_dist >= 1"),
+        ({"budgets": [1.0, 2.0, 3.0], "utility": "quantile"},
+         "utility='quantile' is unknown: use one of"),
+        ({"budgets": [1.0, 2.0, 3.0], "delta0": 0.0}, "delta0=0.0: use delta0 > 0"),
     ],
 )
-def test_invalid_configuration_raises_config_error(kwargs: dict) -> None:
-    with pytest.raises(ConfigError):
+def test_invalid_configuration_raises_config_error(kwargs: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
         MultiASNG((3, 3), 3, **kwargs)
 
 
 def test_invalid_space_raises_config_error() -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="n_options is empty"):
         CategoricalStack((), 2)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"n_options=\(3, 0\) has a choice with fewer than 1"):
         CategoricalStack((3, 0), 2)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="K=0 distributions: use K >= 1"):
         MultiASNG((3, 3), 0, coefficients=[])
 
 

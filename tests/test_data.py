@@ -125,9 +125,15 @@ def test_fractions_out_of_range_raise_config_error(
     assert "fraction" in _one_line(exc)
 
 
-@pytest.mark.parametrize("kwargs", [{"max_train": 0}, {"image_size": 0}, {"seed": -1}])
-def test_bad_values_raise_config_error(kwargs: dict[str, int]) -> None:
-    with pytest.raises(ConfigError):
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"max_train": 0}, "data.max_train=0 must be a positive integer or null"),
+     ({"image_size": 0}, r"data.image_size=0 must be a positive integer \(e.g. 32\) or null"),
+     ({"seed": -1}, "seed=-1 is not a non-negative integer")],
+    ids=["max_train", "image_size", "seed"],
+)
+def test_bad_values_raise_config_error(kwargs: dict[str, int], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
         load_dataset("digits", **kwargs)
 
 
@@ -848,10 +854,11 @@ def test_a_download_that_gets_no_answer_times_out_in_one_line(
     from moonas.data import _vision
 
     # The kernel accepts connections to a listening socket; nobody ever answers them. The
-    # server closes after 8 s (a reset), so a download without a timeout fails slowly.
+    # server closes after 40 s (a reset), so a download without a timeout fails slowly, and
+    # with another message.
     server = socket.create_server(("127.0.0.1", 0))
     port = server.getsockname()[1]
-    closer = threading.Timer(8.0, server.close)
+    closer = threading.Timer(40.0, server.close)
     closer.start()
     monkeypatch.setattr(torchvision.datasets.CIFAR10, "url",
                         f"http://127.0.0.1:{port}/cifar-10-python.tar.gz")
@@ -866,10 +873,16 @@ def test_a_download_that_gets_no_answer_times_out_in_one_line(
         closer.cancel()
         server.close()
     message = _one_line(exc)
-    assert time.monotonic() - start < 6
+    assert time.monotonic() - start < 20  # the 1 s timeout, with room for a slow machine
     assert message.startswith(f"cifar10 download into {tmp_path} failed (no answer from the "
                               "network within 1 s)")
     assert socket.getdefaulttimeout() is None  # restored
+
+
+def test_the_download_timeout_is_the_documented_60_s() -> None:
+    from moonas.data import _vision
+
+    assert _vision.DOWNLOAD_TIMEOUT_S == 60  # README: "after 60 s without an answer"
 
 
 def test_imagefolder_split_layout_is_refused(tmp_path: Path) -> None:

@@ -200,6 +200,53 @@ def test_bad_input_fails_with_one_line_and_overwrites_nothing(run, reference, tm
     assert not list(tmp_path.glob(".keep.onnx*"))  # no temporary files left behind
 
 
+def _shift_exported_outputs(monkeypatch, fmt: str, offset: float) -> None:
+    """Make the exported runtime's outputs differ from PyTorch's by `offset` where export reads
+    them back (onnxruntime's through `onnx_outputs`, TorchScript's through torch.jit.load)."""
+    import moonas.deploy.export as export
+
+    if fmt == "onnx":
+        real = export.onnx_outputs
+        monkeypatch.setattr(export, "onnx_outputs", lambda path, x: real(path, x) + offset)
+    else:
+        load = torch.jit.load
+
+        def shifted(*args, **kwargs):
+            module = load(*args, **kwargs)
+            return lambda x: module(x) + offset
+
+        monkeypatch.setattr(torch.jit, "load", shifted)
+
+
+@pytest.mark.parametrize("offset", [1.0, 3e-4])
+@pytest.mark.parametrize("fmt,suffix", [("torchscript", ".ts"), ("onnx", ".onnx")])
+def test_an_export_that_differs_from_pytorch_is_refused_and_nothing_is_written(
+        run, reference, tmp_path, monkeypatch, fmt, suffix, offset) -> None:
+    """README: every export is checked against PyTorch within 1e-4 before it is written."""
+    cid, _, _ = reference
+    _shift_exported_outputs(monkeypatch, fmt, offset)
+    out = tmp_path / f"net{suffix}"
+    with pytest.raises(MoonasError, match=rf"the {fmt} export differs from the PyTorch network "
+                       r"by (\S+) \(> 0.0001\) on random inputs; nothing was written$") as info:
+        export_network(run, cid, fmt, out)
+    said = float(str(info.value).split(" by ")[1].split()[0])
+    assert said == pytest.approx(offset, abs=5e-6)  # the difference it found, named
+    assert not out.exists() and not sidecar_path(out).exists()
+    assert list(tmp_path.iterdir()) == []  # no temporary file left either
+
+
+@pytest.mark.parametrize("fmt,suffix", [("torchscript", ".ts"), ("onnx", ".onnx")])
+def test_an_export_within_the_tolerance_is_written_with_its_difference(
+        run, reference, tmp_path, monkeypatch, fmt, suffix) -> None:
+    cid, _, _ = reference
+    _shift_exported_outputs(monkeypatch, fmt, 5e-5)
+    out = tmp_path / f"net{suffix}"
+    result = export_network(run, cid, fmt, out)
+    assert out.is_file() and sidecar_path(out).is_file()
+    recorded = json.loads(sidecar_path(out).read_text())["max_abs_diff_vs_pytorch"]
+    assert result.max_abs_diff == recorded == pytest.approx(5e-5, abs=2e-6)
+
+
 def test_cli_export_prints_where_it_went(run, reference, tmp_path, capsys) -> None:
     cid, _, _ = reference
     out = tmp_path / "sub" / "net.ts"

@@ -13,7 +13,7 @@ import torch
 from moonas.checkpoint import load_checkpoint
 from moonas.deploy.export import export_network, sidecar_path
 from moonas.deploy.train import train_candidate
-from moonas.deploy.weights import TrainedFiles, load_network, read_trained_metrics
+from moonas.deploy.weights import TrainedFiles, load_network, read_trained_metrics, run_data
 from moonas.errors import CheckpointError, ConfigError, MoonasError
 from moonas.run import load_run
 
@@ -459,3 +459,91 @@ def test_the_sessions_record_counts_the_epochs_each_one_trained() -> None:
     assert [s["epochs"] for s in _sessions(recorded, 10)] == [0, 3, 7, 0]
     assert _sessions(recorded[:1], 5) == [{"processes": 4, "first_epoch": 0, "epochs": 5}]
     assert _sessions([], 5) == []
+
+
+def test_training_restores_the_callers_threads_and_rng_however_it_ends(tmp_path) -> None:
+    """As `moonas.search` does: the run's `threads` and seed apply inside the training only."""
+    run = load_run(make_run(tmp_path / "run"))
+    cid = run.front.picks[0]
+    assert run.config.threads is not None
+    before = torch.get_num_threads()
+    caller = run.config.threads + 2  # not the run's: a leak would show
+    inside = []
+
+    def stop(done: int, total: int, info: dict) -> None:
+        inside.append(torch.get_num_threads())
+        raise KeyboardInterrupt
+
+    torch.set_num_threads(caller)
+    try:
+        torch.manual_seed(123)
+        expected = torch.rand(3)
+        torch.manual_seed(123)
+        train_candidate(run, cid, epochs=1)
+        assert torch.get_num_threads() == caller and torch.equal(torch.rand(3), expected)
+        torch.manual_seed(123)
+        with pytest.raises(KeyboardInterrupt):
+            train_candidate(run, cid, epochs=2, restart=True, progress=stop)
+        assert inside == [run.config.threads]  # the run's own count while it trained
+        assert torch.get_num_threads() == caller and torch.equal(torch.rand(3), expected)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_recipe_is_the_documented_one(tmp_path, monkeypatch) -> None:
+    """README: SGD with Nesterov momentum 0.9 and weight decay 5e-4, lr 0.05 on a cosine
+    schedule stepped per batch down to 0 (no warm-up), 30 epochs, the run's batch size and
+    gradient clipping."""
+    import dataclasses
+    import math
+
+    from moonas.deploy.train import default_recipe
+
+    base = load_run(make_run(tmp_path / "run"))
+    # A batch size and clipping that are not TrainRecipe's own defaults: they come from the run.
+    config = dataclasses.replace(
+        base.config, data=dataclasses.replace(base.config.data, batch_size=16),
+        train=dataclasses.replace(base.config.train, grad_clip=2.5))
+    run = dataclasses.replace(base, config=config)
+    recipe = default_recipe(run)
+    assert (recipe.epochs, recipe.lr, recipe.momentum, recipe.weight_decay) == (30, 0.05, 0.9,
+                                                                                5e-4)
+    assert (recipe.batch_size, recipe.grad_clip) == (16, 2.5)
+
+    optimizers, used = [], []
+
+    class Spy(torch.optim.SGD):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            optimizers.append(self)
+
+        def step(self, closure=None):
+            used.append({k: v for k, v in self.param_groups[0].items() if k != "params"})
+            return super().step(closure)
+
+    clipped = []
+    clip = torch.nn.utils.clip_grad_norm_
+
+    def spy_clip(parameters, max_norm, *args, **kwargs):
+        clipped.append(max_norm)
+        return clip(parameters, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "SGD", Spy)
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy_clip)
+    totals = set()
+    train_candidate(run, run.front.picks[0], epochs=2,
+                    progress=lambda done, total, info: totals.add(total))
+    (steps,) = totals
+    n_train = len(run_data(run).train)
+    assert steps == 2 * (n_train // 16) == len(used) and steps > 2  # several batches per epoch
+    assert clipped == [2.5] * steps
+    assert len(optimizers) == 1
+    assert all(g["nesterov"] and g["momentum"] == 0.9 and g["weight_decay"] == 5e-4
+               for g in used)
+    lrs = [g["lr"] for g in used]
+    assert lrs[0] == 0.05  # no warm-up: the first step takes the full rate
+    # Cosine over every batch of the training, down to 0 after the last step.
+    for t, lr in enumerate(lrs):
+        assert lr == pytest.approx(0.025 * (1 + math.cos(math.pi * t / steps)), abs=1e-12), t
+    assert 0 < lrs[-1] < lrs[-2] and optimizers[0].param_groups[0]["lr"] == pytest.approx(
+        0, abs=1e-12)

@@ -40,7 +40,11 @@ def test_run_directory_holds_every_promised_file(tiny_run) -> None:
         assert path.is_file() and path.stat().st_size > 0, path.name
     manifest = json.loads(files.manifest.read_text())
     assert manifest["status"] == "complete"
-    assert manifest["versions"]["torch"] == torch.__version__.split("+")[0] or manifest["versions"]["torch"]
+    # The versions of the libraries this process ran with (a local tag such as +cpu aside).
+    versions = manifest["versions"]
+    assert versions["torch"].split("+")[0] == torch.__version__.split("+")[0]
+    assert versions["moonas"] == moonas.__version__ and versions["numpy"] == np.__version__
+    assert versions["python"] == ".".join(map(str, sys.version_info[:3]))
     assert "macs" in manifest["units"] and manifest["seed"] == 0
     assert manifest["machine"]["device"] == "cpu"  # smoke's `device: cpu`
     saved = yaml.safe_load(files.config.read_text())
@@ -251,19 +255,27 @@ def test_force_removes_the_old_runs_retrained_networks(tiny_run, tmp_path: Path)
 
 
 def test_search_measures_and_returns_pruned_cells(tiny_run, tmp_path: Path) -> None:
-    space = NB201Space()
+    from moonas.costs import build_cost_table
+    from moonas.pricing import static_space
+
+    space = static_space(tiny_run.config)
+    table = build_cost_table(space)
     archs = np.array([c.arch for c in tiny_run.candidates])
     # Default (search.prune=dead): every candidate, modes included, is its own pruned cell, and
-    # its recorded params are the pruned cell's.
+    # its recorded costs are the pruned cell's, as the cost table prices it.
     assert (space.prune(archs, "dead") == archs).all()
     assert any(c.mode_of is not None for c in tiny_run.candidates)
+    priced = table.price(archs)
+    for c, costs in zip(tiny_run.candidates, priced):
+        assert (c.params, c.macs) == (costs[table.index("params")], costs[table.index("macs")])
+    # search.prune=keep: candidates as drawn, dead operations included, priced as they are.
     kept = _search(tmp_path / "keep", "search.prune=keep")
     kept_archs = np.array([c.arch for c in kept.candidates])
     assert (space.prune(kept_archs, "dead") != kept_archs).any(axis=1).any()
-    by_arch = {c.arch: c.params for c in kept.candidates}
-    for c in tiny_run.candidates:
-        if c.arch in by_arch:
-            assert by_arch[c.arch] == c.params
+    kept_params = table.cost("params", kept_archs)
+    assert [c.params for c in kept.candidates] == kept_params.tolist()
+    # A dead operation with weights costs params: kept, it is paid for, pruned it is not.
+    assert (table.cost("params", space.prune(kept_archs, "dead")) < kept_params).any()
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
@@ -400,28 +412,45 @@ def _cli(*args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
-@pytest.mark.parametrize("delay", [0.0, 0.15])
-def test_sigkill_then_resume_gives_the_same_front(tmp_path: Path, delay: float) -> None:
-    longer = ("search.epochs=8",)
-    reference = _search(tmp_path / "reference", *longer)
+#: A search that SIGKILLs its own process from its progress callback at a chosen step of a
+#: phase: a kill -9 at a known point of the run, however fast the machine is.
+_KILLED_AT = """
+import os, signal, sys
+import moonas
+out, phase, at, *overrides = sys.argv[1:]
+def progress(done, total, info):
+    if info["phase"] == phase and done == int(at):
+        os.kill(os.getpid(), signal.SIGKILL)
+moonas.search("smoke", out, overrides=tuple(overrides), progress=progress)
+raise SystemExit("the search finished before it was killed")
+"""
+STEPS_PER_EPOCH = 192 // 32  # TINY's data.max_train / data.batch_size
+
+
+@pytest.fixture(scope="module")
+def eight_epochs(tmp_path_factory) -> moonas.Run:
+    return _search(tmp_path_factory.mktemp("reference") / "run", "search.epochs=8")
+
+
+@pytest.mark.parametrize(("phase", "at", "saved"), [
+    ("train", STEPS_PER_EPOCH + 1, 1),  # the first step after the first checkpoint
+    ("train", 4 * STEPS_PER_EPOCH + 3, 4),  # inside a later epoch
+    ("front", 2, 8),  # the training done, measuring the front's candidates
+], ids=["after-checkpoint", "mid-epoch", "front"])
+def test_sigkill_then_resume_gives_the_same_front(eight_epochs, tmp_path: Path, phase: str,
+                                                  at: int, saved: int) -> None:
     out = tmp_path / "killed"
-    args = ["smoke", "--out", str(out), "-q", *[a for s in (*TINY, *longer) for a in ("--set", s)]]
-    proc = _cli(*args)
-    checkpoint = RunFiles(out).checkpoint
-    deadline = time.time() + 240
-    while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.01)
-    time.sleep(delay)  # right after a checkpoint, or inside the next epoch
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not RunFiles(out).pareto_json.exists(), "the run finished before it was killed"
-    resumed = _cli("--resume", str(out), "-q")
-    _, err = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, err
-    assert (RunFiles(out).pareto_json.read_text()
-            == RunFiles(reference.dir).pareto_json.read_text())
-    assert RunFiles(out).log.read_text() == RunFiles(reference.dir).log.read_text()
-    assert RunFiles(out).candidates.read_text() == RunFiles(reference.dir).candidates.read_text()
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    killed = subprocess.run([sys.executable, "-c", _KILLED_AT, str(out), phase, str(at), *TINY,
+                             "search.epochs=8"], capture_output=True, text=True, env=env,
+                            timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not RunFiles(out).pareto_json.exists()
+    assert torch.load(RunFiles(out).checkpoint, weights_only=True)["epoch"] == saved
+    moonas.search(None, out, resume=True)
+    reference = RunFiles(eight_epochs.dir)
+    for name in ("pareto_json", "log", "candidates"):
+        assert getattr(RunFiles(out), name).read_text() == getattr(reference, name).read_text()
 
 
 def test_mobilenet_space_on_macs(tmp_path: Path) -> None:
@@ -633,14 +662,37 @@ def test_the_api_restores_the_callers_threads_and_rng_and_takes_one_override_str
 
 
 def test_relative_paths_are_saved_absolute(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "imgs").mkdir()
-    with pytest.raises(MoonasError):  # an empty imagefolder: the config is resolved first
-        _search(tmp_path / "rel", "data.name=imagefolder", "data.root=imgs")
-    from moonas.search.runner import _absolute_paths, _resolve_config
+    """A search given a relative data.root and search.latency_table saves them absolute in
+    config.yaml, so the run's later commands find them from any directory."""
+    from PIL import Image
 
-    config = _absolute_paths(_resolve_config("smoke", ("data.root=imgs",)))
-    assert config.data.root == str(tmp_path / "imgs")
+    from conftest import NB201_CSV
+    from moonas.deploy.pick import resolve_latency
+    from moonas.deploy.weights import run_data
+
+    images = tmp_path / "data" / "imgs"
+    for k, name in enumerate(("ant", "bee", "cow")):
+        (images / name).mkdir(parents=True)
+        for i in range(8):
+            colour = (80 * k, 10 * i, 255 - 80 * k)
+            Image.new("RGB", (8, 8), colour).save(images / name / f"{i}.png")
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    table = os.path.relpath(NB201_CSV)
+    assert not os.path.isabs(table)
+    run = _search(tmp_path / "rel", "data.name=imagefolder", "data.root=../data/imgs",
+                  "data.image_size=8", "data.batch_size=4", "search.epochs=1",
+                  "search.warmup_epochs=0", "search.front_samples=2",
+                  "search.cost=latency:raspi4", f"search.latency_table={table}")
+    saved = yaml.safe_load(RunFiles(run.dir).config.read_text())
+    assert saved["data"]["root"] == str(images.resolve())
+    assert saved["search"]["latency_table"] == str(NB201_CSV)
+    # From another directory the saved run still finds its images and its table.
+    monkeypatch.chdir(tmp_path)
+    again = moonas.load_run(run.dir)
+    assert len(run_data(again).train) == len(run_data(run).train) > 0
+    # The table itself, not the latencies the search recorded (its fallback for a lost table).
+    assert resolve_latency(again, "raspi4", None).source == str(NB201_CSV)
 
 
 def test_every_distributions_mode_is_recorded_even_when_modes_coincide(tiny_run) -> None:

@@ -70,6 +70,8 @@ def train_candidate(run: Run, cid: int, *, epochs: int | None = None,
     info)` is called per training step (`info`: `phase` "train", `epoch`, `train_loss`).
     Rank 0 holds `RUN/trained/ID` (`moonas.lock`) from the start of the call to its end,
     however it ends: another training of the id meanwhile is refused with one line.
+    The caller's torch thread count and global RNG state are restored on return, as
+    `moonas.search` restores them: the training sets its own from the run's config.
     """
     if init not in INITS:
         raise ConfigError(f"--init must be one of {', '.join(INITS)}, got {init!r}")
@@ -85,6 +87,7 @@ def train_candidate(run: Run, cid: int, *, epochs: int | None = None,
     # Taken before anything changes, in one step: another `moonas train` of this id, even one
     # started the same moment, is refused; held until this call ends, however it ends.
     made = _take(files) if world.main else None
+    threads, rng_state = torch.get_num_threads(), torch.get_rng_state()
     try:
         if restart and world.main:
             _clear(files)
@@ -151,6 +154,8 @@ def train_candidate(run: Run, cid: int, *, epochs: int | None = None,
                             "it with '%s'", cid, train_command(run.dir, cid, files.job))
             raise
     finally:
+        torch.set_num_threads(threads)
+        torch.set_rng_state(rng_state)
         if world.main:
             release(files.root)
             _remove_empty(files.root, made)
