@@ -302,7 +302,10 @@ class MultiASNG:
             v.shape != (self.K,) for v in fields.values()
         ):
             raise CheckpointError(
-                "search state has step-size arrays of the wrong shape; it is corrupt"
+                f"search state has step-size arrays of shape {tuple(s.shape)}, this search's "
+                f"are {(self.K, *self._stack.theta.shape[1:])}: it was saved by a search of "
+                "another space or distribution count (resume with that configuration), or it "
+                "is damaged"
             )
         self._stack.load_state_dict(distributions)
         self._states = [
