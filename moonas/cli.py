@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from moonas.bars import advance, progress_bar
 from moonas.errors import MoonasError, Terminated
@@ -135,6 +135,20 @@ def _version() -> str:
     return f"moonas {__version__} (torch {torch_version}, Python {platform.python_version()})"
 
 
+class _VersionAction(argparse.Action):
+    """`--version`, its text made only when asked for (argparse's own takes it when the parser
+    is built, and the package metadata look-up would then slow every command)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: Any = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        print(_version())
+        parser.exit()
+
+
 def _amount(value: float) -> str:
     """A budget as `pick` prints amounts: whole counts with separators (1,000,000), others in
     six significant digits (3.39986)."""
@@ -228,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
         "distributions updated jointly by importance sampling, a Pareto front of accuracy vs cost.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("--version", action="version", version=_version(),
+    parser.add_argument("--version", action=_VersionAction,
                         help="print the versions of moonas, torch and Python, and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 

@@ -204,8 +204,8 @@ class PartialRuns:
         os.fsync(self._handle.fileno())
 
     def count(self) -> int:
-        """How many whole runs the file holds now (read from disk: a Ctrl-C may land between a
-        run's line reaching the disk and `added` counting it)."""
+        """How many whole runs the file holds now, read from disk (a count kept in memory would
+        miss a run whose line reached the disk just before a Ctrl-C)."""
         if not self.holds_this_job():
             return 0
         runs = set()

@@ -105,13 +105,13 @@ def resolve_objective(search: SearchConfig, table: CostTable, rng: np.random.Gen
     return Objective(search.cost, budgets, None, cost_min, cost_max)
 
 
-def _readable(raw: np.ndarray, cost_min: float) -> tuple[float, ...] | None:
+def _readable(raw: np.ndarray, cheapest: float) -> tuple[float, ...] | None:
     """The quantiles `raw` rounded to 3 significant digits so they read well, with more digits
-    where 3 would merge two of them, and never below the cheapest architecture (`cost_min`: a
+    where 3 would merge two of them, and never below the cheapest architecture (`cheapest`: a
     low quantile equal to it rounds up, not down, so its distribution has something to meet).
     None when the quantiles themselves coincide."""
     for digits in range(3, 16):
-        floor = _ceil_sig(cost_min, digits)
+        floor = _ceil_sig(cheapest, digits)
         budgets = tuple(max(_round_sig(float(b), digits), floor) for b in raw)
         if len(set(budgets)) == len(budgets):
             return budgets
