@@ -12,9 +12,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from moonas.errors import MoonasError
+from moonas.errors import ConfigError, MoonasError
 
-__all__ = ["atomic_path", "write_text", "write_json", "check_out_folder", "remove_stale_temps"]
+__all__ = ["atomic_path", "write_text", "write_json", "check_out_folder", "check_out_file",
+           "check_output_path", "remove_stale_temps"]
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,14 @@ def check_out_file(path: str | Path, option: str = "--out", example: str = "out.
     if path.exists() and not os.access(path, os.W_OK):
         raise MoonasError(f"{option} {path} is not writable; choose another {option}")
     return path
+
+
+def check_output_path(path: str | Path, suffixes: tuple[str, ...] = ()) -> Path:
+    """`path` if a file can be written there, else one line saying why (nothing is created)."""
+    path = Path(path)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise ConfigError(f"--out {path}: the file name must end in {' or '.join(suffixes)}")
+    return check_out_file(path, "--out", f"model{suffixes[0] if suffixes else ''}")
 
 
 def _check_writable_below(path: Path, start: Path, option: str) -> None:

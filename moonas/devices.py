@@ -11,10 +11,12 @@ harness stay on the CPU.
 from __future__ import annotations
 
 import re
-
-import torch
+from typing import TYPE_CHECKING
 
 from moonas.errors import ConfigError
+
+if TYPE_CHECKING:  # torch loads when a device is resolved: checking a name needs none
+    import torch
 
 __all__ = ["DEVICE_NAMES", "check_device_name", "device_fields", "resolve_device"]
 
@@ -33,6 +35,8 @@ def check_device_name(name: object, key: str = "device") -> str:
 def resolve_device(name: str, key: str = "device") -> torch.device:
     """The torch device `name` stands for on this machine, or a one-line ConfigError when the
     machine lacks it (naming what it has)."""
+    import torch
+
     check_device_name(name, key)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -51,6 +55,8 @@ def resolve_device(name: str, key: str = "device") -> torch.device:
 def device_fields(device: torch.device) -> dict:
     """What a run's files record of the device it trained on: its name, and the GPU's name on
     a CUDA device (the search's manifest.json, a retraining's metrics.json)."""
+    import torch
+
     fields = {"device": str(device)}
     if device.type == "cuda":
         fields["gpu"] = torch.cuda.get_device_name(device)

@@ -30,14 +30,16 @@ import tempfile
 import uuid
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Callable, Iterable, TypeVar
+from typing import TYPE_CHECKING, Callable, Iterable, TypeVar
 
 import numpy as np
-import torch
-from torch import nn
 
 from moonas.devices import check_device_name, resolve_device
 from moonas.errors import ConfigError, MoonasError, Terminated
+
+if TYPE_CHECKING:  # torch loads in the functions that train: the command line's parsing,
+    import torch   # launching and reading of the launcher's environment need none
+    from torch import nn
 
 T = TypeVar("T")
 
@@ -95,6 +97,8 @@ def launched() -> World:
 
 def _rank_device(name: str, world: World, key: str) -> torch.device:
     """Each process's device: the GPU of its local rank for auto/cuda, else the CPU."""
+    import torch
+
     check_device_name(name, key)
     if name.startswith("cuda:"):
         raise ConfigError(f"{key}={name!r} names one GPU, but under torchrun each of the "
@@ -113,11 +117,13 @@ def _rank_device(name: str, world: World, key: str) -> torch.device:
 
 def join(device_name: str, key: str = "device") -> tuple[World, torch.device]:
     """This process's world and device; under torchrun, joins the process group (once)."""
+    import torch
+    import torch.distributed as dist
+
     world = launched()
     if not world.parallel:
         return world, resolve_device(device_name, key)
     device = _rank_device(device_name, world, key)
-    import torch.distributed as dist
 
     if not dist.is_available():
         raise MoonasError("this torch build has no torch.distributed: run one process, "
@@ -189,6 +195,7 @@ def _collective(run: Callable[[], T]) -> T:
 
 def _all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
     """`tensor` reduced over the processes, in place (NCCL reduces on the process's GPU)."""
+    import torch
     import torch.distributed as dist
 
     reduce_op = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX}[op]
@@ -207,6 +214,8 @@ def average_gradients(params: Iterable[nn.Parameter], world: World,
 
     The processes must agree on which parameters have gradients (they draw the same paths);
     a disagreement is one line instead of a hang or a silent mix-up."""
+    import torch
+
     extra = np.asarray(list(extra), dtype=np.float64)
     if not world.parallel:
         return extra
@@ -225,6 +234,8 @@ def average_gradients(params: Iterable[nn.Parameter], world: World,
 def _average_in_place(tensors: list[torch.Tensor], world: World) -> torch.Tensor:
     """Average `tensors` over the processes in place with one flat all-reduce (in their
     common dtype); returns the last one's averaged values."""
+    import torch
+
     dtype = functools.reduce(torch.promote_types, (t.dtype for t in tensors))
     flat = torch.cat([t.reshape(-1).to(dtype) for t in tensors])
     _all_reduce(flat).div_(world.size)
@@ -237,6 +248,8 @@ def _average_in_place(tensors: list[torch.Tensor], world: World) -> torch.Tensor
 
 def sum_values(values: np.ndarray, world: World) -> np.ndarray:
     """`values` summed over the processes (float64)."""
+    import torch
+
     values = np.asarray(values, dtype=np.float64)
     if not world.parallel:
         return values
@@ -280,6 +293,8 @@ def main_first(world: World, load: Callable[[], T]) -> T:
 
 def check_lockstep(values: np.ndarray, world: World, what: str) -> None:
     """One line if the processes hold different `values` (which must be identical)."""
+    import torch
+
     if not world.parallel:
         return
     values = np.asarray(values, dtype=np.float64).ravel()

@@ -19,7 +19,8 @@ from moonas.errors import MoonasError
 from moonas.pareto import non_dominated
 
 __all__ = ["Candidate", "ParetoFront", "Run", "RunFiles", "load_run", "front_mask",
-           "write_candidates", "candidates_text", "write_front", "is_run_dir", "CorruptFront"]
+           "write_candidates", "candidates_text", "write_front", "is_run_dir", "CorruptFront",
+           "choice_space"]
 
 log = logging.getLogger(__name__)
 
@@ -331,7 +332,7 @@ def _check_archs(config: RunConfig, sources: Sequence[tuple[Path, Sequence[Candi
     architecture is not one of the run's space (an option out of range, too few choices)."""
     from moonas.spaces import ArchError
 
-    space = _choice_space(config)
+    space = choice_space(config)
     if space is None:
         return
     for path, candidates in sources:
@@ -344,8 +345,8 @@ def _check_archs(config: RunConfig, sources: Sequence[tuple[Path, Sequence[Candi
                                    f"space ({err}): {rebuild}") from None
 
 
-def _choice_space(config: RunConfig):
-    """The run's space, to check architectures against: its choices do not depend on the
+def choice_space(config: RunConfig):
+    """The run's space, to check architectures against or name its choices: its choices do not depend on the
     data's shape, so where that is known only after loading the data (imagefolder) the space's
     defaults stand in for it. None where the config builds no space at all."""
     from moonas.pricing import static_space

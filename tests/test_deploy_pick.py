@@ -726,3 +726,31 @@ def test_pick_json_keeps_small_latencies_to_six_significant_digits(run, tmp_path
                  "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)["latency_ms"]
     assert printed == pytest.approx(result.latency_ms, rel=1e-5)
+
+
+def test_reading_a_run_back_loads_no_torch(run_dir, tmp_path) -> None:
+    """`moonas --help`, `pick` (limits, knee, a budgets file) and `plot` (front, theta) read
+    result files only: importing torch took 1.0-1.3 s of their 1.3-3 s (tools/bench_startup.py).
+    Each runs in one fresh interpreter that must not have imported torch after it."""
+    import subprocess
+    import sys
+
+    spec = tmp_path / "devices.yaml"
+    spec.write_text("small: {max_params: 1M}\n")
+    commands = [["--help"], ["pick", str(run_dir), "--max-params", "1M", "--json"],
+                ["pick", str(run_dir), "--prefer", "knee"],
+                ["pick", str(run_dir), "--budgets-file", str(spec)],
+                ["plot", str(run_dir), "--out", str(tmp_path / "front.png")],
+                ["plot", str(run_dir), "--kind", "theta", "--out", str(tmp_path / "theta.png")]]
+    code = ("import contextlib, io, json, sys\nfrom moonas.cli import main\n"
+            "for argv in json.loads(sys.argv[1]):\n"
+            "    with contextlib.redirect_stdout(io.StringIO()):\n"
+            "        try:\n            code = main(argv)\n"
+            "        except SystemExit as done:\n            code = done.code\n"
+            "    assert code == 0, (argv, code)\n"
+            "    assert 'torch' not in sys.modules, f'{argv} imported torch'\n")
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(commands)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "front.png").stat().st_size > 0
+    assert (tmp_path / "theta.png").stat().st_size > 0

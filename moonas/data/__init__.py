@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+from typing import TYPE_CHECKING, Any
 
-from moonas.data._digits import DIGITS_INFO, digits_preprocess, load_digits_splits
-from moonas.data._splits import DatasetInfo, DataSplits, check_fractions, make_loader
-from moonas.data._vision import (
-    IMAGEFOLDER_INFO,
-    VISION_INFOS,
-    imagefolder_preprocess,
-    load_imagefolder_splits,
-    load_torchvision_splits,
-    vision_preprocess,
-)
+from moonas.data._info import DIGITS_INFO, IMAGEFOLDER_INFO, VISION_INFOS, DatasetInfo
 from moonas.errors import ConfigError, DataError
 from moonas.registry import closest
+
+if TYPE_CHECKING:
+    from moonas.data._splits import DataSplits, make_loader
 
 __all__ = ["DATASETS", "DatasetInfo", "DataSplits", "check_split_fractions", "dataset_info",
            "load_dataset", "make_loader", "preprocess_description"]
@@ -23,6 +19,19 @@ __all__ = ["DATASETS", "DatasetInfo", "DataSplits", "check_split_fractions", "da
 DATASETS: tuple[str, ...] = (
     "digits", "cifar10", "cifar100", "mnist", "fashion_mnist", "imagefolder"
 )
+
+#: Names loaded on first use (PEP 562): the loaders need torch; a config check (the names and
+#: split fractions a config may give, `moonas pick` reading a run back) needs none.
+_LAZY = {"DataSplits": "moonas.data._splits", "make_loader": "moonas.data._splits"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'moonas.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
 
 _INFOS: dict[str, DatasetInfo] = {
     "digits": DIGITS_INFO, **VISION_INFOS, "imagefolder": IMAGEFOLDER_INFO
@@ -71,6 +80,9 @@ def preprocess_description(name: str, *, image_size: int | None = None) -> dict:
     stretch to `to`, on 8-bit (`on: uint8`) or [0, 1] float pixels (`on: float`); None when
     images keep their native side), `normalise` (with the dataset's mean and std).
     """
+    from moonas.data._digits import digits_preprocess
+    from moonas.data._vision import imagefolder_preprocess, vision_preprocess
+
     _check_name(name)
     _check_image_size(image_size)
     if name == "digits":
@@ -84,7 +96,25 @@ def check_split_fractions(name: str, val_fraction: float, test_fraction: float) 
     """ConfigError unless the fractions split dataset `name`: the torchvision sets hold out
     `val_fraction` of their training set and ignore `test_fraction` (their official test set
     is the test split); digits and imagefolder carve both, so their sum must stay below 1."""
-    check_fractions(val_fraction, test_fraction, uses_test=name in ("digits", "imagefolder"))
+    _check_fractions(val_fraction, test_fraction, uses_test=name in ("digits", "imagefolder"))
+
+
+def _check_fractions(val_fraction: float, test_fraction: float, *, uses_test: bool = True) -> None:
+    """Raise ConfigError unless 0 < val, 0 <= test and (when the test split is carved) val + test < 1."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ConfigError(
+            f"data.val_fraction={val_fraction} is out of range: use a value in (0, 1), e.g. 0.2"
+        )
+    if not 0.0 <= test_fraction < 1.0:
+        raise ConfigError(
+            f"data.test_fraction={test_fraction} is out of range: use a value in [0, 1), e.g. 0.2"
+        )
+    if uses_test and val_fraction + test_fraction >= 1.0:
+        raise ConfigError(
+            f"data.val_fraction + data.test_fraction = {val_fraction + test_fraction:g} "
+            "leaves no training data: "
+            "make their sum below 1, e.g. 0.2 and 0.2"
+        )
 
 
 def load_dataset(
@@ -113,6 +143,9 @@ def load_dataset(
     padding and horizontal flip for CIFAR and imagefolder; nothing for the others).
     `image_size` other than the native side resizes every image.
     """
+    from moonas.data._digits import load_digits_splits
+    from moonas.data._vision import load_imagefolder_splits, load_torchvision_splits
+
     _check_name(name)
     _check_image_size(image_size)
     check_split_fractions(name, val_fraction, test_fraction)

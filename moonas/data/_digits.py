@@ -8,8 +8,8 @@ import logging
 import numpy as np
 import torch
 
+from moonas.data._info import DIGITS_INFO
 from moonas.data._splits import (
-    DatasetInfo,
     DataSplits,
     SplitView,
     TensorImages,
@@ -22,16 +22,6 @@ __all__ = ["DIGITS_INFO", "digits_preprocess", "load_digits_splits"]
 
 logger = logging.getLogger(__name__)
 
-# Pixel mean and std of all 1,797 images after scaling 0..16 to [0, 1].
-DIGITS_INFO = DatasetInfo(
-    name="digits",
-    input_size=8,
-    in_channels=1,
-    n_classes=10,
-    class_names=tuple(str(d) for d in range(10)),
-    mean=(0.3053,),
-    std=(0.3760,),
-)
 #: sklearn's digit pixels count set pixels of 4x4 blocks, 0..16: dividing by it gives [0, 1].
 DIGITS_MAX = 16.0
 

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from moonas.data._info import DatasetInfo
 from moonas.errors import ConfigError, DataError
 
 __all__ = [
@@ -19,7 +20,6 @@ __all__ = [
     "TensorImages",
     "SplitView",
     "RandomCropFlip",
-    "check_fractions",
     "split_indices",
     "split_seeds",
     "make_loader",
@@ -40,19 +40,6 @@ RESIZE_ANTIALIAS = True
 UINT8_MAX = 255.0
 #: What `SplitView` does last, with the dataset's mean and std.
 NORMALISE = "(x - mean) / std per channel"
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What is known about a dataset without loading it (resolved fully by loading)."""
-
-    name: str
-    input_size: int | None  # square image side; None = known only after loading
-    in_channels: int
-    n_classes: int | None
-    class_names: tuple[str, ...] | None
-    mean: tuple[float, ...]  # per-channel normalisation applied to every split
-    std: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -268,24 +255,6 @@ class SplitView(Dataset):
 def _item_seed(seed: int, index: int) -> int:
     """A 63-bit seed for item `index` of an epoch seeded `seed` (a multiplicative hash)."""
     return (seed * 0x9E3779B97F4A7C15 + int(index) * 0xBF58476D1CE4E5B9) % (2**63 - 1)
-
-
-def check_fractions(val_fraction: float, test_fraction: float, *, uses_test: bool = True) -> None:
-    """Raise ConfigError unless 0 < val, 0 <= test and (when the test split is carved) val + test < 1."""
-    if not 0.0 < val_fraction < 1.0:
-        raise ConfigError(
-            f"data.val_fraction={val_fraction} is out of range: use a value in (0, 1), e.g. 0.2"
-        )
-    if not 0.0 <= test_fraction < 1.0:
-        raise ConfigError(
-            f"data.test_fraction={test_fraction} is out of range: use a value in [0, 1), e.g. 0.2"
-        )
-    if uses_test and val_fraction + test_fraction >= 1.0:
-        raise ConfigError(
-            f"data.val_fraction + data.test_fraction = {val_fraction + test_fraction:g} "
-            "leaves no training data: "
-            "make their sum below 1, e.g. 0.2 and 0.2"
-        )
 
 
 def split_seeds(seed: int) -> tuple[np.random.Generator, torch.Generator]:

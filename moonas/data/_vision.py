@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from moonas.data._info import IMAGEFOLDER_INFO, VISION_INFOS, DatasetInfo
 from moonas.data._splits import (
     NORMALISE,
     RESIZE_ANTIALIAS,
     RESIZE_INTERPOLATION,
     UINT8_MAX,
-    DatasetInfo,
     DataSplits,
     RandomCropFlip,
     SplitView,
@@ -51,25 +51,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_ROOT = "data"
 DEFAULT_IMAGE_SIZE = 32  # imagefolder images are resized to this side when image_size is not given
 
-_CIFAR10_NAMES = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"
-)
-_CIFAR100_NAMES = tuple(
-    """apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly
-    camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup
-    dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo keyboard lamp lawn_mower
-    leopard lion lizard lobster man maple_tree motorcycle mountain mouse mushroom oak_tree orange orchid
-    otter palm_tree pear pickup_truck pine_tree plain plate poppy porcupine possum rabbit raccoon ray road
-    rocket rose sea seal shark shrew skunk skyscraper snail snake spider squirrel streetcar sunflower
-    sweet_pepper table tank telephone television tiger tractor train trout tulip turtle wardrobe whale
-    willow_tree wolf woman worm""".split()
-)
-_FASHION_NAMES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-    "Ankle boot"
-)  # fmt: skip
-
-
 @dataclass(frozen=True)
 class _VisionSpec:
     info: DatasetInfo
@@ -80,52 +61,15 @@ class _VisionSpec:
 
 
 _SPECS: dict[str, _VisionSpec] = {
-    "cifar10": _VisionSpec(
-        DatasetInfo(
-            "cifar10", 32, 3, 10, _CIFAR10_NAMES, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-        ),
-        "CIFAR10",
-        "cifar-10-batches-py",
-        crop_flip=True,
-        names_from_files=True,
-    ),
-    "cifar100": _VisionSpec(
-        DatasetInfo(
-            "cifar100", 32, 3, 100, _CIFAR100_NAMES, (0.5071, 0.4865, 0.4409),
-            (0.2673, 0.2564, 0.2762),
-        ),
-        "CIFAR100",
-        "cifar-100-python",
-        crop_flip=True,
-        names_from_files=True,
-    ),
-    "mnist": _VisionSpec(
-        DatasetInfo("mnist", 28, 1, 10, tuple(str(d) for d in range(10)), (0.1307,), (0.3081,)),
-        "MNIST",
-        "MNIST/raw",
-        crop_flip=False,
-        names_from_files=False,
-    ),
-    "fashion_mnist": _VisionSpec(
-        DatasetInfo("fashion_mnist", 28, 1, 10, _FASHION_NAMES, (0.2860,), (0.3530,)),
-        "FashionMNIST",
-        "FashionMNIST/raw",
-        crop_flip=False,
-        names_from_files=False,
-    ),
+    "cifar10": _VisionSpec(VISION_INFOS["cifar10"], "CIFAR10", "cifar-10-batches-py",
+                           crop_flip=True, names_from_files=True),
+    "cifar100": _VisionSpec(VISION_INFOS["cifar100"], "CIFAR100", "cifar-100-python",
+                            crop_flip=True, names_from_files=True),
+    "mnist": _VisionSpec(VISION_INFOS["mnist"], "MNIST", "MNIST/raw",
+                         crop_flip=False, names_from_files=False),
+    "fashion_mnist": _VisionSpec(VISION_INFOS["fashion_mnist"], "FashionMNIST",
+                                 "FashionMNIST/raw", crop_flip=False, names_from_files=False),
 }
-
-VISION_INFOS: dict[str, DatasetInfo] = {name: spec.info for name, spec in _SPECS.items()}
-
-IMAGEFOLDER_INFO = DatasetInfo(
-    name="imagefolder",
-    input_size=None,
-    in_channels=3,
-    n_classes=None,
-    class_names=None,
-    mean=(0.5, 0.5, 0.5),
-    std=(0.5, 0.5, 0.5),
-)
 
 #: The PIL mode every imagefolder image is converted to when read (`_read_rgb`).
 _FOLDER_MODE = "RGB"

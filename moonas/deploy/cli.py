@@ -157,7 +157,7 @@ def plot_runs(runs, out: str | Path, x: str | None = None, latency_table: str | 
     its recorded latencies: see `resolve_latency`), else the first table a run names."""
     from moonas.deploy.pick import (candidate_costs, candidate_pool, cost_label,
                                     resolve_latency)
-    from moonas.deploy.weights import read_trained_metrics
+    from moonas.deploy.trained import read_trained_metrics
     from moonas.plotting import FrontSeries, plot_front_overlay
     from moonas.run import front_mask
 
@@ -209,9 +209,14 @@ def plot_history(run, out: str | Path, kind: str) -> dict:
         if history.theta is None or not len(history.epoch_steps):
             raise MoonasError(f"run {run.dir} logged no distributions (strategy "
                               f"{run.config.search.strategy!r}): nothing to draw a heatmap of")
-        from moonas.deploy.weights import run_space
+        from moonas.run import choice_space
 
-        choices = [(c.name, c.options) for c in run_space(run).choices]
+        space = choice_space(run.config)  # the choices' names: no data loaded, no torch
+        if space is None:
+            from moonas.deploy.weights import run_space
+
+            space = run_space(run)
+        choices = [(c.name, c.options) for c in space.choices]
         return plot_theta_heatmaps(history.epoch_steps, history.theta, out, choices=choices,
                                    budget_labels=labels,
                                    title=f"option probabilities per distribution: {run.dir.name}")
@@ -392,7 +397,7 @@ def _precheck_train(args: argparse.Namespace) -> None:
     from dataclasses import replace
 
     from moonas.deploy.train import check_run_device
-    from moonas.deploy.weights import TrainedFiles
+    from moonas.deploy.trained import TrainedFiles
     from moonas.distributed import check_launch
     from moonas.lock import check_free
 
@@ -432,7 +437,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from moonas.deploy.export import check_output_path
+    from moonas.atomic import check_output_path
 
     out = check_output_path(args.out, (".png", ".svg", ".pdf"))
     if args.kind != "front":
@@ -487,7 +492,7 @@ def _check_replace(out: Path, name: str, force: bool) -> None:
 def _cmd_profile(args: argparse.Namespace) -> int:
     from moonas.config import config_to_dict, load_config
     from moonas.costs.latency import remeasure_advice
-    from moonas.deploy.export import check_output_path
+    from moonas.atomic import check_output_path
     from moonas.deploy.profile import TimingProtocol, profile_space
     from moonas.pricing import static_space
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from moonas.atomic import atomic_path, check_out_file, write_text
+from moonas.atomic import atomic_path, check_output_path, write_text
 from moonas.errors import CheckpointError, ConfigError, MoonasError
 from moonas.lock import LOCK
 from moonas.run import Run, RunFiles
@@ -78,14 +78,6 @@ def sidecar_path(path: str | Path) -> Path:
     """`model.onnx` -> `model.onnx.json` (one sidecar per artefact, never shared)."""
     path = Path(path)
     return path.with_name(path.name + ".json")
-
-
-def check_output_path(path: str | Path, suffixes: tuple[str, ...] = ()) -> Path:
-    """`path` if a file can be written there, else one line saying why (nothing is created)."""
-    path = Path(path)
-    if suffixes and path.suffix.lower() not in suffixes:
-        raise ConfigError(f"--out {path}: the file name must end in {' or '.join(suffixes)}")
-    return check_out_file(path, "--out", f"model{suffixes[0] if suffixes else ''}")
 
 
 def check_format_suffix(path: str | Path, fmt: str) -> Path:
@@ -368,7 +360,7 @@ def export_network(run: Run, cid: int, fmt: Literal["torchscript", "onnx", "pt"]
     # through (a stretch, not a crop, for imagefolder) and cannot drift from it.
     preprocess = preprocess_description(run.config.data.name, image_size=run.config.data.image_size)
     shape = (space.in_channels, space.input_size, space.input_size)
-    from moonas.deploy.weights import DamagedMetrics, read_trained_metrics
+    from moonas.deploy.trained import DamagedMetrics, read_trained_metrics
 
     trained = None
     if source == "trained":

@@ -263,7 +263,7 @@ def recorded_latency(run: Run, device: str) -> RecordedLatency | None:
 
 def _trained_metrics(run: Run, candidate: Candidate) -> dict | None:
     """The candidate's retrained metrics, None when it has none (or they are another arch's)."""
-    from moonas.deploy.weights import read_trained_metrics
+    from moonas.deploy.trained import read_trained_metrics
 
     return read_trained_metrics(run.dir, candidate.id, candidate.arch)
 

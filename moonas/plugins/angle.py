@@ -48,15 +48,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
 
 import numpy as np
-import torch
 
 from moonas.asng import MultiASNG
 from moonas.errors import CheckpointError, ConfigError
 from moonas.plugins import Plugin
 from moonas.plugins.eoi import freed_options
+
+if TYPE_CHECKING:  # the config's AngleConfig lives here: reading a config loads no torch
+    import torch
 
 __all__ = ["AngleConfig", "AnglePlugin", "AngleTerms", "angle_terms", "snapshot",
            "weight_groups", "vector_angle"]
@@ -158,21 +160,23 @@ class AngleTerms:
         return np.arccos(np.clip(cos, -1.0, 1.0))
 
 
-@torch.no_grad()
 def angle_terms(supernet: torch.nn.Module, v0: Mapping[str, np.ndarray],
                 groups: tuple[list[str], list[list[list[str]]]] | None = None,
                 parameters: str = "weights") -> AngleTerms:
     """Terms of every option and of the shared weights, from one pass over the parameters
     (``groups`` from ``weight_groups``, else built for ``parameters``)."""
+    import torch
+
     shared, options = groups if groups is not None else weight_groups(supernet, parameters)
     now = dict(supernet.named_parameters())
 
     def terms(names: list[str]) -> np.ndarray:
         out = np.zeros(3)
-        for n in names:
-            b = now[n].detach().double().reshape(-1)
-            a = torch.from_numpy(np.asarray(v0[n])).to(b.device).double().reshape(-1)
-            out += (float(a @ b), float(a @ a), float(b @ b))
+        with torch.no_grad():
+            for n in names:
+                b = now[n].detach().double().reshape(-1)
+                a = torch.from_numpy(np.asarray(v0[n])).to(b.device).double().reshape(-1)
+                out += (float(a @ b), float(a @ a), float(b @ b))
         return out
 
     n_max = max(len(row) for row in options)

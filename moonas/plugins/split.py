@@ -34,12 +34,14 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
-import torch
 
 from moonas.errors import CheckpointError, ConfigError
+
+if TYPE_CHECKING:  # the config's SplitConfig lives here: reading a config loads no torch
+    import torch
 
 __all__ = ["SplitConfig", "contested", "split_options", "apply_split", "maybe_split",
            "home_copy", "restore_split"]
@@ -94,6 +96,8 @@ def apply_split(supernet, optimizer: torch.optim.Optimizer,
                 options: Mapping[int, Sequence[int]], n_copies: int) -> None:
     """Split `supernet` and hand the copies to `optimizer` (one group, same hyper-parameters;
     each copy's momentum buffer a clone of the shared parameter's)."""
+    import torch
+
     if len(optimizer.param_groups) != 1:
         raise ValueError("apply_split expects an optimizer with one parameter group")
     replaced = supernet.split(options, n_copies)
