@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["MoonasError", "ConfigError", "ArgumentError", "DataError", "CheckpointError",
-           "Terminated"]
+__all__ = ["MoonasError", "ConfigError", "UsageError", "ArgumentError", "DataError",
+           "CheckpointError", "Terminated"]
 
 
 class MoonasError(Exception):
@@ -17,6 +17,14 @@ class MoonasError(Exception):
 
 class ConfigError(MoonasError):
     """A config key, type or value that cannot be used."""
+
+
+class UsageError(ConfigError):
+    """Command-line flags that cannot be used as given (out of range, or two that contradict
+    each other): exit code 2, as argparse's own usage errors, so scripts tell them apart from
+    a run that failed."""
+
+    exit_code: int = 2
 
 
 class ArgumentError(ConfigError, TypeError):
