@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import logging
 import math
+import numbers
 import os
 import re
 import types
@@ -63,11 +64,19 @@ def parse_amount(text: str, unit: Literal["ms"] | None = None) -> float:
         if not match:
             raise ValueError(f"{text!r} is not a number of milliseconds (examples: 20, 0.5, "
                              "20ms)")
-        return float(match.group(1))
+        return _finite(text, float(match.group(1)), "20, 0.5, 20ms")
     match = _AMOUNT.match(str(text))
     if not match:
         raise ValueError(f"{text!r} is not a number (examples: 120000, 120k, 3.5M)")
-    return float(match.group(1)) * _SCALE[match.group(2).lower()]
+    return _finite(text, float(match.group(1)) * _SCALE[match.group(2).lower()],
+                   "120000, 120k, 3.5M")
+
+
+def _finite(text: str, value: float, examples: str) -> float:
+    """`value`, unless the digits of `text` overflowed a float (`1e400` reads as inf)."""
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is too large: give a finite number (examples: {examples})")
+    return value
 
 
 @dataclass(frozen=True)
@@ -205,6 +214,9 @@ class SearchConfig:
             hint = closest(self.cost, ("params", "macs", "latency:DEVICE"))
             raise ConfigError(f"search.cost={self.cost!r} is unknown{hint}: use params, macs or "
                               "latency:DEVICE (with search.latency_table)")
+        if self.cost.startswith("latency:") and not self.cost.split(":", 1)[1].strip():
+            raise ConfigError("search.cost='latency:' names no device: give one after the "
+                              "colon, e.g. search.cost=latency:raspi4")
         if self.cost.startswith("latency:") and self.latency_table is None:
             raise ConfigError(f"search.cost={self.cost!r} needs search.latency_table=PATH (a "
                               "'moonas profile' table, or NAS-Bench-201's csv for nb201)")
@@ -411,9 +423,11 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
         if value not in args:
             allowed = ", ".join(repr(a) for a in args)
             raise ConfigError(f"config key {path!r} is {value!r}; allowed values: {allowed}")
-        return value
+        return args[args.index(value)]  # the plain value (a numpy string: its str)
     if origin is tuple:
-        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        if _is_array(value):  # a numpy vector: its items
+            value = value.tolist()
+        if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
             raise ConfigError(f"config key {path!r}: expected a list, got {value!r}")
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_coerce(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
@@ -426,10 +440,11 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
         if isinstance(value, bool):
             return value
         raise ConfigError(f"config key {path!r}: expected true or false, got {value!r}")
+    # numbers.Integral / Real: numpy's numbers too, stored as the plain int or float.
     if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
+        if isinstance(value, numbers.Integral) and not _is_bool(value):
+            return int(value)
+        if isinstance(value, numbers.Real) and not _is_bool(value) and float(value).is_integer():
             return int(value)
         if isinstance(value, str):
             try:
@@ -440,7 +455,7 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
                 pass
         raise ConfigError(f"config key {path!r}: expected an integer, got {value!r}")
     if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, numbers.Real) and not _is_bool(value):
             return float(value)
         if isinstance(value, str):
             try:
@@ -450,9 +465,32 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
         raise ConfigError(f"config key {path!r}: expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
-            return value
+            return str(value)  # a numpy string: its plain str
+        if isinstance(value, os.PathLike) and isinstance(os.fspath(value), str):
+            return os.fspath(value)  # a pathlib.Path where a path goes
         raise ConfigError(f"config key {path!r}: expected a string, got {value!r}")
     raise ConfigError(f"config key {path!r}: unsupported type {_type_name(tp)}")
+
+
+def _is_bool(value: Any) -> bool:
+    """A bool, Python's or numpy's: true/false, never a number here."""
+    return isinstance(value, bool) or type(value).__name__ == "bool_"
+
+
+def _is_array(value: Any) -> bool:
+    """A one-dimensional numpy array (read as the list of its items)."""
+    return type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 1 \
+        and hasattr(value, "tolist")
+
+
+def _plain(data: Any) -> Any:
+    """`data` with every nested mapping a dict and every list or tuple a list (a mapping
+    proxy, a frozen mapping: copied and edited as overrides need); other values as given."""
+    if isinstance(data, Mapping):
+        return {k: _plain(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_plain(v) for v in data]
+    return data
 
 
 def _build(cls: type, data: Any, path: str) -> Any:
@@ -525,7 +563,11 @@ def _read_yaml(source: str | Path) -> dict:
                 f"{', '.join(names)}"
             )
         path = shipped
-    data = read_yaml(path) or {}
+    data = read_yaml(path)
+    if data is None or data == {}:
+        # Every key would take the schema's defaults, which are not the embedded default's.
+        raise ConfigError(f"config file {path} sets no keys: give at least one, or omit it to "
+                          "run the embedded default")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
     return data
@@ -599,7 +641,7 @@ def load_config(source: str | Path | Mapping | None = None,
     if source is None:
         data = _read_yaml(PACKAGED_CONFIGS / "default.yaml")
     elif isinstance(source, Mapping):
-        data = dict(source)
+        data = _plain(source)
     else:
         data = _read_yaml(source)
     data = apply_overrides(_switch_space(data, list(overrides)), list(overrides))

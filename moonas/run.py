@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -157,6 +158,15 @@ class ParetoFront:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ParetoFront":
+        """The front pareto.json records; a record of the wrong shape (a string for a list, a
+        pick per budget missing) is a ValueError saying which key and what is wrong."""
+        if not isinstance(data, dict):
+            raise ValueError(f"the top level must be a mapping, got {_short(data)}")
+        if not isinstance(data.get("architectures"), list):
+            raise ValueError(f"architectures must be a list, got "
+                             f"{_short(data.get('architectures'))}")
+        budgets = _numbers(data, "budgets")
+        coefficients = _numbers(data, "coefficients")
         archs = tuple(
             Candidate(id=int(a["id"]), arch=tuple(int(v) for v in a["arch"]),
                       arch_str=str(a["arch_str"]), accuracy=float(a["accuracy"]),
@@ -167,22 +177,69 @@ class ParetoFront:
                       latency_ms=None if a.get("latency_ms") is None else float(a["latency_ms"]))
             for a in data["architectures"]
         )
+        picks = tuple(data.get("picks", ()))  # records before picks existed have none
+        if "picks" in data:
+            _check_picks(data["picks"], budgets, coefficients, {a.id for a in archs})
         return cls(space=data["space"], dataset=data["dataset"],
                    objectives=tuple(data["objectives"]), cost=data["cost"],
-                   budgets=None if data.get("budgets") is None else tuple(data["budgets"]),
-                   coefficients=None if data.get("coefficients") is None
-                   else tuple(data["coefficients"]),
-                   architectures=archs, picks=tuple(data.get("picks", ())))
+                   budgets=budgets, coefficients=coefficients, architectures=archs, picks=picks)
 
 
-@dataclass(frozen=True)
+def _short(value: Any) -> str:
+    """`repr(value)`, cut to fit in a one-line message."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
+def _numbers(data: dict[str, Any], key: str) -> tuple[float, ...] | None:
+    """pareto.json's `key` (budgets, coefficients): null or a list of finite numbers."""
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in value):
+        raise ValueError(f"{key} must be a list of numbers or null, got {_short(value)}")
+    return tuple(float(v) for v in value)
+
+
+def _check_picks(picks: Any, budgets: tuple[float, ...] | None,
+                 coefficients: tuple[float, ...] | None, ids: set[int]) -> None:
+    """pareto.json's picks: a list of front members' ids (or null: none fits), one per budget
+    or coefficient."""
+    if not isinstance(picks, list):
+        raise ValueError(f"picks must be a list (an id or null per budget), got {_short(picks)}")
+    per, name = ((budgets, "budgets") if budgets is not None else
+                 (coefficients, "coefficients") if coefficients is not None else ((), "budgets"))
+    if len(picks) != len(per):
+        raise ValueError(f"picks has {len(picks)} entries for {len(per)} {name}")
+    for k, pick in enumerate(picks):
+        if pick is not None and (not isinstance(pick, int) or isinstance(pick, bool)):
+            raise ValueError(f"picks[{k}]={_short(pick)} is not an id or null")
+        if pick is not None and pick not in ids:
+            raise ValueError(f"picks[{k}]={pick} is not the id of a front member")
+
+
+@dataclass(frozen=True, repr=False)
 class Run:
-    """A finished run as read from its directory."""
+    """A finished run as read from its directory (`dir`: absolute, as `load_run` was given it,
+    symlinks kept)."""
 
     dir: Path
     config: RunConfig
     front: ParetoFront
     candidates: tuple[Candidate, ...]
+
+    def __repr__(self) -> str:
+        # The config and every candidate would run to thousands of characters: a summary.
+        front = self.front
+        per = (f"budgets=[{', '.join(f'{b:g}' for b in front.budgets)}]"
+               if front.budgets is not None else
+               f"coefficients=[{', '.join(f'{c:g}' for c in front.coefficients)}]"
+               if front.coefficients is not None else "budgets=None")
+        return (f"Run(dir={str(self.dir)!r}, strategy={self.config.search.strategy!r}, "
+                f"cost={front.cost!r}, {per}, candidates={len(self.candidates)}, "
+                f"front={len(front.architectures)})")
 
     def pick(self, max_params: float | None = None, max_macs: float | None = None,
              max_latency_ms: float | None = None, device: str | None = None,
@@ -250,17 +307,70 @@ def candidates_text(candidates: Sequence[Candidate]) -> str:
     return buffer.getvalue()
 
 
+#: Fields of candidates.csv that records written before them lack.
+_CSV_OPTIONAL = ("latency_ms", "modes")
+
+
 def read_candidates(path: Path) -> tuple[Candidate, ...]:
+    """The candidates of a candidates.csv; a damaged file (cut short, a field that does not
+    parse) is a ValueError naming the file, the line and what is wrong with it."""
     with path.open(newline="") as handle:
-        return tuple(
-            Candidate(id=int(r["id"]), arch=tuple(json.loads(r["arch"])), arch_str=r["arch_str"],
-                      accuracy=float(r["accuracy"]), loss=float(r["loss"]), params=int(r["params"]),
-                      macs=int(r["macs"]), mode_of=int(r["mode_of"]) if r["mode_of"] else None,
-                      modes=tuple(int(k) for k in (r.get("modes") or "").split()),
-                      on_front=r["on_front"] == "1",
-                      latency_ms=float(r["latency_ms"]) if r.get("latency_ms") else None)
-            for r in csv.DictReader(handle)
-        )
+        reader = csv.DictReader(handle)
+        try:
+            if reader.fieldnames is None:  # empty: pareto.json's record of it tells
+                return ()
+            missing = [f for f in _CSV_FIELDS
+                       if f not in reader.fieldnames and f not in _CSV_OPTIONAL]
+            if missing:
+                raise ValueError(f"{path} line 1 (the header) lacks the column"
+                                 f"{'s' * (len(missing) > 1)} {', '.join(missing)}")
+            out = []
+            for row in reader:
+                try:
+                    out.append(_candidate_row(row, len(reader.fieldnames)))
+                except ValueError as err:
+                    raise ValueError(f"{path} line {reader.line_num} {err}") from None
+        except csv.Error as err:
+            raise ValueError(f"{path} line {reader.line_num} is not CSV ({err})") from None
+    return tuple(out)
+
+
+def _candidate_row(r: dict[str | None, Any], n_fields: int) -> Candidate:
+    """One row of candidates.csv (a DictReader's), or a ValueError saying what is wrong."""
+    if None in r:
+        raise ValueError(f"has {n_fields + len(r[None])} fields, the header names {n_fields}")
+    given = [v for v in r.values() if v is not None]
+    if len(given) < n_fields:
+        raise ValueError(f"is cut short ({len(given)} of {n_fields} fields)")
+
+    def number(key: str, kind: type = float) -> Any:
+        try:
+            return kind(r[key])
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise ValueError(f"{key} {r[key]!r} is not {what}") from None
+
+    try:
+        arch = json.loads(r["arch"])
+    except ValueError:
+        arch = None
+    if not isinstance(arch, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in arch):
+        raise ValueError(f"arch {r['arch']!r} is not a list of integers")
+    modes = (r.get("modes") or "").split()
+    if not all(k.isdigit() for k in modes):
+        raise ValueError(f"modes {r['modes']!r} is not distribution indices")
+    try:
+        return Candidate(id=number("id", int), arch=tuple(arch), arch_str=r["arch_str"],
+                         accuracy=number("accuracy"), loss=number("loss"),
+                         params=number("params", int), macs=number("macs", int),
+                         mode_of=number("mode_of", int) if r["mode_of"] else None,
+                         modes=tuple(int(k) for k in modes), on_front=r["on_front"] == "1",
+                         latency_ms=number("latency_ms") if r.get("latency_ms") else None)
+    except ValueError as err:
+        if str(err).startswith("candidate "):  # Candidate's own check: mode_of vs modes
+            raise ValueError(f"has {str(err).split(': ', 1)[1]}") from None
+        raise
 
 
 def write_front(files: RunFiles, front: ParetoFront, candidates_sha256: str | None = None,
@@ -278,7 +388,9 @@ def load_run(path: str | Path) -> Run:
     """Read a finished run: its resolved config, front and candidates."""
     from moonas.config import api_path
 
-    files = RunFiles(api_path(path, "path", "load_run"))
+    # Absolute, so the run's files are found after a chdir; not resolved, so a symlink the
+    # caller named stays in the paths messages show.
+    files = RunFiles(api_path(path, "path", "load_run").absolute())
     if not files.root.is_dir():
         raise MoonasError(f"{files.root} is not a directory: give a run directory of moonas search")
     if not files.config.is_file():
@@ -299,10 +411,19 @@ def load_run(path: str | Path) -> Run:
     try:
         data = json.loads(files.pareto_json.read_text())
         front = ParetoFront.from_json(data)
-        candidates = read_candidates(files.candidates) if files.candidates.is_file() else ()
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError) as err:
-        raise CorruptFront(f"run {files.root} has a corrupt front file "
+    except KeyError as err:
+        raise CorruptFront(f"{files.pareto_json} is corrupt (no {err} recorded): {rebuild}"
+                           ) from None
+    except (TypeError, ValueError, UnicodeDecodeError) as err:  # JSONDecodeError included
+        raise CorruptFront(f"{files.pareto_json} is corrupt "
                            f"({str(err).splitlines()[0][:120]}): {rebuild}") from None
+    try:
+        candidates = read_candidates(files.candidates) if files.candidates.is_file() else ()
+    except UnicodeDecodeError as err:
+        raise CorruptFront(f"{files.candidates} is not text (byte {err.start}): {rebuild}"
+                           ) from None
+    except ValueError as err:  # names the file and line
+        raise CorruptFront(f"{err}: {rebuild}") from None
     if not files.candidates.is_file():
         log.warning("run %s has no candidates.csv: picks choose among the front only; %s",
                     files.root, rebuild)

@@ -66,13 +66,17 @@ def read_yaml(path: str | Path) -> Any:
 
 def parse_value(raw: str) -> Any:
     """A `KEY=VALUE` value: YAML scalar or flow collection (`0.5`, `true`, `[1, 2]`), else the
-    raw text; an empty value is None."""
+    raw text; an empty value is None. Text YAML reads as a block mapping (`latency:`,
+    `a: b`) is no value of that form: it stays the text, for the key to check."""
     if not raw.strip():
         return None
     try:
-        return yaml.safe_load(raw)
+        value = yaml.safe_load(raw)
     except yaml.YAMLError:
         return raw
+    if isinstance(value, dict) and not raw.lstrip().startswith("{"):
+        return raw.strip()
+    return value
 
 
 def dump_yaml(data: Any) -> str:

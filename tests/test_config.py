@@ -275,3 +275,91 @@ def test_the_mobilenet_config_spells_out_the_spaces_defaults() -> None:
     bare = static_space(load_config(None, ["space.name=mobilenet"]))
     keys = [f.name for f in dataclasses.fields(MobileNetSpace)]
     assert {k: getattr(space, k) for k in keys} == {k: getattr(bare, k) for k in keys}
+
+
+def test_dict_configs_take_common_python_types(tmp_path: Path) -> None:
+    """A path-like where a path string goes, numpy integers and floats where numbers go, a
+    numpy string where a string goes, nested read-only mappings: read as the plain values,
+    so the saved config.yaml holds plain YAML types."""
+    import types
+
+    config = load_config({
+        "data": {"name": np.str_("digits"), "root": Path("/d"), "batch_size": np.int64(8),
+                 "val_fraction": np.float32(0.25)},
+        "search": types.MappingProxyType({"epochs": np.int64(3), "warmup_epochs": np.uint8(1),
+                                          "delta0": np.float64(0.5),
+                                          "utility": np.str_("rank"),
+                                          "budgets": np.array([1e4, 2e4])}),
+        "train": types.MappingProxyType({"lr": np.float16(0.25), "momentum": 0.5}),
+        "space": types.MappingProxyType({"name": "nb201", "channels": np.int32(4)}),
+    })
+    assert config.data.root == "/d" and type(config.data.root) is str
+    assert config.search.epochs == 3 and type(config.search.epochs) is int
+    assert type(config.search.warmup_epochs) is int and type(config.data.batch_size) is int
+    assert config.data.val_fraction == 0.25 and type(config.data.val_fraction) is float
+    assert type(config.search.delta0) is float and config.train.lr == 0.25
+    assert type(config.search.utility) is str and type(config.data.name) is str
+    assert config.search.budgets == (1e4, 2e4) and type(config.search.budgets[0]) is float
+    assert config.space.get("channels") == 4 and type(config.space.get("channels")) is int
+    saved = tmp_path / "config.yaml"
+    saved.write_text(yaml.safe_dump(config_to_dict(config)))  # plain types only
+    assert config_to_dict(load_config(saved)) == config_to_dict(config)
+    assert load_config(types.MappingProxyType({"search": {"epochs": 7}}),
+                       ["search.epochs=8"]).search.epochs == 8
+    with pytest.raises(ConfigError, match=r"'search.epochs': expected an integer, got True"):
+        load_config({"search": {"epochs": True}})
+    with pytest.raises(ConfigError, match=r"'data.root': expected a string, got 3"):
+        load_config({"data": {"root": 3}})
+
+
+@pytest.mark.parametrize("text,unit", [("1e400", None), ("1e308k", None), ("-1e400", None),
+                                       ("1e400", "ms"), ("1e400ms", "ms")])
+def test_parse_amount_refuses_an_amount_too_large_for_a_number(text: str, unit) -> None:
+    with pytest.raises(ValueError, match=rf"^'{text}' is too large: give a finite number"):
+        parse_amount(text, unit)
+
+
+def test_pick_refuses_an_infinite_limit_in_one_line(tmp_path: Path, capsys) -> None:
+    from moonas.cli import main
+
+    from test_deploy_pick import make_run
+
+    root = make_run(tmp_path / "run")
+    assert main(["pick", str(root), "--max-params", "1e400"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'1e400' is too large: give a finite number" in err[0], err
+
+
+@pytest.mark.parametrize("value", ["latency:", "latency: ", " latency:"])
+def test_a_latency_cost_without_a_device_says_to_name_one(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"^search.cost='latency:' names no device: give one "
+                                          r"after the colon, e.g. search.cost=latency:raspi4$"):
+        load_config("smoke", [f"search.cost={value}", "search.latency_table=t.csv"])
+    with pytest.raises(ConfigError, match=r"^search.cost='latency:' names no device"):
+        load_config("smoke", [f"search.cost={value}"])
+
+
+def test_set_values_that_yaml_reads_as_a_block_mapping_stay_text() -> None:
+    """`--set` values are YAML scalars or flow collections: `a:` or `a: b` (a block mapping)
+    is the text as written; flow mappings and lists still parse."""
+    from moonas.yamlio import parse_value
+
+    assert parse_value("latency:") == "latency:"
+    assert parse_value("a: b") == "a: b"
+    assert parse_value("{a: 1}") == {"a": 1} and parse_value(" [1, 2]") == [1, 2]
+    assert parse_value("latency:raspi4") == "latency:raspi4" and parse_value("3") == 3
+    with pytest.raises(ConfigError, match=r"^config section 'search.pvll' must be a mapping, "
+                                          r"got 'enabled: true'$"):
+        load_config("smoke", ["search.pvll=enabled: true"])  # a section is no text
+
+
+@pytest.mark.parametrize("text", ["", "\n", "# only a comment\n", "---\n", "{}\n"])
+def test_a_config_file_that_sets_no_keys_is_refused(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "empty.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=rf"^config file {path} sets no keys: give at least "
+                                          r"one, or omit it to run the embedded default$"):
+        load_config(path)
+    partial = tmp_path / "partial.yaml"
+    partial.write_text("# a comment\nsearch:\n  epochs: 9\n")
+    assert load_config(partial).search.epochs == 9  # the rest: the schema's defaults

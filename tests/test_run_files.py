@@ -122,3 +122,110 @@ def test_force_removes_the_old_runs_trainings_once_none_lives(tmp_path) -> None:
     _prepare_dir(RunFiles(root), force=True)
     assert not (root / "trained").exists() and not RunFiles(root).checkpoint.exists()
     assert root.is_dir()
+
+
+def test_a_run_loaded_by_a_relative_path_works_from_any_directory(tmp_path, monkeypatch) -> None:
+    """`Run.dir` is absolute (not resolved: a symlink named stays named), so a pick, an
+    export or a retrained network is found after the working directory changes."""
+    make_run(tmp_path / "work" / "run")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "work")
+    monkeypatch.chdir(tmp_path)
+    run = load_run("work/run")
+    assert run.dir == tmp_path / "work" / "run" and run.dir.is_absolute()
+    assert load_run("link/run").dir == tmp_path / "link" / "run"  # as named, not resolved
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert RunFiles(run.dir).checkpoint.is_file()
+    assert run == load_run(tmp_path / "work" / "run")
+    assert run.pick(max_params=10**9).candidate.id in {c.id for c in run.candidates}
+
+
+def _cut_candidates(root, keep_chars: int) -> int:
+    """candidates.csv cut `keep_chars` characters into its fourth line; that line's number."""
+    path = RunFiles(root).candidates
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:3]) + lines[3][:keep_chars])
+    return 4
+
+
+@pytest.mark.parametrize("keep_chars,problem", [
+    (3, r"is cut short \(\d+ of 11 fields\)"),  # in the middle of the row
+    (40, r"is cut short \(\d+ of 11 fields\)"),
+])
+def test_a_candidates_csv_cut_mid_line_names_its_line(tmp_path, keep_chars, problem) -> None:
+    root = make_run(tmp_path / "run")
+    line = _cut_candidates(root, keep_chars)
+    with pytest.raises(CorruptFront, match=rf"^{RunFiles(root).candidates} line {line} "
+                                           rf"{problem}: rebuild it from the checkpoint with "
+                                           rf"'moonas search --resume {root}'$") as info:
+        load_run(root)
+    assert "NoneType" not in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("field,value,problem", [
+    ("accuracy", "high", r"accuracy 'high' is not a number"),
+    ("params", "1.5", r"params '1.5' is not an integer"),
+    ("arch", "[0, x]", r"arch '\[0, x\]' is not a list of integers"),
+    ("arch", "7", r"arch '7' is not a list of integers"),
+])
+def test_a_bad_field_of_candidates_csv_names_its_line_and_field(tmp_path, field, value,
+                                                                problem) -> None:
+    root = make_run(tmp_path / "run")
+    path = RunFiles(root).candidates
+    rows = list(csv.DictReader(io.StringIO(path.read_text())))
+    rows[2][field] = value
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    path.write_text(out.getvalue())
+    with pytest.raises(CorruptFront, match=rf"^{path} line 4 {problem}: rebuild it from the "
+                                           rf"checkpoint with 'moonas search --resume"):
+        load_run(root)
+
+
+@pytest.mark.parametrize("key,value,problem", [
+    ("picks", "abc", r"picks must be a list"),
+    ("picks", [0], r"picks has 1 entries for 3 budgets"),
+    ("picks", ["a", None, None], r"picks\[0\]='a' is not an id or null"),
+    ("picks", [True, None, None], r"picks\[0\]=True is not an id or null"),
+    ("picks", [999, None, None], r"picks\[0\]=999 is not the id of a front member"),
+    ("budgets", "xy", r"budgets must be a list of numbers or null, got 'xy'"),
+    ("budgets", [1, "x", 3], r"budgets must be a list of numbers or null"),
+    ("budgets", [1e4, None, 3e4], r"budgets must be a list of numbers or null"),
+    ("budgets", [1e4, 2e4], r"picks has 3 entries for 2 budgets"),
+    ("coefficients", "ab", r"coefficients must be a list of numbers or null"),
+    ("architectures", {"a": 1}, r"architectures must be a list"),
+])
+def test_a_damaged_pareto_json_is_one_line(tmp_path, key, value, problem) -> None:
+    root = make_run(tmp_path / "run")
+    path = RunFiles(root).pareto_json
+    data = json.loads(path.read_text())
+    assert data["budgets"] is not None and len(data["picks"]) == len(data["budgets"]) == 3
+    data[key] = value
+    path.write_text(json.dumps(data))
+    with pytest.raises(CorruptFront, match=rf"^{path} is corrupt \({problem}.*\): rebuild it "
+                                           rf"from the checkpoint with 'moonas search --resume "
+                                           rf"{root}'$") as info:
+        load_run(root)
+    assert "\n" not in str(info.value)
+
+
+def test_the_repr_of_a_run_is_short(tmp_path) -> None:
+    root = make_run(tmp_path / "run", n=40)
+    run = load_run(root)
+    text = repr(run)
+    assert len(text) < 300, text
+    assert text == (f"Run(dir='{root}', strategy='multi-asng', cost='params', budgets="
+                    f"[{', '.join(f'{b:g}' for b in run.front.budgets)}], "
+                    f"candidates={len(run.candidates)}, front={len(run.front.architectures)})")
+
+
+def test_a_candidates_csv_without_its_header_names_the_missing_columns(tmp_path) -> None:
+    root = make_run(tmp_path / "run")
+    path = RunFiles(root).candidates
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[1:]))  # the header lost: the first row stands in for it
+    with pytest.raises(CorruptFront, match=rf"^{path} line 1 \(the header\) lacks the columns "
+                                           r"id, arch, .*: rebuild it from the checkpoint"):
+        load_run(root)
