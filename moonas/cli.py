@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from moonas.bars import advance, progress_bar
-from moonas.errors import MoonasError, Terminated
+from moonas.errors import MoonasError, Terminated, UsageError
 
 if TYPE_CHECKING:
     from moonas.run import Run
@@ -33,7 +33,7 @@ def _cmd_cost(args: argparse.Namespace) -> int:
     from moonas.pricing import latency_pricer, price_architectures, space_extremes
 
     if args.extremes and (args.arch or args.from_file):
-        raise MoonasError("--extremes prices the space's cheapest and dearest architectures, "
+        raise UsageError("--extremes prices the space's cheapest and dearest architectures, "
                           "not the ones given: drop --extremes, or the architectures")
     config = load_config(args.config, list(args.set))  # once, for every pricing below
     latency = latency_pricer(config, ())  # a missing table: one line, first
@@ -45,7 +45,15 @@ def _cmd_cost(args: argparse.Namespace) -> int:
                 print(json.dumps(record))
         return 0
     # (where, text): bare ints as separate arguments (`3 3 0 1 2 4`) are one architecture.
-    args_ints = bool(args.arch) and all(a.strip().lstrip("-").isdigit() for a in args.arch)
+    bare = [a.strip().lstrip("-").isdigit() for a in args.arch]
+    args_ints = bool(args.arch) and all(bare)
+    if sum(bare) > 1 and not args_ints:  # `3 3 0 1 2 abc`: the odd one out is the bad one
+        i = bare.index(False)
+        raise MoonasError(f"argument {i + 1} {args.arch[i]!r} is not an int, and bare ints "
+                          f"({' '.join(a for a, b in zip(args.arch, bare) if b)}) are the "
+                          "choices of one architecture: give every choice as an int, or each "
+                          "architecture as one argument (arch_str, JSON list or comma-separated "
+                          "ints)")
     sources = ([("arguments", " ".join(args.arch))] if args_ints
                else [(f"argument {i + 1}", a) for i, a in enumerate(args.arch)])
     if args.from_file:
@@ -58,12 +66,15 @@ def _cmd_cost(args: argparse.Namespace) -> int:
             "or use --extremes for the cheapest and dearest of the space"
         )
     records = price_architectures(config, [text for _, text in sources])
+    lines = []  # every architecture priced before any is printed: a failure prints nothing
     for where, _ in sources:
         try:
             record = next(records)
         except MoonasError as err:
             raise MoonasError(f"{where}: {err}") from None
-        print(json.dumps(latency.add(record) if latency else record))
+        lines.append(json.dumps(latency.add(record) if latency else record))
+    for line in lines:
+        print(line)
     return 0
 
 
@@ -202,10 +213,10 @@ def _cmd_search(args: argparse.Namespace) -> int:
 def _check_search_flags(args: argparse.Namespace) -> None:
     """Flags that contradict --resume (it continues the run where it is, as it was)."""
     if args.resume and args.out is not None and Path(args.out) != Path(args.resume):
-        raise MoonasError(f"--resume {args.resume} continues that run in place: drop --out "
+        raise UsageError(f"--resume {args.resume} continues that run in place: drop --out "
                           f"{args.out} (copy the folder first to continue a copy)")
     if args.resume and args.force:
-        raise MoonasError("--resume continues a run and --force starts one over: pass one")
+        raise UsageError("--resume continues a run and --force starts one over: pass one")
 
 
 def _precheck_search(args: argparse.Namespace) -> None:
@@ -285,6 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
     cost.add_argument("--extremes", action="store_true",
                       help="print the cheapest and dearest architecture per cost instead")
     cost.set_defaults(func=_cmd_cost)
+    for name, command in sub.choices.items():  # `moonas cost -v ...` as `moonas -v cost ...`
+        if "-v" not in command._option_string_actions:
+            # Unset unless given here, so a -v before the subcommand is kept.
+            command.add_argument("-v", "--verbose", action="store_true",
+                                 default=argparse.SUPPRESS, help="debug logging")
     return parser
 
 
@@ -371,11 +387,26 @@ def _main(argv: Sequence[str] | None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
+def _check_flags(args: argparse.Namespace) -> None:
+    """Flags every command rejects the same way, before any work: an empty --out, a --set
+    without `=` (bench checks its own, whose keys differ)."""
+    if getattr(args, "out", None) == "":  # else taken for `.`, the folder it was typed in
+        raise UsageError("--out is empty: " + ("name a folder, e.g. --out runs/NAME"
+                         if args.command in ("search", "bench") else "give the path to write"))
+    if args.command != "bench":
+        for item in getattr(args, "set", None) or ():
+            if "=" not in item:  # as config.load_config says it, with a usage error's code
+                raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. --set "
+                                 "search.epochs=10")
+
+
 def _run(args: argparse.Namespace, argv: list[str], world, where: str) -> int:
     """The parsed command, its errors turned into one line and an exit code."""
-    from moonas.distributed import launch, note_failure, without_processes
+    from moonas.distributed import PeerStopped, cause_noted, launch, note_failure, \
+        without_processes
 
     try:
+        _check_flags(args)
         if getattr(args, "processes", 1) != 1:  # this process launches the workers
             if args.processes >= 1 and getattr(args, "precheck", None) is not None:
                 args.precheck(args)  # a bad setting: one line before any process starts
@@ -390,6 +421,9 @@ def _run(args: argparse.Namespace, argv: list[str], world, where: str) -> int:
         return int(args.func(args) or 0)
     except MoonasError as err:
         note_failure(world, err)  # under --processes: the launcher records the first cause
+        if getattr(err, "said", False) or (isinstance(err, PeerStopped) and cause_noted()):
+            # Under --processes, the process that failed on its own has said why, once.
+            return err.exit_code
         # One write: the lines of several processes sharing a terminal do not interleave.
         sys.stderr.write(f"moonas {args.command}{where}: error: {err}\n")
         sys.stderr.flush()

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, TypeVar
 import numpy as np
 
 from moonas.devices import check_device_name, resolve_device
-from moonas.errors import ConfigError, MoonasError, Terminated
+from moonas.errors import ConfigError, MoonasError, Terminated, UsageError
 
 if TYPE_CHECKING:  # torch loads in the functions that train: the command line's parsing,
     import torch   # launching and reading of the launcher's environment need none
@@ -47,7 +47,8 @@ __all__ = ["World", "SINGLE", "PeerStopped", "launched", "join", "launch",
            "add_processes_argument", "without_processes", "check_launch", "shard",
            "average_gradients", "mean_values", "sum_values", "average_buffers", "barrier",
            "main_first", "check_lockstep", "check_batch_size", "follow_launcher",
-           "die_with_parent", "launcher_command", "LAUNCHER_ENV", "note_failure"]
+           "die_with_parent", "launcher_command", "LAUNCHER_ENV", "note_failure",
+           "cause_noted"]
 
 
 @dataclass(frozen=True)
@@ -396,6 +397,18 @@ def note_failure(world: World, err: BaseException) -> None:
         pass  # only a better record is lost: the error itself was printed
 
 
+def cause_noted() -> bool:
+    """Whether, under `launch`, a process has noted its own error (`note_failure`): it has
+    printed it too, so a process stopped by its end (`PeerStopped`) need not say so (the
+    noting process writes before it prints and exits, so before a peer can see it gone)."""
+    found = _launcher()
+    folder = found.get("errors") if found else None
+    try:
+        return isinstance(folder, str) and _first_cause(folder) is not None
+    except OSError:
+        return False
+
+
 def _first_cause(folder: str) -> str | None:
     """The error of the lowest rank that failed on its own (`note_failure`), e.g. "process 1:
     ...", or None."""
@@ -434,11 +447,13 @@ def launch(processes: int, argv: list[str], run_dir: str | os.PathLike[str] | No
            ) -> None:
     """Run ``python -m moonas ARGV`` in `processes` processes on this machine through
     torch.distributed's elastic launcher (what ``torchrun --standalone`` does); a failed
-    process is one line (its own error is printed above it), not the launcher's traceback."""
+    process is one line, not the launcher's traceback: its own error, which it printed (the
+    MoonasError raised here is then `said`: the CLI adds nothing), else the launcher's count
+    of the processes that stopped."""
     if processes < 1:
-        raise ConfigError(f"--processes must be >= 1, got {processes}")
+        raise UsageError(f"--processes must be >= 1, got {processes}")
     if launched().parallel:
-        raise ConfigError("--processes under torchrun: launch with one of them, not both")
+        raise UsageError("--processes under torchrun: launch with one of them, not both")
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
@@ -467,7 +482,11 @@ def launch(processes: int, argv: list[str], run_dir: str | os.PathLike[str] | No
         failure = MoonasError(f"{len(err.failures)} of {processes} processes stopped (exit "
                               f"{said}); their errors are above")
         failure.exit_code = codes[0] if codes and codes[0] > 0 else 1
-        _record_cause(run_dir, _first_cause(errors))
+        cause = _first_cause(errors)
+        # A process that failed on its own printed its error: that one line is the message
+        # (the CLI prints no `said` error), the exit code still the processes'.
+        failure.said = cause is not None
+        _record_cause(run_dir, cause)
         raise failure from None
     finally:
         shutil.rmtree(errors, ignore_errors=True)

@@ -859,3 +859,65 @@ def test_a_partial_file_of_other_settings_is_set_aside_not_deleted(tmp_path: Pat
     named = [text.split("set aside as ")[1].split(";")[0] for text in texts]
     assert sorted(named) == [str(p) for p in aside]
     assert all("a job with other settings" in text for text in texts)
+
+
+def test_impossible_table_values_are_refused_where_a_run_needs_them(tmp_path: Path) -> None:
+    """A negative cost or an accuracy outside [0, 100] ran to the end (only finiteness was
+    checked); a latency of 0 is kept (HW-NAS-Bench's ~0 of a disconnected cell)."""
+    bad = _with_cells(tmp_path / "impossible.csv", {
+        (9, "params_MB_c10"): "-1", (5, "c10valid_val_12ep"): "150",
+        (7, "c100_test_200ep"): "-0.5", (3, "hwnb_c10_fpga_latency_ms"): "-0.001",
+        (4, "hwnb_c10_pixel3_latency_ms"): "0"})
+    table = load_table(bad)
+    for call, message in (
+            (lambda: table.cost("params", "c10"),
+             r"impossible.csv row 10, column 'params_MB_c10': '-1' is negative \(a cost or "
+             r"latency cannot be\) \(needed for --cost params\): use the full nb201.csv"),
+            (lambda: table.problem("c10", "macs"),
+             r"row 6, column 'c10valid_val_12ep': '150' is outside \[0, 100\] \(an accuracy in "
+             r"%\) \(needed for --dataset c10\)"),
+            (lambda: table.problem("c100", "macs"), r"row 8, column 'c100_test_200ep': '-0.5'"),
+            (lambda: table.latency("fpga"), r"row 4, column 'hwnb_c10_fpga_latency_ms': "
+                                            r"'-0.001' is negative")):
+        with pytest.raises(DataError, match=message):
+            call()
+    assert table.latency("pixel3").min() == 0.0  # 0 ms: kept
+    with pytest.raises(DataError, match="'params_MB_c10': '-1' is negative"):
+        run_bench(BenchJob(table=str(bad), out=str(tmp_path / "o"), strategies=("random",),
+                           evals=(10,), seeds=1))
+    assert not (tmp_path / "o").exists()
+
+
+def test_every_value_of_the_real_table_is_possible(table) -> None:
+    assert dict(table.unparsed) == {}
+    assert len(table.columns) == 27 and table.size == 15_625
+
+
+def test_a_garbage_line_in_the_partial_file_is_skipped_with_one_warning(tmp_path: Path,
+                                                                        caplog) -> None:
+    """Every line that was not JSON was taken for one a kill cut short, and dropped silently;
+    only a cut-short last line (no newline) is, and `add` drops it from the file."""
+    import logging
+
+    from moonas.bench.partial import PARTIAL_NAME, PartialRuns
+
+    job = _random_partial(tmp_path / "g")
+    path = tmp_path / "g" / PARTIAL_NAME
+    head = path.read_text()
+    path.write_text(head + "garbage\n{also not json\n" + '{"strategy": "random", "se')
+    with caplog.at_level(logging.WARNING, logger="moonas"):
+        summary = run_bench(job)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "2 line(s) are not whole runs of this job (line 2: not " \
+        "JSON)" in warnings[0], warnings
+    assert summary["rows"][0]["n_seeds"] == 2
+    # A cut-short last line alone is silent; the next run's line replaces it.
+    path.write_text(head + '{"strategy": "random", "se')
+    partial = PartialRuns(tmp_path / "g", json.loads(head)["settings"])
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="moonas"):
+        assert partial.load() == {}
+    assert not caplog.records
+    partial.add("random", 1, [{"x": 1}])
+    partial.close()
+    assert path.read_text() == head + '{"strategy":"random","seed":1,"records":[{"x":1}]}\n'

@@ -130,3 +130,46 @@ def test_a_replacing_job_cut_short_continues_with_the_same_command(tmp_path: Pat
     assert not (out / PARTIAL_NAME).exists()
     assert _bench(tmp_path / "fresh", "--seeds", "3") == 0
     assert (out / "fronts.jsonl").read_text() == (tmp_path / "fresh" / "fronts.jsonl").read_text()
+
+
+def test_an_out_holding_a_search_run_or_other_files_is_refused_and_left_as_it_was(
+        tmp_path: Path) -> None:
+    """The audit: --out of a search run, or of any folder of other files, was written into
+    (summary.json and fronts.jsonl beside checkpoint.pt), as `moonas search` refuses."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("seed: 0\n")
+    (run / "checkpoint.pt").write_bytes(b"weights")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    for out, message in (
+            (run, f"--out {run} holds a moonas search run .config.yaml, checkpoint.pt.: choose "
+                  "another --out .an empty or new folder, or a bench job's."),
+            (other, f"--out {other} is not empty and holds no moonas bench job .notes.txt.: "
+                    "choose another --out .an empty or new folder, or a bench job's.")):
+        before = _files(out)
+        for force in ((), ("--force",)):
+            with pytest.raises(ConfigError, match=message):
+                _bench(out, *force)
+            assert _files(out) == before
+    # An interrupted job's partial file alone is a bench job's folder: the job continues.
+    job = tmp_path / "job"
+    job.mkdir()
+    (job / PARTIAL_NAME).write_text('{"settings": {"table": "another"}}\n')
+    assert _bench(job) == 0 and (job / "summary.json").is_file()
+    assert _bench(tmp_path / "empty") == 0
+
+
+def test_an_empty_out_is_named_with_exit_code_2(tmp_path: Path, monkeypatch, capsys) -> None:
+    """`--out ''` was reported as "`.` is not empty" (search), or wrote into `.` (bench)."""
+    from moonas.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for command in (["bench", "nb201", "--table", str(NB201_CSV), *_BASE],
+                    ["search", "smoke", "-q"]):
+        assert main([*command, "--out", ""]) == 2
+        err = capsys.readouterr().err
+        assert err == (f"moonas {command[0]}: error: --out is empty: name a folder, e.g. --out "
+                       "runs/NAME\n")
+    assert list(tmp_path.iterdir()) == []

@@ -125,7 +125,7 @@ def test_cost_takes_bare_ints_as_one_architecture_and_names_a_bad_line(tmp_path:
     listing = tmp_path / "archs.txt"
     listing.write_text("0,0,0,0,0,0\n# a comment\n1,1,1,1,1\n")
     result = _run("cost", "--from", str(listing))
-    assert result.returncode != 0 and len(result.stdout.splitlines()) == 1
+    assert result.returncode != 0 and result.stdout == ""  # nothing printed of a failed list
     assert f"{listing} line 3: architecture has 5 choices" in result.stderr
 
 
@@ -323,3 +323,71 @@ def test_version_names_moonas_torch_and_python_and_matches_the_package(capsys) -
                     f"{platform.python_version()})")
     project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
     assert project["project"]["version"] == moonas.__version__
+
+
+@pytest.mark.parametrize("args, message", [
+    (["search", "smoke", "--processes", "0"], "--processes must be >= 1, got 0"),
+    (["search", "--resume", "r", "--force"], "--resume continues a run and --force starts one "
+                                             "over: pass one"),
+    (["search", "--resume", "r", "--out", "s"], "--resume r continues that run in place"),
+    (["cost", "--extremes", "0,0,0,0,0,0"], "--extremes prices the space's cheapest"),
+    (["cost", "--set", "space.channels", "0,0,0,0,0,0"], "--set 'space.channels': expected "
+                                                        "KEY=VALUE"),
+    (["search", "--set", "nokey"], "--set 'nokey': expected KEY=VALUE"),
+    (["bench", "nb201", "--table", "t.csv", "--out", "o", "--seeds", "0"],
+     "--seeds must be >= 1, got 0"),
+    (["bench", "nb201", "--table", "t.csv", "--out", "o", "--workers", "0"],
+     "--workers must be >= 1, got 0"),
+    (["bench", "nb201", "--table", "t.csv", "--out", "o", "--evals", "0"],
+     "--evals must be positive counts"),
+    (["bench", "nb201", "--table", "t.csv", "--out", "o", "--evals", "ten"],
+     "--evals 'ten': expected a comma-separated list"),
+    (["bench", "nb201", "--table", "t.csv", "--out", "o", "--set", "delta0"],
+     "--set 'delta0': expected KEY=VALUE"),
+])
+def test_flags_out_of_range_or_contradicting_exit_2_in_one_line(args, message, tmp_path,
+                                                               monkeypatch, capsys) -> None:
+    """As argparse's own usage errors (`--processes abc`): 2, not a failed run's 1."""
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and message in captured.err, captured.err
+    assert captured.err.startswith(f"moonas {args[0]}: error: ")
+    assert not (tmp_path / "o").exists()
+
+
+def test_cost_prints_nothing_when_a_later_architecture_is_bad(tmp_path: Path, capsys) -> None:
+    """The first architecture's line reached stdout before the second one failed."""
+    listing = tmp_path / "archs.txt"
+    listing.write_text("[0,0,0,0,0,0]\nbad\n")
+    assert main(["cost", "--from", str(listing)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"moonas cost: error: {listing} line 2: ")
+
+
+def test_cost_names_the_token_that_is_not_a_bare_int(capsys) -> None:
+    """`3 3 0 1 2 abc` blamed argument 1 ("architecture has 1 choices")."""
+    assert main(["cost", "3", "3", "0", "1", "2", "abc"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == ("moonas cost: error: argument 6 'abc' is not an int, and bare ints "
+                            "(3 3 0 1 2) are the choices of one architecture: give every choice "
+                            "as an int, or each architecture as one argument (arch_str, JSON "
+                            "list or comma-separated ints)\n")
+
+
+def test_verbose_is_accepted_after_every_subcommand(capsys) -> None:
+    from moonas.cli import build_parser
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command").choices
+    assert set(SUBCOMMANDS) <= set(subparsers)
+    for name, sub in subparsers.items():
+        assert {"-v", "--verbose"} <= set(sub._option_string_actions), name
+    assert parser.parse_args(["cost", "-v", "0,0,0,0,0,0"]).verbose is True
+    assert parser.parse_args(["-v", "cost", "0,0,0,0,0,0"]).verbose is True
+    assert parser.parse_args(["cost", "0,0,0,0,0,0"]).verbose is False
+    assert main(["cost", "--verbose", "0,0,0,0,0,0"]) == 0
+    assert json.loads(capsys.readouterr().out)["arch"] == [0] * 6

@@ -15,7 +15,7 @@ from moonas.bars import advance, progress_bar
 from moonas.bench.harness import STRATEGY_NAMES, BenchJob, json_safe, job_settings, run_bench
 from moonas.bench.partial import PartialRuns
 from moonas.bench.runners import SEARCH_KEYS
-from moonas.errors import ConfigError, Terminated
+from moonas.errors import ConfigError, Terminated, UsageError
 from moonas.yamlio import parse_value
 
 __all__ = ["register", "run"]
@@ -79,7 +79,7 @@ def _list(text: str, kind: Callable[[str], Any], option: str) -> tuple[Any, ...]
     try:
         return tuple(kind(t.strip()) for t in text.split(",") if t.strip())
     except ValueError:
-        raise ConfigError(f"{option} {text!r}: expected a comma-separated list, e.g. "
+        raise UsageError(f"{option} {text!r}: expected a comma-separated list, e.g. "
                           "100,300,1000") from None
 
 
@@ -87,7 +87,7 @@ def _settings(items: list[str]) -> tuple[tuple[str, Any], ...]:
     out = {}
     for item in items:
         if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set delta0=0.5")
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. --set delta0=0.5")
         key, raw = item.split("=", 1)
         key = key.strip().removeprefix("search.")
         if key.split(".")[0] == "angle":

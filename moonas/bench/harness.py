@@ -9,6 +9,7 @@ import logging
 import multiprocessing
 import os
 import platform
+import re
 import shlex
 import signal
 import sys
@@ -29,11 +30,11 @@ from moonas.bench.scoring import (PERCENTILES, PICK_RULES, REFERENCE, Scorer, bu
                                   signal_regret)
 from moonas.bench.table import BenchProblem, load_problem
 from moonas.distributed import die_with_parent
-from moonas.errors import ConfigError
+from moonas.errors import ConfigError, UsageError
 from moonas.threads import blas_threads
 
 __all__ = ["BenchJob", "run_bench", "summary_markdown", "write_anytime", "strategy_rng",
-           "STRATEGY_NAMES", "CACHING", "job_settings", "json_safe"]
+           "STRATEGY_NAMES", "CACHING", "job_settings", "json_safe", "check_job_folder"]
 
 log = logging.getLogger(__name__)
 
@@ -113,27 +114,60 @@ class BenchJob:
             RUNNERS.get(name)  # unknown -> one line with the valid names
         if len(set(self.strategies)) != len(self.strategies):
             raise ConfigError(f"--strategies repeats a name: {','.join(self.strategies)}")
+        # Out-of-range flags: usage errors (exit 2), as argparse's own.
         if not self.evals or any(int(e) < 1 for e in self.evals):
-            raise ConfigError(f"--evals must be positive counts, e.g. 100,300,1000; "
-                              f"got {self.evals}")
+            raise UsageError(f"--evals must be positive counts, e.g. 100,300,1000; "
+                             f"got {self.evals}")
         if self.seeds < 1:
-            raise ConfigError(f"--seeds must be >= 1, got {self.seeds}")
+            raise UsageError(f"--seeds must be >= 1, got {self.seeds}")
         if self.first_seed < 0:
-            raise ConfigError(f"--first-seed must be >= 0, got {self.first_seed}")
+            raise UsageError(f"--first-seed must be >= 0, got {self.first_seed}")
         if self.population < 2:
-            raise ConfigError(f"--population must be >= 2 (NSGA-II's population), got "
-                              f"{self.population}")
+            raise UsageError(f"--population must be >= 2 (NSGA-II's population), got "
+                             f"{self.population}")
         if self.prune not in PRUNING:
-            raise ConfigError(f"--prune {self.prune!r} is unknown; valid: {', '.join(PRUNING)}")
+            raise UsageError(f"--prune {self.prune!r} is unknown; valid: {', '.join(PRUNING)}")
         if self.pick not in PICK_RULES:
-            raise ConfigError(f"--pick {self.pick!r} is unknown; valid: {', '.join(PICK_RULES)}")
+            raise UsageError(f"--pick {self.pick!r} is unknown; valid: {', '.join(PICK_RULES)}")
         if self.workers < 1:
-            raise ConfigError(f"--workers must be >= 1, got {self.workers}")
+            raise UsageError(f"--workers must be >= 1, got {self.workers}")
         if self.blas_threads is not None and self.blas_threads < 1:
             raise ConfigError(f"blas_threads must be >= 1 or None (the library's default), got "
                               f"{self.blas_threads}")
         object.__setattr__(self, "evals", tuple(sorted(set(int(e) for e in self.evals))))
         check_out_folder(self.out)  # before the job, not after it
+        check_job_folder(self.out)
+
+
+#: What a bench job writes into its --out: its files, the finished runs of an interrupted job
+#: (`partial.PARTIAL_NAME`, and those of other settings it set aside, `.runs.partial.*.jsonl`)
+#: and the temp files of its atomic writes (`.summary.json.*.tmp`) a kill may leave.
+_JOB_FILES = re.compile(r"(summary\.json|summary\.md|fronts\.jsonl|anytime\.png|"
+                        r"\.runs\.partial(\..+)?\.jsonl|"
+                        r"\.(summary\.json|summary\.md|fronts\.jsonl|anytime\.png)\..+\.tmp)")
+
+#: The files that make a folder a `moonas search` run (`run.is_run_dir`).
+_RUN_FILES = ("config.yaml", "checkpoint.pt")
+
+
+def check_job_folder(out: str | Path) -> None:
+    """One line when `out` is neither empty (or absent) nor a bench job's folder: a search
+    run's, or one holding none of a job's files (`_JOB_FILES`), whose files the job's would be
+    mixed with; reads only. `--force` does not lift it: it replaces a job, not other files."""
+    out = Path(out)
+    if not out.is_dir():
+        return
+    names = sorted(p.name for p in out.iterdir())
+    if not names:
+        return
+    fix = "choose another --out (an empty or new folder, or a bench job's)"
+    run = [name for name in _RUN_FILES if name in names]
+    if run:
+        raise ConfigError(f"--out {out} holds a moonas search run ({', '.join(run)}): {fix}")
+    if not any(_JOB_FILES.fullmatch(name) for name in names):
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        raise ConfigError(f"--out {out} is not empty and holds no moonas bench job ({shown}): "
+                          f"{fix}")
 
 
 @dataclass(frozen=True)

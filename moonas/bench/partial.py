@@ -5,9 +5,10 @@ the same `--out` reuses every (strategy, seed) run already done and runs only th
 A run's records are a deterministic function of the job's settings and its (strategy, seed)
 (`harness.strategy_rng`), so reusing them gives the files an uninterrupted job writes (the
 wall times excepted: those of the reused runs are their own). The file holds one JSON line of
-the settings, then one line per finished run, each flushed to disk when the run ends; a line
-cut short by a kill is ignored, and so (with one warning) is a line that is not a whole run of
-the job: those runs are simply run again. A file of other settings (another table, count or
+the settings, then one line per finished run, each flushed to disk when the run ends; a last
+line cut short by a kill (no newline) is ignored, and dropped when the next run is kept, and
+so (with one warning) is any other line that is not JSON or not a whole run of the job: those
+runs are simply run again. A file of other settings (another table, count or
 override) is set aside, renamed `.runs.partial.<UTC time>.jsonl` beside it, with a warning
 naming it, never mixed in.
 """
@@ -157,14 +158,18 @@ class PartialRuns:
             log.warning("%s holds the runs of a job with other settings (or is damaged): set "
                         "aside as %s; starting over", self.path, aside)
             return {}
-        lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines()
+        text = self.path.read_text(encoding="utf-8", errors="replace")
+        lines = text.splitlines()
         done: dict[tuple[str, int], list[dict[str, Any]]] = {}
         bad: list[tuple[int, str]] = []
         for number, line in enumerate(lines[1:], start=2):
             try:
                 run = json.loads(line)
             except json.JSONDecodeError:
-                continue  # a line a kill cut short (kept apart from the next by `add`)
+                if number == len(lines) and not text.endswith("\n"):
+                    continue  # the last line, which a kill cut short (`add` drops it)
+                bad.append((number, "not JSON"))
+                continue
             problem = _run_problem(run, shape)
             if problem is not None:
                 bad.append((number, problem))
@@ -188,14 +193,15 @@ class PartialRuns:
     def add(self, strategy: str, seed: int, records: list[dict[str, Any]]) -> None:
         """Keep one finished run; on disk (flushed and synced) when this returns."""
         if self._handle is None:
-            fresh = not self.path.is_file()
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            torn = not fresh and not self.path.read_bytes().endswith(b"\n")
+            data = self.path.read_bytes() if self.path.is_file() else b""
+            whole = data.rfind(b"\n") + 1
+            if whole < len(data):  # the last line a kill cut short goes: no run is in it
+                with self.path.open("r+b") as handle:
+                    handle.truncate(whole)
             self._handle = self.path.open("a", encoding="utf-8")
-            if fresh:
+            if whole == 0:  # fresh (or a settings line cut short: `load` set that file aside)
                 self._write({"settings": self.settings})
-            elif torn:  # the line a kill cut short stays apart from the next one
-                self._handle.write("\n")
         self._write({"strategy": strategy, "seed": seed, "records": records})
 
     def _write(self, data: dict[str, Any]) -> None:

@@ -60,8 +60,8 @@ class NB201Table:
     numeric column of the csv by its name, each (N,) float64, finite and read-only; `devices`
     maps a latency device name (`raspi4`, `titan_rtx_1`, ...) to its column; `unparsed`: the
     columns besides `arch_str` holding a value that is not a finite number (`abc`, `nan`,
-    `inf`), each with the first such cell (csv row, value), so that a run needing one names
-    the cell.
+    `inf`) or is impossible (a negative cost or latency, an accuracy outside [0, 100]), each
+    with the first such cell (csv row, value), so that a run needing one names the cell.
     """
 
     path: str
@@ -86,8 +86,15 @@ class NB201Table:
         and what needs it."""
         if name in self.unparsed:
             row, value = self.unparsed[name]
-            what = "a finite number" if _is_float(value) else "a number"
-            raise DataError(f"{self.path} row {row}, column {name!r}: {value!r} is not {what} "
+            if not _is_float(value):
+                what = "is not a number"
+            elif not math.isfinite(float(value)):
+                what = "is not a finite number"
+            elif _kind(name) == "accuracy":
+                what = "is outside [0, 100] (an accuracy in %)"
+            else:
+                what = "is negative (a cost or latency cannot be)"
+            raise DataError(f"{self.path} row {row}, column {name!r}: {value!r} {what} "
                             f"(needed for {needed_for}): use the full nb201.csv of "
                             "shared/data/nb201 (see its README)")
         if name not in self.columns:
@@ -255,6 +262,13 @@ def load_table(path: str | Path) -> NB201Table:
         if not np.isfinite(array).all():
             unparsed[name] = _first_unparsed(values)
             continue
+        # Values no cell can have, which would run to a wrong result: a negative cost or
+        # latency (0 is one: HW-NAS-Bench's ~0 ms of a cell whose output is disconnected), an
+        # accuracy (%) outside [0, 100].
+        low, high = _RANGES.get(_kind(name), (-math.inf, math.inf))
+        if ((array < low) | (array > high)).any():
+            unparsed[name] = _first_unparsed(values, low, high)
+            continue
         array.flags.writeable = False
         columns[name] = array
     devices: dict[str, str] = {}
@@ -290,11 +304,26 @@ def _is_float(value: str) -> bool:
     return True
 
 
-def _first_unparsed(values: tuple[str, ...]) -> tuple[int, str]:
-    """(csv row, value) of the first of a column's cells that is not a finite number; the
-    header is row 1."""
+#: The values a column of each kind (`_kind`) can hold.
+_RANGES = {"accuracy": (0.0, 100.0), "cost": (0.0, math.inf)}
+
+
+def _kind(name: str) -> str | None:
+    """"accuracy" (%), "cost" (params, MACs, a latency) or None (`index`, ...) of a column."""
+    if name.endswith(("_200ep", "_12ep")):
+        return "accuracy"
+    if name.startswith(("params_", "flops_")) or any(p.match(name) for p in _LATENCY):
+        return "cost"
+    return None
+
+
+def _first_unparsed(values: tuple[str, ...], low: float = -math.inf,
+                    high: float = math.inf) -> tuple[int, str]:
+    """(csv row, value) of the first of a column's cells that is not a finite number in
+    [`low`, `high`]; the header is row 1."""
     for i, value in enumerate(values):
-        if not _is_float(value) or not math.isfinite(float(value)):
+        if not _is_float(value) or not math.isfinite(float(value)) or not (
+                low <= float(value) <= high):
             return i + 2, value
     return 2, values[0]  # unreachable when the column failed to parse or held a non-finite
 
