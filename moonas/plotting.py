@@ -27,13 +27,18 @@ class FrontSeries:
     mode_of: tuple[int | None, ...]
 
 
-def _pyplot():
+def _figure(**kwargs):
+    """A bare `matplotlib.figure.Figure`, without pyplot: drawing changes no global state (the
+    caller's backend, `rcParams`), and `savefig` picks the canvas the file's format needs."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
+def _colors() -> list:
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
 def save_figure(fig, path: str | Path) -> None:
@@ -53,10 +58,10 @@ def plot_anytime(curves: Mapping[str, Mapping[str, Sequence[float]]], path: str 
 
     `curves[label]` holds equally long `evals`, `median`, `p25`, `p75`. Returns what was drawn.
     """
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig = _figure(figsize=(7.5, 4.8))
+    ax = fig.subplots()
     drawn: dict = {"lines": [], "reference": dict(reference or {})}
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = _colors()
     lows: list[float] = []
     highs: list[float] = []
     for i, (label, curve) in enumerate(curves.items()):
@@ -93,7 +98,6 @@ def plot_anytime(curves: Mapping[str, Mapping[str, Sequence[float]]], path: str 
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="lower right")
     save_figure(fig, path)
-    plt.close(fig)
     drawn["ylim"] = list(ax.get_ylim())
     return drawn
 
@@ -119,9 +123,9 @@ def plot_front_overlay(series: Sequence[FrontSeries], path: str | Path, *, xlabe
     `(cost, supernet accuracy, retrained test accuracy)`, accuracies in [0, 1].
     Returns what was drawn (per series: front x, y in %, modes, budgets, trained points).
     """
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig = _figure(figsize=(7.5, 4.8))
+    ax = fig.subplots()
+    colors = _colors()
     ylabel = "validation accuracy, shared weights (%)"
     drawn: dict = {"series": [], "xlabel": xlabel, "ylabel": ylabel, "log_x": log_x}
     for i, s in enumerate(series):
@@ -159,7 +163,6 @@ def plot_front_overlay(series: Sequence[FrontSeries], path: str | Path, *, xlabe
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     save_figure(fig, path)
-    plt.close(fig)
     return drawn
 
 
@@ -173,15 +176,14 @@ def plot_theta_heatmaps(steps: np.ndarray, theta: np.ndarray, path: str | Path, 
     `len(options)` are padding and left out). Returns the drawn matrices `(rows, T)` per
     distribution and the row labels.
     """
-    plt = _pyplot()
     steps = np.asarray(steps)
     theta = np.asarray(theta, dtype=np.float64)
     n_dists = theta.shape[1]
     rows = [(d, k) for d, (_, options) in enumerate(choices) for k in range(len(options))]
     labels = [f"{choices[d][0]}: {choices[d][1][k]}" for d, k in rows]
     height = 0.6 + n_dists * (0.9 + 0.11 * len(rows))
-    fig, axes = plt.subplots(n_dists, 1, figsize=(8, height), sharex=True, squeeze=False,
-                             layout="constrained")
+    fig = _figure(figsize=(8, height), layout="constrained")
+    axes = fig.subplots(n_dists, 1, sharex=True, squeeze=False)
     drawn: dict = {"steps": steps.tolist(), "rows": labels, "budget_labels": list(budget_labels),
                    "matrices": []}
     image = None
@@ -208,7 +210,6 @@ def plot_theta_heatmaps(steps: np.ndarray, theta: np.ndarray, path: str | Path, 
         fig.colorbar(image, ax=axes[:, 0].tolist(), label="probability", shrink=0.6)
     fig.suptitle(title or "option probabilities per distribution", fontsize=10)
     save_figure(fig, path)
-    plt.close(fig)
     return drawn
 
 
@@ -234,13 +235,12 @@ def plot_search_curves(steps: np.ndarray, train_loss: np.ndarray, path: str | Pa
     without distributions (`S = 0`, `entropy` None) gets the training loss alone.
     Returns the drawn (smoothed) curves.
     """
-    plt = _pyplot()
     if not len(dist_steps):
         entropy = None
     rows = 2 if entropy is not None else 1
-    fig, axes = plt.subplots(rows, 1, figsize=(7.5, 3.0 * rows + 0.6), sharex=True,
-                             squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig = _figure(figsize=(7.5, 3.0 * rows + 0.6))
+    axes = fig.subplots(rows, 1, sharex=True, squeeze=False)
+    colors = _colors()
     ax = axes[0, 0]
     train = _moving_average(train_loss, window)
     ax.plot(steps, train_loss, color="black", alpha=0.15, lw=0.8)
@@ -277,5 +277,4 @@ def plot_search_curves(steps: np.ndarray, train_loss: np.ndarray, path: str | Pa
     axes[-1, 0].set_xlabel("search step")
     fig.suptitle(title or "search curves", fontsize=10)
     save_figure(fig, path)
-    plt.close(fig)
     return drawn

@@ -882,3 +882,30 @@ def test_the_sidecar_says_how_its_latency_was_timed_to_six_significant_digits(
                           str(NB201_CSV)])
     assert code == 0, message
     assert "latency_measured" not in json.loads(sidecar_path(tmp_path / "c.pt").read_text())
+
+
+def test_export_and_load_network_leave_the_callers_rng_alone(run, reference, tmp_path) -> None:
+    """Building the network draws from torch's RNG: the caller's state is kept."""
+    cid, _, _ = reference
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    net, _ = load_network(run, cid)
+    assert torch.equal(torch.get_rng_state(), state)
+    export_network(run, cid, "pt", tmp_path / "n.pt")
+    assert torch.equal(torch.get_rng_state(), state)
+    assert load_pt(tmp_path / "n.pt") is not None
+
+
+def test_an_id_of_the_wrong_type_names_the_argument(run, reference, tmp_path) -> None:
+    from moonas.errors import ArgumentError
+
+    cid, _, _ = reference
+    for bad, shown in ((str(cid), f"str '{cid}'"), (float(cid), f"float {float(cid)}"),
+                       (True, "bool True")):
+        with pytest.raises(ArgumentError, match=rf"cid \(the candidate id\) must be an int, "
+                                                rf"got {shown}"):
+            export_network(run, bad, "pt", tmp_path / "n.pt")
+        with pytest.raises(ArgumentError, match=r"cid \(the candidate id\) must be an int"):
+            load_network(run, bad)
+    assert not (tmp_path / "n.pt").exists()
+    assert export_network(run, np.int64(cid), "pt", tmp_path / "n.pt").meta["id"] == cid

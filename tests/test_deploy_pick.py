@@ -754,3 +754,90 @@ def test_reading_a_run_back_loads_no_torch(run_dir, tmp_path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "front.png").stat().st_size > 0
     assert (tmp_path / "theta.png").stat().st_size > 0
+
+
+# -- argument types, hashing, budgets files and exit codes ------------------------------------
+def test_a_latency_table_of_the_wrong_type_names_the_argument(run) -> None:
+    from moonas.errors import ArgumentError
+
+    for call in (lambda: run.pick(latency_table=5),
+                 lambda: pick(run, max_latency_ms=3, device="toy", latency_table=["t.json"]),
+                 lambda: pick_many(run, {"a": {"max_params": "1M"}}, latency_table=5)):
+        with pytest.raises(ArgumentError, match=r"latency_table must be a path \(str or "
+                                                r"pathlib\.Path\), got int|got list"):
+            call()
+
+
+def test_a_pick_with_its_retraining_is_hashable(run) -> None:
+    from moonas.deploy.pick import Limits, Pick
+
+    c = run.front.architectures[0]
+    one = Pick(candidate=c, limits=Limits(max_params=1e6), prefer="accuracy",
+               trained={"test_accuracy": 0.5, "recipe": {"epochs": 2}})
+    same = Pick(candidate=c, limits=Limits(max_params=1e6), prefer="accuracy",
+                trained={"test_accuracy": 0.5, "recipe": {"epochs": 2}})
+    other = Pick(candidate=c, limits=Limits(max_params=1e6), prefer="accuracy",
+                 trained={"test_accuracy": 0.6})
+    assert hash(one) == hash(same) and one == same and one != other
+    assert len({one, same, other}) == 2 and {one: "x"}[same] == "x"
+    # Still the plain dict metrics.json holds (hashing leaves it out; equality compares it).
+    assert type(one.trained) is dict and json.dumps(one.trained)
+
+
+def test_a_budgets_file_that_is_a_folder_or_binary_says_so(run_dir, tmp_path, capsys) -> None:
+    folder = tmp_path / "adir.yaml"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match=r"budgets file '.*adir.yaml' is a folder: give a YAML "
+                                          r"file mapping device name -> limits"):
+        read_budgets_file(folder)
+    garbage = tmp_path / "bin.yaml"
+    garbage.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(ConfigError, match=r"budgets file .*bin.yaml is not UTF-8 text \(byte "
+                                          r"\d+\): save it as UTF-8 YAML") as info:
+        read_budgets_file(garbage)
+    assert "config" not in str(info.value)
+    assert _cli(["pick", str(run_dir), "--budgets-file", str(folder)]) == 1
+    assert "is a folder" in capsys.readouterr().out
+
+
+def test_each_entry_of_a_budgets_file_that_nothing_meets_is_one_line_on_stderr(
+        run_dir, tmp_path, capsys) -> None:
+    from moonas.cli import main
+
+    spec = tmp_path / "devices.yaml"
+    spec.write_text(yaml.safe_dump({"a": {"max_params": "1M"}, "b": {"max_params": 10},
+                                    "c": {"max_macs": 10}}))
+    for flags in ([], ["--json"]):
+        capsys.readouterr()
+        assert main(["pick", str(run_dir), "--budgets-file", str(spec), *flags]) == 2
+        captured = capsys.readouterr()
+        err = captured.err.splitlines()
+        assert len(err) == 2
+        assert err[0].startswith(f"moonas pick: error: budgets entry 'b': no architecture of "
+                                 f"{run_dir} meets params <= 10")
+        assert err[1].startswith("moonas pick: error: budgets entry 'c': no architecture")
+        if flags:
+            assert [r.get("error") is not None for r in json.loads(captured.out)] == [
+                False, True, True]
+        else:
+            assert len(captured.out.splitlines()) == 4 and "none: no architecture" in captured.out
+    spec.write_text(yaml.safe_dump({"a": {"max_params": "1M"}}))
+    assert main(["pick", str(run_dir), "--budgets-file", str(spec)]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_pick_flags_out_of_range_or_in_conflict_exit_2(run_dir, tmp_path, capsys) -> None:
+    spec = tmp_path / "devices.yaml"
+    spec.write_text(yaml.safe_dump({"a": {"max_params": "1M"}}))
+    for argv, message in (
+            (["--budgets-file", str(spec), "--max-params", "5k"],
+             "--budgets-file sets the limits per device: drop --max-params"),
+            (["--max-params", "-5"], r"--max-params (max_params=) must be > 0, got -5"),
+            (["--max-macs", "5kk"], "--max-macs (max_macs=) '5kk'"),
+            (["--min-accuracy", "200"], "--min-accuracy (min_accuracy=) '200' is out of range")):
+        assert _cli(["pick", str(run_dir), *argv]) == 2, argv
+        out = capsys.readouterr().out
+        assert out.startswith(f"error: {message}") and out.count("\n") == 1, out
+    # The Python API raises as before (a UsageError is a ConfigError all the same).
+    with pytest.raises(ConfigError, match="must be > 0"):
+        pick(load_run(run_dir), max_params=-5)

@@ -134,7 +134,8 @@ def test_cli_plot(runs, tmp_path, capsys) -> None:
     capsys.readouterr()
     assert call("plot", a, "--out", str(tmp_path / "f.gif")) == 1
     assert "must end in .png or .svg or .pdf" in capsys.readouterr().out
-    assert call("plot", a, b, "--kind", "theta", "--out", str(tmp_path / "t.png")) == 1
+    assert call("plot", a, b, "--kind", "theta", "--out", str(tmp_path / "t.png")) == 2
+    assert capsys.readouterr().out == "error: --kind theta draws one run, got 2\n"
     assert call("plot", str(tmp_path), "--out", str(tmp_path / "x.png")) == 1
     assert "not a moonas run" in capsys.readouterr().out
     missing = str(tmp_path / "nope.json")
@@ -169,7 +170,8 @@ def test_front_only_flags_are_refused_by_the_other_kinds(runs, tmp_path, capsys,
                          (["--log-x", "--x", "macs", "--label", "mine"],
                           "--x, --label and --log-x"),
                          (["--latency-table", str(tmp_path / "t.json")], "--latency-table")):
-        assert call("plot", a, "--kind", kind, "--out", str(out), *flags) == 1
+        # Flags that contradict each other: a usage error (exit code 2), as argparse's own.
+        assert call("plot", a, "--kind", kind, "--out", str(out), *flags) == 2
         message = capsys.readouterr().out
         verb = "apply" if " and " in named else "applies"
         assert message == f"error: {named} {verb} to --kind front only, not --kind {kind}\n"
@@ -403,3 +405,76 @@ def test_theta_and_curves_draw_a_run_without_its_front(tmp_path, live, capsys) -
     files.log.unlink()
     assert call("plot", str(copy), "--kind", "theta", "--out", str(tmp_path / "t.png")) == 1
     assert "has logged nothing yet (no log.jsonl)" in capsys.readouterr().err
+
+
+def test_drawing_leaves_the_callers_matplotlib_backend_alone(runs, tmp_path) -> None:
+    """A notebook's backend (inline plots) and rcParams stay as the caller set them: the
+    figures are drawn without pyplot, and are still written."""
+    import matplotlib
+
+    from moonas.plotting import plot_anytime
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")
+    fallback = matplotlib.rcParams["backend_fallback"]
+    try:
+        plot_runs(runs, tmp_path / "f.png")
+        plot_history(runs[0], tmp_path / "t.png", "theta")
+        plot_history(runs[0], tmp_path / "c.svg", "curves")
+        plot_anytime({"a": {"evals": [1, 2], "median": [0.9, 0.95], "p25": [0.89, 0.94],
+                            "p75": [0.91, 0.96]}}, tmp_path / "a.pdf")
+        assert matplotlib.get_backend() == "svg"
+        assert matplotlib.rcParams["backend_fallback"] == fallback
+    finally:
+        matplotlib.use(before)
+    assert _is_png(tmp_path / "f.png") and _is_png(tmp_path / "t.png")
+    assert (tmp_path / "c.svg").read_text().lstrip().startswith("<?xml")
+    assert (tmp_path / "a.pdf").read_bytes()[:4] == b"%PDF"
+
+
+def test_plot_history_names_the_kinds_it_draws(runs, tmp_path) -> None:
+    with pytest.raises(ConfigError, match=r"plot_history draws kind 'theta' or 'curves', got "
+                                          r"'front': draw fronts with plot_runs"):
+        plot_history(runs[0], tmp_path / "x.png", "front")
+    with pytest.raises(ConfigError, match=r"got 'thetas'.*did you mean 'theta'"):
+        plot_history(runs[0], tmp_path / "x.png", "thetas")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_plot_runs_takes_run_folders(runs, tmp_path) -> None:
+    """As plot_history: a run folder (str or Path) is loaded."""
+    by_run = plot_runs(runs, tmp_path / "a.png")
+    by_folder = plot_runs([str(runs[0].dir), runs[1].dir], tmp_path / "b.png")
+    assert by_folder == by_run and _is_png(tmp_path / "b.png")
+    with pytest.raises(MoonasError, match="not a moonas run"):
+        plot_runs([str(tmp_path)], tmp_path / "c.png")
+    with pytest.raises(ConfigError, match=r"runs must be Runs or run folders, got int"):
+        plot_runs([5], tmp_path / "c.png")
+
+
+@pytest.mark.parametrize("kind", ["front", "theta"])
+def test_plot_never_overwrites_a_file_of_the_plotted_run(runs, tmp_path, capsys, kind) -> None:
+    call = _parser_call()
+    run = runs[0]
+    own = run.dir / "pareto.png"
+    own.write_bytes(b"the front the search drew")
+    trained = run.dir / "trained" / "3" / "t.png"
+    try:
+        for out, named in ((own, own), (trained, trained)):
+            assert call("plot", str(runs[1].dir), str(run.dir), "--kind", kind,
+                        "--out", str(out)) == (1 if kind == "front" else 2)
+            message = capsys.readouterr().out
+            if kind == "front":
+                assert message.count("\n") == 1
+                assert (f"--out {out} would overwrite {named.resolve()}, a file of the run "
+                        f"{run.dir}: choose another name, e.g. {run.dir / 'front.png'}"
+                        ) in message
+        assert call("plot", str(run.dir), "--kind", kind, "--out", str(own)) == 1
+        assert (f"would overwrite {own.resolve()}, a file of the run {run.dir}: choose another "
+                f"name, e.g. {run.dir / (kind + '.png')}") in capsys.readouterr().out
+        assert own.read_bytes() == b"the front the search drew" and not trained.exists()
+        assert call("plot", str(run.dir), "--kind", kind,
+                    "--out", str(run.dir / f"{kind}.png")) == 0
+    finally:
+        own.unlink()
+        (run.dir / f"{kind}.png").unlink(missing_ok=True)

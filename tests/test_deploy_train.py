@@ -240,7 +240,7 @@ def test_a_live_trainer_holds_its_folder_and_a_stop_releases_it(trained, tmp_pat
     assert not (TrainedFiles.of(copy, cid).root / LOCK).exists()
     # The stop names the command that continues it, with its non-default settings.
     assert f"continue it with 'moonas train {copy} --id {cid} --epochs 2'" in caplog.text
-    with pytest.raises(ConfigError, match="--lr must be a number > 0, got nan"):
+    with pytest.raises(ConfigError, match="--lr must be a finite number > 0, got nan"):
         train_candidate(run, cid, epochs=2, lr=float("nan"))
 
 
@@ -547,3 +547,68 @@ def test_the_recipe_is_the_documented_one(tmp_path, monkeypatch) -> None:
         assert lr == pytest.approx(0.025 * (1 + math.cos(math.pi * t / steps)), abs=1e-12), t
     assert 0 < lrs[-1] < lrs[-2] and optimizers[0].param_groups[0]["lr"] == pytest.approx(
         0, abs=1e-12)
+
+
+def test_recipe_arguments_of_the_wrong_type_name_the_argument(tmp_path) -> None:
+    from moonas.errors import ArgumentError
+
+    run = load_run(make_run(tmp_path / "run"))
+    cid = run.front.picks[0]
+    for kwargs, message in (({"epochs": "2"}, r"epochs must be an int \(a number of epochs\), "
+                                              r"got str '2'"),
+                            ({"epochs": 2.5}, r"epochs must be an int .*got float 2.5"),
+                            ({"epochs": True}, r"epochs must be an int .*got bool"),
+                            ({"lr": "0.1"}, r"lr must be a number \(a learning rate\), got "
+                                            r"str '0.1'"),
+                            ({"lr": None, "epochs": 1.0}, r"epochs must be an int")):
+        with pytest.raises(ArgumentError, match=message):
+            train_candidate(run, cid, **kwargs)
+    with pytest.raises(ArgumentError, match=r"cid \(the candidate id\) must be an int, got str"):
+        train_candidate(run, str(cid), epochs=1)
+    with pytest.raises(ConfigError, match=r"--lr must be a finite number > 0, got inf"):
+        train_candidate(run, cid, lr=float("inf"))
+    assert not (run.dir / "trained").exists()
+
+
+def test_cli_train_flags_out_of_range_exit_2(tmp_path, capsys) -> None:
+    from moonas.cli import main
+
+    run_dir = make_run(tmp_path / "run")
+    cid = load_run(run_dir).front.picks[0]
+    for flags, message in ((["--epochs", "0"], "--epochs must be >= 1, got 0"),
+                           (["--lr", "inf"], "--lr must be a finite number > 0, got inf"),
+                           (["--lr", "-1"], "--lr must be a finite number > 0, got -1.0")):
+        assert main(["train", str(run_dir), "--id", str(cid), "-q", *flags]) == 2
+        assert capsys.readouterr().err == f"moonas train: error: {message}\n"
+    assert not (run_dir / "trained").exists()
+
+
+def test_the_caller_rng_is_forked_on_the_gpus_in_use(monkeypatch) -> None:
+    """`torch.manual_seed` seeds every GPU too: a training, or a network built from the
+    global RNG, keeps the caller's CUDA generators as well once CUDA is in use (or trains on
+    a GPU); a CPU-only caller forks the CPU generator alone."""
+    import contextlib
+
+    from moonas.deploy.weights import caller_rng
+
+    forked = []
+
+    @contextlib.contextmanager
+    def spy(devices=None, enabled=True, **kwargs):
+        forked.append(list(devices))
+        yield
+
+    monkeypatch.setattr(torch.random, "fork_rng", spy)
+    with caller_rng("cpu"):
+        pass
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    with caller_rng(torch.device("cpu")):
+        pass
+    with caller_rng(torch.device("cuda", 1)):
+        pass
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    with caller_rng():
+        pass
+    assert forked == [[], [], [0, 1], [0, 1]]

@@ -523,3 +523,36 @@ def test_a_loaded_table_says_once_how_it_was_timed(tmp_path: Path, caplog) -> No
                     "conditions"]
     assert loaded.conditions() == {"batch": 1, "threads": 4, "statistic": "min", "repeats": 7}
     assert model.conditions() == {}
+
+
+def test_profiling_leaves_the_callers_rng_alone() -> None:
+    protocol = TimingProtocol(warmup=1, repeats=2, min_sample_ms=0.1)
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    profile_space(TINY, "here", protocol, n_random=1, seed=5)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_profile_checks_the_device_name_before_the_out_table(tmp_path: Path) -> None:
+    import argparse
+
+    from moonas.deploy.cli import register
+
+    parser = argparse.ArgumentParser(prog="moonas")
+    register(parser.add_subparsers(dest="command"))
+    out = tmp_path / "t.json"
+    _toy().save(out)
+    before = out.read_text()
+    args = parser.parse_args(["profile", "--name", "a b/c", "--out", str(out), "-q"])
+    with pytest.raises(ConfigError, match=r"^device name 'a b/c' must be a plain word"):
+        args.func(args)
+    assert out.read_text() == before
+
+
+def test_profile_flags_in_conflict_exit_2(tmp_path: Path, capsys) -> None:
+    from moonas.cli import main
+
+    assert main(["profile", "--name", "x", "--out", str(tmp_path / "x.json"), "--run",
+                 str(tmp_path), "--config", "smoke", "-q"]) == 2
+    assert capsys.readouterr().err == ("moonas profile: error: --run profiles that run's "
+                                       "space: drop --config, --set and --space\n")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from moonas.distributed import add_processes_argument
-from moonas.errors import ConfigError, MoonasError
+from moonas.errors import ArgumentError, ConfigError, MoonasError, UsageError
 
 if TYPE_CHECKING:
     from moonas.config import RunConfig
@@ -151,7 +153,8 @@ def _labels(runs, labels: Sequence[str] | None) -> list[str]:
 def plot_runs(runs, out: str | Path, x: str | None = None, latency_table: str | Path | None = None,
               labels: Sequence[str] | None = None, log_x: bool = False) -> dict:
     """Fronts of `runs` overlaid against cost `x` (`params`, `macs`, `latency:DEVICE`; default
-    the first run's cost); returns the data drawn.
+    the first run's cost); returns the data drawn. `runs`: `Run`s or run folders (loaded), or
+    one of either.
 
     A latency is priced with `latency_table`, else each run's own table (or, when that is gone,
     its recorded latencies: see `resolve_latency`), else the first table a run names."""
@@ -159,8 +162,19 @@ def plot_runs(runs, out: str | Path, x: str | None = None, latency_table: str | 
                                     resolve_latency)
     from moonas.deploy.trained import read_trained_metrics
     from moonas.plotting import FrontSeries, plot_front_overlay
-    from moonas.run import front_mask
+    from moonas.run import Run, front_mask, load_run
 
+    if isinstance(runs, (str, os.PathLike, Run)):
+        runs = [runs]
+    loaded = []
+    for r in runs:
+        if not isinstance(r, (str, os.PathLike, Run)):
+            raise ArgumentError(f"runs must be Runs or run folders, got {type(r).__name__} "
+                                f"{repr(r)[:40]}")
+        loaded.append(r if isinstance(r, Run) else load_run(r))
+    runs = loaded
+    if not runs:
+        raise ConfigError("plot_runs needs at least one run")
     x = x or runs[0].front.cost
     names = _labels(runs, labels)
     tables = [getattr(r.config.search, "latency_table", None) for r in runs]
@@ -237,7 +251,15 @@ def plot_history(run, out: str | Path, kind: str) -> dict:
                                   dist_steps=history.dist_steps, val_loss=history.val_loss,
                                   entropy=history.entropy, budget_labels=labels, window=window,
                                   title=title)
-    raise ConfigError(f"--kind must be front, theta or curves, got {kind!r}")
+    from moonas.registry import closest
+
+    fronts = ": draw fronts with plot_runs" if kind == "front" else closest(str(kind),
+                                                                           HISTORY_KINDS)
+    raise ConfigError(f"plot_history draws kind 'theta' or 'curves', got {kind!r}{fronts}")
+
+
+#: What `plot_history` draws (a run's log); fronts are `plot_runs`'.
+HISTORY_KINDS = ("theta", "curves")
 
 
 @dataclass(frozen=True)
@@ -340,18 +362,24 @@ def _budgets_table(results: Sequence[tuple[str, "Pick | NoFeasibleArchitecture"]
 
 
 def _cmd_pick(args: argparse.Namespace) -> int:
-    from moonas.deploy.pick import NoFeasibleArchitecture, pick, pick_many, read_budgets_file
+    from moonas.deploy.pick import (NoFeasibleArchitecture, parse_limits, pick, pick_many,
+                                    read_budgets_file)
 
     run = _load_run(args.run)
     if args.budgets_file:
         given = [f for f in ("max_params", "max_macs", "max_latency_ms", "min_accuracy", "device")
                  if getattr(args, f) is not None]
         if given:
-            raise ConfigError(f"--budgets-file sets the limits per device: drop "
-                              f"{', '.join('--' + g.replace('_', '-') for g in given)}")
+            raise UsageError(f"--budgets-file sets the limits per device: drop "
+                             f"{', '.join('--' + g.replace('_', '-') for g in given)}")
         results = pick_many(run, read_budgets_file(args.budgets_file),
                             latency_table=args.latency_table, prefer=args.prefer)
         failed = any(isinstance(r, NoFeasibleArchitecture) for _, r in results)
+        # As a single pick: each entry nothing meets is one line on stderr (exit code 2), its
+        # row of the table or the JSON on stdout as well.
+        sys.stderr.write("".join(f"moonas pick: error: budgets entry {name!r}: {r}\n"
+                                 for name, r in results
+                                 if isinstance(r, NoFeasibleArchitecture)))
         if args.json:
             print(json.dumps([r.to_json() if not isinstance(r, NoFeasibleArchitecture)
                               else {"name": name, "error": str(r)} for name, r in results],
@@ -359,6 +387,8 @@ def _cmd_pick(args: argparse.Namespace) -> int:
         else:
             print("\n".join(_budgets_table(results)))
         return 2 if failed else 0
+    _usage(parse_limits, args.max_params, args.max_macs, args.max_latency_ms,
+           args.min_accuracy)
     try:
         result = pick(run, max_params=args.max_params, max_macs=args.max_macs,
                       max_latency_ms=args.max_latency_ms, device=args.device,
@@ -392,11 +422,24 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _usage(check, *values):
+    """`check(*values)`, a value out of range (`ConfigError`) raised as the usage error it is
+    on the command line (exit code 2); the Python API keeps raising `ConfigError`."""
+    try:
+        return check(*values)
+    except UsageError:
+        raise
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+
+
 def _precheck_train(args: argparse.Namespace) -> None:
     """What every process of `train --processes N` would reject, checked once."""
     from dataclasses import replace
 
-    from moonas.deploy.train import check_run_device
+    from moonas.deploy.train import check_recipe_args, check_run_device
+
+    _usage(check_recipe_args, args.epochs, args.lr)
     from moonas.deploy.trained import TrainedFiles
     from moonas.distributed import check_launch
     from moonas.lock import check_free
@@ -413,8 +456,9 @@ def _precheck_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from moonas.deploy.train import train_candidate
+    from moonas.deploy.train import check_recipe_args, train_candidate
 
+    _usage(check_recipe_args, args.epochs, args.lr)
     run = _load_run(args.run)
     bar = None
     if not args.quiet:
@@ -447,7 +491,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
                                           ("--latency-table", args.latency_table)) if value]
         if given:
             names = " and ".join(filter(None, (", ".join(given[:-1]), given[-1])))
-            raise ConfigError(f"{names} appl{'y' if len(given) > 1 else 'ies'} to --kind front "
+            raise UsageError(f"{names} appl{'y' if len(given) > 1 else 'ies'} to --kind front "
                               f"only, not --kind {args.kind}")
     if args.latency_table is not None:  # a missing table is an error even when unused
         from moonas.costs.latency import known_devices
@@ -455,16 +499,34 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         known_devices(args.latency_table)
     if args.kind != "front":  # these draw a run's log: finished or not (running, stopped)
         if len(args.runs) != 1:
-            raise ConfigError(f"--kind {args.kind} draws one run, got {len(args.runs)}")
+            raise UsageError(f"--kind {args.kind} draws one run, got {len(args.runs)}")
+        _check_plot_out(args, out, [Path(args.runs[0])])
         plot_history(args.runs[0], out, args.kind)
         print(f"{args.kind} of {Path(args.runs[0])} -> {out}")
         return 0
+    if args.label and len(args.label) != len(args.runs):
+        raise UsageError(f"--label given {len(args.label)} times for {len(args.runs)} runs: "
+                         "give one per run, in order")
     runs = [_load_run(r) for r in args.runs]
+    _check_plot_out(args, out, [run.dir for run in runs])
     drawn = plot_runs(runs, out, x=args.x, latency_table=args.latency_table,
                       labels=args.label, log_x=args.log_x)
     points = sum(len(s["front_x"]) for s in drawn["series"])
     print(f"{len(runs)} front(s), {points} front points -> {out}")
     return 0
+
+
+def _check_plot_out(args: argparse.Namespace, out: Path, run_dirs: Sequence[Path]) -> None:
+    """Refuse a `plot --out` that is a file of a plotted run (its pareto.png, anything below
+    trained/: see `run_file`, which `export --out` is checked with too)."""
+    from moonas.deploy.trained import run_file
+
+    for run_dir in run_dirs:
+        target = run_file(run_dir, out)
+        if target is not None:
+            raise ConfigError(f"--out {args.out} would overwrite {target}, a file of the run "
+                              f"{run_dir}: choose another name, e.g. "
+                              f"{Path(run_dir) / (args.kind + out.suffix)}")
 
 
 def _check_replace(out: Path, name: str, force: bool) -> None:
@@ -493,14 +555,15 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     from moonas.config import config_to_dict, load_config
     from moonas.costs.latency import remeasure_advice
     from moonas.atomic import check_output_path
-    from moonas.deploy.profile import TimingProtocol, profile_space
+    from moonas.deploy.profile import TimingProtocol, check_device_name, profile_space
     from moonas.pricing import static_space
 
     out = check_output_path(args.out, (".json",))
+    check_device_name(args.name)  # before --out's table is compared with it
     _check_replace(out, args.name, args.force)
     if args.run is not None:
         if args.config is not None or args.set or args.space is not None:
-            raise ConfigError("--run profiles that run's space: drop --config, --set and --space")
+            raise UsageError("--run profiles that run's space: drop --config, --set and --space")
         from moonas.deploy.weights import run_space
 
         space = run_space(_load_run(args.run))

@@ -27,9 +27,9 @@ import torch
 from torch import nn
 
 from moonas.atomic import atomic_path, check_output_path, write_text
+from moonas.deploy.trained import run_file
 from moonas.errors import CheckpointError, ConfigError, MoonasError
-from moonas.lock import LOCK
-from moonas.run import Run, RunFiles
+from moonas.run import Run
 
 if TYPE_CHECKING:
     from moonas.deploy.weights import Standalone
@@ -104,17 +104,10 @@ def check_export_out(out: str | Path, run: Run, fmt: str) -> Path:
         raise ConfigError(f"--out {out}: .json names an export's sidecar (OUT.json), not the "
                           f"network: give a {fmt} file name, e.g. {named}")
     side = sidecar_path(out)
-    files = RunFiles(run.dir)
-    kept = {path.resolve() for path in (files.config, files.manifest, files.log,
-                                        files.checkpoint, files.candidates, files.pareto_json,
-                                        files.pareto_csv, files.pareto_png, run.dir / LOCK)}
-    if run.config.search.latency_table is not None:
-        kept.add(Path(run.config.search.latency_table).resolve())
-    # Retrained networks, and asng-separate's sub-runs: every file below them.
-    folders = [(run.dir / name).resolve() for name in ("trained", "separate")]
+    table = run.config.search.latency_table
     for path in (out, side):
-        target = path.resolve()
-        if target in kept or any(target.is_relative_to(folder) for folder in folders):
+        target = run_file(run.dir, path, () if table is None else (table,))
+        if target is not None:
             what = "it" if path is out else f"its sidecar {side.name}"
             raise ConfigError(f"--out {out}: {what} would overwrite {target}, which the run "
                               f"{run.dir} needs: write the export elsewhere")
@@ -420,12 +413,20 @@ def _weights_note(run: Run, loaded: Standalone, trained: dict | None) -> str:
 
 
 def load_pt(path: str | Path) -> nn.Module:
-    """Rebuild the network of a `--format pt` export (needs moonas for the network classes)."""
+    """Rebuild the network of a `--format pt` export (needs moonas for the network classes);
+    the caller's torch RNG state is kept."""
     from moonas.checkpoint import load_checkpoint
+    from moonas.deploy.weights import caller_rng
+
+    state = load_checkpoint(path)
+    with caller_rng():
+        return _rebuild_pt(path, state)
+
+
+def _rebuild_pt(path: str | Path, state: dict) -> nn.Module:
     from moonas.nets import SUPERNETS
     from moonas.spaces import build_space
 
-    state = load_checkpoint(path)
     try:
         if state.get("format") != PT_FORMAT:
             raise ValueError(f"format {state.get('format')!r}, expected {PT_FORMAT!r}")

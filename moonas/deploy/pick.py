@@ -15,7 +15,8 @@ members it is the most accurate one.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
@@ -25,7 +26,7 @@ from moonas.config import parse_amount
 from moonas.costs.latency import (LatencyModel, RecordedLatency, device_name, known_devices,
                                   load_latency, round_ms)
 from moonas.costs.table import cost_label, flops_hint
-from moonas.errors import ConfigError, DataError, MoonasError
+from moonas.errors import ArgumentError, ConfigError, DataError, MoonasError
 from moonas.pareto import non_dominated
 from moonas.registry import closest
 from moonas.run import Candidate, Run
@@ -34,6 +35,7 @@ from moonas.yamlio import read_yaml
 __all__ = [
     "PREFER",
     "Limits",
+    "parse_limits",
     "Pick",
     "NoFeasibleArchitecture",
     "pick",
@@ -98,14 +100,17 @@ class Limits:
 @dataclass(frozen=True)
 class Pick:
     """The chosen candidate, the limits it meets, its latency on `device` (when one is
-    named), and its retrained metrics when `moonas train` produced them."""
+    named), and its retrained metrics when `moonas train` produced them.
+
+    Hashable: `trained` (the plain dict of `metrics.json`) is left out of the hash but
+    compared for equality, so equal picks hash alike and a pick is a set member or key."""
 
     candidate: Candidate
     limits: Limits
     prefer: str
     device: str | None = None
     latency_ms: float | None = None
-    trained: dict | None = None
+    trained: dict | None = field(default=None, hash=False)
     label: str | None = None
     n_feasible: int = 0
 
@@ -190,7 +195,9 @@ def resolve_latency(run: Run, device: str | LatencyModel | None,
     that device; one of several devices needs `device`. A missing table always fails, except
     the run's own (`latency_table` not given) for the device it searched on: when that table is
     missing or no longer fits the run, the latencies the search recorded serve instead
-    (`recorded_latency`), with a warning."""
+    (`recorded_latency`), with a warning. A `latency_table` that is no path raises
+    `ArgumentError`."""
+    _check_table(latency_table)
     if isinstance(device, LatencyModel):
         return device
     if device is None:
@@ -227,6 +234,13 @@ def resolve_latency(run: Run, device: str | LatencyModel | None,
     if latency_table is None:
         _warn_if_remeasured(run, model, table)
     return model
+
+
+def _check_table(latency_table) -> None:
+    """`ArgumentError` unless `latency_table` is None or a path (str or os.PathLike)."""
+    if latency_table is not None and not isinstance(latency_table, (str, os.PathLike)):
+        raise ArgumentError(f"latency_table must be a path (str or pathlib.Path), got "
+                            f"{type(latency_table).__name__} {repr(latency_table)[:40]}")
 
 
 def _warn_if_remeasured(run: Run, model: LatencyModel, table: str | Path) -> None:
@@ -284,10 +298,8 @@ def pick(run: Run, max_params: float | str | None = None, max_macs: float | str 
     """
     if prefer not in PREFER:
         raise ConfigError(f"{_arg('prefer')} must be one of {', '.join(PREFER)}, got {prefer!r}")
-    limits = Limits(max_params=_amount(max_params, "max_params"),
-                    max_macs=_amount(max_macs, "max_macs"),
-                    max_latency_ms=_amount(max_latency_ms, "max_latency_ms"),
-                    min_accuracy=_accuracy(min_accuracy))
+    _check_table(latency_table)
+    limits = parse_limits(max_params, max_macs, max_latency_ms, min_accuracy)
     searched = run.config.search.cost
     # The device the run searched for: reported by default, limited by --max-latency-ms.
     own = device is None and latency_table is None and searched.startswith("latency:")
@@ -348,6 +360,17 @@ def pick(run: Run, max_params: float | str | None = None, max_macs: float | str 
     return Pick(candidate=c, limits=limits, prefer=prefer, device=device_label,
                 latency_ms=None if latency is None else float(latency[chosen]),
                 trained=_trained_metrics(run, c), label=label, n_feasible=int(feasible.sum()))
+
+
+def parse_limits(max_params: float | str | None = None, max_macs: float | str | None = None,
+                 max_latency_ms: float | str | None = None,
+                 min_accuracy: float | str | None = None) -> Limits:
+    """The `Limits` that `pick` reads from its arguments (amounts such as `'120k'`, accuracy
+    as a fraction or a percentage), or one line naming the value that cannot be a limit."""
+    return Limits(max_params=_amount(max_params, "max_params"),
+                  max_macs=_amount(max_macs, "max_macs"),
+                  max_latency_ms=_amount(max_latency_ms, "max_latency_ms"),
+                  min_accuracy=_accuracy(min_accuracy))
 
 
 def _infeasible_message(run: Run, pool: Sequence[Candidate], limits: Limits, checks: list,
@@ -417,9 +440,21 @@ def read_budgets_file(path: str | Path) -> dict[str, dict[str, Any]]:
     to the file), prefer. An optional top-level `devices:` key may hold the mapping.
     """
     path = Path(path)
+    example = "e.g. 'mcu: {max_params: 120k}'"
+    if path.is_dir():
+        raise ConfigError(f"budgets file {str(path)!r} is a folder: give a YAML file mapping "
+                          f"device name -> limits, {example}")
     if not path.is_file():
         raise ConfigError(f"budgets file {str(path)!r} not found: write a YAML mapping of device "
-                          "name -> limits, e.g. 'mcu: {max_params: 120k}'")
+                          f"name -> limits, {example}")
+    try:
+        path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:  # read_yaml's own line would call it a config
+        raise ConfigError(f"budgets file {path} is not UTF-8 text (byte {err.start}): save it "
+                          f"as UTF-8 YAML mapping device name -> limits, {example}") from None
+    except OSError as err:
+        raise ConfigError(f"budgets file {path} cannot be read ({err.strerror or err}): make "
+                          "it readable") from None
     data = read_yaml(path)
     if isinstance(data, dict) and set(data) == {"devices"}:
         data = data["devices"]
@@ -453,6 +488,7 @@ def pick_many(run: Run, budgets: Mapping[str, Mapping[str, Any]],
     """One pick per named device; infeasible devices give their `NoFeasibleArchitecture`.
 
     `latency_table` is the default table of the entries that name a `device`."""
+    _check_table(latency_table)
     if latency_table is not None:
         known_devices(latency_table)  # a missing table fails even when no entry uses it
     out: list[tuple[str, Pick | NoFeasibleArchitecture]] = []

@@ -22,7 +22,7 @@ from moonas.spaces import Arch, SearchSpace
 from moonas.threads import torch_threads
 
 __all__ = ["TimingProtocol", "measure_latency", "profile_space", "profile_archs",
-           "fit_additive", "leave_one_out_errors"]
+           "fit_additive", "leave_one_out_errors", "check_device_name"]
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +204,15 @@ def _check_fastest(model: AdditiveLatency, measured: np.ndarray) -> None:
                 remeasure_advice(model.measured))
 
 
+def check_device_name(device: str) -> str:
+    """`device` unless it is no plain word (a file and a `latency:DEVICE` cost are named after
+    it): one line saying so."""
+    if not isinstance(device, str) or not device or any(c in device for c in "/\\: "):
+        raise ConfigError(f"device name {device!r} must be a plain word (no '/', ':' or spaces), "
+                          "e.g. --name laptop")
+    return device
+
+
 def profile_space(space: SearchSpace, device: str, protocol: TimingProtocol = TimingProtocol(),
                   n_random: int | None = None, seed: int = 0,
                   progress: Progress | None = None) -> AdditiveLatency:
@@ -212,17 +221,19 @@ def profile_space(space: SearchSpace, device: str, protocol: TimingProtocol = Ti
     Every option of every choice is timed as a one-option change of a reference network, and
     `n_random` random networks are timed with them; a least-squares fit over all of them gives
     each option's latency (see `profile_archs`, `fit_additive`). Networks are standalone,
-    randomly initialised, in eval mode, PyTorch eager on the CPU.
+    randomly initialised (from `seed`; the caller's torch RNG state is kept), in eval mode,
+    PyTorch eager on the CPU.
     """
-    if not device or any(c in device for c in "/\\: "):
-        raise ConfigError(f"device name {device!r} must be a plain word (no '/', ':' or spaces), "
-                          "e.g. --name laptop")
+    check_device_name(device)
     if seed < 0:
         raise ConfigError(f"profile --seed must be >= 0, got {seed}")
     rng = np.random.default_rng(seed)
     archs = profile_archs(space, n_random, rng)
-    torch.manual_seed(seed)
-    nets = [_standalone(space, tuple(int(v) for v in a)) for a in archs]
+    from moonas.deploy.weights import caller_rng
+
+    with caller_rng():
+        torch.manual_seed(seed)
+        nets = [_standalone(space, tuple(int(v) for v in a)) for a in archs]
     shape = (space.in_channels, space.input_size, space.input_size)
     started = time.perf_counter()
     measured = measure_latency(nets, shape, protocol, seed, progress)

@@ -11,8 +11,11 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import math
+import numbers
 import shutil
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -23,15 +26,16 @@ from moonas.atomic import remove_stale_temps, write_json
 from moonas.checkpoint import load_checkpoint, save_checkpoint
 from moonas.devices import device_fields
 from moonas.distributed import World, barrier, join, main_first
-from moonas.errors import CheckpointError, ConfigError, MoonasError
+from moonas.errors import ArgumentError, CheckpointError, ConfigError, MoonasError
 from moonas.lock import LOCK, acquire, release
 from moonas.retrain import TrainRecipe, train_standalone
 from moonas.run import Run
-from moonas.deploy.weights import (TRAINED_FORMAT, DamagedMetrics, TrainedFiles, find_candidate,
-                                   read_trained_metrics, run_data, run_space, supernet_network,
-                                   train_command)
+from moonas.deploy.weights import (TRAINED_FORMAT, DamagedMetrics, TrainedFiles, caller_rng,
+                                   find_candidate, read_trained_metrics, run_data, run_space,
+                                   supernet_network, train_command)
 
-__all__ = ["INITS", "train_candidate", "default_recipe", "check_run_device"]
+__all__ = ["INITS", "train_candidate", "default_recipe", "check_recipe_args",
+           "check_run_device"]
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +44,34 @@ INITS = ("scratch", "supernet")
 
 
 def default_recipe(run: Run, epochs: int | None = None, lr: float | None = None) -> TrainRecipe:
-    """`TrainRecipe` defaults with the run's batch size and gradient clipping."""
+    """`TrainRecipe` defaults with the run's batch size and gradient clipping, `epochs` and
+    `lr` when given (checked by `check_recipe_args`)."""
+    check_recipe_args(epochs, lr)
     recipe = TrainRecipe(batch_size=run.config.data.batch_size,
                          grad_clip=run.config.train.grad_clip)
     if epochs is not None:
-        if epochs < 1:
-            raise ConfigError(f"--epochs must be >= 1, got {epochs}")
         recipe = replace(recipe, epochs=int(epochs))
     if lr is not None:
-        if not 0 < lr < float("inf"):  # NaN too
-            raise ConfigError(f"--lr must be a number > 0, got {lr}")
         recipe = replace(recipe, lr=float(lr))
     return recipe
+
+
+def check_recipe_args(epochs: int | None = None, lr: float | None = None) -> None:
+    """`epochs` an int >= 1 and `lr` a finite number > 0 (None: the default): a value of
+    another type raises `ArgumentError` naming the argument, one out of range `ConfigError`
+    naming the flag (`moonas train` turns it into a usage error)."""
+    if epochs is not None:
+        if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral):
+            raise ArgumentError(f"epochs must be an int (a number of epochs), got "
+                                f"{type(epochs).__name__} {repr(epochs)[:40]}")
+        if epochs < 1:
+            raise ConfigError(f"--epochs must be >= 1, got {epochs}")
+    if lr is not None:
+        if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
+            raise ArgumentError(f"lr must be a number (a learning rate), got "
+                                f"{type(lr).__name__} {repr(lr)[:40]}")
+        if not (0 < lr and math.isfinite(lr)):  # NaN too
+            raise ConfigError(f"--lr must be a finite number > 0, got {lr}")
 
 
 def train_candidate(run: Run, cid: int, *, epochs: int | None = None,
@@ -70,8 +90,9 @@ def train_candidate(run: Run, cid: int, *, epochs: int | None = None,
     info)` is called per training step (`info`: `phase` "train", `epoch`, `train_loss`).
     Rank 0 holds `RUN/trained/ID` (`moonas.lock`) from the start of the call to its end,
     however it ends: another training of the id meanwhile is refused with one line.
-    The caller's torch thread count and global RNG state are restored on return, as
-    `moonas.search` restores them: the training sets its own from the run's config.
+    The caller's torch thread count and global RNG state (the CPU's, and the GPUs' once CUDA
+    is in use: `caller_rng`) are restored on return, as `moonas.search` restores them: the
+    training sets its own from the run's config.
     """
     if init not in INITS:
         raise ConfigError(f"--init must be one of {', '.join(INITS)}, got {init!r}")
@@ -87,8 +108,9 @@ def train_candidate(run: Run, cid: int, *, epochs: int | None = None,
     # Taken before anything changes, in one step: another `moonas train` of this id, even one
     # started the same moment, is refused; held until this call ends, however it ends.
     made = _take(files) if world.main else None
-    threads, rng_state = torch.get_num_threads(), torch.get_rng_state()
+    threads, rng = torch.get_num_threads(), ExitStack()
     try:
+        rng.enter_context(caller_rng(where))
         if restart and world.main:
             _clear(files)
         barrier(world)  # the others read what rank 0 left
@@ -155,7 +177,7 @@ def train_candidate(run: Run, cid: int, *, epochs: int | None = None,
             raise
     finally:
         torch.set_num_threads(threads)
-        torch.set_rng_state(rng_state)
+        rng.close()
         if world.main:
             release(files.root)
             _remove_empty(files.root, made)

@@ -1,6 +1,7 @@
 """What `moonas train` leaves of a retraining in `RUN/trained/ID/`, read without torch: the
 files' paths, its `metrics.json` record (damaged or another architecture's: None with one
-warning per file) and the command that repeats or mends it."""
+warning per file) and the command that repeats or mends it; and which files of a run an
+output (`export --out`, `plot --out`) must never overwrite (`run_file`)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ import logging
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Iterable, Literal, Sequence
 
 from moonas.errors import CheckpointError
 
 __all__ = ["TRAINED_FORMAT", "TrainedFiles", "DamagedMetrics", "read_trained_metrics",
-           "train_command"]
+           "train_command", "run_file"]
 
 log = logging.getLogger(__name__)
 
@@ -167,3 +168,24 @@ def train_command(run_dir: str | Path, cid: int, job: Path | None = None) -> str
     if recorded.get("init") not in (None, "scratch"):
         words += ["--init", str(recorded["init"])]
     return " ".join(shlex.quote(w) for w in words)
+
+
+def run_file(run_dir: str | Path, path: str | Path, extra: Iterable[str | Path] = ()
+             ) -> Path | None:
+    """`path` resolved when it is one of the files run `run_dir` needs (config.yaml,
+    manifest.json, log.jsonl, checkpoint.pt, candidates.csv, pareto.json/.csv/.png, its lock,
+    the `extra` files such as its latency table, or anything below trained/ and separate/),
+    else None: an output written there would destroy the run's own record."""
+    from moonas.lock import LOCK
+    from moonas.run import RunFiles
+
+    files = RunFiles(Path(run_dir))
+    kept = {p.resolve() for p in (files.config, files.manifest, files.log, files.checkpoint,
+                                  files.candidates, files.pareto_json, files.pareto_csv,
+                                  files.pareto_png, files.root / LOCK, *map(Path, extra))}
+    # Retrained networks, and asng-separate's sub-runs: every file below them.
+    folders = [(files.root / name).resolve() for name in ("trained", "separate")]
+    target = Path(path).resolve()
+    if target in kept or any(target.is_relative_to(folder) for folder in folders):
+        return target
+    return None

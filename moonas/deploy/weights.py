@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Literal
@@ -19,7 +20,7 @@ from torch import nn
 from moonas.checkpoint import load_checkpoint
 from moonas.deploy.trained import (TRAINED_FORMAT, DamagedMetrics, TrainedFiles,
                                    read_trained_metrics, train_command)
-from moonas.errors import CheckpointError, ConfigError, MoonasError
+from moonas.errors import ArgumentError, CheckpointError, ConfigError, MoonasError
 from moonas.run import Candidate, Run, RunFiles, read_candidates
 from moonas.spaces import Arch, SearchSpace
 
@@ -27,6 +28,8 @@ __all__ = [
     "WEIGHT_SOURCES",
     "TRAINED_FORMAT",
     "TrainedFiles",
+    "caller_rng",
+    "check_cid",
     "find_candidate",
     "run_space",
     "run_data",
@@ -46,8 +49,33 @@ log = logging.getLogger(__name__)
 
 #: Where a network's weights come from: retrained if `moonas train` produced them, else supernet.
 WEIGHT_SOURCES = ("auto", "supernet", "trained")
+
+
+def caller_rng(device: torch.device | str | None = None):
+    """`torch.random.fork_rng` over the generators a network build or a training draws from
+    or reseeds: the CPU's, and every GPU's once CUDA is in use here or `device` is a GPU
+    (`torch.manual_seed` seeds them all). The caller's RNG state is restored on exit, however
+    the block ends; a CPU-only process forks the CPU generator alone (CUDA is not started)."""
+    gpu = device is not None and torch.device(device).type == "cuda"
+    devices: list[int] = []
+    if torch.cuda.is_available() and (gpu or torch.cuda.is_initialized()):
+        devices = list(range(torch.cuda.device_count()))
+    return torch.random.fork_rng(devices=devices)
+
+
+def check_cid(cid) -> int:
+    """`cid` as an int, or `ArgumentError` naming it: a candidate id is an integer (a string
+    such as '4' would match no candidate and be reported as one that is not there)."""
+    if isinstance(cid, bool) or not isinstance(cid, numbers.Integral):
+        raise ArgumentError(f"cid (the candidate id) must be an int, got {type(cid).__name__} "
+                            f"{repr(cid)[:40]}: pass the id as a number, e.g. 4")
+    return int(cid)
+
+
 def find_candidate(run: Run, cid: int) -> Candidate:
-    """The candidate `cid` of `run` (front members first), or one line listing the front's ids."""
+    """The candidate `cid` of `run` (front members first), or one line listing the front's ids;
+    a `cid` that is no int raises `ArgumentError`."""
+    cid = check_cid(cid)
     for c in (*run.front.architectures, *run.candidates):
         if c.id == cid:
             return c
@@ -255,14 +283,23 @@ def supernet_network(run: Run, arch: Arch, data=None, space: SearchSpace | None 
                      cid: int | None = None) -> nn.Module:
     """The standalone network of `arch` with the run's supernet weights, batch norm
     recalibrated on the run's calibration batches; eval mode. `cid` (the candidate's id)
-    picks the supernet of the sub-run that measured it in asng-separate runs."""
-    return _supernet_standalone(run, arch, cid, data, space).net
+    picks the supernet of the sub-run that measured it in asng-separate runs. The caller's
+    torch RNG state is kept (`caller_rng`)."""
+    with caller_rng():
+        return _supernet_standalone(run, arch, cid, data, space).net
 
 
 def trained_network(run: Run, cid: int, space: SearchSpace | None = None) -> nn.Module:
-    """The standalone network of candidate `cid` with the weights `moonas train` stored; eval."""
+    """The standalone network of candidate `cid` with the weights `moonas train` stored; eval.
+    The caller's torch RNG state is kept (`caller_rng`)."""
+    with caller_rng():
+        return _trained_network(run, cid, space)
+
+
+def _trained_network(run: Run, cid: int, space: SearchSpace | None) -> nn.Module:
     from moonas.nets import SUPERNETS
 
+    cid = check_cid(cid)
     files = TrainedFiles.of(run.dir, cid)
     if not files.complete:
         if files.checkpoint.is_file() and files.job.is_file():  # stopped part-way
@@ -299,9 +336,15 @@ def load_standalone(run: Run, cid: int,
                     weights: Literal["auto", "supernet", "trained"] = "auto",
                     data=None) -> Standalone:
     """Candidate `cid`'s network and where its weights came from; `auto` prefers retrained
-    weights when `moonas train` produced them."""
+    weights when `moonas train` produced them. The caller's torch RNG state is kept (building
+    the network draws from it: `caller_rng`)."""
     if weights not in WEIGHT_SOURCES:
         raise ConfigError(f"weights must be one of {', '.join(WEIGHT_SOURCES)}, got {weights!r}")
+    with caller_rng():
+        return _load_standalone(run, cid, weights, data)
+
+
+def _load_standalone(run: Run, cid: int, weights: str, data) -> Standalone:
     candidate = find_candidate(run, cid)
     space = run_space(run)
     trained = TrainedFiles.of(run.dir, cid)
@@ -309,7 +352,7 @@ def load_standalone(run: Run, cid: int,
     # not when its record is damaged or another architecture's (each warned about once).
     if weights == "trained" or (weights == "auto" and read_trained_metrics(
             run.dir, cid, candidate.arch) is not None):
-        return Standalone(trained_network(run, cid, space), "trained", trained.weights)
+        return Standalone(_trained_network(run, cid, space), "trained", trained.weights)
     return _supernet_standalone(run, candidate.arch, cid, data, space)
 
 
