@@ -80,8 +80,12 @@ def acquire(root: str | Path, what: str = "written") -> None:
 
 
 def hold(root: str | Path) -> None:
-    """Mark `root` (an existing folder) as held by this process, until `release`."""
-    write_json(Path(root) / LOCK, _record())
+    """Mark `root` (an existing folder) as held by this process, until `release`; one line
+    when the folder cannot be written (a resume of a run in a read-only folder)."""
+    try:
+        write_json(Path(root) / LOCK, _record())
+    except OSError as err:
+        raise _unwritable(root, err) from None
 
 
 def release(root: str | Path) -> None:
@@ -131,14 +135,19 @@ def _refusal(root: str | Path, what: str, owner: dict) -> MoonasError:
                        f"{owner.get('since', '?')}): wait for it to end, or stop it first")
 
 
+def _unwritable(root: str | Path, err: OSError) -> MoonasError:
+    """The one line for a folder whose lock cannot be written or removed."""
+    return MoonasError(f"cannot write to {root} ({err.strerror or err}): make the folder "
+                       "writable")
+
+
 def _link_new(root: Path, lock: Path) -> bool:
     """Put this process's complete lock file in place unless a lock is there (then False):
     written beside it first, so no reader ever sees a half-written lock."""
     try:
         fd, tmp = tempfile.mkstemp(prefix=f"{LOCK}.", suffix=".tmp", dir=root)
     except OSError as err:
-        raise MoonasError(f"cannot write to {root} ({err.strerror}): make the folder "
-                          "writable") from None
+        raise _unwritable(root, err) from None
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -173,7 +182,10 @@ def _remove_stale(lock: Path, seen: dict) -> None:
     stale, each removes it at most once, never a fresh lock another one put in its place."""
     with _guard(lock.parent):
         if _read(lock) == seen:
-            lock.unlink(missing_ok=True)
+            try:
+                lock.unlink(missing_ok=True)
+            except OSError as err:  # a read-only folder: the stale lock cannot go
+                raise _unwritable(lock.parent, err) from None
 
 
 @contextmanager

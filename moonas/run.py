@@ -18,6 +18,7 @@ from moonas.atomic import write_json, write_text
 from moonas.config import RunConfig, load_config
 from moonas.errors import MoonasError
 from moonas.pareto import non_dominated
+from moonas.yamlio import read_yaml
 
 __all__ = ["Candidate", "ParetoFront", "Run", "RunFiles", "load_run", "front_mask",
            "write_candidates", "candidates_text", "write_front", "is_run_dir", "CorruptFront",
@@ -427,6 +428,10 @@ def load_run(path: str | Path) -> Run:
     if not files.candidates.is_file():
         log.warning("run %s has no candidates.csv: picks choose among the front only; %s",
                     files.root, rebuild)
+    if not read_yaml(files.config):  # not "a config that sets no keys": the run's record
+        raise MoonasError(f"{files.config} is empty: it records the run's settings; restore it "
+                          f"from a copy ('moonas search --resume {files.root}' names what "
+                          "differs from the checkpoint's copy)")
     config = load_config(files.config)
     _check_archs(config, ((files.pareto_json, front.architectures),
                           (files.candidates, candidates)), rebuild)

@@ -147,3 +147,29 @@ def test_without_hard_links_the_lock_is_still_exclusive(tmp_path, live, monkeypa
     acquire(tmp_path)
     assert json.loads((tmp_path / LOCK).read_text())["pid"] == os.getpid()
     assert [p.name for p in tmp_path.iterdir()] == [LOCK]
+
+
+def test_a_folder_that_cannot_be_held_or_freed_is_one_line(tmp_path, monkeypatch) -> None:
+    """`hold` (a resume's lock) and the removal of a stale lock in a read-only folder: the
+    one line `acquire` gives, not a PermissionError's traceback."""
+    import tempfile
+
+    from moonas.lock import hold
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    stale = _write_lock(tmp_path, gone.pid, start="1")
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(MoonasError, match=f"cannot write to {tmp_path} \\(Permission denied\\): "
+                       "make the folder writable") as info:
+        hold(tmp_path)
+    assert "\n" not in str(info.value)
+    monkeypatch.setattr(os, "unlink", read_only)  # Path.unlink: the stale lock stays
+    with pytest.raises(MoonasError, match=f"cannot write to {tmp_path} \\(Permission denied\\): "
+                       "make the folder writable"):
+        check_free(tmp_path)
+    assert json.loads((tmp_path / LOCK).read_text()) == stale

@@ -229,3 +229,15 @@ def test_a_candidates_csv_without_its_header_names_the_missing_columns(tmp_path)
     with pytest.raises(CorruptFront, match=rf"^{path} line 1 \(the header\) lacks the columns "
                                            r"id, arch, .*: rebuild it from the checkpoint"):
         load_run(root)
+
+
+def test_an_emptied_config_yaml_of_a_run_is_named_as_the_runs_record(tmp_path) -> None:
+    """Not "a config file that sets no keys: omit it to run the embedded default" (a new run's
+    advice), and not a load with every schema default (what it did before empty configs were
+    refused): the run's record is named, with the resume that tells what differs."""
+    root = make_run(tmp_path / "run")
+    RunFiles(root).config.write_text("# nothing left\n")
+    with pytest.raises(MoonasError, match=r"config.yaml is empty: it records the run's "
+                                          r"settings; restore it from a copy \('moonas search "
+                                          r"--resume "):
+        load_run(root)

@@ -238,8 +238,9 @@ def test_search_flags_that_contradict_resume_are_refused(tiny_run, tmp_path: Pat
     from moonas.cli import main
 
     other = tmp_path / "elsewhere"
-    assert main(["search", "--resume", str(tiny_run.dir), "--out", str(other)]) == 1
-    assert main(["search", "--resume", str(tiny_run.dir), "--force"]) == 1
+    # Contradictory flags: a usage error (exit 2), as argparse's own.
+    assert main(["search", "--resume", str(tiny_run.dir), "--out", str(other)]) == 2
+    assert main(["search", "--resume", str(tiny_run.dir), "--force"]) == 2
     assert not other.exists()
 
 
@@ -947,3 +948,241 @@ def test_a_latency_budget_below_every_cell_the_search_measures_is_refused() -> N
     assert run_objective(kept, space, table).budgets[0] == between
     # Automatic budgets never fall below what the search measures either.
     assert run_objective(config, space, table).budgets[0] >= floor
+
+
+def _run_bytes(root: Path) -> dict[str, bytes]:
+    """Every file under `root` (the run's own lock aside) by its relative path, with its bytes."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p != root / ".moonas-lock"}
+
+
+def _old_run_with_a_training(tiny_run, tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
+    import shutil
+
+    out = tmp_path / "old"
+    shutil.copytree(tiny_run.dir, out)
+    (out / "trained" / "0").mkdir(parents=True)
+    (out / "trained" / "0" / "job.json").write_text("{}")
+    return out, _run_bytes(out)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.root=/nonexistent/moonas", "data.root"),
+    ("search.budgets=[5]", "below the cheapest architecture"),
+    ("train.lr=1e30", "loss became"),
+])
+def test_a_force_replacement_that_fails_before_its_first_checkpoint_keeps_the_old_run(
+        tiny_run, tmp_path: Path, override: str, message: str) -> None:
+    out, before = _old_run_with_a_training(tiny_run, tmp_path)
+    extra = ("data.name=mnist",) if override.startswith("data.root") else (
+        "train.grad_clip=null", "search.epochs=1", "search.warmup_epochs=0")
+    with pytest.raises(MoonasError, match=message):
+        _search(out, override, *extra, force=True)
+    assert _run_bytes(out) == before
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in tiny_run.dir.iterdir()
+                                                           if p.name != ".moonas-lock") + [
+        "trained"]
+    assert not (out / "trained" / "0" / ".moonas-lock").exists()  # its lock given back
+
+
+def test_a_force_replacement_deletes_the_old_run_at_its_first_checkpoint_and_ctrl_c_before(
+        tiny_run, tmp_path: Path) -> None:
+    """The old run waits in a hidden folder until the new run's first checkpoint, then goes;
+    Ctrl-C before that puts it back."""
+    from moonas.search.runner import REPLACED
+
+    out, before = _old_run_with_a_training(tiny_run, tmp_path)
+    seen = []
+
+    def watch(done, total, info):
+        seen.append((info["phase"], info.get("epoch"), (out / REPLACED).exists()))
+
+    _search(out, "seed=3", force=True, progress=watch)
+    assert seen[0] == ("train", 0, True)  # set aside while the first epoch trains
+    assert [aside for phase, epoch, aside in seen if epoch != 0] == [False] * (len(seen) - sum(
+        epoch == 0 for _, epoch, _ in seen))  # gone once epoch 0's checkpoint is written
+    assert not (out / REPLACED).exists() and not (out / "trained").exists()
+
+    out, before = _old_run_with_a_training(tiny_run, tmp_path / "again")
+
+    def interrupt(done, total, info):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _search(out, "seed=3", force=True, progress=interrupt)
+    assert _run_bytes(out) == before and not (out / REPLACED).exists()
+
+
+@pytest.mark.parametrize("moment", ["setting aside", "before the first checkpoint", "after it"])
+def test_a_force_replacement_killed_leaves_the_old_run_to_the_next_command(
+        tiny_run, tmp_path: Path, moment: str, caplog) -> None:
+    """A kill -9 while --force replaces a run: the next resume puts the old run back (the new
+    one had nothing to resume) or, once the new run has a checkpoint, deletes it."""
+    import shutil
+
+    from moonas.search.runner import REPLACED
+
+    out, before = _old_run_with_a_training(tiny_run, tmp_path)
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # the killed replacement's lock on trained/0, stale now
+    (out / "trained" / "0" / ".moonas-lock").write_text(json.dumps(
+        {"pid": gone.pid, "host": os.uname().nodename, "start": "1"}))
+    aside = out / REPLACED
+    aside.mkdir()
+    names = ["config.yaml", "checkpoint.pt", "trained"]  # moved so far
+    if moment != "setting aside":  # every file moved, the new run's config written
+        names = [p.name for p in out.iterdir() if p.name not in (REPLACED, ".moonas-lock")]
+        (aside / ".set-aside").write_text("")
+    for name in names:
+        (out / name).rename(aside / name)
+    if moment != "setting aside":  # the new run: the same config (its checkpoint a copy)
+        shutil.copy(aside / "config.yaml", out / "config.yaml")
+        (out / "manifest.json").write_text('{"status": "running"}')
+    if moment == "after it":
+        shutil.copy(aside / "checkpoint.pt", out / "checkpoint.pt")
+    with pytest.raises(MoonasError, match=f"{out} holds another run: pass --resume"):
+        _search(out)  # without --force: refused, nothing touched
+    assert aside.is_dir()
+    if moment == "after it":  # the new run resumes (its front built) and the old one goes
+        assert moonas.search(None, out, resume=True).front == tiny_run.front
+        assert not aside.exists() and not (out / "trained").exists()
+        return
+    run = moonas.search(None, out, resume=True)
+    assert run.front == tiny_run.front and not aside.exists()
+    assert "was stopped before its first checkpoint: the run it replaced is put back" in caplog.text
+    after = _run_bytes(out)
+    assert after.pop("manifest.json") and before.pop("manifest.json")  # status rewritten
+    assert after == before
+
+
+def test_a_force_replacement_that_cannot_move_the_old_run_is_one_line(
+        tiny_run, tmp_path: Path, monkeypatch) -> None:
+    """A read-only folder (the probe's write fails), or a move refused part-way: one line,
+    and every file of the old run where it was."""
+    from pathlib import Path as P
+
+    from moonas.search.runner import REPLACED
+
+    out, before = _old_run_with_a_training(tiny_run, tmp_path)
+    write_text = P.write_text
+
+    def read_only(self, *args, **kwargs):
+        if self.parent == out:
+            raise PermissionError(13, "Permission denied")
+        return write_text(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(P, "write_text", read_only)
+        with pytest.raises(MoonasError, match=f"cannot write to {out} \\(Permission denied\\)"):
+            _search(out, force=True)
+    assert _run_bytes(out) == before
+    rename = os.rename
+
+    def refuse_trained(src, dst):
+        if P(src).name == "trained":
+            raise PermissionError(13, "Permission denied", src)
+        return rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", refuse_trained)
+    with pytest.raises(MoonasError, match=f"cannot move the old run in {out} aside "
+                       r"\(.*trained: Permission denied\)") as info:
+        _search(out, force=True)
+    assert "\n" not in str(info.value)
+    assert _run_bytes(out) == before and not (out / REPLACED).exists()
+    assert not (out / "trained" / "0" / ".moonas-lock").exists()
+
+    def interrupt_at_trained(src, dst):
+        if P(src).name == "trained":
+            raise KeyboardInterrupt
+        return rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", interrupt_at_trained)  # Ctrl-C part-way: all put back
+    with pytest.raises(KeyboardInterrupt):
+        _search(out, force=True)
+    assert _run_bytes(out) == before and not (out / REPLACED).exists()
+
+
+@pytest.mark.parametrize("state", ["complete", "interrupted"])
+def test_a_resume_in_a_read_only_folder_is_one_line(tiny_run, tmp_path: Path, monkeypatch,
+                                                     state: str) -> None:
+    import shutil
+    import tempfile
+
+    if state == "complete":
+        out = tmp_path / "copy"
+        shutil.copytree(tiny_run.dir, out)
+    else:
+        out = _interrupted_copy(tiny_run, tmp_path).root
+    before = _run_bytes(out)
+    mkstemp = tempfile.mkstemp
+
+    def read_only(*args, **kwargs):
+        if Path(kwargs.get("dir", "")) == out:
+            raise PermissionError(13, "Permission denied")
+        return mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(MoonasError, match=f"cannot write to {out} \\(Permission denied\\): "
+                       "make the folder writable") as info:
+        moonas.search(None, out, resume=True)
+    assert "\n" not in str(info.value) and _run_bytes(out) == before
+
+
+def test_a_resume_of_a_complete_run_reports_a_damaged_checkpoint_and_rewrites_its_manifest(
+        tiny_run, tmp_path: Path, caplog) -> None:
+    import shutil
+
+    from moonas.errors import CheckpointError
+
+    out = tmp_path / "copy"
+    shutil.copytree(tiny_run.dir, out)
+    files = RunFiles(out)
+    files.manifest.write_text("garbage{")
+    whole = files.checkpoint.read_bytes()
+    files.checkpoint.write_bytes(whole[:1000])
+    with pytest.raises(CheckpointError, match=f"checkpoint {files.checkpoint} is corrupt or "
+                       f"truncated .*: run {out} is complete, but its supernet weights are "
+                       "lost; restore the checkpoint from a copy") as info:
+        moonas.search(None, out, resume=True)
+    assert "\n" not in str(info.value)
+    manifest = json.loads(files.manifest.read_text())
+    assert manifest["status"] == "complete" and "rewritten" in manifest
+    assert "manifest.json is missing or damaged; written again" in caplog.text
+    files.checkpoint.write_bytes(whole)
+    assert moonas.search(None, out, resume=True).front == tiny_run.front
+
+
+def test_resume_and_force_must_be_bools_and_not_both(tmp_path: Path) -> None:
+    from moonas.errors import ArgumentError, UsageError
+
+    out = tmp_path / "never"
+    bad = "search.strategy=nonesuch"  # the search itself would stop at once: no ArgumentError
+    for kwargs, says in (({"force": "no"}, "search: force must be True or False, got str 'no'"),
+                         ({"resume": 1}, "search: resume must be True or False, got int 1")):
+        with pytest.raises(ArgumentError, match=says):
+            moonas.search("smoke", out, overrides=bad, **kwargs)
+    with pytest.raises(UsageError, match="search: resume=True continues a run and force=True "
+                       "starts one over: pass one"):
+        moonas.search(None, out, resume=True, force=True)
+    assert not out.exists()
+
+
+def test_the_api_restores_the_callers_cuda_rng(tmp_path: Path, monkeypatch) -> None:
+    """torch.manual_seed reseeds every CUDA generator too: their states are restored (faked
+    here, where there is no GPU), and the CPU generator's as before."""
+    saved = [torch.tensor([1, 2, 3], dtype=torch.uint8)]
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: saved)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    _search(tmp_path / "cuda", "search.epochs=1", "search.warmup_epochs=0")
+    assert restored == [saved] and torch.equal(torch.rand(3), expected)
+    # A caller that has not started CUDA: nothing read (reading would start it).
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: pytest.fail("CUDA started"))
+    _search(tmp_path / "cpu", "search.epochs=1", "search.warmup_epochs=0")
+    assert restored == [saved]

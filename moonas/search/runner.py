@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
@@ -19,12 +20,13 @@ import numpy as np
 import torch
 
 from moonas.atomic import remove_stale_temps, write_json, write_text
+from moonas.checkpoint import load_checkpoint
 from moonas.config import RunConfig, api_overrides, api_path, config_to_dict, load_config
 from moonas.costs import COST_UNITS, cost_label
 from moonas.devices import device_fields
 from moonas.distributed import (World, barrier, check_batch_size, join, launched,
                                 launcher_command)
-from moonas.errors import ArgumentError, MoonasError
+from moonas.errors import ArgumentError, CheckpointError, MoonasError, UsageError
 from moonas.lock import acquire, check_free, hold, holder, release
 from moonas.run import (CorruptFront, Candidate, Run, RunFiles, candidates_text, is_run_dir,
                         load_run, read_candidates, write_candidates, write_front)
@@ -32,7 +34,7 @@ from moonas.search.context import build_context
 from moonas.search.front import build_front, front_from_candidates
 from moonas.search.loop import Progress, restore, train, truncate_log
 from moonas.search.strategies import STRATEGIES
-from moonas.yamlio import dump_yaml
+from moonas.yamlio import dump_yaml, read_yaml
 
 __all__ = ["search"]
 
@@ -62,7 +64,7 @@ def check_out_dir(root: Path, force: bool) -> None:
     if root.exists() and not root.is_dir():
         raise MoonasError(f"--out {root} is a file: choose a directory")
     if root.is_dir() and any(root.iterdir()) and not force:
-        if is_run_dir(root):
+        if is_run_dir(root) or (root / REPLACED).is_dir():
             raise MoonasError(f"{root} holds another run: pass --resume {root} to continue it, "
                               "--force to overwrite it, or choose another --out")
         raise MoonasError(f"{root} is not empty and holds no moonas run: choose another "
@@ -70,20 +72,10 @@ def check_out_dir(root: Path, force: bool) -> None:
 
 
 def _prepare_dir(files: RunFiles, force: bool) -> None:
-    """Make `files.root` ready for a new run: an old run's files removed under `force`."""
+    """Make `files.root` ready for a new run, and take its lock: under `force`, an old run's
+    files are set aside (`_set_aside`) until the new run has a checkpoint."""
     root = files.root
     check_out_dir(root, force)
-    if root.is_dir() and any(root.iterdir()):
-        # Networks retrained from the old run's candidates go (the new run's ids name others),
-        # but never under a live `moonas train`, which would write its results back into them.
-        trained = _take_trainings(root / "trained")
-        for path in (files.config, files.manifest, files.log, files.checkpoint, files.candidates,
-                     files.pareto_json, files.pareto_csv, files.pareto_png):
-            path.unlink(missing_ok=True)
-        shutil.rmtree(root / "separate", ignore_errors=True)
-        for folder in trained:  # each locked by this process: no training starts in it now
-            shutil.rmtree(folder, ignore_errors=True)
-        shutil.rmtree(root / "trained", ignore_errors=True)
     try:
         root.mkdir(parents=True, exist_ok=True)
         probe = root / ".moonas-write-test"
@@ -92,6 +84,154 @@ def _prepare_dir(files: RunFiles, force: bool) -> None:
     except OSError as err:
         raise MoonasError(f"cannot write to {root} ({err.strerror}): "
                           "choose another --out") from None
+    acquire(root)  # before anything moves: of two --force runs started at once, one goes on
+    try:
+        _recover_replaced(files)  # a replacement killed earlier: its old run first
+        if force and any(os.path.lexists(path) for path in _old_files(files)):
+            _set_aside(files)
+    except BaseException:
+        release(root)
+        raise
+
+
+#: Where `--force` keeps the run it replaces until the new run's first checkpoint: a hidden
+#: folder inside the run's own (a rename there needs no write access above it).
+REPLACED = ".moonas-replaced"
+#: In REPLACED once every old file is in it: the run folder's own files are the new run's.
+_MOVED = ".set-aside"
+#: REPLACED renamed, in one step, on its way to deletion (a kill part-way leaves no doubt).
+_DISCARDED = ".moonas-replaced-deleting"
+
+
+def _old_files(files: RunFiles) -> list[Path]:
+    """What --force replaces: the run's files, its sub-runs and its retrained networks (other
+    files in the folder stay, as they did when --force deleted)."""
+    return [files.config, files.manifest, files.log, files.pareto_json, files.pareto_csv,
+            files.pareto_png, files.root / "trained", files.root / "separate",
+            files.candidates, files.checkpoint]
+
+
+def _progressed(files: RunFiles) -> bool:
+    """Whether the run in `files.root` has something to resume: a checkpoint (its own, or a
+    sub-run's of asng-separate) or its candidates. The folder REPLACED is not looked in."""
+    return (files.checkpoint.is_file() or files.candidates.is_file()
+            or any((files.root / "separate").glob("budget*/checkpoint.pt")))
+
+
+def _set_aside(files: RunFiles) -> None:
+    """Move the old run's files into REPLACED (renames: no copy, nothing deleted yet), its
+    `trained/ID` folders locked first; when one cannot move (or on Ctrl-C), every file goes
+    back where it was, and one line says why."""
+    root, aside = files.root, files.root / REPLACED
+    trainings = _take_trainings(root / "trained")
+    try:
+        try:
+            aside.mkdir()
+        except OSError as err:
+            raise MoonasError(f"cannot write to {root} ({err.strerror}): make it writable, or "
+                              "choose another --out") from None
+        try:
+            for path in _old_files(files):
+                if os.path.lexists(path):
+                    os.rename(path, aside / path.name)
+            (aside / _MOVED).write_text("")
+        except BaseException as err:
+            _restore_replaced(files)
+            if not isinstance(err, OSError):
+                raise
+            what = Path(err.filename).name if err.filename else "a file"
+            raise MoonasError(f"cannot move the old run in {root} aside ({what}: "
+                              f"{err.strerror}): make it writable, or choose another "
+                              "--out") from None
+    except BaseException:
+        for folder in trainings:
+            release(folder)
+        raise
+
+
+def _put_back(files: RunFiles) -> None:
+    """Return the run set aside in REPLACED to its folder, over a new run that has nothing to
+    resume (removed first). Safe to repeat after a kill part-way: the marker goes before
+    anything moves, and without it nothing in the folder is the new run's."""
+    root, aside = files.root, files.root / REPLACED
+    if (aside / _MOVED).exists():
+        for path in (files.config, files.manifest, files.log):
+            path.unlink(missing_ok=True)
+        shutil.rmtree(root / "separate", ignore_errors=True)
+        (aside / _MOVED).unlink()
+    for path in sorted(aside.iterdir()):
+        if os.path.lexists(root / path.name):  # never over a file: left for a person to sort
+            raise MoonasError(f"{root / path.name} is in the way of the old run's {path} set "
+                              f"aside by --force: move one of them away")
+        os.rename(path, root / path.name)
+    aside.rmdir()
+    for folder in (root / "trained").iterdir() if (root / "trained").is_dir() else ():
+        release(folder)  # this process's lock from `_take_trainings`
+        with contextlib.suppress(MoonasError):
+            check_free(folder, "trained")  # a killed replacement's, now stale: removed
+
+
+def _discard_replaced(files: RunFiles) -> None:
+    """Delete the run that --force replaced, once the new run has a checkpoint (a failure
+    only warns: the new run goes on, and the next command of the folder deletes it)."""
+    aside, doomed = files.root / REPLACED, files.root / _DISCARDED
+    if aside.is_dir():
+        try:
+            os.rename(aside, doomed)
+        except OSError as err:
+            log.warning("could not delete the run --force replaced (%s: %s); the next "
+                        "'moonas search --resume %s' deletes it", aside, err.strerror,
+                        files.root)
+            return
+        log.info("the run that --force replaced in %s is deleted: the new run has its first "
+                 "checkpoint", files.root)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _recover_replaced(files: RunFiles) -> None:
+    """What a --force replacement killed outright (kill -9, power loss) left: its old run is
+    put back when the new run has nothing to resume, else deleted. The caller holds the
+    folder."""
+    shutil.rmtree(files.root / _DISCARDED, ignore_errors=True)
+    if not (files.root / REPLACED).is_dir():
+        return
+    if (files.root / REPLACED / _MOVED).exists() and _progressed(files):
+        _discard_replaced(files)
+    else:
+        _put_back(files)
+        log.warning("a --force run in %s was stopped before its first checkpoint: the run it "
+                    "replaced is put back", files.root)
+
+
+def _recover_before_resume(files: RunFiles) -> None:
+    """`_recover_replaced` before a resume reads the run (which run is there depends on it),
+    the folder held for the while; nothing is written without a replacement left in it."""
+    if not ((files.root / REPLACED).is_dir() or (files.root / _DISCARDED).exists()):
+        return
+    acquire(files.root)
+    try:
+        _recover_replaced(files)
+    finally:
+        release(files.root)
+
+
+def _discarding(files: RunFiles, progress: Progress | None) -> Progress:
+    """`progress`, which also deletes the run --force set aside at its first call after the
+    new run's first checkpoint (looked for once per epoch and sub-run, and in the front)."""
+    looked, pending = None, True
+
+    def call(done: int, total: int, info: dict) -> None:
+        nonlocal looked, pending
+        key = (info.get("phase"), info.get("epoch"), info.get("run"))
+        if pending and key != looked:
+            looked = key
+            if _progressed(files):
+                _discard_replaced(files)
+                pending = False
+        if progress is not None:
+            progress(done, total, info)
+
+    return call
 
 
 def _take_trainings(trained: Path) -> list[Path]:
@@ -158,14 +298,17 @@ def search(config: RunConfig | str | Path | Mapping | None = None, out: str | Pa
     `overrides`: `KEY=VALUE` settings as `--set` takes them (a string is one setting, None
     none).
     `resume=True`: `out` is the run to continue, with its saved config. `force=True`: a run
-    already in `out` is overwritten. `progress(done, total, info)`: called as training steps
+    already in `out` is replaced; its files are kept aside (in `out/.moonas-replaced`) until
+    the new run's first checkpoint, and put back if the new run stops before it. Both are
+    bools, and not both True. `progress(done, total, info)`: called as training steps
     (`info["phase"] == "train"`, with step, epoch, lr and losses; `total` the run's steps) and
     then front candidates (`"front"`; `total` the candidates to measure, or spos-nsga2's
     evaluation budget, which it may stop short of) are done; `done <= total`, `total >= 1`.
 
     Errors are `moonas.MoonasError` (one line each); an argument of the wrong type is its
     subclass `moonas.errors.ArgumentError`, also a TypeError. The caller's torch thread count and
-    global RNG state are restored on return: the run sets its own from the config.
+    global RNG states (CPU, and every GPU's where CUDA is available) are restored on return:
+    the run sets its own from the config.
     """
     overrides = api_overrides(overrides, "search")
     out = api_path(out, "out", "search", optional=True)
@@ -175,12 +318,37 @@ def search(config: RunConfig | str | Path | Mapping | None = None, out: str | Pa
     if progress is not None and not callable(progress):
         raise ArgumentError(f"search: progress must be callable as progress(done, total, info), "
                             f"got {type(progress).__name__}")
-    threads, rng_state = torch.get_num_threads(), torch.get_rng_state()
+    for name, flag in (("resume", resume), ("force", force)):
+        if not isinstance(flag, bool):  # "no" or 1 would pass an `if`: overwrite by accident
+            raise ArgumentError(f"search: {name} must be True or False, got "
+                                f"{type(flag).__name__} {flag!r}")
+    if resume and force:
+        raise UsageError("search: resume=True continues a run and force=True starts one over: "
+                         "pass one")
+    threads, rng_state = torch.get_num_threads(), _rng_state()
     try:
         return _search(config, out, overrides, resume, force, progress)
     finally:
         torch.set_num_threads(threads)
-        torch.set_rng_state(rng_state)
+        _set_rng_state(rng_state)
+
+
+def _rng_state() -> tuple:
+    """The caller's global torch RNG state: the CPU generator's and, where the caller has CUDA
+    in use, every GPU's (`torch.manual_seed`, which the run calls, reseeds those too). A
+    caller that has not started CUDA keeps it unstarted: reading the states would start it
+    (seconds, and memory on every GPU) for what may be a CPU run."""
+    cuda = (torch.cuda.get_rng_state_all()
+            if torch.cuda.is_available() and torch.cuda.is_initialized() else None)
+    return torch.get_rng_state(), cuda
+
+
+def _set_rng_state(state: tuple) -> None:
+    """Restore what `_rng_state` saved."""
+    cpu, cuda = state
+    torch.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state_all(cuda)
 
 
 def _search(config: RunConfig | str | Path | Mapping | None, out: str | Path | None,
@@ -194,15 +362,18 @@ def _search(config: RunConfig | str | Path | Mapping | None, out: str | Path | N
         if out is None:
             raise MoonasError("--resume needs the run directory to continue")
         files = RunFiles(Path(out))
-        if not files.config.is_file():
-            raise MoonasError(f"{files.root} is not a moonas run (no config.yaml): "
-                              "nothing to resume")
         if config is not None or overrides:
             raise MoonasError("--resume continues with the config saved in the run: drop CONFIG "
                               "and --set")
-        config = load_config(files.config)
         if world.main:  # the other ranks would find rank 0's own lock
             check_free(files.root)
+            _recover_before_resume(files)
+        if not files.config.is_file():
+            raise MoonasError(f"{files.root} is not a moonas run (no config.yaml): "
+                              "nothing to resume")
+        # An emptied config.yaml reads as every schema default: the checkpoint's copy then
+        # names what differs (a config file that sets nothing is refused as a new run's).
+        config = load_config(files.config if read_yaml(files.config) else {})
         earlier = _earlier_segments(files)
         stale: tuple[Path, ...] = ()  # a damaged front's files, rebuilt from the checkpoint
         if files.pareto_json.is_file():
@@ -225,16 +396,14 @@ def _search(config: RunConfig | str | Path | Mapping | None, out: str | Path | N
                     if world.main:
                         hold(files.root)
                         try:
-                            _mark_complete(files)
+                            _mark_complete(files, run.config, world)
                             _repair_derived(files, run)
                         finally:
                             release(files.root)
+                        _check_checkpoints(files)
                     return run
         join(config.device)
         barrier(world)  # every process has read the run before rank 0 removes its stale front
-        if world.main:
-            for path in stale:
-                path.unlink(missing_ok=True)
     else:
         config = _absolute_paths(_resolve_config(config, tuple(overrides)))
         _check_strategy(config.search.strategy)  # before a run directory exists
@@ -244,12 +413,16 @@ def _search(config: RunConfig | str | Path | Mapping | None, out: str | Path | N
         made = _outermost_missing(files.root)
         if world.main:
             check_free(files.root)
-            _prepare_dir(files, force)
-            write_text(files.config, dump_yaml(config_to_dict(config)))
+            _prepare_dir(files, force)  # holds the folder from here on
     history = {"earlier": earlier} if earlier else None
     try:
         if world.main:
-            hold(files.root)
+            hold(files.root)  # (a resume: one line for a read-only folder, before any write)
+            if resume:
+                for path in stale:
+                    path.unlink(missing_ok=True)
+            else:  # inside: a failure puts back the run --force set aside
+                write_text(files.config, dump_yaml(config_to_dict(config)))
             # The run's folder and asng-separate's sub-runs (not `trained/`: its trainings
             # hold their own folders).
             for folder in (files.root, *sorted((files.root / "separate").glob("budget*"))):
@@ -257,6 +430,8 @@ def _search(config: RunConfig | str | Path | Mapping | None, out: str | Path | N
             write_json(files.manifest, _manifest(config, "running", None, world, history))
         barrier(world)  # the others start once rank 0 has prepared the directory
 
+        if world.main and (files.root / REPLACED).is_dir():
+            progress = _discarding(files, progress)
         if config.search.strategy == "asng-separate":
             _separate(config, files, progress, world)
         else:
@@ -264,6 +439,7 @@ def _search(config: RunConfig | str | Path | Mapping | None, out: str | Path | N
         if world.main:  # inside: a stop from here on still records itself, lock held
             write_json(files.manifest, _manifest(config, "complete",
                                                  time.perf_counter() - start, world, history))
+            _discard_replaced(files)  # a run with no progress calls had none to delete it
     except BaseException as err:
         if world.main:
             try:
@@ -279,16 +455,43 @@ def _search(config: RunConfig | str | Path | Mapping | None, out: str | Path | N
     return load_run(files.root)
 
 
-def _mark_complete(files: RunFiles) -> None:
+def _mark_complete(files: RunFiles, config: RunConfig, world: World) -> None:
     """A complete run (its front written) whose manifest still says otherwise (stopped in the
-    moment between the two writes) is recorded complete."""
+    moment between the two writes) is recorded complete. A missing or damaged manifest is
+    written again, saying so: its record of the run's versions and machine is lost, and a
+    manifest that says nothing would leave the run looking unfinished."""
     try:
         manifest = json.loads(files.manifest.read_text())
-    except (OSError, ValueError):
+    except (FileNotFoundError, ValueError):
+        manifest = None
+    except OSError:  # unreadable here (permissions): left as it is
         return
-    if isinstance(manifest, dict) and manifest.get("status") != "complete":
+    if not isinstance(manifest, dict):
+        log.warning("%s is missing or damaged; written again (status complete; its versions "
+                    "and machine are this resume's)", files.manifest)
+        write_json(files.manifest, _manifest(config, "complete", None, world, {
+            "rewritten": "the run's own manifest was missing or damaged: this one was written "
+                         "by 'moonas search --resume', with that command's versions and "
+                         "machine"}))
+        return
+    if manifest.get("status") != "complete":
         write_json(files.manifest, {**{k: v for k, v in manifest.items() if k != "error"},
                                     "status": "complete"})
+
+
+def _check_checkpoints(files: RunFiles) -> None:
+    """One line for a complete run whose checkpoint (or a sub-run's) is damaged: its front is
+    whole, but `export` and `weights` inherit the supernet's weights from it."""
+    subs = sorted((files.root / "separate").glob("budget*/checkpoint.pt"))
+    for path in (files.checkpoint, *subs):
+        if path.is_file():
+            try:
+                load_checkpoint(path)
+            except CheckpointError as err:
+                raise CheckpointError(f"{err.problem}: run {files.root} is complete, but its "
+                                      "supernet weights are lost; restore the checkpoint from a "
+                                      "copy, or run the search again with --force",
+                                      err.problem) from None
 
 
 def _earlier_segments(files: RunFiles) -> list[dict]:
@@ -334,11 +537,15 @@ def _stopped(config: RunConfig, files: RunFiles, world: World, err: BaseExceptio
 
     A new run stopped before its first checkpoint (bad data, an infeasible budget, a
     divergence in the first epoch, Ctrl-C) has nothing to resume: its files are removed, and
-    the directory too if this run made it, so the corrected command runs without --force.
-    Otherwise the manifest records the stop, and after Ctrl-C the log says how to resume.
+    the directory too if this run made it, so the corrected command runs without --force;
+    the run that --force was replacing is put back. Otherwise the manifest records the stop
+    (the replaced run is deleted), and after Ctrl-C the log says how to resume.
     """
-    progressed = any(files.root.rglob("checkpoint.pt")) or files.candidates.is_file()
-    if new and not progressed:
+    if new and not _progressed(files):
+        if (files.root / REPLACED).is_dir():  # the folder still held: no one starts in it
+            _restore_replaced(files)
+            release(files.root)
+            return
         release(files.root)  # before the folder goes (the caller's release is then a no-op)
         for path in (files.config, files.manifest, files.log):
             path.unlink(missing_ok=True)
@@ -351,6 +558,8 @@ def _stopped(config: RunConfig, files: RunFiles, world: World, err: BaseExceptio
                 if folder == made:
                     break
         return
+    if new:  # the new run has a checkpoint: the one --force replaced goes
+        _discard_replaced(files)
     interrupted = isinstance(err, KeyboardInterrupt)
     write_json(files.manifest, _manifest(config, "interrupted" if interrupted else "failed",
                                          wall, world, {**(history or {}),
@@ -358,6 +567,16 @@ def _stopped(config: RunConfig, files: RunFiles, world: World, err: BaseExceptio
     if interrupted:
         log.warning("run %s stopped; its last checkpoint is kept: continue it with "
                     "'moonas search --resume %s'", files.root, files.root)
+
+
+def _restore_replaced(files: RunFiles) -> None:
+    """Put back the run --force set aside, after the new run stopped with nothing to resume;
+    a failure says where the old run waits and that the next resume puts it back."""
+    try:
+        _put_back(files)
+    except (OSError, MoonasError) as err:
+        log.warning("the run --force replaced is still in %s (%s): 'moonas search --resume %s' "
+                    "puts it back", files.root / REPLACED, err, files.root)
 
 
 def _check_strategy(name: str) -> None:
