@@ -196,13 +196,18 @@ def front_summary(run: Run) -> list[str]:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from moonas.search import search
+    from moonas.config import load_config
 
     _check_search_flags(args)
+    # The config first: a typo in it is one line in a fraction of a second, before the search
+    # machinery (torch) loads. A resume reads the run's own config.
+    config = args.config if args.resume else load_config(args.config, list(args.set))
+    from moonas.search import search
+
     bar = _Bar("search")
     try:
-        run = search(args.config, args.resume or args.out, overrides=tuple(args.set),
-                     resume=bool(args.resume), force=args.force,
+        run = search(config, args.resume or args.out, overrides=tuple(args.set) if args.resume
+                     else (), resume=bool(args.resume), force=args.force,
                      progress=None if args.quiet else bar)
     finally:
         bar.close()
