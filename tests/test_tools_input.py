@@ -53,6 +53,8 @@ CASES = [
      "--held-out must be >= 2 (Kendall tau"),
     ("tune_picks", ["--seeds", "0", "--out", "{tmp}/picks.md"], "--seeds must be >= 1, got 0"),
     ("gpu_check", ["--epochs", "0", "--out", "{tmp}/gpu"], "--epochs must be >= 1, got 0"),
+    ("bench_startup", ["--baseline", "{tmp}", "--out", "{tmp}/startup.md"],
+     "--baseline {tmp} holds no moonas package: give a checkout"),
 ]
 #: What a tool's refusal must not say: bench_processes blamed threads, not processes.
 NOT_SAID = {"bench_processes": "thread"}
