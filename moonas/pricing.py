@@ -13,7 +13,7 @@ from moonas.errors import ConfigError
 from moonas.spaces import SearchSpace
 from moonas.threads import torch_threads
 
-__all__ = ["static_space", "price_architectures", "space_extremes", "cost_record",
+__all__ = ["static_space", "run_space", "price_architectures", "space_extremes", "cost_record",
            "LatencyPricer", "latency_pricer"]
 
 
@@ -31,6 +31,20 @@ def static_space(config: RunConfig) -> SearchSpace:
                 f"set it, e.g. --set space.{key}=10"
             )
     return config.space.build(**shape, data=config.data.name)
+
+
+def run_space(run) -> SearchSpace:
+    """The space of `run` (a `moonas.run.Run`) with the data shape filled in: from the static
+    dataset info (no torch), else, where the shape is known only after loading (imagefolder),
+    from the run's data loaded as the search loaded it."""
+    try:
+        return static_space(run.config)
+    except ConfigError:
+        from moonas.deploy.weights import run_data
+
+        info = run_data(run).info
+        return run.config.space.build(info.input_size, info.in_channels, info.n_classes,
+                                      info.name)
 
 
 def cost_record(space: SearchSpace, table: CostTable, arch: Sequence[int]) -> dict:

@@ -143,7 +143,7 @@ def test_recalibration_averages_the_calibration_batches() -> None:
 def test_supernet_weights_are_the_supernets_path(run, reference) -> None:
     """Apart from batch-norm statistics, the exported weights are the checkpoint's."""
     from moonas.checkpoint import load_checkpoint
-    from moonas.deploy.weights import run_space
+    from moonas.pricing import run_space
     from moonas.nets import build_supernet
 
     cid, _, _ = reference
@@ -386,7 +386,7 @@ def _separate_run(root):
     import yaml
 
     from moonas.checkpoint import save_checkpoint
-    from moonas.deploy.weights import run_space
+    from moonas.pricing import run_space
     from moonas.nets import build_supernet
     from moonas.run import RunFiles, write_candidates, write_front
     from moonas.search.front import front_from_candidates
@@ -431,7 +431,7 @@ def test_separate_run_exports_each_ids_own_supernet(tmp_path) -> None:
     """Ids 0 and 3 are one architecture measured by sub-runs 0 and 1: each exports the
     supernet of the sub-run that measured it."""
     from moonas.checkpoint import load_checkpoint
-    from moonas.deploy.weights import run_space
+    from moonas.pricing import run_space
     from moonas.nets import build_supernet
 
     run = _separate_run(tmp_path / "sep")
@@ -851,7 +851,7 @@ def test_the_sidecar_says_how_its_latency_was_timed_to_six_significant_digits(
     sub-millisecond latency kept only 4 decimals (0.01182678 -> 0.0118): now 6 significant
     digits."""
     from moonas.costs.latency import AdditiveLatency
-    from moonas.deploy.weights import run_space
+    from moonas.pricing import run_space
 
     cid, _, _ = reference
     space = run_space(run)

@@ -213,7 +213,7 @@ def test_knee_pick_is_on_the_front(run) -> None:
 
 
 def _additive_model(run, per_option: float = 1.0) -> AdditiveLatency:
-    from moonas.deploy.weights import run_space
+    from moonas.pricing import run_space
 
     space = run_space(run)
     table = np.tile(np.arange(5, dtype=float) * per_option, (6, 1))
@@ -434,7 +434,7 @@ def test_the_budgets_table_lines_up_for_any_name_length(run, run_dir, tmp_path, 
 
 def _toy_latency(run, device: str = "toy", channels: int | None = None) -> AdditiveLatency:
     """Options dearer along each choice and choices dearer in turn (few ties)."""
-    from moonas.deploy.weights import run_space
+    from moonas.pricing import run_space
 
     settings = run_space(run).settings()
     if channels is not None:
@@ -729,9 +729,10 @@ def test_pick_json_keeps_small_latencies_to_six_significant_digits(run, tmp_path
 
 
 def test_reading_a_run_back_loads_no_torch(run_dir, tmp_path) -> None:
-    """`moonas --help`, `pick` (limits, knee, a budgets file) and `plot` (front, theta) read
-    result files only: importing torch took 1.0-1.3 s of their 1.3-3 s (tools/bench_startup.py).
-    Each runs in one fresh interpreter that must not have imported torch after it."""
+    """`moonas --help`, `pick` (limits, knee, a budgets file, a latency table) and `plot` (front,
+    theta) read result files only: importing torch took 1.0-1.5 s of their 1.7-3 s
+    (results/startup.md). Each runs in one fresh interpreter that must not have imported torch
+    after it."""
     import subprocess
     import sys
 
@@ -740,6 +741,8 @@ def test_reading_a_run_back_loads_no_torch(run_dir, tmp_path) -> None:
     commands = [["--help"], ["pick", str(run_dir), "--max-params", "1M", "--json"],
                 ["pick", str(run_dir), "--prefer", "knee"],
                 ["pick", str(run_dir), "--budgets-file", str(spec)],
+                ["pick", str(run_dir), "--latency-table", str(NB201_CSV), "--device", "raspi4",
+                 "--max-latency-ms", "1000"],
                 ["plot", str(run_dir), "--out", str(tmp_path / "front.png")],
                 ["plot", str(run_dir), "--kind", "theta", "--out", str(tmp_path / "theta.png")]]
     code = ("import contextlib, io, json, sys\nfrom moonas.cli import main\n"

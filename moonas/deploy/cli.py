@@ -227,7 +227,7 @@ def plot_history(run, out: str | Path, kind: str) -> dict:
 
         space = choice_space(run.config)  # the choices' names: no data loaded, no torch
         if space is None:
-            from moonas.deploy.weights import run_space
+            from moonas.pricing import run_space
 
             space = run_space(run)
         choices = [(c.name, c.options) for c in space.choices]
@@ -564,7 +564,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     if args.run is not None:
         if args.config is not None or args.set or args.space is not None:
             raise UsageError("--run profiles that run's space: drop --config, --set and --space")
-        from moonas.deploy.weights import run_space
+        from moonas.pricing import run_space
 
         space = run_space(_load_run(args.run))
     else:

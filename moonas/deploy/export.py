@@ -312,7 +312,7 @@ def sidecar_latency(run: Run, cid: int, device: str | None = None,
                         "%s", own, err)
     if named is not None:
         models.append(named)
-    from moonas.deploy.weights import run_space
+    from moonas.pricing import run_space
 
     space = run_space(run)
     notes = {model.device: note for model in models
@@ -337,7 +337,8 @@ def export_network(run: Run, cid: int, fmt: Literal["torchscript", "onnx", "pt"]
     `latency_measured`."""
     import moonas
     from moonas.data import dataset_info, preprocess_description
-    from moonas.deploy.weights import find_candidate, load_standalone, run_space
+    from moonas.deploy.weights import find_candidate, load_standalone
+    from moonas.pricing import run_space
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")

@@ -214,7 +214,7 @@ def resolve_latency(run: Run, device: str | LatencyModel | None,
         raise ConfigError(f"device {device!r} needs a latency table: pass "
                           f"{_arg('latency_table', 'PATH')}: a 'moonas profile' JSON, a folder of "
                           "them, or nb201.csv")
-    from moonas.deploy.weights import run_space
+    from moonas.pricing import run_space
 
     space = run_space(run)
     try:

@@ -21,6 +21,7 @@ from moonas.checkpoint import load_checkpoint
 from moonas.deploy.trained import (TRAINED_FORMAT, DamagedMetrics, TrainedFiles,
                                    read_trained_metrics, train_command)
 from moonas.errors import ArgumentError, CheckpointError, ConfigError, MoonasError
+from moonas.pricing import run_space
 from moonas.run import Candidate, Run, RunFiles, read_candidates
 from moonas.spaces import Arch, SearchSpace
 
@@ -82,19 +83,6 @@ def find_candidate(run: Run, cid: int) -> Candidate:
     ids = ", ".join(str(c.id) for c in run.front.architectures) or "none"
     raise MoonasError(f"id {cid} is not a candidate of {run.dir}: the front's ids are {ids} "
                       f"(all candidates in {RunFiles(run.dir).candidates.name})")
-
-
-def run_space(run: Run) -> SearchSpace:
-    """The run's space with the data shape filled in (static dataset info; loads the data only
-    when the shape is known just after loading, as for imagefolder)."""
-    from moonas.pricing import static_space
-
-    try:
-        return static_space(run.config)
-    except ConfigError:
-        info = run_data(run).info
-        return run.config.space.build(info.input_size, info.in_channels, info.n_classes,
-                                      info.name)
 
 
 def run_data(run: Run):
