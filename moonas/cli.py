@@ -229,17 +229,15 @@ def _precheck_search(args: argparse.Namespace) -> None:
     from moonas.config import load_config
     from moonas.distributed import check_launch
     from moonas.lock import check_free
-    from moonas.search.runner import check_out_dir
+    from moonas.search.runner import check_out_dir, recover, resume_config
 
     _check_search_flags(args)
 
     if args.resume:
-        path = Path(args.resume) / "config.yaml"
-        if not path.is_file():  # what a single run says
-            raise MoonasError(f"{Path(args.resume)} is not a moonas run (no config.yaml): "
-                              "nothing to resume")
-        config = load_config(path)
-        check_free(Path(args.resume))
+        # A --force replacement killed in this folder is sorted out first: the run checked
+        # is then the run every process resumes. What a single run would say, else.
+        recover(Path(args.resume))
+        config = resume_config(Path(args.resume))
     else:
         config = load_config(args.config, list(args.set))
         if args.out is None:
@@ -425,9 +423,10 @@ def _run(args: argparse.Namespace, argv: list[str], world, where: str) -> int:
                 return int(args.func(args) or 0)
         return int(args.func(args) or 0)
     except MoonasError as err:
-        note_failure(world, err)  # under --processes: the launcher records the first cause
-        if getattr(err, "said", False) or (isinstance(err, PeerStopped) and cause_noted()):
-            # Under --processes, the process that failed on its own has said why, once.
+        # Under --processes a process's own error is left to the launcher, which says it once
+        # (every process may hit the same bad setting), and a process stopped by another's
+        # end stays silent once that error is noted.
+        if note_failure(world, err) or (isinstance(err, PeerStopped) and cause_noted()):
             return err.exit_code
         # One write: the lines of several processes sharing a terminal do not interleave.
         sys.stderr.write(f"moonas {args.command}{where}: error: {err}\n")

@@ -447,21 +447,17 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
         if isinstance(value, numbers.Real) and not _is_bool(value) and float(value).is_integer():
             return int(value)
         if isinstance(value, str):
-            try:
-                amount = parse_amount(value)
-                if amount.is_integer():
-                    return int(amount)
-            except ValueError:
-                pass
+            amount = _amount_or_none(value, path)
+            if amount is not None and amount.is_integer():
+                return int(amount)
         raise ConfigError(f"config key {path!r}: expected an integer, got {value!r}")
     if tp is float:
         if isinstance(value, numbers.Real) and not _is_bool(value):
             return float(value)
         if isinstance(value, str):
-            try:
-                return parse_amount(value)
-            except ValueError:
-                pass
+            amount = _amount_or_none(value, path)
+            if amount is not None:
+                return amount
         raise ConfigError(f"config key {path!r}: expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
@@ -470,6 +466,17 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
             return os.fspath(value)  # a pathlib.Path where a path goes
         raise ConfigError(f"config key {path!r}: expected a string, got {value!r}")
     raise ConfigError(f"config key {path!r}: unsupported type {_type_name(tp)}")
+
+
+def _amount_or_none(text: str, path: str) -> float | None:
+    """`text` read as an amount (`120k`), None when it is not one; one that overflows a float
+    (`1e400`) is a ConfigError saying so, not "expected a number"."""
+    try:
+        return parse_amount(text)
+    except ValueError as err:
+        if _AMOUNT.match(text.strip()):  # a number, only too large
+            raise ConfigError(f"config key {path!r}: {err}") from None
+        return None
 
 
 def _is_bool(value: Any) -> bool:

@@ -383,18 +383,20 @@ def die_with_parent(parent: int) -> bool:
     return os.getppid() == parent  # else the parent died before the line above
 
 
-def note_failure(world: World, err: BaseException) -> None:
+def note_failure(world: World, err: BaseException) -> bool:
     """Under `launch`, leave this process's own error (not a `PeerStopped`) where the
-    launcher reads it after the processes end (`_first_cause`)."""
+    launcher reads it after the processes end (`_first_cause`), which then prints it once
+    for every process that hit it; whether it was left (else the process prints it)."""
     found = _launcher()
     folder = found.get("errors") if found else None
     if not world.parallel or isinstance(err, PeerStopped) or not isinstance(folder, str):
-        return
+        return False
     try:
         with open(os.path.join(folder, f"rank{world.rank}.txt"), "w") as handle:
             handle.write(str(err))
     except OSError:
-        pass  # only a better record is lost: the error itself was printed
+        return False  # the process says it itself
+    return True
 
 
 def cause_noted() -> bool:
@@ -411,9 +413,10 @@ def cause_noted() -> bool:
 
 def _first_cause(folder: str) -> str | None:
     """The error of the lowest rank that failed on its own (`note_failure`), e.g. "process 1:
-    ...", or None."""
+    ...", or "processes 0, 1: ..." when others failed with the same words; None if none did."""
     ranks = sorted(int(m.group(1)) for m in map(re.compile(r"rank(\d+)\.txt$").match,
                                                     os.listdir(folder)) if m)
+    texts: dict[int, str] = {}
     for rank in ranks:
         try:
             with open(os.path.join(folder, f"rank{rank}.txt")) as handle:
@@ -421,8 +424,14 @@ def _first_cause(folder: str) -> str | None:
         except OSError:
             continue
         if text:
-            return f"process {rank}: {text}"
-    return None
+            texts[rank] = text
+    if not texts:
+        return None
+    first = texts[min(texts)]
+    alike = [rank for rank, text in texts.items() if text == first]
+    who = (f"process {alike[0]}" if len(alike) == 1 else
+           f"processes {', '.join(str(r) for r in alike)}")
+    return f"{who}: {first}"
 
 
 def _record_cause(run_dir: str | os.PathLike[str] | None, cause: str | None) -> None:
@@ -447,9 +456,9 @@ def launch(processes: int, argv: list[str], run_dir: str | os.PathLike[str] | No
            ) -> None:
     """Run ``python -m moonas ARGV`` in `processes` processes on this machine through
     torch.distributed's elastic launcher (what ``torchrun --standalone`` does); a failed
-    process is one line, not the launcher's traceback: its own error, which it printed (the
-    MoonasError raised here is then `said`: the CLI adds nothing), else the launcher's count
-    of the processes that stopped."""
+    process is one line, not the launcher's traceback: the error a process failed with on its
+    own (`note_failure`: it printed nothing), once however many hit it, else the launcher's
+    count of the processes that stopped."""
     if processes < 1:
         raise UsageError(f"--processes must be >= 1, got {processes}")
     if launched().parallel:
@@ -483,10 +492,10 @@ def launch(processes: int, argv: list[str], run_dir: str | os.PathLike[str] | No
                               f"{said}); their errors are above")
         failure.exit_code = codes[0] if codes and codes[0] > 0 else 1
         cause = _first_cause(errors)
-        # A process that failed on its own printed its error: that one line is the message
-        # (the CLI prints no `said` error), the exit code still the processes'.
-        failure.said = cause is not None
         _record_cause(run_dir, cause)
+        if cause is not None:  # the processes left their errors to be said here, once
+            failure = MoonasError(cause)
+            failure.exit_code = codes[0] if codes and codes[0] > 0 else 1
         raise failure from None
     finally:
         shutil.rmtree(errors, ignore_errors=True)

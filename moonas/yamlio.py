@@ -65,16 +65,18 @@ def read_yaml(path: str | Path) -> Any:
 
 
 def parse_value(raw: str) -> Any:
-    """A `KEY=VALUE` value: YAML scalar or flow collection (`0.5`, `true`, `[1, 2]`), else the
-    raw text; an empty value is None. Text YAML reads as a block mapping (`latency:`,
-    `a: b`) is no value of that form: it stays the text, for the key to check."""
+    """A `KEY=VALUE` value: YAML scalar or collection (`0.5`, `true`, `[1, 2]`, `{a: 1}`, a
+    section as `enabled: true`), else the raw text; an empty value is None. A bare `word:`
+    (YAML: a mapping of one key to nothing, as in `search.cost=latency:`) stays the text, for
+    the key to check (a cost names a device after the colon)."""
     if not raw.strip():
         return None
     try:
         value = yaml.safe_load(raw)
     except yaml.YAMLError:
         return raw
-    if isinstance(value, dict) and not raw.lstrip().startswith("{"):
+    if (isinstance(value, dict) and len(value) == 1 and None in value.values()
+            and raw.strip().endswith(":")):
         return raw.strip()
     return value
 

@@ -339,18 +339,28 @@ def test_a_latency_cost_without_a_device_says_to_name_one(value: str) -> None:
         load_config("smoke", [f"search.cost={value}"])
 
 
-def test_set_values_that_yaml_reads_as_a_block_mapping_stay_text() -> None:
-    """`--set` values are YAML scalars or flow collections: `a:` or `a: b` (a block mapping)
-    is the text as written; flow mappings and lists still parse."""
+def test_a_set_value_of_a_bare_word_and_colon_stays_text() -> None:
+    """`search.cost=latency:` (no device) reached the config as the mapping {latency: None};
+    it stays the text, for the key to name what is missing. A block mapping with a value
+    still gives a section (`search.angle=enabled: true` worked before that change, and does),
+    and flow mappings and lists parse."""
     from moonas.yamlio import parse_value
 
     assert parse_value("latency:") == "latency:"
-    assert parse_value("a: b") == "a: b"
+    assert parse_value("a: b") == {"a": "b"}
     assert parse_value("{a: 1}") == {"a": 1} and parse_value(" [1, 2]") == [1, 2]
     assert parse_value("latency:raspi4") == "latency:raspi4" and parse_value("3") == 3
-    with pytest.raises(ConfigError, match=r"^config section 'search.pvll' must be a mapping, "
-                                          r"got 'enabled: true'$"):
-        load_config("smoke", ["search.pvll=enabled: true"])  # a section is no text
+    assert load_config("smoke", ["search.pvll=enabled: false"]).search.pvll.enabled is False
+    with pytest.raises(ConfigError, match=r"search.cost='latency:' names no device"):
+        load_config("smoke", ["search.cost=latency:"])
+
+
+def test_a_number_too_large_for_a_float_says_so_in_a_list_too() -> None:
+    """`search.budgets=[1e400]` said "expected a number, got '1e400'" (YAML reads 1e400 as
+    text, and the amount's own message was dropped)."""
+    for item in ("search.budgets=[1e400]", "search.epochs=1e400"):
+        with pytest.raises(ConfigError, match=r"'1e400' is too large: give a finite number"):
+            load_config("smoke", [item])
 
 
 @pytest.mark.parametrize("text", ["", "\n", "# only a comment\n", "---\n", "{}\n"])

@@ -1105,3 +1105,23 @@ def test_a_name_in_the_wrong_case_gets_a_suggestion_but_is_not_accepted() -> Non
     # The Python API's own check gives the same hint.
     with pytest.raises(DataError, match=r"unknown dataset 'CIFAR10' \(did you mean 'cifar10'"):
         load_dataset("CIFAR10")
+
+
+def test_the_names_the_package_exposed_still_import_and_load_torch_on_use() -> None:
+    """The loaders moved behind names loaded on first use (a config check needs no torch);
+    every one `moonas.data` exposed before still imports from it."""
+    code = ("import sys, moonas.data as d\nassert 'torch' not in sys.modules\n"
+            "from moonas.data import (DataSplits, DatasetInfo, digits_preprocess, "
+            "imagefolder_preprocess, load_digits_splits, load_imagefolder_splits, "
+            "load_torchvision_splits, make_loader, vision_preprocess)\n"
+            "assert all(map(callable, (digits_preprocess, imagefolder_preprocess, "
+            "load_digits_splits, load_imagefolder_splits, load_torchvision_splits, "
+            "make_loader, vision_preprocess)))\n"
+            "assert {'load_digits_splits', 'make_loader'} <= set(dir(d))\n"
+            "assert DataSplits.__name__ == 'DataSplits' and DatasetInfo.__name__ == 'DatasetInfo'\n")
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -6,6 +6,7 @@ the end-to-end tests drive the CLI as a user does."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -520,11 +521,12 @@ def test_a_failure_inside_the_processes_is_summed_up_in_one_line(tmp_path):
                    "--set", "data.name=cifar10", "--set", f"data.root={tmp_path / 'none'}")
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
-    # The error once: rank 1, stopped by rank 0's end, and the launcher add nothing to it
-    # (they said "another process stopped ..." and "2 of 2 processes stopped ...").
+    # The error once, said by the launcher: the processes leave it to it (each may hit it),
+    # and one stopped by another's end adds nothing ("another process stopped ...").
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, lines
-    assert lines[0].startswith("moonas search (rank 0 of 2): error: ") and "cifar10" in lines[0]
+    assert re.match(r"moonas search: error: process(es 0, 1| 0): ", lines[0]), lines
+    assert "cifar10" in lines[0]
 
 
 def test_a_dead_peer_in_a_collective_is_one_line():
@@ -578,7 +580,8 @@ def test_a_process_stopped_by_anothers_error_stays_silent_once_that_error_is_not
     by its end finds it and says nothing."""
     import moonas.cli
     import moonas.distributed
-    from moonas.distributed import LAUNCHER_ENV, PeerStopped, cause_noted
+    from moonas.distributed import LAUNCHER_ENV, PeerStopped, _first_cause, cause_noted
+    from moonas.errors import ConfigError
 
     errors = tmp_path / "errors"
     errors.mkdir()
@@ -601,5 +604,17 @@ def test_a_process_stopped_by_anothers_error_stays_silent_once_that_error_is_not
     assert cause_noted()
     assert moonas.cli.main(["cost", "0,0,0,0,0,0"]) == 1
     assert capsys.readouterr().err == ""
+
+    def own(args):  # an error of its own: noted for the launcher to say once, not printed
+        raise ConfigError("budget 1 is below the cheapest architecture: raise it")
+
+    monkeypatch.setattr(moonas.cli, "_cmd_cost", own)
+    assert moonas.cli.main(["cost", "0,0,0,0,0,0"]) == 1
+    assert capsys.readouterr().err == ""
+    assert (errors / "rank1.txt").read_text() == "budget 1 is below the cheapest architecture: " \
+                                                 "raise it"
+    (errors / "rank0.txt").write_text("budget 1 is below the cheapest architecture: raise it")
+    assert _first_cause(str(errors)) == ("processes 0, 1: budget 1 is below the cheapest "
+                                         "architecture: raise it")
     monkeypatch.delenv(LAUNCHER_ENV)
     assert not cause_noted()

@@ -1055,6 +1055,56 @@ def test_a_force_replacement_killed_leaves_the_old_run_to_the_next_command(
     assert after == before
 
 
+def test_ranks_other_than_0_read_the_run_only_after_rank_0_recovered_it(
+        tmp_path: Path, monkeypatch) -> None:
+    """Under torchrun only rank 0 sorts out a killed --force replacement; the others read the
+    run after it (they read the aborted new run while rank 0 put the old one back, and waited
+    in a collective forever), and give up in one line if it never ends."""
+    import threading
+
+    from moonas.distributed import World
+    from moonas.search import runner
+
+    root = tmp_path / "run"
+    (root / runner.REPLACED).mkdir(parents=True)
+    timer = threading.Timer(0.3, (root / runner.REPLACED).rmdir)
+    timer.start()
+    started = time.monotonic()
+    runner._await_recovery(RunFiles(root), World(1, 2, 1))
+    assert time.monotonic() - started >= 0.25 and not (root / runner.REPLACED).exists()
+    (root / runner.REPLACED).mkdir()
+    monkeypatch.setattr(runner, "_RECOVERY_WAIT_S", 0.2)
+    with pytest.raises(MoonasError, match=r"^rank 1: the run in .* is still being sorted out "
+                                          r"by rank 0 after 0.2 s \(a --force replacement was "
+                                          r"killed\): resume again$"):
+        runner._await_recovery(RunFiles(root), World(1, 2, 1))
+
+
+def test_a_resume_with_processes_checks_the_run_a_killed_force_leaves(
+        tiny_run, tmp_path: Path, monkeypatch) -> None:
+    """The launcher's check of `--resume DIR --processes N` sorts out a killed --force first
+    (it said "no config.yaml: nothing to resume" where a plain resume puts the run back), and
+    an emptied config.yaml gets the resume's reading, not a new config's refusal."""
+    import shutil
+
+    import moonas.distributed as distributed
+    from moonas.cli import main
+    from moonas.search.runner import REPLACED
+
+    out = tmp_path / "run"
+    shutil.copytree(tiny_run.dir, out)
+    (out / REPLACED).mkdir()
+    for name in ("config.yaml", "manifest.json", "log.jsonl"):  # killed while setting aside
+        (out / name).rename(out / REPLACED / name)
+    launched = []
+    monkeypatch.setattr(distributed, "launch", lambda n, argv, run_dir: launched.append(n))
+    assert main(["search", "--resume", str(out), "--processes", "2"]) == 0
+    assert launched == [2] and (out / "config.yaml").is_file() and not (out / REPLACED).exists()
+    (out / "config.yaml").write_text("# emptied\n")
+    assert main(["search", "--resume", str(out), "--processes", "2"]) == 0  # the run decides
+    assert launched == [2, 2]
+
+
 def test_a_force_replacement_that_cannot_move_the_old_run_is_one_line(
         tiny_run, tmp_path: Path, monkeypatch) -> None:
     """A read-only folder (the probe's write fails), or a move refused part-way: one line,

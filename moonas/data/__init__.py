@@ -22,7 +22,17 @@ DATASETS: tuple[str, ...] = (
 
 #: Names loaded on first use (PEP 562): the loaders need torch; a config check (the names and
 #: split fractions a config may give, `moonas pick` reading a run back) needs none.
-_LAZY = {"DataSplits": "moonas.data._splits", "make_loader": "moonas.data._splits"}
+_LAZY = {"DataSplits": "moonas.data._splits", "make_loader": "moonas.data._splits",
+         # loader functions this package exposed before its names loaded on use
+         "load_digits_splits": "moonas.data._digits", "digits_preprocess": "moonas.data._digits",
+         "load_torchvision_splits": "moonas.data._vision",
+         "load_imagefolder_splits": "moonas.data._vision",
+         "vision_preprocess": "moonas.data._vision",
+         "imagefolder_preprocess": "moonas.data._vision"}
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 def __getattr__(name: str) -> Any:

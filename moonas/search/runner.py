@@ -36,7 +36,7 @@ from moonas.search.loop import Progress, restore, train, truncate_log
 from moonas.search.strategies import STRATEGIES
 from moonas.yamlio import dump_yaml, read_yaml
 
-__all__ = ["search"]
+__all__ = ["search", "check_out_dir", "recover", "resume_config"]
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +215,43 @@ def _recover_before_resume(files: RunFiles) -> None:
         release(files.root)
 
 
+#: How long a rank other than 0 waits for rank 0 to sort out a killed --force replacement
+#: before it reads the run (renames and a small delete: seconds at most).
+_RECOVERY_WAIT_S = 120.0
+
+
+def _await_recovery(files: RunFiles, world: World) -> None:
+    """Under torchrun, on a rank other than 0: wait until rank 0 has put back or deleted the
+    run a killed --force replacement set aside, so every rank reads the same run (one that
+    read the other would train another config, or wait forever in a collective)."""
+    deadline = time.monotonic() + _RECOVERY_WAIT_S
+    while (files.root / REPLACED).is_dir() or (files.root / _DISCARDED).exists():
+        if time.monotonic() > deadline:
+            raise MoonasError(f"rank {world.rank}: the run in {files.root} is still being "
+                              f"sorted out by rank 0 after {_RECOVERY_WAIT_S:g} s (a --force "
+                              "replacement was killed): resume again")
+        time.sleep(0.1)
+
+
+def recover(root: Path) -> None:
+    """Before a resume of `root` read by a launcher (`--processes`): sort out a --force
+    replacement a kill left there (`_recover_replaced`), so the run checked is the run
+    resumed."""
+    files = RunFiles(Path(root))
+    check_free(files.root)
+    _recover_before_resume(files)
+
+
+def resume_config(root: Path) -> RunConfig:
+    """The config of the run in `root` that a resume continues with. An emptied config.yaml
+    reads as every schema default, and the checkpoint's copy then names what differs (a
+    config file that sets nothing is refused only as a new run's)."""
+    files = RunFiles(Path(root))
+    if not files.config.is_file():
+        raise MoonasError(f"{files.root} is not a moonas run (no config.yaml): nothing to resume")
+    return load_config(files.config if read_yaml(files.config) else {})
+
+
 def _discarding(files: RunFiles, progress: Progress | None) -> Progress:
     """`progress`, which also deletes the run --force set aside at its first call after the
     new run's first checkpoint (looked for once per epoch and sub-run, and in the front)."""
@@ -368,12 +405,9 @@ def _search(config: RunConfig | str | Path | Mapping | None, out: str | Path | N
         if world.main:  # the other ranks would find rank 0's own lock
             check_free(files.root)
             _recover_before_resume(files)
-        if not files.config.is_file():
-            raise MoonasError(f"{files.root} is not a moonas run (no config.yaml): "
-                              "nothing to resume")
-        # An emptied config.yaml reads as every schema default: the checkpoint's copy then
-        # names what differs (a config file that sets nothing is refused as a new run's).
-        config = load_config(files.config if read_yaml(files.config) else {})
+        else:  # which run is there depends on rank 0's recovery: read it only after that
+            _await_recovery(files, world)
+        config = resume_config(files.root)
         earlier = _earlier_segments(files)
         stale: tuple[Path, ...] = ()  # a damaged front's files, rebuilt from the checkpoint
         if files.pareto_json.is_file():
