@@ -53,6 +53,8 @@ CASES = [
      "--held-out must be >= 2 (Kendall tau"),
     ("tune_picks", ["--seeds", "0", "--out", "{tmp}/picks.md"], "--seeds must be >= 1, got 0"),
     ("gpu_check", ["--epochs", "0", "--out", "{tmp}/gpu"], "--epochs must be >= 1, got 0"),
+    ("bench_image_check", ["--images", "2", "--out", "{tmp}/image_check.md"],
+     "--images must be >= 10, got 2"),
     ("bench_startup", ["--baseline", "{tmp}", "--out", "{tmp}/startup.md"],
      "--baseline {tmp} holds no moonas package: give a checkout"),
 ]
