@@ -94,6 +94,7 @@ class DataConfig:
     max_train: int | None = None
     workers: int = 0
     split_seed: int | None = None  # the train/val/test split's seed; None: the run's seed
+    check_images: bool = True  # imagefolder: decode every image at load (a damaged one named)
 
     def __post_init__(self) -> None:
         from moonas.data import DATASETS, check_split_fractions

@@ -553,8 +553,10 @@ def load_imagefolder_splits(
     image_size: int | None,
     augment: bool,
     max_train: int | None,
+    check_images: bool = True,
 ) -> DataSplits:
-    """ImageFolder at `root` (RGB, resized to `image_size`), split train/val/test by the fractions."""
+    """ImageFolder at `root` (RGB, resized to `image_size`), split train/val/test by the
+    fractions; `check_images`: every image decoded first (`_check_images`)."""
     from torchvision import datasets
 
     if root is None:
@@ -583,7 +585,8 @@ def load_imagefolder_splits(
             f"imagefolder at {root_path} has one class folder ({names[0]!r}): a classifier needs "
             "at least 2 class folders; add a subfolder of images for each other class"
         )
-    _check_images(root_path, [path for path, _ in folder.samples])
+    if check_images:
+        _check_images(root_path, [path for path, _ in folder.samples])
 
     labels = torch.as_tensor(np.asarray(folder.targets), dtype=torch.int64)
     split_rng, generator = split_seeds(seed)

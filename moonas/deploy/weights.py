@@ -103,7 +103,8 @@ def _load_data(d, seed: int):
 
     return load_dataset(d.name, root=d.root, download=d.download, seed=seed,
                         val_fraction=d.val_fraction, test_fraction=d.test_fraction,
-                        image_size=d.image_size, augment=d.augment, max_train=d.max_train)
+                        image_size=d.image_size, augment=d.augment, max_train=d.max_train,
+                        check_images=d.check_images)
 
 
 def calibration_batches(run: Run, data, seed: int | None = None

@@ -93,7 +93,7 @@ def build_context(config: RunConfig) -> SearchContext:
     data = main_first(world, lambda: load_dataset(
         d.name, root=d.root, download=d.download, seed=config.split_seed,
         val_fraction=d.val_fraction, test_fraction=d.test_fraction, image_size=d.image_size,
-        augment=d.augment, max_train=d.max_train))
+        augment=d.augment, max_train=d.max_train, check_images=d.check_images))
     # A split smaller than the batch is one batch of its own size: equal shards there too.
     check_batch_size(d.batch_size, world, "data.batch_size",
                      {"training": len(data.train), "validation": len(data.val)})

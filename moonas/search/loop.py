@@ -141,7 +141,8 @@ def restore(ctx: SearchContext, path: Path) -> int:
 
 
 #: Settings a resume may change: where the data is and how this machine runs, not the run.
-_RESUME_MAY_CHANGE = ("device", "threads", "data.root", "data.download", "data.workers")
+_RESUME_MAY_CHANGE = ("device", "threads", "data.root", "data.download", "data.workers",
+                      "data.check_images")
 
 
 def _check_config(ctx: SearchContext, path: Path, saved: Any) -> None:
