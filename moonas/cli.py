@@ -405,8 +405,8 @@ def _check_flags(args: argparse.Namespace) -> None:
 
 def _run(args: argparse.Namespace, argv: list[str], world, where: str) -> int:
     """The parsed command, its errors turned into one line and an exit code."""
-    from moonas.distributed import PeerStopped, cause_noted, launch, note_failure, \
-        without_processes
+    from moonas.distributed import (PeerStopped, cause_noted, launch, launcher_speaks,
+                                    note_failure, without_processes)
 
     try:
         _check_flags(args)
@@ -425,18 +425,21 @@ def _run(args: argparse.Namespace, argv: list[str], world, where: str) -> int:
     except MoonasError as err:
         # Under --processes a process's own error is left to the launcher, which says it once
         # (every process may hit the same bad setting), and a process stopped by another's
-        # end stays silent once that error is noted.
-        if note_failure(world, err) or (isinstance(err, PeerStopped) and cause_noted()):
+        # end stays silent: the launcher names that process's error or the signal it died of.
+        if note_failure(world, err) or (isinstance(err, PeerStopped) and (
+                cause_noted() or launcher_speaks())):
             return err.exit_code
         # One write: the lines of several processes sharing a terminal do not interleave.
         sys.stderr.write(f"moonas {args.command}{where}: error: {err}\n")
         sys.stderr.flush()
         return err.exit_code
     except Terminated:
-        sys.stderr.write(f"moonas {args.command}{where}: terminated (SIGTERM)\n")
+        if not (world.parallel and launcher_speaks()):  # else the launcher says it, once
+            sys.stderr.write(f"moonas {args.command}{where}: terminated (SIGTERM)\n")
         return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        sys.stderr.write(f"moonas {args.command}{where}: interrupted\n")
+        if not (world.parallel and launcher_speaks()):
+            sys.stderr.write(f"moonas {args.command}{where}: interrupted\n")
         return 130
     except (MemoryError, RuntimeError) as err:
         if not _out_of_memory(err):

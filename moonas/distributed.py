@@ -48,7 +48,7 @@ __all__ = ["World", "SINGLE", "PeerStopped", "launched", "join", "launch",
            "average_gradients", "mean_values", "sum_values", "average_buffers", "barrier",
            "main_first", "check_lockstep", "check_batch_size", "follow_launcher",
            "die_with_parent", "launcher_command", "LAUNCHER_ENV", "note_failure",
-           "cause_noted"]
+           "cause_noted", "launcher_speaks"]
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,11 @@ def join(device_name: str, key: str = "device") -> tuple[World, torch.device]:
     if not world.parallel:
         return world, resolve_device(device_name, key)
     device = _rank_device(device_name, world, key)
+    missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
+    if missing:  # torchrun sets them; WORLD_SIZE set by hand does not
+        raise ConfigError(f"WORLD_SIZE={world.size} without {' and '.join(missing)}: start the "
+                          "processes with torchrun or 'moonas ... --processes N', or unset "
+                          "WORLD_SIZE for one process")
 
     if not dist.is_available():
         raise MoonasError("this torch build has no torch.distributed: run one process, "
@@ -191,7 +196,8 @@ def _collective(run: Callable[[], T]) -> T:
         # Its first line, without gloo's source-file prefix: what this process saw.
         seen = re.sub(r"^\[[^\]]*\]\s*", "", str(err).splitlines()[0] if str(err) else "")
         raise PeerStopped("another process stopped, so this one stops too (that process's "
-                          f"error says why; this one saw: {seen[:80]})") from None
+                          f"error, if it printed one, says why; this one saw: {seen[:80]})"
+                          ) from None
 
 
 def _all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
@@ -399,6 +405,13 @@ def note_failure(world: World, err: BaseException) -> bool:
     return True
 
 
+def launcher_speaks() -> bool:
+    """Whether this process was started by a `launch` that is still alive: it then says, once,
+    why the processes stopped (an error, an interrupt), and the processes need not."""
+    found = _launcher()
+    return found is not None and os.getppid() == found["pid"]
+
+
 def cause_noted() -> bool:
     """Whether, under `launch`, a process has noted its own error (`note_failure`): it has
     printed it too, so a process stopped by its end (`PeerStopped`) need not say so (the
@@ -446,10 +459,52 @@ def _record_cause(run_dir: str | os.PathLike[str] | None, cause: str | None) -> 
         record = json.loads(manifest.read_text())
     except (OSError, ValueError):
         return
-    if isinstance(record, dict) and record.get("status") == "failed" and \
-            str(record.get("error", "")).startswith("another process stopped"):
-        record["error"] = cause[:500]
+    if not isinstance(record, dict):
+        return
+    # "running": rank 0 itself was killed (no process could record the stop).
+    if record.get("status") == "running" or (record.get("status") == "failed" and str(
+            record.get("error", "")).startswith("another process stopped")):
+        record["status"], record["error"] = "failed", cause[:500]
         write_json(manifest, record)
+
+
+#: Name of the folder where `launch`'s processes leave their errors: this + launcher pid + "-".
+_ERRORS_PREFIX = "moonas-launch-"
+
+
+def _sweep_stale_error_folders() -> None:
+    """Remove the error folders of launchers no longer alive (one killed outright never
+    removed its own)."""
+    base = Path(tempfile.gettempdir())
+    for folder in base.glob(f"{_ERRORS_PREFIX}*"):
+        match = re.match(rf"{_ERRORS_PREFIX}(\d+)-", folder.name)
+        if not match or not folder.is_dir():
+            continue  # a folder of an older moonas (no pid): its launcher's state unknown
+        try:
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            pass  # alive (another user's): not ours to remove
+
+
+def _killed_cause(err) -> str | None:
+    """What stopped the processes when none left an error of its own (`ChildFailedError`
+    `err`): the first process to stop, and the signal that killed it (kill -9, the
+    out-of-memory killer) or its exit code."""
+    try:
+        rank, failure = err.get_first_failure()
+    except (AttributeError, ValueError):
+        return None
+    code = int(failure.exitcode)
+    if code >= 0:
+        return f"process {rank} exited with code {code} (its output above says why)"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    why = " (kill -9, or the out-of-memory killer)" if -code == signal.SIGKILL else ""
+    return f"process {rank} was killed by {name}{why}"
 
 
 def launch(processes: int, argv: list[str], run_dir: str | os.PathLike[str] | None = None
@@ -467,7 +522,10 @@ def launch(processes: int, argv: list[str], run_dir: str | os.PathLike[str] | No
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    errors = tempfile.mkdtemp(prefix="moonas-launch-")  # each failed process's own error
+    _sweep_stale_error_folders()
+    # Each failed process's own error; the launcher's pid in the name, so a folder a killed
+    # launcher left is told from a live one's and removed by the next launch.
+    errors = tempfile.mkdtemp(prefix=f"{_ERRORS_PREFIX}{os.getpid()}-")
     os.environ[LAUNCHER_ENV] = json.dumps({"pid": os.getpid(), "command": sys.argv,
                                            "errors": errors})
     if "OMP_NUM_THREADS" not in os.environ:  # as torchrun: no oversubscribed cores
@@ -492,6 +550,12 @@ def launch(processes: int, argv: list[str], run_dir: str | os.PathLike[str] | No
                               f"{said}); their errors are above")
         failure.exit_code = codes[0] if codes and codes[0] > 0 else 1
         cause = _first_cause(errors)
+        if cause is None:  # none failed on its own: which one was killed, and the way on
+            cause = _killed_cause(err)
+            if cause is not None and run_dir is not None and \
+                    (Path(run_dir) / "checkpoint.pt").is_file():
+                cause += (f"; its last checkpoint is kept: continue it with 'moonas search "
+                          f"--resume {run_dir} --processes {processes}'")
         _record_cause(run_dir, cause)
         if cause is not None:  # the processes left their errors to be said here, once
             failure = MoonasError(cause)

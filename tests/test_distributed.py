@@ -618,3 +618,89 @@ def test_a_process_stopped_by_anothers_error_stays_silent_once_that_error_is_not
                                          "architecture: raise it")
     monkeypatch.delenv(LAUNCHER_ENV)
     assert not cause_noted()
+
+
+def test_a_process_killed_outright_is_named_with_its_signal_and_the_way_on(tmp_path,
+                                                                            monkeypatch):
+    """kill -9 of one process: the launcher said "2 of 2 processes stopped (exit signal 9,
+    signal 15); their errors are above" (none was printed) and the manifest kept rank 0's
+    "another process stopped" (or "running" when rank 0 itself was killed)."""
+    from types import SimpleNamespace
+
+    from moonas.distributed import _killed_cause, _record_cause
+
+    def failed(rank, code):
+        return SimpleNamespace(get_first_failure=lambda: (rank, SimpleNamespace(exitcode=code)))
+
+    assert _killed_cause(failed(1, -9)) == ("process 1 was killed by SIGKILL (kill -9, or the "
+                                            "out-of-memory killer)")
+    assert _killed_cause(failed(0, -15)) == "process 0 was killed by SIGTERM"
+    assert _killed_cause(failed(1, 3)) == "process 1 exited with code 3 (its output above says why)"
+    assert _killed_cause(object()) is None
+    manifest = tmp_path / "manifest.json"
+    for status, error in (("running", None), ("failed", "another process stopped, so ...")):
+        manifest.write_text(json.dumps({"status": status, "error": error, "seed": 0}))
+        _record_cause(tmp_path, "process 0 was killed by SIGKILL")
+        assert json.loads(manifest.read_text()) == {
+            "status": "failed", "error": "process 0 was killed by SIGKILL", "seed": 0}
+    manifest.write_text(json.dumps({"status": "complete"}))  # a finished run: left alone
+    _record_cause(tmp_path, "process 0 was killed by SIGKILL")
+    assert json.loads(manifest.read_text()) == {"status": "complete"}
+
+
+def test_error_folders_of_dead_launchers_are_swept(tmp_path, monkeypatch):
+    """A launcher killed outright never removed its errors folder from the temp dir; the next
+    launch removes those whose launcher is gone (its pid in the name), and only those."""
+    import tempfile
+
+    from moonas.distributed import _sweep_stale_error_folders
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+    dead = tmp_path / f"moonas-launch-{gone.pid}-abc"
+    alive = tmp_path / f"moonas-launch-{os.getpid()}-abc"
+    older = tmp_path / "moonas-launch-x1y2z3"  # no pid in the name: not known to be stale
+    for folder in (dead, alive, older):
+        folder.mkdir()
+        (folder / "rank0.txt").write_text("x")
+    _sweep_stale_error_folders()
+    assert not dead.exists() and alive.is_dir() and older.is_dir()
+
+
+def test_world_size_set_by_hand_without_a_rendezvous_is_one_line(monkeypatch):
+    """WORLD_SIZE=2 RANK=0 without MASTER_ADDR/MASTER_PORT was a 14-frame traceback from
+    init_process_group."""
+    from moonas.distributed import join
+    from moonas.errors import ConfigError
+
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(name, value)
+    for name in ("MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match=r"^WORLD_SIZE=2 without MASTER_ADDR and MASTER_PORT: "
+                                          r"start the processes with torchrun"):
+        join("cpu")
+
+
+def test_an_interrupt_under_the_launcher_is_said_once_by_it(monkeypatch, capsys):
+    """Ctrl-C at --processes 2 printed "interrupted" three times (each process and the
+    launcher); the processes leave it to a live launcher, and say it when it is gone."""
+    import moonas.cli
+    import moonas.distributed
+    from moonas.distributed import LAUNCHER_ENV
+
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "1"), ("LOCAL_RANK", "1")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(moonas.distributed, "follow_launcher", lambda: None)
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(moonas.cli, "_cmd_cost", interrupted)
+    monkeypatch.setenv(LAUNCHER_ENV, json.dumps({"pid": os.getppid(), "command": []}))
+    assert moonas.cli.main(["cost", "0,0,0,0,0,0"]) == 130
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv(LAUNCHER_ENV, json.dumps({"pid": 1, "command": []}))  # not its parent
+    assert moonas.cli.main(["cost", "0,0,0,0,0,0"]) == 130
+    assert capsys.readouterr().err == "moonas cost (rank 1 of 2): interrupted\n"

@@ -62,6 +62,8 @@ def _evaluator(ctx: SearchContext, progress: Progress | None):
         # Each row was measured by one process, the others hold zeros: the sum is exact.
         if todo:
             cache.update(zip(todo, sum_values(values, world)))
+            if progress is not None and world.parallel:  # the rows the others measured too
+                progress(len(cache), total, {"phase": "front"})
         return np.array([cache[key] for key in keys]).reshape(len(keys), 2)
 
     return evaluate
