@@ -344,6 +344,14 @@ def test_version_names_moonas_torch_and_python_and_matches_the_package(capsys) -
      "--evals 'ten': expected a comma-separated list"),
     (["bench", "nb201", "--table", "t.csv", "--out", "o", "--set", "delta0"],
      "--set 'delta0': expected KEY=VALUE"),
+    (["bench", "nb201", "--table", "t.csv", "--out", "o", "--strategies", "bogus"],
+     "unknown benchmark strategy 'bogus'; valid: "),
+    (["profile", "--name", "x", "--out", "o.json", "--repeats", "0"],
+     "profile --repeats must be >= 1, got 0"),
+    (["profile", "--name", "x", "--out", "o.json", "--seed", "-1"],
+     "profile --seed must be >= 0, got -1"),
+    (["profile", "--name", "x", "--out", "o.json", "--random", "0"],
+     "profile --random must be >= 1, got 0"),
 ])
 def test_flags_out_of_range_or_contradicting_exit_2_in_one_line(args, message, tmp_path,
                                                                monkeypatch, capsys) -> None:
@@ -403,3 +411,12 @@ def test_a_config_typo_is_refused_before_torch_loads() -> None:
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "unknown config key 'search.epoch' (did you mean 'search.epochs'?)" in done.stderr
+
+
+def test_processes_given_to_bench_is_named_not_read_as_the_benchmark() -> None:
+    """`moonas bench --processes 2 ...` said "argument benchmark: invalid choice: '2'"."""
+    done = _run("bench", "nb201", "--table", "t.csv", "--out", "o", "--processes", "2")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == ("moonas bench: error: --processes is for search and train "
+                           "(data-parallel training); bench runs its runs side by side with "
+                           "--workers N (see moonas bench --help)\n")

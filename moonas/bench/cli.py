@@ -28,6 +28,14 @@ _FINISHED = ("summary.json", "fronts.jsonl")
 _HELP = "benchmark strategies on the NAS-Bench-201 ground truth"
 
 
+class _NotHere(argparse.Action):
+    """`--processes` given to bench: a usage error saying what bench has instead."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        parser.error("--processes is for search and train (data-parallel training); bench runs "
+                     "its runs side by side with --workers N")
+
+
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the `bench` subcommand to an argparse subparsers object; returns its parser."""
     parser = subparsers.add_parser(
@@ -71,6 +79,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                         help="replace the finished benchmark in --out (all its runs are run "
                         "again); without it, an --out holding one is refused")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    # Not bench's: named here so `--processes 2` is not read as the benchmark's name.
+    parser.add_argument("--processes", action=_NotHere, default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)
     parser.set_defaults(func=run)
     return parser
 

@@ -109,11 +109,14 @@ class BenchJob:
 
     def __post_init__(self) -> None:
         if not self.strategies:
-            raise ConfigError("no strategies given: pass --strategies, e.g. multi-asng,random")
+            raise UsageError("no strategies given: pass --strategies, e.g. multi-asng,random")
         for name in self.strategies:
-            RUNNERS.get(name)  # unknown -> one line with the valid names
+            try:
+                RUNNERS.get(name)  # unknown -> one line with the valid names
+            except ConfigError as err:
+                raise UsageError(str(err)) from None
         if len(set(self.strategies)) != len(self.strategies):
-            raise ConfigError(f"--strategies repeats a name: {','.join(self.strategies)}")
+            raise UsageError(f"--strategies repeats a name: {','.join(self.strategies)}")
         # Out-of-range flags: usage errors (exit 2), as argparse's own.
         if not self.evals or any(int(e) < 1 for e in self.evals):
             raise UsageError(f"--evals must be positive counts, e.g. 100,300,1000; "

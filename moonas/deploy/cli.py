@@ -558,6 +558,14 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     from moonas.deploy.profile import TimingProtocol, check_device_name, profile_space
     from moonas.pricing import static_space
 
+    # Out-of-range flags first, as usage errors (exit 2).
+    protocol = _usage(lambda: TimingProtocol(threads=args.threads, warmup=args.warmup,
+                                             repeats=args.repeats, statistic=args.statistic))
+    if args.seed < 0:
+        raise UsageError(f"profile --seed must be >= 0, got {args.seed}")
+    if args.random is not None and args.random < 1:
+        raise UsageError(f"profile --random must be >= 1, got {args.random}: the fit needs "
+                         "random networks to be checked")
     out = check_output_path(args.out, (".json",))
     check_device_name(args.name)  # before --out's table is compared with it
     _check_replace(out, args.name, args.force)
@@ -576,8 +584,6 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         elif args.set:
             config = load_config(args.config, list(args.set))
         space = static_space(config)
-    protocol = TimingProtocol(threads=args.threads, warmup=args.warmup, repeats=args.repeats,
-                              statistic=args.statistic)
     bar = None
     if not args.quiet:
         from moonas.cli import _Bar
