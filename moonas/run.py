@@ -430,8 +430,8 @@ def load_run(path: str | Path) -> Run:
                     files.root, rebuild)
     if not read_yaml(files.config):  # not "a config that sets no keys": the run's record
         raise MoonasError(f"{files.config} is empty: it records the run's settings; restore it "
-                          f"from a copy ('moonas search --resume {files.root}' names what "
-                          "differs from the checkpoint's copy)")
+                          "from a copy of the run (its checkpoint.pt keeps the config the run "
+                          "was written with, under the key 'config')")
     config = load_config(files.config)
     _check_archs(config, ((files.pareto_json, front.architectures),
                           (files.candidates, candidates)), rebuild)

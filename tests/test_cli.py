@@ -330,6 +330,8 @@ def test_version_names_moonas_torch_and_python_and_matches_the_package(capsys) -
     (["search", "--resume", "r", "--force"], "--resume continues a run and --force starts one "
                                              "over: pass one"),
     (["search", "--resume", "r", "--out", "s"], "--resume r continues that run in place"),
+    (["search", "smoke", "--resume", "r"], "--resume continues with the config saved in the "
+                                           "run: drop CONFIG and --set"),
     (["cost", "--extremes", "0,0,0,0,0,0"], "--extremes prices the space's cheapest"),
     (["cost", "--set", "space.channels", "0,0,0,0,0,0"], "--set 'space.channels': expected "
                                                         "KEY=VALUE"),

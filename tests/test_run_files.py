@@ -238,6 +238,6 @@ def test_an_emptied_config_yaml_of_a_run_is_named_as_the_runs_record(tmp_path) -
     root = make_run(tmp_path / "run")
     RunFiles(root).config.write_text("# nothing left\n")
     with pytest.raises(MoonasError, match=r"config.yaml is empty: it records the run's "
-                                          r"settings; restore it from a copy \('moonas search "
-                                          r"--resume "):
+                                          r"settings; restore it from a copy of the run \(its "
+                                          r"checkpoint.pt keeps the config"):
         load_run(root)

@@ -829,6 +829,30 @@ def test_a_resume_of_a_complete_run_redraws_a_damaged_pareto_csv_and_png(
     assert "missing or damaged" not in caplog.text
 
 
+def test_a_complete_runs_edited_config_yaml_is_refused_on_resume(tiny_run, tmp_path: Path
+                                                                  ) -> None:
+    """A complete run's resume said "already complete" and kept an edited config.yaml, which
+    `train`, `export` and `pick` then read as the run's; it is refused as an unfinished
+    run's is, before anything is rewritten."""
+    import shutil
+
+    from moonas.errors import CheckpointError
+
+    out = tmp_path / "done"
+    shutil.copytree(tiny_run.dir, out)
+    config = RunFiles(out).config
+    text = config.read_text()
+    config.write_text(text.replace("front_samples: 4", "front_samples: 8"))
+    manifest = RunFiles(out).manifest.read_bytes()
+    with pytest.raises(CheckpointError, match=r"config.yaml differs from the config the "
+                                              r"checkpoint was written with \(search."
+                                              r"front_samples 4 -> 8\)"):
+        moonas.search(None, out, resume=True)
+    assert RunFiles(out).manifest.read_bytes() == manifest
+    config.write_text(text)
+    assert moonas.search(None, out, resume=True).front == tiny_run.front
+
+
 @pytest.mark.parametrize("damage", ["edited", "cut", "empty"])
 def test_a_config_yaml_unlike_the_checkpoints_is_refused_on_resume(
         tiny_run, tmp_path: Path, damage: str) -> None:

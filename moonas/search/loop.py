@@ -15,7 +15,7 @@ from torch import nn
 
 from moonas.atomic import write_text
 from moonas.checkpoint import load_checkpoint, save_checkpoint
-from moonas.config import config_to_dict
+from moonas.config import RunConfig, config_to_dict
 from moonas.distributed import average_gradients, check_lockstep, mean_values
 from moonas.errors import CheckpointError, MoonasError
 from moonas.search.context import SearchContext
@@ -121,7 +121,7 @@ def restore(ctx: SearchContext, path: Path) -> int:
         if state.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(f"checkpoint {path} has format {state.get('format')}, this "
                                   f"moonas writes {CHECKPOINT_FORMAT}: start the run again")
-        _check_config(ctx, path, state.get("config"))
+        check_config(ctx.config, path, state.get("config"))
         if state.get("split"):  # the copies exist before their weights are loaded
             from moonas.plugins.split import restore_split
 
@@ -145,7 +145,7 @@ _RESUME_MAY_CHANGE = ("device", "threads", "data.root", "data.download", "data.w
                       "data.check_images")
 
 
-def _check_config(ctx: SearchContext, path: Path, saved: Any) -> None:
+def check_config(config: RunConfig, path: Path, saved: Any) -> None:
     """One line when the run's config (its config.yaml, read for the resume) differs from the
     one the checkpoint was written with: a damaged or edited config.yaml would otherwise resume
     as another run. Settings the checkpoint lacks (added by a later moonas) are not compared;
@@ -157,7 +157,7 @@ def _check_config(ctx: SearchContext, path: Path, saved: Any) -> None:
     except ValueError:
         raise CheckpointError(f"checkpoint {path} is damaged (its config record is not JSON): "
                               "start again with --force") from None
-    now = _flat(config_to_dict(ctx.config))
+    now = _flat(config_to_dict(config))
     changed = [key for key in before
                if key in now and now[key] != before[key] and key not in _RESUME_MAY_CHANGE]
     if changed:

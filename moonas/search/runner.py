@@ -32,7 +32,7 @@ from moonas.run import (CorruptFront, Candidate, Run, RunFiles, candidates_text,
                         load_run, read_candidates, write_candidates, write_front)
 from moonas.search.context import build_context
 from moonas.search.front import build_front, front_from_candidates
-from moonas.search.loop import Progress, restore, train, truncate_log
+from moonas.search.loop import Progress, check_config, restore, train, truncate_log
 from moonas.search.strategies import STRATEGIES
 from moonas.yamlio import dump_yaml, read_yaml
 
@@ -400,8 +400,8 @@ def _search(config: RunConfig | str | Path | Mapping | None, out: str | Path | N
             raise MoonasError("--resume needs the run directory to continue")
         files = RunFiles(Path(out))
         if config is not None or overrides:
-            raise MoonasError("--resume continues with the config saved in the run: drop CONFIG "
-                              "and --set")
+            raise UsageError("--resume continues with the config saved in the run: drop CONFIG "
+                             "and --set")
         if world.main:  # the other ranks would find rank 0's own lock
             check_free(files.root)
             _recover_before_resume(files)
@@ -426,6 +426,7 @@ def _search(config: RunConfig | str | Path | Mapping | None, out: str | Path | N
                         log.warning("%s; rebuilding the front from the checkpoint", err)
                     stale = (files.pareto_json, files.pareto_csv, files.candidates)
                 else:
+                    _check_complete_config(files, config)
                     log.info("run %s is already complete", files.root)
                     if world.main:
                         hold(files.root)
@@ -511,6 +512,19 @@ def _mark_complete(files: RunFiles, config: RunConfig, world: World) -> None:
     if manifest.get("status") != "complete":
         write_json(files.manifest, {**{k: v for k, v in manifest.items() if k != "error"},
                                     "status": "complete"})
+
+
+def _check_complete_config(files: RunFiles, config: RunConfig) -> None:
+    """One line when a complete run's config.yaml (`config`) differs from the one its
+    checkpoint was written with, as for an unfinished run: an edit would make `train`,
+    `export` and `pick` read another run. A damaged checkpoint is `_check_checkpoints`'."""
+    if not files.checkpoint.is_file():
+        return
+    try:
+        saved = load_checkpoint(files.checkpoint).get("config")
+    except CheckpointError:
+        return
+    check_config(config, files.checkpoint, saved)
 
 
 def _check_checkpoints(files: RunFiles) -> None:
