@@ -372,7 +372,7 @@ def test_profile_refuses_negative_seeds_and_too_few_random_networks(tmp_path, ca
     out = tmp_path / "t.json"
     for flag, value in (("--seed", "-1"), ("--random", "-1"), ("--random", "0")):
         assert _cli(["profile", "--name", "x", "--out", str(out), "--space", "nb201",
-                     "--set", "space.channels=2", flag, value, "-q"]) == 1
+                     "--set", "space.channels=2", flag, value, "-q"]) == 2  # usage error
         message = capsys.readouterr().out
         assert f"{flag} must be >=" in message and len(message.splitlines()) == 1
     assert not out.exists()
