@@ -426,7 +426,7 @@ def _search(config: RunConfig | str | Path | Mapping | None, out: str | Path | N
                         log.warning("%s; rebuilding the front from the checkpoint", err)
                     stale = (files.pareto_json, files.pareto_csv, files.candidates)
                 else:
-                    _check_complete_config(files, config)
+                    damaged = _check_complete_config(files, config)
                     log.info("run %s is already complete", files.root)
                     if world.main:
                         hold(files.root)
@@ -435,7 +435,7 @@ def _search(config: RunConfig | str | Path | Mapping | None, out: str | Path | N
                             _repair_derived(files, run)
                         finally:
                             release(files.root)
-                        _check_checkpoints(files)
+                        _check_checkpoints(files, damaged)
                     return run
         join(config.device)
         barrier(world)  # every process has read the run before rank 0 removes its stale front
@@ -514,32 +514,41 @@ def _mark_complete(files: RunFiles, config: RunConfig, world: World) -> None:
                                     "status": "complete"})
 
 
-def _check_complete_config(files: RunFiles, config: RunConfig) -> None:
+def _check_complete_config(files: RunFiles, config: RunConfig) -> CheckpointError | None:
     """One line when a complete run's config.yaml (`config`) differs from the one its
     checkpoint was written with, as for an unfinished run: an edit would make `train`,
-    `export` and `pick` read another run. A damaged checkpoint is `_check_checkpoints`'."""
+    `export` and `pick` read another run. Returns the checkpoint's damage, if it is damaged,
+    for `_check_checkpoints` to report after the other repairs (the checkpoint read once)."""
     if not files.checkpoint.is_file():
-        return
+        return None
     try:
         saved = load_checkpoint(files.checkpoint).get("config")
-    except CheckpointError:
-        return
+    except CheckpointError as err:
+        return err
     check_config(config, files.checkpoint, saved)
+    return None
 
 
-def _check_checkpoints(files: RunFiles) -> None:
-    """One line for a complete run whose checkpoint (or a sub-run's) is damaged: its front is
-    whole, but `export` and `weights` inherit the supernet's weights from it."""
+def _check_checkpoints(files: RunFiles, damaged: CheckpointError | None) -> None:
+    """One line for a complete run whose checkpoint (`damaged`: its damage, as
+    `_check_complete_config` found it) or a sub-run's is damaged: its front is whole, but
+    `export` and `weights` inherit the supernet's weights from it."""
     subs = sorted((files.root / "separate").glob("budget*/checkpoint.pt"))
-    for path in (files.checkpoint, *subs):
-        if path.is_file():
-            try:
-                load_checkpoint(path)
-            except CheckpointError as err:
-                raise CheckpointError(f"{err.problem}: run {files.root} is complete, but its "
-                                      "supernet weights are lost; restore the checkpoint from a "
-                                      "copy, or run the search again with --force",
-                                      err.problem) from None
+    for err in (damaged, *(_damage(path) for path in subs)):
+        if err is not None:
+            raise CheckpointError(f"{err.problem}: run {files.root} is complete, but its "
+                                  "supernet weights are lost; restore the checkpoint from a "
+                                  "copy, or run the search again with --force",
+                                  err.problem) from None
+
+
+def _damage(path: Path) -> CheckpointError | None:
+    """Why the checkpoint at `path` does not load, or None."""
+    try:
+        load_checkpoint(path)
+    except CheckpointError as err:
+        return err
+    return None
 
 
 def _earlier_segments(files: RunFiles) -> list[dict]:
