@@ -391,16 +391,10 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def _check_flags(args: argparse.Namespace) -> None:
-    """Flags every command rejects the same way, before any work: an empty --out, a --set
-    without `=` (bench checks its own, whose keys differ)."""
+    """Flags every command rejects the same way, before any work: an empty --out."""
     if getattr(args, "out", None) == "":  # else taken for `.`, the folder it was typed in
         raise UsageError("--out is empty: " + ("name a folder, e.g. --out runs/NAME"
                          if args.command in ("search", "bench") else "give the path to write"))
-    if args.command != "bench":
-        for item in getattr(args, "set", None) or ():
-            if "=" not in item:  # as config.load_config says it, with a usage error's code
-                raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. --set "
-                                 "search.epochs=10")
 
 
 def _run(args: argparse.Namespace, argv: list[str], world, where: str) -> int:

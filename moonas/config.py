@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 from moonas.devices import check_device_name
-from moonas.errors import ArgumentError, ConfigError, MoonasError
+from moonas.errors import ArgumentError, ConfigError, MoonasError, UsageError
 from moonas.plugins.angle import AngleConfig
 from moonas.plugins.eoi import EoiConfig
 from moonas.plugins.pvll import PVLLConfig
@@ -588,7 +588,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     out = copy.deepcopy(data)
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set search.epochs=10")
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. --set search.epochs=10")
         key, raw = item.split("=", 1)
         value = parse_value(raw)
         node = out

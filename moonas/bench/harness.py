@@ -31,6 +31,7 @@ from moonas.bench.scoring import (PERCENTILES, PICK_RULES, REFERENCE, Scorer, bu
 from moonas.bench.table import BenchProblem, load_problem
 from moonas.distributed import die_with_parent
 from moonas.errors import ConfigError, UsageError
+from moonas.run import RunFiles, is_run_dir
 from moonas.threads import blas_threads
 
 __all__ = ["BenchJob", "run_bench", "summary_markdown", "write_anytime", "strategy_rng",
@@ -149,10 +150,6 @@ _JOB_FILES = re.compile(r"(summary\.json|summary\.md|fronts\.jsonl|anytime\.png|
                         r"\.runs\.partial(\..+)?\.jsonl|"
                         r"\.(summary\.json|summary\.md|fronts\.jsonl|anytime\.png)\..+\.tmp)")
 
-#: The files that make a folder a `moonas search` run (`run.is_run_dir`).
-_RUN_FILES = ("config.yaml", "checkpoint.pt")
-
-
 def check_job_folder(out: str | Path) -> None:
     """One line when `out` is neither empty (or absent) nor a bench job's folder: a search
     run's, or one holding none of a job's files (`_JOB_FILES`), whose files the job's would be
@@ -164,8 +161,9 @@ def check_job_folder(out: str | Path) -> None:
     if not names:
         return
     fix = "choose another --out (an empty or new folder, or a bench job's)"
-    run = [name for name in _RUN_FILES if name in names]
-    if run:
+    if is_run_dir(out):
+        files = RunFiles(out)
+        run = [p.name for p in (files.config, files.checkpoint) if p.is_file()]
         raise ConfigError(f"--out {out} holds a moonas search run ({', '.join(run)}): {fix}")
     if not any(_JOB_FILES.fullmatch(name) for name in names):
         shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
